@@ -1,0 +1,1 @@
+//! OpenMetrics and Prometheus text exposition parsing.

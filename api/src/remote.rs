@@ -1,0 +1,1 @@
+//! Prometheus remote write and remote read wire formats.
