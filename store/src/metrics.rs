@@ -475,6 +475,51 @@ impl MetricsStore {
         Ok(drop.len())
     }
 
+    /// Writes backfilled series (each sorted by time, no duplicate timestamps) straight into blocks,
+    /// one per block range they touch, and records their metadata. Returns the number of blocks.
+    pub fn import(
+        &self,
+        series: &std::collections::BTreeMap<Labels, Vec<Sample>>,
+        metadata: &[(String, Metadata)],
+    ) -> Result<usize> {
+        let _m = self.maintenance_lock.lock();
+        let range = self.cfg.block_range_ms;
+        let mut ranges: Vec<i64> = series
+            .values()
+            .flat_map(|s| s.iter().map(|x| x.t.div_euclid(range)))
+            .collect();
+        ranges.sort_unstable();
+        ranges.dedup();
+        let mut entries = Vec::new();
+        for r in ranges {
+            let (lo, hi) = (r * range, (r + 1) * range);
+            let mut w = BlockWriter::create(&blocks_dir(&self.dir), lo, hi, 1, vec![])?;
+            for (labels, samples) in series {
+                let a = samples.partition_point(|x| x.t < lo);
+                let b = samples.partition_point(|x| x.t < hi);
+                w.add_series(labels, &samples[a..b])?;
+            }
+            if let Some(e) = w.finish()? {
+                entries.push(e);
+            }
+        }
+        self.catalog.register_series(series.keys(), i64::MIN, i64::MAX)?;
+        self.install_blocks(&entries, &[])?;
+        if !metadata.is_empty() {
+            let _order = self.append_lock.lock();
+            let mut md = self.metadata.write();
+            let changed: Vec<(&str, &Metadata)> = metadata.iter().map(|(f, m)| (f.as_str(), m)).collect();
+            let mut b = Vec::new();
+            wal::encode_metadata(&mut b, &changed);
+            for (f, m) in metadata {
+                md.insert(f.clone(), m.clone());
+            }
+            drop(md);
+            self.wal.log(b, i64::MIN)?.wait()?;
+        }
+        Ok(entries.len())
+    }
+
     /// The background path, run periodically.
     pub fn maintain(&self, now_ms: i64) -> Result<()> {
         self.cut_blocks(false)?;
