@@ -3,6 +3,7 @@
 //! syntax, wire protocols or eBPF: the API layer decodes requests into the types of [`model`] and calls
 //! the metrics store, or, for reads, the [`MetricsReader`] trait.
 
+pub mod chunk;
 pub mod error;
 pub mod model;
 
