@@ -52,7 +52,12 @@ pub(crate) struct BitReader<'a> {
 
 impl<'a> BitReader<'a> {
     pub(crate) fn new(data: &'a [u8]) -> Self {
-        BitReader { data, pos: 0, buf: 0, avail: 0 }
+        BitReader {
+            data,
+            pos: 0,
+            buf: 0,
+            avail: 0,
+        }
     }
 
     /// Loads as many whole bytes as fit; afterwards `avail >= 56` unless the data is exhausted.
@@ -72,7 +77,9 @@ impl<'a> BitReader<'a> {
     #[cold]
     fn refill_tail(&mut self) {
         while self.avail <= 56 {
-            let Some(&byte) = self.data.get(self.pos) else { break };
+            let Some(&byte) = self.data.get(self.pos) else {
+                break;
+            };
             self.buf |= u64::from(byte) << (56 - self.avail);
             self.pos += 1;
             self.avail += 8;
