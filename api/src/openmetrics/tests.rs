@@ -235,13 +235,14 @@ fn prometheus_text_tokens() {
         };
         assert_eq!(v.to_bits(), want.to_bits(), "{text}");
     }
-    // Comments other than HELP/TYPE and blank lines yield nothing; HELP escapes are resolved.
+    // Comments other than HELP/TYPE and blank lines yield nothing; HELP escapes are resolved
+    // (only `\\` and `\n` in Prometheus text).
     let all = parse_all(
-        "# a comment\n#nospace\n\n# HELP m a\\nb \\\\ c\nm 1\n",
+        "# a comment\n#nospace\n\n# HELP m a\\nb \\\\ c \\\"\nm 1\n",
         Dialect::PrometheusText,
     )
     .unwrap();
-    assert_eq!(metadata(&all)[0].1.help, "a\nb \\ c");
+    assert_eq!(metadata(&all)[0].1.help, "a\nb \\ c \\\"");
     // `# EOF` is only a comment in Prometheus text.
     assert_eq!(
         parse_all("m 1\n# EOF\nm 2\n", Dialect::PrometheusText)
