@@ -187,7 +187,9 @@ impl Parser {
             .pending
             .get_or_insert_with(|| (family.to_string(), Metadata::default()));
         match keyword {
-            "HELP" => metadata.help = unescape(text).into_owned(),
+            "HELP" => {
+                metadata.help = unescape(text, self.dialect == Dialect::OpenMetrics).into_owned()
+            }
             "TYPE" => metadata.metric_type = parse_type(text.trim(), self.dialect)?,
             _ => metadata.unit = text.trim().to_string(),
         }
@@ -359,7 +361,7 @@ fn quoted(line: &str, start: usize) -> Option<(String, usize)> {
             b'"' => {
                 let raw = &line[start..i];
                 let value = if has_escape {
-                    unescape(raw).into_owned()
+                    unescape(raw, true).into_owned()
                 } else {
                     raw.to_string()
                 };
@@ -375,8 +377,10 @@ fn quoted(line: &str, start: usize) -> Option<(String, usize)> {
     None
 }
 
-/// Resolves `\\`, `\"` and `\n`; any other escape is kept as written, as Prometheus does.
-fn unescape(s: &str) -> std::borrow::Cow<'_, str> {
+/// Resolves `\\` and `\n`, and `\"` when `quote` is set (label values in both formats, HELP text in
+/// OpenMetrics; Prometheus text HELP escapes only the first two). Any other escape is kept as written,
+/// as Prometheus does.
+fn unescape(s: &str, quote: bool) -> std::borrow::Cow<'_, str> {
     if !s.contains('\\') {
         return std::borrow::Cow::Borrowed(s);
     }
@@ -389,7 +393,7 @@ fn unescape(s: &str) -> std::borrow::Cow<'_, str> {
         }
         match chars.next() {
             Some('\\') => out.push('\\'),
-            Some('"') => out.push('"'),
+            Some('"') if quote => out.push('"'),
             Some('n') => out.push('\n'),
             Some(other) => {
                 out.push('\\');

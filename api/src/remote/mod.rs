@@ -110,6 +110,8 @@ pub enum RemoteError {
     FirstSymbolNotEmpty(String),
     #[error("series {index}: {reason}")]
     InvalidSeries { index: usize, reason: String },
+    #[error("metadata {index}: {reason}")]
+    InvalidMetadata { index: usize, reason: String },
     #[error("series {index}: native histograms are not supported yet")]
     NativeHistogram { index: usize },
     #[error("query {index}: {reason}")]
@@ -135,6 +137,7 @@ impl RemoteError {
             | RemoteError::Protobuf { .. }
             | RemoteError::FirstSymbolNotEmpty(_)
             | RemoteError::InvalidSeries { .. }
+            | RemoteError::InvalidMetadata { .. }
             | RemoteError::NativeHistogram { .. }
             | RemoteError::InvalidQuery { .. }
             | RemoteError::UnsupportedResponseType(_)

@@ -151,18 +151,22 @@ fn validate_v1(
             exemplars,
         });
     }
-    out.batch.metadata = req
-        .metadata
-        .into_iter()
-        .map(|m| {
-            let metadata = Metadata {
-                metric_type: MetricType::from_i32(m.r#type),
-                help: m.help,
-                unit: m.unit,
-            };
-            (m.metric_family_name, metadata)
-        })
-        .collect();
+    out.batch.metadata.reserve(req.metadata.len());
+    for (index, m) in req.metadata.into_iter().enumerate() {
+        if !is_valid_metric_name(&m.metric_family_name) {
+            let reason = format!(
+                "metric family name {:?} is invalid",
+                excerpt(&m.metric_family_name)
+            );
+            return Err(RemoteError::InvalidMetadata { index, reason });
+        }
+        let metadata = Metadata {
+            metric_type: MetricType::from_i32(m.r#type),
+            help: m.help,
+            unit: m.unit,
+        };
+        out.batch.metadata.push((m.metric_family_name, metadata));
+    }
     Ok(out)
 }
 
