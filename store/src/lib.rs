@@ -3,7 +3,10 @@
 //! syntax, wire protocols or eBPF: the API layer decodes requests into the types of [`model`] and calls
 //! [`MetricsStore`], or, for reads, the [`MetricsReader`] trait.
 
+pub mod block;
+pub mod catalog;
 pub mod chunk;
+pub mod encoding;
 pub mod error;
 pub mod head;
 pub mod metrics;

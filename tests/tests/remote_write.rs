@@ -10,7 +10,7 @@ use strata_api::remote;
 use strata_store::{Labels, Sample, SeriesWrite, WriteBatch};
 use strata_tests::{http, Strata};
 
-const BIN: &str = env!("CARGO_BIN_EXE_strata");
+const BIN: &str = env!("CARGO_BIN_EXE_strata-e2e");
 
 fn batch(instance: usize, from: i64, n: i64) -> WriteBatch {
     WriteBatch {
