@@ -3,12 +3,16 @@
 
 use std::path::PathBuf;
 
+use crate::config::Config;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use crate::config::Config;
 
 #[derive(Parser)]
-#[command(name = "strata", version, about = "Connectivity observability backend: metrics, flows and traces")]
+#[command(
+    name = "strata",
+    version,
+    about = "Connectivity observability backend: metrics, flows and traces"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -79,8 +83,11 @@ impl Overrides {
 }
 
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -94,9 +101,18 @@ pub fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Up(o) => serve(None, o),
         Command::Serve { config, overrides } => serve(Some(config), overrides),
-        Command::Import { format: ImportFormat::Openmetrics { file, data_dir, tenant, quiet } } => {
+        Command::Import {
+            format:
+                ImportFormat::Openmetrics {
+                    file,
+                    data_dir,
+                    tenant,
+                    quiet,
+                },
+        } => {
             init_logging(false);
-            let storage = strata_store::Storage::open(&data_dir, Config::default().metrics_config())?;
+            let storage =
+                strata_store::Storage::open(&data_dir, Config::default().metrics_config())?;
             let started = std::time::Instant::now();
             let s = crate::import::import_openmetrics(&storage, &tenant, &file, !quiet)?;
             storage.close();
@@ -118,8 +134,14 @@ fn serve(config: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
     cfg.validate()?;
     init_logging(cfg.server.log_format == "json");
     let privileged = unsafe_free_is_root();
-    tracing::info!(privileged, "node agent: not part of this build yet; running the store only");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+    tracing::info!(
+        privileged,
+        "node agent: not part of this build yet; running the store only"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
     rt.block_on(crate::server::run(cfg, crate::server::shutdown_signal()))
 }
 
@@ -127,6 +149,10 @@ fn serve(config: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
 fn unsafe_free_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }

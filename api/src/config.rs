@@ -139,7 +139,10 @@ pub struct ConfigError {
 }
 
 fn err(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError { key: key.into(), reason: reason.into() }
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
 }
 
 /// Parses a Prometheus-style duration (`90s`, `1h30m`, `15d`, `0`) into milliseconds.
@@ -154,13 +157,17 @@ pub fn parse_duration_ms(s: &str) -> Option<i64> {
         return None;
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }
         let n: i64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ms" => 1,
             "s" => 1000,
@@ -230,7 +237,12 @@ impl Config {
             self.metrics.wal_fsync = match v.as_str() {
                 "1" | "true" => true,
                 "0" | "false" => false,
-                _ => return Err(err("metrics.wal_fsync", format!("STRATA_WAL_FSYNC={v:?} is not true/false"))),
+                _ => {
+                    return Err(err(
+                        "metrics.wal_fsync",
+                        format!("STRATA_WAL_FSYNC={v:?} is not true/false"),
+                    ))
+                }
             };
         }
         Ok(())
@@ -238,7 +250,13 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.version != CONFIG_VERSION {
-            return Err(err("version", format!("this build reads version {CONFIG_VERSION}, the file says {}", self.version)));
+            return Err(err(
+                "version",
+                format!(
+                    "this build reads version {CONFIG_VERSION}, the file says {}",
+                    self.version
+                ),
+            ));
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(err("data_dir", "must not be empty"));
@@ -248,13 +266,17 @@ impl Config {
             ("server.otlp_grpc_listen", &self.server.otlp_grpc_listen),
             ("server.otlp_http_listen", &self.server.otlp_http_listen),
         ] {
-            addr.parse::<SocketAddr>().map_err(|e| err(key, format!("{addr:?} is not host:port ({e})")))?;
+            addr.parse::<SocketAddr>()
+                .map_err(|e| err(key, format!("{addr:?} is not host:port ({e})")))?;
         }
         if !matches!(self.server.log_format.as_str(), "text" | "json") {
             return Err(err("server.log_format", "must be \"text\" or \"json\""));
         }
         if self.server.maintenance_interval_secs == 0 {
-            return Err(err("server.maintenance_interval_secs", "must be at least 1"));
+            return Err(err(
+                "server.maintenance_interval_secs",
+                "must be at least 1",
+            ));
         }
         let l = &self.limits;
         for (key, v) in [
@@ -275,18 +297,35 @@ impl Config {
             return Err(err("limits.query_timeout_secs", "must be greater than 0"));
         }
         if l.max_decompressed_bytes < l.max_body_bytes {
-            return Err(err("limits.max_decompressed_bytes", "must be at least limits.max_body_bytes"));
+            return Err(err(
+                "limits.max_decompressed_bytes",
+                "must be at least limits.max_body_bytes",
+            ));
         }
         let m = &self.metrics;
-        let range = parse_duration_ms(&m.block_range)
-            .ok_or_else(|| err("metrics.block_range", format!("{:?} is not a duration like 2h", m.block_range)))?;
+        let range = parse_duration_ms(&m.block_range).ok_or_else(|| {
+            err(
+                "metrics.block_range",
+                format!("{:?} is not a duration like 2h", m.block_range),
+            )
+        })?;
         if range < 60_000 || 86_400_000 % range != 0 {
-            return Err(err("metrics.block_range", "must be at least 1m and divide a day evenly (e.g. 2h)"));
+            return Err(err(
+                "metrics.block_range",
+                "must be at least 1m and divide a day evenly (e.g. 2h)",
+            ));
         }
-        parse_duration_ms(&m.retention)
-            .ok_or_else(|| err("metrics.retention", format!("{:?} is not a duration like 15d", m.retention)))?;
+        parse_duration_ms(&m.retention).ok_or_else(|| {
+            err(
+                "metrics.retention",
+                format!("{:?} is not a duration like 15d", m.retention),
+            )
+        })?;
         parse_duration_ms(&m.out_of_order_window).ok_or_else(|| {
-            err("metrics.out_of_order_window", format!("{:?} is not a duration like 10m", m.out_of_order_window))
+            err(
+                "metrics.out_of_order_window",
+                format!("{:?} is not a duration like 10m", m.out_of_order_window),
+            )
         })?;
         Ok(())
     }
@@ -308,15 +347,18 @@ impl Config {
     pub fn metrics_config(&self) -> strata_store::MetricsConfig {
         let m = &self.metrics;
         let block_range_ms = parse_duration_ms(&m.block_range).unwrap_or(7_200_000);
-        let mut wal = strata_store::wal::WalOptions::default();
-        wal.fsync = m.wal_fsync;
+        let wal = strata_store::wal::WalOptions { fsync: m.wal_fsync, ..Default::default() };
         strata_store::MetricsConfig {
             block_range_ms,
             retention_ms: parse_duration_ms(&m.retention).unwrap_or(0),
             retention_bytes: m.retention_bytes,
             ooo_window_ms: parse_duration_ms(&m.out_of_order_window).unwrap_or(0),
             max_exemplars: m.max_exemplars,
-            compaction_ranges_ms: vec![block_range_ms * 3, block_range_ms * 12, block_range_ms * 84],
+            compaction_ranges_ms: vec![
+                block_range_ms * 3,
+                block_range_ms * 12,
+                block_range_ms * 84,
+            ],
             wal,
         }
     }
@@ -352,9 +394,15 @@ mod tests {
     #[test]
     fn env_overrides_file() {
         let mut c = Config::from_toml("data_dir = \"/a\"").unwrap();
-        c.apply_env(|k| (k == "STRATA_DATA_DIR").then(|| "/b".to_string())).unwrap();
+        c.apply_env(|k| (k == "STRATA_DATA_DIR").then(|| "/b".to_string()))
+            .unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/b"));
-        assert_eq!(c.apply_env(|k| (k == "STRATA_WAL_FSYNC").then(|| "maybe".into())).unwrap_err().key, "metrics.wal_fsync");
+        assert_eq!(
+            c.apply_env(|k| (k == "STRATA_WAL_FSYNC").then(|| "maybe".into()))
+                .unwrap_err()
+                .key,
+            "metrics.wal_fsync"
+        );
     }
 
     #[test]

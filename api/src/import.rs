@@ -19,14 +19,21 @@ pub struct ImportSummary {
 }
 
 /// Reads `file` (OpenMetrics, timestamps required) and writes its samples into `tenant`'s blocks.
-pub fn import_openmetrics(storage: &Storage, tenant: &str, file: &Path, progress: bool) -> anyhow::Result<ImportSummary> {
+pub fn import_openmetrics(
+    storage: &Storage,
+    tenant: &str,
+    file: &Path,
+    progress: bool,
+) -> anyhow::Result<ImportSummary> {
     let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
     let total = f.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = if progress {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} parsing [{bar:40}] {bytes}/{total_bytes} ({eta})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} parsing [{bar:40}] {bytes}/{total_bytes} ({eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         b
     } else {
@@ -44,14 +51,20 @@ pub fn import_openmetrics(storage: &Storage, tenant: &str, file: &Path, progress
         line.clear();
         let n = reader.read_line(&mut line).context("read failed")?;
         if n == 0 {
-            parser.finish(&mut entries).context("invalid OpenMetrics input")?;
+            parser
+                .finish(&mut entries)
+                .context("invalid OpenMetrics input")?;
         } else {
             bar.inc(n as u64);
-            parser.parse_line(line.trim_end_matches('\n'), &mut entries).context("invalid OpenMetrics input")?;
+            parser
+                .parse_line(line.trim_end_matches('\n'), &mut entries)
+                .context("invalid OpenMetrics input")?;
         }
         for e in entries.drain(..) {
             match e {
-                Entry::Sample { labels, t_ms, v, .. } => {
+                Entry::Sample {
+                    labels, t_ms, v, ..
+                } => {
                     let t = t_ms.context("every sample needs a timestamp to be imported")?;
                     samples += 1;
                     // Files list a series' samples together: avoid a map lookup per sample.
@@ -61,10 +74,16 @@ pub fn import_openmetrics(storage: &Storage, tenant: &str, file: &Path, progress
                             continue;
                         }
                     }
-                    series.entry(labels.clone()).or_default().push(Sample::new(t, v));
+                    series
+                        .entry(labels.clone())
+                        .or_default()
+                        .push(Sample::new(t, v));
                     last = Some(labels);
                 }
-                Entry::Metadata { family, metadata: m } => metadata.push((family, m)),
+                Entry::Metadata {
+                    family,
+                    metadata: m,
+                } => metadata.push((family, m)),
             }
         }
         if n == 0 {
@@ -78,5 +97,9 @@ pub fn import_openmetrics(storage: &Storage, tenant: &str, file: &Path, progress
     }
     let store = storage.metrics_for_write(tenant)?;
     let blocks = store.import(&series, &metadata)?;
-    Ok(ImportSummary { series: series.len(), samples, blocks })
+    Ok(ImportSummary {
+        series: series.len(),
+        samples,
+        blocks,
+    })
 }

@@ -59,19 +59,33 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn bad_data(message: impl Into<String>) -> Self {
-        ApiError { kind: ErrorType::BadData, message: message.into() }
+        ApiError {
+            kind: ErrorType::BadData,
+            message: message.into(),
+        }
     }
     pub fn internal(message: impl Into<String>) -> Self {
-        ApiError { kind: ErrorType::Internal, message: message.into() }
+        ApiError {
+            kind: ErrorType::Internal,
+            message: message.into(),
+        }
     }
 }
 
 impl From<strata_store::Error> for ApiError {
     fn from(e: strata_store::Error) -> Self {
         match e {
-            strata_store::Error::InvalidMatcher(_) | strata_store::Error::InvalidTenant(_) => ApiError::bad_data(e.to_string()),
-            strata_store::Error::LimitExceeded(_) => ApiError { kind: ErrorType::Execution, message: e.to_string() },
-            strata_store::Error::ShuttingDown => ApiError { kind: ErrorType::Unavailable, message: e.to_string() },
+            strata_store::Error::InvalidMatcher(_) | strata_store::Error::InvalidTenant(_) => {
+                ApiError::bad_data(e.to_string())
+            }
+            strata_store::Error::LimitExceeded(_) => ApiError {
+                kind: ErrorType::Execution,
+                message: e.to_string(),
+            },
+            strata_store::Error::ShuttingDown => ApiError {
+                kind: ErrorType::Unavailable,
+                message: e.to_string(),
+            },
             _ => ApiError::internal(e.to_string()),
         }
     }
@@ -79,7 +93,8 @@ impl From<strata_store::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"status": "error", "errorType": self.kind.as_str(), "error": self.message});
+        let body =
+            json!({"status": "error", "errorType": self.kind.as_str(), "error": self.message});
         (self.kind.status(), axum::Json(body)).into_response()
     }
 }
@@ -102,15 +117,25 @@ pub fn success(data: Value, warnings: Vec<String>) -> Response {
 pub struct Params(Vec<(String, String)>);
 
 impl Params {
-    pub fn parse(query: Option<&str>, method: &Method, headers: &HeaderMap, body: &[u8]) -> Result<Params, ApiError> {
+    pub fn parse(
+        query: Option<&str>,
+        method: &Method,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Params, ApiError> {
         let mut v: Vec<(String, String)> = Vec::new();
         if let Some(q) = query {
             v.extend(form_urlencoded::parse(q.as_bytes()).into_owned());
         }
         if method == Method::POST && !body.is_empty() {
-            let ct = headers.get(header::CONTENT_TYPE).and_then(|h| h.to_str().ok()).unwrap_or("");
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
             if !ct.starts_with("application/x-www-form-urlencoded") {
-                return Err(ApiError::bad_data(format!("unsupported Content-Type {ct:?}: use application/x-www-form-urlencoded")));
+                return Err(ApiError::bad_data(format!(
+                    "unsupported Content-Type {ct:?}: use application/x-www-form-urlencoded"
+                )));
             }
             v.extend(form_urlencoded::parse(body).into_owned());
         }
@@ -118,11 +143,19 @@ impl Params {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
     }
 
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
@@ -153,7 +186,8 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
 fn time_param(p: &Params, name: &str, default: i64) -> Result<i64, ApiError> {
     match p.get(name) {
         None => Ok(default),
-        Some(s) => parse_time(s).map_err(|e| ApiError::bad_data(format!("invalid parameter \"{name}\": {e}"))),
+        Some(s) => parse_time(s)
+            .map_err(|e| ApiError::bad_data(format!("invalid parameter \"{name}\": {e}"))),
     }
 }
 
@@ -161,7 +195,9 @@ fn range_params(p: &Params) -> Result<(i64, i64), ApiError> {
     let start = time_param(p, "start", MIN_TIME_MS)?;
     let end = time_param(p, "end", MAX_TIME_MS)?;
     if end < start {
-        return Err(ApiError::bad_data("invalid parameter \"end\": end timestamp must not be before start time"));
+        return Err(ApiError::bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
     }
     Ok((start, end))
 }
@@ -174,26 +210,44 @@ fn limit_param(p: &Params) -> Result<usize, ApiError> {
             .ok()
             .filter(|&n| n >= 0)
             .map(|n| n as usize)
-            .ok_or_else(|| ApiError::bad_data(format!("invalid parameter \"limit\": cannot parse {s:?} to a non-negative integer"))),
+            .ok_or_else(|| {
+                ApiError::bad_data(format!(
+                    "invalid parameter \"limit\": cannot parse {s:?} to a non-negative integer"
+                ))
+            }),
     }
 }
 
 fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
-    p.all("match[]").into_iter().map(|s| parse_selector(s).map_err(ApiError::bad_data)).collect()
+    p.all("match[]")
+        .into_iter()
+        .map(|s| parse_selector(s).map_err(ApiError::bad_data))
+        .collect()
 }
 
 fn labels_json(l: &Labels) -> Value {
-    Value::Object(l.iter().map(|x| (x.name.clone(), Value::String(x.value.clone()))).collect())
+    Value::Object(
+        l.iter()
+            .map(|x| (x.name.clone(), Value::String(x.value.clone())))
+            .collect(),
+    )
 }
 
-fn store_for_read(state: &AppState, headers: &HeaderMap) -> Result<Option<Arc<MetricsStore>>, ApiError> {
+fn store_for_read(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Arc<MetricsStore>>, ApiError> {
     let t = tenant(headers).map_err(ApiError::bad_data)?;
     Ok(state.storage.metrics_for_read(&t)?)
 }
 
 /// Runs blocking store work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("task failed: {e}")))?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("task failed: {e}")))?
 }
 
 fn truncate<T>(mut v: Vec<T>, limit: usize, warnings: &mut Vec<String>) -> Vec<T> {
@@ -211,7 +265,10 @@ pub async fn series(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> ApiResult {
-    state.counters.metadata_queries.fetch_add(1, Ordering::Relaxed);
+    state
+        .counters
+        .metadata_queries
+        .fetch_add(1, Ordering::Relaxed);
     let p = Params::parse(q.as_deref(), &method, &headers, &body)?;
     let sels = selectors(&p)?;
     if sels.is_empty() {
@@ -219,15 +276,26 @@ pub async fn series(
     }
     let (start, end) = range_params(&p)?;
     let limit = limit_param(&p)?;
-    let Some(store) = store_for_read(&state, &headers)? else { return Ok(success(json!([]), vec![])) };
+    let Some(store) = store_for_read(&state, &headers)? else {
+        return Ok(success(json!([]), vec![]));
+    };
     let max = state.cfg.limits.max_series_per_query;
     let series = blocking(move || Ok(store.series(&sels, start, end)?)).await?;
     if max > 0 && series.len() > max {
-        return Err(ApiError { kind: ErrorType::Execution, message: format!("query matched {} series, over the limit of {max} (limits.max_series_per_query)", series.len()) });
+        return Err(ApiError {
+            kind: ErrorType::Execution,
+            message: format!(
+                "query matched {} series, over the limit of {max} (limits.max_series_per_query)",
+                series.len()
+            ),
+        });
     }
     let mut warnings = Vec::new();
     let series = truncate(series, limit, &mut warnings);
-    Ok(success(Value::Array(series.iter().map(labels_json).collect()), warnings))
+    Ok(success(
+        Value::Array(series.iter().map(labels_json).collect()),
+        warnings,
+    ))
 }
 
 pub async fn labels(
@@ -237,12 +305,17 @@ pub async fn labels(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> ApiResult {
-    state.counters.metadata_queries.fetch_add(1, Ordering::Relaxed);
+    state
+        .counters
+        .metadata_queries
+        .fetch_add(1, Ordering::Relaxed);
     let p = Params::parse(q.as_deref(), &method, &headers, &body)?;
     let sels = selectors(&p)?;
     let (start, end) = range_params(&p)?;
     let limit = limit_param(&p)?;
-    let Some(store) = store_for_read(&state, &headers)? else { return Ok(success(json!([]), vec![])) };
+    let Some(store) = store_for_read(&state, &headers)? else {
+        return Ok(success(json!([]), vec![]));
+    };
     let names = blocking(move || Ok(store.label_names(&sels, start, end)?)).await?;
     let mut warnings = Vec::new();
     let names = truncate(names, limit, &mut warnings);
@@ -251,7 +324,9 @@ pub async fn labels(
 
 /// Decodes Prometheus's `U__` label-name escaping (`U__http_2e_status` → `http.status`).
 fn unescape_label_name(name: &str) -> String {
-    let Some(rest) = name.strip_prefix("U__") else { return name.to_owned() };
+    let Some(rest) = name.strip_prefix("U__") else {
+        return name.to_owned();
+    };
     let mut out = String::new();
     let mut chars = rest.chars().peekable();
     while let Some(c) = chars.next() {
@@ -279,7 +354,10 @@ pub async fn label_values(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    state.counters.metadata_queries.fetch_add(1, Ordering::Relaxed);
+    state
+        .counters
+        .metadata_queries
+        .fetch_add(1, Ordering::Relaxed);
     let p = Params::parse(q.as_deref(), &Method::GET, &headers, &[])?;
     let name = unescape_label_name(&name);
     if name.is_empty() {
@@ -288,22 +366,32 @@ pub async fn label_values(
     let sels = selectors(&p)?;
     let (start, end) = range_params(&p)?;
     let limit = limit_param(&p)?;
-    let Some(store) = store_for_read(&state, &headers)? else { return Ok(success(json!([]), vec![])) };
+    let Some(store) = store_for_read(&state, &headers)? else {
+        return Ok(success(json!([]), vec![]));
+    };
     let values = blocking(move || Ok(store.label_values(&name, &sels, start, end)?)).await?;
     let mut warnings = Vec::new();
     let values = truncate(values, limit, &mut warnings);
     Ok(success(json!(values), warnings))
 }
 
-pub async fn metadata(State(state): State<Arc<AppState>>, headers: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
+pub async fn metadata(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
     let p = Params::parse(q.as_deref(), &Method::GET, &headers, &[])?;
     let limit = limit_param(&p)?;
     let per_metric = match p.get("limit_per_metric") {
         None => 0,
-        Some(s) => s.parse::<usize>().map_err(|_| ApiError::bad_data(format!("invalid parameter \"limit_per_metric\": {s:?}")))?,
+        Some(s) => s.parse::<usize>().map_err(|_| {
+            ApiError::bad_data(format!("invalid parameter \"limit_per_metric\": {s:?}"))
+        })?,
     };
     let metric = p.get("metric").map(str::to_owned);
-    let Some(store) = store_for_read(&state, &headers)? else { return Ok(success(json!({}), vec![])) };
+    let Some(store) = store_for_read(&state, &headers)? else {
+        return Ok(success(json!({}), vec![]));
+    };
     let md = blocking(move || Ok(store.metadata(metric.as_deref())?)).await?;
     let mut out = Map::new();
     for (family, m) in md {
@@ -311,7 +399,19 @@ pub async fn metadata(State(state): State<Arc<AppState>>, headers: HeaderMap, Ra
             break;
         }
         let entry = json!([{"type": m.metric_type.as_str(), "help": m.help, "unit": m.unit}]);
-        let entry = if per_metric == 0 { entry } else { Value::Array(entry.as_array().cloned().unwrap_or_default().into_iter().take(per_metric).collect()) };
+        let entry = if per_metric == 0 {
+            entry
+        } else {
+            Value::Array(
+                entry
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .take(per_metric)
+                    .collect(),
+            )
+        };
         out.insert(family, entry);
     }
     Ok(success(Value::Object(out), vec![]))
@@ -325,10 +425,15 @@ pub async fn query_exemplars(
     body: Bytes,
 ) -> ApiResult {
     let p = Params::parse(q.as_deref(), &method, &headers, &body)?;
-    let query = p.get("query").ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?;
+    let query = p
+        .get("query")
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?;
     let (start, end) = range_params(&p)?;
-    let sels = exemplar_selectors(query).map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))?;
-    let Some(store) = store_for_read(&state, &headers)? else { return Ok(success(json!([]), vec![])) };
+    let sels = exemplar_selectors(query)
+        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))?;
+    let Some(store) = store_for_read(&state, &headers)? else {
+        return Ok(success(json!([]), vec![]));
+    };
     let found = blocking(move || Ok(store.exemplars(&sels, start, end)?)).await?;
     let data: Vec<Value> = found
         .iter()
@@ -354,14 +459,19 @@ fn exemplar_selectors(query: &str) -> Result<Vec<Vec<Matcher>>, String> {
     Ok(out)
 }
 
-fn collect_selectors(expr: &promql_parser::parser::Expr, out: &mut Vec<Vec<Matcher>>) -> Result<(), String> {
+fn collect_selectors(
+    expr: &promql_parser::parser::Expr,
+    out: &mut Vec<Vec<Matcher>>,
+) -> Result<(), String> {
     use promql_parser::parser::Expr;
     match expr {
         Expr::VectorSelector(vs) => out.push(parse_selector(&vs.to_string()).or_else(|_| {
             // A selector that matches the empty string is still a valid query; exemplars of it are none.
             Ok::<_, String>(Vec::new())
         })?),
-        Expr::MatrixSelector(ms) => out.push(parse_selector(&ms.vs.to_string()).unwrap_or_default()),
+        Expr::MatrixSelector(ms) => {
+            out.push(parse_selector(&ms.vs.to_string()).unwrap_or_default())
+        }
         Expr::Aggregate(a) => collect_selectors(&a.expr, out)?,
         Expr::Unary(u) => collect_selectors(&u.expr, out)?,
         Expr::Binary(b) => {
@@ -387,14 +497,22 @@ pub fn format_value(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let a = v.abs();
     if a != 0.0 && !(1e-6..1e21).contains(&a) {
         // Go writes the exponent with at least two digits: 1e-07, 1e+21.
         let s = format!("{v:e}");
         let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
-        let (sign, digits) = if let Some(d) = e.strip_prefix('-') { ('-', d) } else { ('+', e) };
+        let (sign, digits) = if let Some(d) = e.strip_prefix('-') {
+            ('-', d)
+        } else {
+            ('+', e)
+        };
         return format!("{m}e{sign}{digits:0>2}");
     }
     format!("{v}")
@@ -433,11 +551,21 @@ pub async fn rules() -> Response {
 
 /// Remote write: decode and validate, append (durable before we answer), 204. Refused samples answer
 /// 400 after the valid ones are stored, as Prometheus does, so the sender does not retry them.
-pub async fn remote_write(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    state.counters.remote_write_requests.fetch_add(1, Ordering::Relaxed);
+pub async fn remote_write(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    state
+        .counters
+        .remote_write_requests
+        .fetch_add(1, Ordering::Relaxed);
     let response = remote_write_inner(&state, &headers, body).await;
     if !response.status().is_success() {
-        state.counters.remote_write_errors.fetch_add(1, Ordering::Relaxed);
+        state
+            .counters
+            .remote_write_errors
+            .fetch_add(1, Ordering::Relaxed);
     }
     response
 }
@@ -445,7 +573,12 @@ pub async fn remote_write(State(state): State<Arc<AppState>>, headers: HeaderMap
 fn plain(status: StatusCode, msg: impl Into<String>) -> Response {
     let mut msg = msg.into();
     msg.push('\n');
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], msg).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        msg,
+    )
+        .into_response()
 }
 
 async fn remote_write_inner(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes) -> Response {
@@ -453,24 +586,43 @@ async fn remote_write_inner(state: &Arc<AppState>, headers: &HeaderMap, body: By
         Ok(t) => t,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e),
     };
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let limits = state.limits.clone();
     let storage = state.storage.clone();
     let work = tokio::task::spawn_blocking(move || {
-        let decoded = remote::decode_write(&body, content_type.as_deref(), encoding.as_deref(), &limits)
-            .map_err(|e| (StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST), e.to_string()))?;
+        let decoded =
+            remote::decode_write(&body, content_type.as_deref(), encoding.as_deref(), &limits)
+                .map_err(|e| {
+                    (
+                        StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+                        e.to_string(),
+                    )
+                })?;
         let store = storage
             .metrics_for_write(&tenant)
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let outcome = store.append(&decoded.batch).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let outcome = store
+            .append(&decoded.batch)
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         Ok::<_, (StatusCode, String)>((decoded, outcome))
     })
     .await;
     let (decoded, outcome) = match work {
         Ok(Ok(x)) => x,
         Ok(Err((status, msg))) => return plain(status, msg),
-        Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, format!("write failed: {e}")),
+        Err(e) => {
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("write failed: {e}"),
+            )
+        }
     };
     if let Some((labels, sample, reject)) = &outcome.first_rejection {
         return plain(
@@ -489,8 +641,14 @@ async fn remote_write_inner(state: &Arc<AppState>, headers: &HeaderMap, body: By
         let h = resp.headers_mut();
         for (name, n) in [
             ("x-prometheus-remote-write-samples-written", decoded.samples),
-            ("x-prometheus-remote-write-histograms-written", decoded.histograms),
-            ("x-prometheus-remote-write-exemplars-written", decoded.exemplars),
+            (
+                "x-prometheus-remote-write-histograms-written",
+                decoded.histograms,
+            ),
+            (
+                "x-prometheus-remote-write-exemplars-written",
+                decoded.exemplars,
+            ),
         ] {
             h.insert(name, HeaderValue::from(n as u64));
         }
@@ -499,63 +657,94 @@ async fn remote_write_inner(state: &Arc<AppState>, headers: &HeaderMap, body: By
 }
 
 /// Remote read: SAMPLES or STREAMED_XOR_CHUNKS, whichever the client prefers.
-pub async fn remote_read(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    state.counters.remote_read_requests.fetch_add(1, Ordering::Relaxed);
+pub async fn remote_read(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    state
+        .counters
+        .remote_read_requests
+        .fetch_add(1, Ordering::Relaxed);
     let store = match store_for_read(&state, &headers) {
         Ok(s) => s,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e.message),
     };
     let limits = state.limits.clone();
     let max_series = state.cfg.limits.max_series_per_query;
-    let work = tokio::task::spawn_blocking(move || -> Result<(ResponseType, Vec<u8>), (StatusCode, String)> {
-        let req = remote::decode_read(&body, &limits)
-            .map_err(|e| (StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST), e.to_string()))?;
-        let mut results = Vec::with_capacity(req.queries.len());
-        for q in &req.queries {
-            let series = match &store {
-                Some(s) => s.select(&q.matchers, q.start_ms, q.end_ms).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
-                None => Vec::new(),
-            };
-            if max_series > 0 && series.len() > max_series {
-                return Err((StatusCode::BAD_REQUEST, format!("query matched {} series, over the limit of {max_series}", series.len())));
-            }
-            results.push(series);
-        }
-        let kind = req.response_type();
-        let body = match kind {
-            ResponseType::Samples => remote::encode_read_samples(&results).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
-            ResponseType::StreamedXorChunks => {
-                let mut out = Vec::new();
-                for (i, series) in results.iter().enumerate() {
-                    let chunked: Vec<(Labels, Vec<(i64, i64, Vec<u8>)>)> = series
-                        .iter()
-                        .map(|s| (s.labels.clone(), xor_chunks(&s.samples)))
-                        .collect();
-                    for part in chunked.chunks(64) {
-                        remote::encode_chunked_frame(&mut out, i as i64, part);
-                    }
+    let work = tokio::task::spawn_blocking(
+        move || -> Result<(ResponseType, Vec<u8>), (StatusCode, String)> {
+            let req = remote::decode_read(&body, &limits).map_err(|e| {
+                (
+                    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+                    e.to_string(),
+                )
+            })?;
+            let mut results = Vec::with_capacity(req.queries.len());
+            for q in &req.queries {
+                let series = match &store {
+                    Some(s) => s
+                        .select(&q.matchers, q.start_ms, q.end_ms)
+                        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+                    None => Vec::new(),
+                };
+                if max_series > 0 && series.len() > max_series {
+                    return Err((
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "query matched {} series, over the limit of {max_series}",
+                            series.len()
+                        ),
+                    ));
                 }
-                out
+                results.push(series);
             }
-        };
-        Ok((kind, body))
-    })
+            let kind = req.response_type();
+            let body = match kind {
+                ResponseType::Samples => remote::encode_read_samples(&results)
+                    .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+                ResponseType::StreamedXorChunks => {
+                    let mut out = Vec::new();
+                    for (i, series) in results.iter().enumerate() {
+                        let chunked: Vec<(Labels, Vec<(i64, i64, Vec<u8>)>)> = series
+                            .iter()
+                            .map(|s| (s.labels.clone(), xor_chunks(&s.samples)))
+                            .collect();
+                        for part in chunked.chunks(64) {
+                            remote::encode_chunked_frame(&mut out, i as i64, part);
+                        }
+                    }
+                    out
+                }
+            };
+            Ok((kind, body))
+        },
+    )
     .await;
     match work {
         Ok(Ok((ResponseType::Samples, body))) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/x-protobuf"), (header::CONTENT_ENCODING, "snappy")],
+            [
+                (header::CONTENT_TYPE, "application/x-protobuf"),
+                (header::CONTENT_ENCODING, "snappy"),
+            ],
             body,
         )
             .into_response(),
         Ok(Ok((ResponseType::StreamedXorChunks, body))) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse")],
+            [(
+                header::CONTENT_TYPE,
+                "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse",
+            )],
             body,
         )
             .into_response(),
         Ok(Err((status, msg))) => plain(status, msg),
-        Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("read failed: {e}")),
+        Err(e) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("read failed: {e}"),
+        ),
     }
 }
 
@@ -573,20 +762,27 @@ fn xor_chunks(samples: &[strata_store::Sample]) -> Vec<(i64, i64, Vec<u8>)> {
         .collect()
 }
 
-fn admin_store(state: &AppState, headers: &HeaderMap) -> Result<Option<Arc<MetricsStore>>, ApiError> {
+fn admin_store(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Arc<MetricsStore>>, ApiError> {
     store_for_read(state, headers)
 }
 
 /// Cuts everything in the head into blocks now (operators, tests, benchmarks).
 pub async fn admin_flush(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult {
-    let Some(store) = admin_store(&state, &headers)? else { return Ok(success(json!({"blocks": 0}), vec![])) };
+    let Some(store) = admin_store(&state, &headers)? else {
+        return Ok(success(json!({"blocks": 0}), vec![]));
+    };
     let n = blocking(move || Ok(store.cut_blocks(true)?)).await?;
     Ok(success(json!({"blocks": n}), vec![]))
 }
 
 /// Merges blocks now, including those of the current compaction range.
 pub async fn admin_compact(State(state): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult {
-    let Some(store) = admin_store(&state, &headers)? else { return Ok(success(json!({"compactions": 0}), vec![])) };
+    let Some(store) = admin_store(&state, &headers)? else {
+        return Ok(success(json!({"compactions": 0}), vec![]));
+    };
     let n = blocking(move || {
         let mut total = 0;
         // Repeat so blocks merged at one level can merge again at the next.
@@ -622,7 +818,10 @@ mod tests {
     fn times_parse_like_prometheus() {
         assert_eq!(parse_time("1435781451.781"), Ok(1_435_781_451_781));
         assert_eq!(parse_time("4"), Ok(4000));
-        assert_eq!(parse_time("2015-07-01T20:10:51.781Z"), Ok(1_435_781_451_781));
+        assert_eq!(
+            parse_time("2015-07-01T20:10:51.781Z"),
+            Ok(1_435_781_451_781)
+        );
         assert!(parse_time("yesterday").is_err());
     }
 

@@ -10,14 +10,20 @@ use strata_store::{MatchOp, Matcher, METRIC_NAME};
 pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, String> {
     let expr = parser::parse(s).map_err(|e| format!("invalid parameter \"match[]\": {e}"))?;
     let Expr::VectorSelector(vs) = expr else {
-        return Err(format!("invalid parameter \"match[]\": {s:?} is not a series selector"));
+        return Err(format!(
+            "invalid parameter \"match[]\": {s:?} is not a series selector"
+        ));
     };
     let mut out = Vec::new();
     if let Some(name) = &vs.name {
         out.push(Matcher::equal(METRIC_NAME, name.clone()));
     }
     for m in vs.matchers.matchers.iter() {
-        if vs.name.is_some() && m.name == METRIC_NAME && matches!(m.op, PromOp::Equal) && Some(&m.value) == vs.name.as_ref() {
+        if vs.name.is_some()
+            && m.name == METRIC_NAME
+            && matches!(m.op, PromOp::Equal)
+            && Some(&m.value) == vs.name.as_ref()
+        {
             continue;
         }
         let op = match &m.op {
@@ -29,7 +35,9 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, String> {
         out.push(Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| e.to_string())?);
     }
     if !vs.matchers.or_matchers.is_empty() {
-        return Err("invalid parameter \"match[]\": `or` inside a selector is not supported here".into());
+        return Err(
+            "invalid parameter \"match[]\": `or` inside a selector is not supported here".into(),
+        );
     }
     if out.iter().all(|m| m.matches_empty()) {
         return Err("match[] must contain at least one non-empty matcher".into());

@@ -57,7 +57,11 @@ impl AppState {
 pub fn tenant(headers: &HeaderMap) -> Result<String, String> {
     let id = match headers.get("x-scope-orgid") {
         None => return Ok(DEFAULT_TENANT.to_owned()),
-        Some(v) => v.to_str().map_err(|_| "X-Scope-OrgID is not valid ASCII".to_owned())?.trim().to_owned(),
+        Some(v) => v
+            .to_str()
+            .map_err(|_| "X-Scope-OrgID is not valid ASCII".to_owned())?
+            .trim()
+            .to_owned(),
     };
     strata_store::validate_tenant(&id).map_err(|e| e.to_string())?;
     Ok(id)
@@ -73,23 +77,38 @@ pub fn router(state: Arc<AppState>) -> Router {
     let prom = Router::new()
         .route("/api/v1/write", post(prometheus::remote_write))
         .route("/api/v1/read", post(prometheus::remote_read))
-        .route("/api/v1/series", get(prometheus::series).post(prometheus::series))
-        .route("/api/v1/labels", get(prometheus::labels).post(prometheus::labels))
+        .route(
+            "/api/v1/series",
+            get(prometheus::series).post(prometheus::series),
+        )
+        .route(
+            "/api/v1/labels",
+            get(prometheus::labels).post(prometheus::labels),
+        )
         .route("/api/v1/label/{name}/values", get(prometheus::label_values))
         .route("/api/v1/metadata", get(prometheus::metadata))
-        .route("/api/v1/query_exemplars", get(prometheus::query_exemplars).post(prometheus::query_exemplars))
+        .route(
+            "/api/v1/query_exemplars",
+            get(prometheus::query_exemplars).post(prometheus::query_exemplars),
+        )
         .route("/api/v1/status/buildinfo", get(prometheus::buildinfo))
         .route("/api/v1/status/config", get(prometheus::status_config))
         .route("/api/v1/rules", get(prometheus::rules))
         .route("/api/v1/admin/tsdb/flush", post(prometheus::admin_flush))
-        .route("/api/v1/admin/tsdb/compact", post(prometheus::admin_compact));
+        .route(
+            "/api/v1/admin/tsdb/compact",
+            post(prometheus::admin_compact),
+        );
     Router::new()
         .nest("/prometheus", prom)
         .route("/-/healthy", get(|| async { "Strata is Healthy.\n" }))
         .route("/-/ready", get(ready))
         .route("/metrics", get(self_metrics::render))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
 }
 
@@ -130,19 +149,29 @@ async fn maintenance_loop(storage: Arc<Storage>, every: Duration) {
 }
 
 /// Runs the server until `shutdown` resolves, then drains requests and closes the stores.
-pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let data_dir = cfg.data_dir.clone();
     let mcfg = cfg.metrics_config();
     let storage = tokio::task::spawn_blocking(move || Storage::open(&data_dir, mcfg)).await??;
     let storage = Arc::new(storage);
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {} (server.listen): {e}", cfg.server.listen))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {} (server.listen): {e}",
+                cfg.server.listen
+            )
+        })?;
     tracing::info!(addr = %listener.local_addr()?, data_dir = %cfg.data_dir.display(), "Strata listening");
     let every = Duration::from_secs(cfg.server.maintenance_interval_secs);
     let state = AppState::new(storage.clone(), cfg);
     let maintenance = tokio::spawn(maintenance_loop(storage.clone(), every));
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
     maintenance.abort();
     tracing::info!("shutting down: flushing stores");
     tokio::task::spawn_blocking(move || storage.close()).await?;

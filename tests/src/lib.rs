@@ -19,7 +19,9 @@ pub fn require_tool(tool: &str, why: &str) -> Option<PathBuf> {
         Path::new(tool).exists().then(|| PathBuf::from(tool))
     } else {
         std::env::var_os("PATH").and_then(|p| {
-            std::env::split_paths(&p).map(|d| d.join(tool)).find(|c| c.is_file())
+            std::env::split_paths(&p)
+                .map(|d| d.join(tool))
+                .find(|c| c.is_file())
         })
     };
     if found.is_none() {
@@ -34,7 +36,10 @@ pub fn require_tool(tool: &str, why: &str) -> Option<PathBuf> {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
 }
 
 /// Polls `f` until it returns `Some` or `timeout` passes.
@@ -52,7 +57,10 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
 }
 
 pub fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client")
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("http client")
 }
 
 /// A `strata` server running as a child process.
@@ -90,9 +98,17 @@ impl Strata {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("strata exited during start-up: {status}");
             }
-            client.get(&url).send().ok().filter(|r| r.status().is_success())
+            client
+                .get(&url)
+                .send()
+                .ok()
+                .filter(|r| r.status().is_success())
         });
-        assert!(ok.is_some(), "strata did not become ready on port {}", self.port);
+        assert!(
+            ok.is_some(),
+            "strata did not become ready on port {}",
+            self.port
+        );
     }
 
     /// SIGKILL: no shutdown path runs.

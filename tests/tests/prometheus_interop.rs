@@ -18,7 +18,11 @@ fn remote_read(client: &reqwest::blocking::Client, url: &str, start: i64, end: i
         queries: vec![prompb::Query {
             start_timestamp_ms: start,
             end_timestamp_ms: end,
-            matchers: vec![prompb::LabelMatcher { r#type: prompb::matcher_type::EQ, name: "job".into(), value: "node".into() }],
+            matchers: vec![prompb::LabelMatcher {
+                r#type: prompb::matcher_type::EQ,
+                name: "job".into(),
+                value: "node".into(),
+            }],
             hints: None,
         }],
         accepted_response_types: vec![],
@@ -32,20 +36,33 @@ fn remote_read(client: &reqwest::blocking::Client, url: &str, start: i64, end: i
         .send()
         .unwrap();
     assert_eq!(resp.status(), 200, "remote read at {url}");
-    let decoded = remote::decode_read_response(&resp.bytes().unwrap(), &remote::DecodeLimits::default()).unwrap();
+    let decoded =
+        remote::decode_read_response(&resp.bytes().unwrap(), &remote::DecodeLimits::default())
+            .unwrap();
     decoded.results[0]
         .timeseries
         .iter()
         .map(|ts| {
             (
-                ts.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect(),
-                ts.samples.iter().map(|s| (s.timestamp, s.value.to_bits())).collect(),
+                ts.labels
+                    .iter()
+                    .map(|l| (l.name.clone(), l.value.clone()))
+                    .collect(),
+                ts.samples
+                    .iter()
+                    .map(|s| (s.timestamp, s.value.to_bits()))
+                    .collect(),
             )
         })
         .collect()
 }
 
-fn series_api(client: &reqwest::blocking::Client, base: &str, start: i64, end: i64) -> Vec<serde_json::Value> {
+fn series_api(
+    client: &reqwest::blocking::Client,
+    base: &str,
+    start: i64,
+    end: i64,
+) -> Vec<serde_json::Value> {
     let v: serde_json::Value = client
         .get(format!("{base}/api/v1/series"))
         .query(&[
@@ -66,9 +83,11 @@ fn series_api(client: &reqwest::blocking::Client, base: &str, start: i64, end: i
 #[test]
 fn prometheus_remote_write_of_node_exporter_reads_back_identically() {
     let why = "Prometheus 2.42 interop (apt-get install prometheus prometheus-node-exporter)";
-    let (Some(prom), Some(node_exporter), Some(promtool)) =
-        (require_tool("prometheus", why), require_tool("prometheus-node-exporter", why), require_tool("promtool", why))
-    else {
+    let (Some(prom), Some(node_exporter), Some(promtool)) = (
+        require_tool("prometheus", why),
+        require_tool("prometheus-node-exporter", why),
+        require_tool("promtool", why),
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -92,7 +111,10 @@ fn prometheus_remote_write_of_node_exporter_reads_back_identically() {
     let _prom = Peer(
         Command::new(prom)
             .arg(format!("--config.file={}", cfg_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("prom").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("prom").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -102,13 +124,24 @@ fn prometheus_remote_write_of_node_exporter_reads_back_identically() {
     let client = http();
     let prom_base = format!("http://127.0.0.1:{prom_port}");
     wait_for(Duration::from_secs(60), || {
-        client.get(format!("{prom_base}/-/ready")).send().ok().filter(|r| r.status().is_success())
+        client
+            .get(format!("{prom_base}/-/ready"))
+            .send()
+            .ok()
+            .filter(|r| r.status().is_success())
     })
     .expect("prometheus did not start");
-    let start = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let start = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     // Let it scrape several times, then compare a closed window both sides have fully seen.
     std::thread::sleep(Duration::from_secs(14));
-    let end = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64 - 2_000;
+    let end = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 2_000;
     let strata_base = strata.url("/prometheus");
     let matched = wait_for(Duration::from_secs(60), || {
         let ours = remote_read(&client, &format!("{strata_base}/api/v1/read"), start, end);
@@ -126,20 +159,47 @@ fn prometheus_remote_write_of_node_exporter_reads_back_identically() {
             theirs.len()
         )
     });
-    assert!(ours.len() >= 100, "node_exporter gave only {} series", ours.len());
+    assert!(
+        ours.len() >= 100,
+        "node_exporter gave only {} series",
+        ours.len()
+    );
     let samples: usize = ours.values().map(Vec::len).sum();
     assert!(samples >= ours.len() * 3, "too few samples: {samples}");
-    assert_eq!(series_api(&client, &strata_base, start, end), series_api(&client, &prom_base, start, end));
+    assert_eq!(
+        series_api(&client, &strata_base, start, end),
+        series_api(&client, &prom_base, start, end)
+    );
 
     // promtool, pointed at Strata.
     let out = Command::new(&promtool)
-        .args(["query", "series", &strata_base, "--match", "up{job=\"node\"}"])
+        .args([
+            "query",
+            "series",
+            &strata_base,
+            "--match",
+            "up{job=\"node\"}",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "promtool query series: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "promtool query series: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("__name__=\"up\"") && text.contains("job=\"node\""), "promtool said: {text}");
-    let out = Command::new(&promtool).args(["query", "labels", &strata_base, "job"]).output().unwrap();
-    assert!(out.status.success(), "promtool query labels: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("__name__=\"up\"") && text.contains("job=\"node\""),
+        "promtool said: {text}"
+    );
+    let out = Command::new(&promtool)
+        .args(["query", "labels", &strata_base, "job"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool query labels: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "node");
 }
