@@ -706,7 +706,7 @@ pub async fn remote_read(
                 ResponseType::StreamedXorChunks => {
                     let mut out = Vec::new();
                     for (i, series) in results.iter().enumerate() {
-                        let chunked: Vec<(Labels, Vec<(i64, i64, Vec<u8>)>)> = series
+                        let chunked: Vec<(Labels, Vec<remote::XorChunk>)> = series
                             .iter()
                             .map(|s| (s.labels.clone(), xor_chunks(&s.samples)))
                             .collect();
@@ -749,7 +749,7 @@ pub async fn remote_read(
 }
 
 /// Samples re-encoded as Prometheus XOR chunks of at most 120 samples.
-fn xor_chunks(samples: &[strata_store::Sample]) -> Vec<(i64, i64, Vec<u8>)> {
+fn xor_chunks(samples: &[strata_store::Sample]) -> Vec<remote::XorChunk> {
     samples
         .chunks(strata_store::head::CHUNK_MAX_SAMPLES)
         .map(|part| {

@@ -14,7 +14,7 @@ pub mod write_v2;
 pub use read::{
     decode_chunked_frame, decode_read, decode_read_response, encode_chunked_frame,
     encode_read_request, encode_read_samples, ReadQuery, ReadRequestDecoded, ResponseType,
-    CHUNKED_READ_CONTENT_TYPE,
+    XorChunk, CHUNKED_READ_CONTENT_TYPE,
 };
 pub use write::{decode_write, encode_write_v1, encode_write_v2, DecodedWrite, WriteVersion};
 
