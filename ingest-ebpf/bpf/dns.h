@@ -52,6 +52,7 @@ static __always_inline void observe_dns(struct __sk_buff *skb, const struct stra
 	__u32 len = pkt->payload_len;
 	if (len > STRATA_DNS_CAPTURE)
 		len = STRATA_DNS_CAPTURE;
+	len = bound_len(len, STRATA_DNS_CAPTURE);
 	if (len < STRATA_DNS_HEADER_LEN ||
 	    bpf_skb_load_bytes(skb, pkt->payload_off, event->payload, len)) {
 		count(STRATA_COUNTER_PACKET_READ_FAILED);

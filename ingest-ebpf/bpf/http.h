@@ -53,6 +53,7 @@ static __always_inline void record_request(struct __sk_buff *skb, struct bpf_soc
 		len = STRATA_HTTP_REQUEST_CAPTURE;
 	if (len < STRATA_HTTP_MIN_PAYLOAD)
 		return;
+	len = bound_len(len, STRATA_HTTP_REQUEST_CAPTURE);
 	if (bpf_skb_load_bytes(skb, pkt->payload_off, pending->request, len)) {
 		count(STRATA_COUNTER_PACKET_READ_FAILED);
 		pending->request_ns = 0;
@@ -94,6 +95,7 @@ static __always_inline void complete_exchange(struct __sk_buff *skb, struct bpf_
 	__u32 response_len = pkt->payload_len;
 	if (response_len > STRATA_HTTP_RESPONSE_CAPTURE)
 		response_len = STRATA_HTTP_RESPONSE_CAPTURE;
+	response_len = bound_len(response_len, STRATA_HTTP_RESPONSE_CAPTURE);
 	if (response_len < STRATA_HTTP_MIN_PAYLOAD ||
 	    bpf_skb_load_bytes(skb, pkt->payload_off, event->response, response_len)) {
 		count(STRATA_COUNTER_PACKET_READ_FAILED);
@@ -102,9 +104,7 @@ static __always_inline void complete_exchange(struct __sk_buff *skb, struct bpf_
 	}
 	event->response_len = response_len;
 
-	__u32 request_len = pending->request_len;
-	if (request_len > STRATA_HTTP_REQUEST_CAPTURE)
-		request_len = STRATA_HTTP_REQUEST_CAPTURE;
+	__u32 request_len = bound_len(pending->request_len, STRATA_HTTP_REQUEST_CAPTURE);
 	event->request_len = request_len;
 	__builtin_memcpy(event->request, pending->request, STRATA_HTTP_REQUEST_CAPTURE);
 	pending->request_ns = 0;
