@@ -281,6 +281,15 @@ impl Probes {
         &self.hooks
     }
 
+    /// Kernel ids of the loaded programs, to tell them apart from other loaders' programs.
+    pub fn program_ids(&self) -> Vec<u32> {
+        self.ebpf
+            .programs()
+            .filter_map(|(_, program)| program.info().ok())
+            .map(|info| info.id())
+            .collect()
+    }
+
     pub fn is_attached(&self, hook: Hook) -> bool {
         self.hooks.get(&hook) == Some(&HookState::Attached)
     }

@@ -9,28 +9,20 @@
 //! peer processes are removed even when an assertion fails.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
+#[macro_use]
+mod lab;
+
+use lab::{monotonic_ns, say, Counting, EventLog, Lab, CLIENT_V4, SERVER_V4, SERVER_V6};
 use strata_agent::dns::{record_type, Rcode};
-use strata_agent::event_reader::{self, EventReaderConfig};
 use strata_agent::events::{ConnectionClosed, DnsResponse, Event, HttpExchange, Outcome, Role};
 use strata_agent::flow_table::FlowTable;
 use strata_agent::http::{Method, TraceParent};
-use strata_agent::kernel_features::{mount_tracefs_if_absent, HostPaths, KernelFeatures};
-use strata_agent::loader::{HookState, LoaderConfig, Probes};
 
-// Documentation ranges (RFC 5737, RFC 3849): they exist only inside the test's namespaces.
-const SERVER_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-const SERVER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 5, 0, 0, 0, 0, 1);
-const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 5, 0, 0, 0, 0, 2);
 const HTTP_PORT: u16 = 8080;
 /// Nothing listens here: connects are refused.
 const CLOSED_PORT: u16 = 9;
@@ -41,65 +33,19 @@ const MISSING_NAME: &str = "missing.strata.test";
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 /// The server sleeps this long before answering `/fail`.
 const SLOW_ANSWER: Duration = Duration::from_millis(100);
-const PEER_ENV: &str = "STRATA_TEST_PEER";
-const NETNS_ENV: &str = "STRATA_TEST_NETNS";
-
-fn require_all() -> bool {
-    std::env::var("STRATA_REQUIRE_ALL").as_deref() == Ok("1")
-}
-
-macro_rules! skip {
-    ($($why:tt)*) => {{
-        let why = format!($($why)*);
-        assert!(!require_all(), "STRATA_REQUIRE_ALL=1, but {why}");
-        eprintln!("\n*** SKIPPED kernel_traffic: {why} ***\n");
-        return;
-    }};
-}
 
 #[test]
 fn kernel_reports_tcp_http_and_dns_between_namespaces() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        skip!("not root: loading eBPF and creating namespaces needs root");
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        skip!("`ip` (iproute2) is not installed");
-    }
-    let paths = HostPaths::default();
-    if let Err(err) = mount_tracefs_if_absent(&paths) {
-        skip!("no tracefs and could not mount it: {err}");
-    }
-    let features = KernelFeatures::detect(&paths);
-    let Some(cgroup2) = features.cgroup2.clone() else {
-        skip!("no cgroup2 hierarchy mounted");
+    let features = match lab::preconditions(&["ip"]) {
+        Ok(features) => features,
+        Err(why) => skip!("{why}"),
     };
-    if !features.btf {
-        skip!("no kernel BTF at /sys/kernel/btf/vmlinux");
-    }
-    let mut probes = Probes::load(&LoaderConfig::default(), &features).expect("object loads");
-    let missing: Vec<String> = probes
-        .hooks()
-        .iter()
-        .filter(|(_, state)| **state != HookState::Attached)
-        .map(|(hook, state)| format!("{hook}: {state:?}"))
-        .collect();
-    if !missing.is_empty() {
-        skip!("hooks not attached on this kernel: {missing:?}");
-    }
-
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let _enter = runtime.enter();
-    let ring = probes.take_event_ring().expect("event ring");
-    let (mut rx, reader_stats, _reader) =
-        event_reader::spawn(ring, &EventReaderConfig::default()).expect("reader");
-    let events = Arc::new(Mutex::new(Vec::<Event>::new()));
-    let sink = Arc::clone(&events);
-    runtime.spawn(async move {
-        while let Some(event) = rx.recv().await {
-            sink.lock().expect("events lock").push(event);
-        }
-    });
+    let mut probes = match lab::attach_all(&features) {
+        Ok(probes) => probes,
+        Err(why) => skip!("{why}"),
+    };
+    let log = EventLog::start(&mut probes);
+    let cgroup2 = features.cgroup2.clone().expect("checked by preconditions");
 
     let lab = Lab::create(&cgroup2);
     let server_cgroup = lab.cgroup_id("server");
@@ -168,11 +114,7 @@ fn kernel_reports_tcp_http_and_dns_between_namespaces() {
         client_cgroup,
         server_cgroup,
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && !expect.all_seen(&events.lock().expect("events lock")) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let seen = events.lock().expect("events lock").clone();
+    let seen = log.wait_until(Duration::from_secs(5), |events| expect.all_seen(events));
     expect.check(&seen, &server_conns);
 
     let counters = probes.counters().expect("counters");
@@ -183,14 +125,10 @@ fn kernel_reports_tcp_http_and_dns_between_namespaces() {
     ] {
         assert_eq!(counters[lost], 0, "{lost}: {counters:?}");
     }
-    assert_eq!(
-        reader_stats
-            .decode_errors
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(log.decode_errors(), 0);
+    drop(sock_stats);
+    lab::assert_detached_on_drop(probes);
     drop(lab);
-    drop(probes);
 }
 
 /// What the client reports about one HTTP connection.
@@ -428,253 +366,17 @@ impl Expectations {
     }
 }
 
-fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
-}
-
-/// Two namespaces joined by a veth pair, a cgroup per peer, and the peer processes. Drop tears
-/// everything down, also while a failed assertion unwinds.
-struct Lab {
-    server_ns: String,
-    client_ns: String,
-    cgroup_dir: PathBuf,
-}
-
-fn ip(args: &[&str]) {
-    let output = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        output.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-impl Lab {
-    fn create(cgroup2: &Path) -> Lab {
-        let tag = std::process::id();
-        let lab = Lab {
-            server_ns: format!("strata-{tag}-srv"),
-            client_ns: format!("strata-{tag}-cli"),
-            cgroup_dir: cgroup2.join(format!("strata-test-{tag}")),
-        };
-        ip(&["netns", "add", &lab.server_ns]);
-        ip(&["netns", "add", &lab.client_ns]);
-        let (server_if, client_if) = (format!("vs{tag}"), format!("vc{tag}"));
-        ip(&[
-            "link",
-            "add",
-            &server_if,
-            "netns",
-            &lab.server_ns,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &client_if,
-            "netns",
-            &lab.client_ns,
-        ]);
-        for (ns, dev, v4, v6) in [
-            (&lab.server_ns, &server_if, SERVER_V4, SERVER_V6),
-            (&lab.client_ns, &client_if, CLIENT_V4, CLIENT_V6),
-        ] {
-            ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", dev]);
-            ip(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{v6}/64"),
-                "dev",
-                dev,
-                "nodad",
-            ]);
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-        }
-        for peer in ["server", "client"] {
-            fs::create_dir_all(lab.cgroup_dir.join(peer)).expect("create child cgroup");
-        }
-        lab
-    }
-
-    /// cgroup v2 ids are the kernfs inode numbers of the cgroup directories.
-    fn cgroup_id(&self, peer: &str) -> u64 {
-        fs::metadata(self.cgroup_dir.join(peer))
-            .expect("cgroup dir")
-            .ino()
-    }
-
-    /// Starts this test binary's `peer` helper in `netns` and moves it into its cgroup before
-    /// letting it open any socket (the socket's cgroup is fixed at creation).
-    fn spawn_peer(&self, role: &str, netns: &str) -> Peer {
-        let mut child = Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                "--exact",
-                "peer",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(PEER_ENV, role)
-            .env(NETNS_ENV, Path::new("/run/netns").join(netns))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn peer");
-        let (lines_tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                // libtest may have written "test peer ... " on the same line first.
-                if let Some(at) = line.find("PEER ") {
-                    if lines_tx.send(line[at + 5..].to_owned()).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        let mut peer = Peer {
-            role: role.to_owned(),
-            stdin: child.stdin.take(),
-            child,
-            lines,
-        };
-        fs::write(
-            self.cgroup_dir.join(role).join("cgroup.procs"),
-            peer.child.id().to_string(),
-        )
-        .expect("move peer into its cgroup");
-        peer.send("go");
-        peer
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in [&self.server_ns, &self.client_ns] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-        // A cgroup can be removed once its processes are gone; give reaping a moment.
-        for peer in ["server", "client", ""] {
-            let dir = self.cgroup_dir.join(peer);
-            for _ in 0..50 {
-                if fs::remove_dir(&dir).is_ok() || !dir.exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}
-
-struct Peer {
-    role: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Peer {
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("peer stdin open");
-        writeln!(stdin, "{line}").expect("write to peer");
-        stdin.flush().expect("flush peer stdin");
-    }
-
-    /// Waits for a line starting with `word`; returns the rest of it.
-    fn wait_for(&mut self, word: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix(word) {
-                        return rest.trim().to_owned();
-                    }
-                }
-                Err(err) => panic!("{} peer never said {word:?}: {err}", self.role),
-            }
-        }
-    }
-
-    fn finish(mut self) {
-        drop(self.stdin.take());
-        let status = self.child.wait().expect("wait for peer");
-        assert!(status.success(), "{} peer failed: {status}", self.role);
-    }
-}
-
-impl Drop for Peer {
-    /// A peer still running here means the test failed early: stop it (our own child only).
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 // ---- the peer processes ----------------------------------------------------------------------
 
-/// Runs inside a namespace as a separate process; see [`Lab::spawn_peer`].
+/// Runs inside a namespace as a separate process; see `Lab::spawn_peer`.
 #[test]
 #[ignore = "helper process that kernel_reports_tcp_http_and_dns_between_namespaces spawns"]
 fn peer() {
-    let Ok(role) = std::env::var(PEER_ENV) else {
-        return;
-    };
-    let netns = std::env::var(NETNS_ENV).expect("netns path");
-    let (commands_tx, commands) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-            if commands_tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    assert_eq!(commands.recv().as_deref(), Ok("go"));
-    enter_netns(&netns);
-    match role.as_str() {
-        "server" => run_server(&commands),
-        "client" => run_client(&commands),
+    lab::run_peer(|role, commands| match role {
+        "server" => run_server(commands),
+        "client" => run_client(commands),
         other => panic!("unknown peer role {other}"),
-    }
-}
-
-fn say(line: &str) {
-    println!("PEER {line}");
-    std::io::stdout().flush().expect("flush stdout");
-}
-
-/// Threads spawned afterwards inherit the namespace of this thread.
-fn enter_netns(path: &str) {
-    let file = fs::File::open(path).expect("open netns");
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid namespace fd; CLONE_NEWNET changes only this thread's network namespace.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-}
-
-/// Counts bytes returned by `read`, as the kernel's sock_recv_length does.
-struct Counting<R> {
-    inner: R,
-    bytes: u64,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
+    });
 }
 
 fn run_server(commands: &mpsc::Receiver<String>) {
@@ -695,11 +397,7 @@ fn run_server(commands: &mpsc::Receiver<String>) {
         }
     });
     say("ready");
-    while let Ok(command) = commands.recv() {
-        if command == "quit" {
-            break;
-        }
-    }
+    lab::await_command(commands, "quit");
 }
 
 fn serve_http(stream: TcpStream) {
@@ -853,11 +551,7 @@ fn run_client(commands: &mpsc::Receiver<String>) {
     say(&format!("dns {}", resolver.local_addr().expect("local")));
 
     say("holding");
-    while let Ok(command) = commands.recv() {
-        if command == "close" {
-            break;
-        }
-    }
+    lab::await_command(commands, "close");
     drop(v4);
     say("closed");
 }
