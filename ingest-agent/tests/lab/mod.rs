@@ -141,7 +141,10 @@ pub fn assert_detached_on_drop(probes: Probes) {
         .map(|info| info.id())
         .filter(|id| ids.contains(id))
         .collect();
-    assert!(still.is_empty(), "programs still loaded after drop: {still:?}");
+    assert!(
+        still.is_empty(),
+        "programs still loaded after drop: {still:?}"
+    );
 }
 
 pub fn cgroup_of(event: &Event) -> u64 {
