@@ -1,6 +1,7 @@
 //! Builds `bpf/strata.bpf.c` into the object the crate embeds.
 //!
-//! With clang present (`STRATA_CLANG`, else `clang-14`, else `clang`), the object is compiled with
+//! With clang present (`STRATA_CLANG`, else `clang-14`, else `clang`; `STRATA_CLANG=` set empty
+//! forces the prebuilt path, as on a machine without LLVM), the object is compiled with
 //! CO-RE (`-target bpf -O2 -g`) and stripped of DWARF only (`llvm-strip -g`), which keeps `.BTF`
 //! and `.BTF.ext`: the loader needs both to relocate field offsets against the running kernel.
 //! Without clang, the committed `prebuilt/strata.bpf.o` is embedded instead, so `cargo build`
@@ -109,7 +110,7 @@ fn hash_sources(bpf_dir: &Path) -> String {
 
 fn find_tool(override_var: &str, candidates: &[&str]) -> Option<PathBuf> {
     if let Some(path) = env::var_os(override_var) {
-        return Some(PathBuf::from(path));
+        return (!path.is_empty()).then(|| PathBuf::from(path));
     }
     candidates
         .iter()
