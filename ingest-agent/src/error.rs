@@ -18,6 +18,12 @@ pub enum Error {
     #[error("map {0} is not in the loaded object (already taken, or the object is not ours)")]
     MissingMap(&'static str),
 
+    #[error("program {program}: {message}")]
+    Program {
+        program: &'static str,
+        message: String,
+    },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

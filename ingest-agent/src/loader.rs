@@ -281,6 +281,33 @@ impl Probes {
         &self.hooks
     }
 
+    /// Runs a loaded cgroup_skb hook on one crafted frame (Ethernet header first) through
+    /// BPF_PROG_TEST_RUN: no traffic and no attachment involved, so packet parsing can be checked
+    /// against exact bytes. The kernel gives each run a throwaway socket. Returns the verdict
+    /// (1 lets the packet through).
+    pub fn run_on_frame(&self, hook: Hook, frame: &[u8]) -> Result<u32> {
+        use aya::TestRun;
+        let failed = |why: String| Error::Program {
+            program: hook.program(),
+            message: why,
+        };
+        let program = self
+            .ebpf
+            .program(hook.program())
+            .ok_or_else(|| failed("not in the object".into()))?;
+        let program: &CgroupSkb = program
+            .try_into()
+            .map_err(|err: aya::programs::ProgramError| failed(err.to_string()))?;
+        let options = aya::TestRunOptions {
+            data_in: Some(frame),
+            ..aya::TestRunOptions::default()
+        };
+        program
+            .test_run(options)
+            .map(|result| result.return_value)
+            .map_err(|err| failed(describe_program_error(&err)))
+    }
+
     /// Kernel ids of the loaded programs, to tell them apart from other loaders' programs.
     pub fn program_ids(&self) -> Vec<u32> {
         self.ebpf
