@@ -33,6 +33,9 @@ const MISSING_NAME: &str = "missing.strata.test";
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 /// The server sleeps this long before answering `/fail`.
 const SLOW_ANSWER: Duration = Duration::from_millis(100);
+/// The interim response to `Expect: 100-continue`; the exchange must end at the final one.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+const UPLOAD: &[u8] = b"abcde";
 
 #[test]
 fn kernel_reports_tcp_http_and_dns_between_namespaces() {
@@ -199,11 +202,12 @@ impl Expectations {
     }
 
     /// Enough arrived to check: closes of both HTTP connections on both ends, the refused
-    /// connect, four HTTP exchanges on v4 (two per end), and both DNS responses at the client.
+    /// connect, six HTTP exchanges on v4 and two on v6 (both ends each), and both DNS
+    /// responses at the client.
     fn all_seen(&self, events: &[Event]) -> bool {
         let ours = self.ours(events);
         Self::closes(&ours).count() >= 5
-            && Self::exchanges(&ours).count() >= 6
+            && Self::exchanges(&ours).count() >= 8
             && Self::dns(&ours)
                 .filter(|r| r.cgroup_id == self.client_cgroup)
                 .count()
@@ -309,6 +313,18 @@ impl Expectations {
             );
             assert!(fail.latency() < SLOW_ANSWER * 20, "{:?}", fail.latency());
         }
+        for role in [Role::Client, Role::Server] {
+            let upload = exchange(role, "/upload");
+            assert_eq!(
+                upload.status.as_ref().map(|s| s.code),
+                Some(201),
+                "{role:?}: the exchange ends at the final response, not at 100 Continue"
+            );
+            assert_eq!(
+                upload.request.as_ref().map(|r| r.method.clone()),
+                Some(Method::Post)
+            );
+        }
         let client_fail = exchange(Role::Client, "/fail").latency();
         let server_fail = exchange(Role::Server, "/fail").latency();
         assert!(
@@ -413,18 +429,33 @@ fn serve_http(stream: TcpStream) {
         if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
             break;
         }
+        let mut expects_continue = false;
+        let mut body_len = 0usize;
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
                 break;
             }
+            let lower = header.to_ascii_lowercase();
+            expects_continue |= lower.starts_with("expect: 100-continue");
+            if let Some(value) = lower.strip_prefix("content-length:") {
+                body_len = value.trim().parse().expect("content length");
+            }
         }
+        if expects_continue {
+            writer.write_all(CONTINUE).expect("100 Continue");
+            wrote += CONTINUE.len() as u64;
+        }
+        let mut request_body = vec![0u8; body_len];
+        reader.read_exact(&mut request_body).expect("request body");
         let path = request_line.split(' ').nth(1).unwrap_or("/");
-        let (status, body) = if path == "/fail" {
-            std::thread::sleep(SLOW_ANSWER);
-            ("500 Internal Server Error", "boom")
-        } else {
-            ("200 OK", "hello")
+        let (status, body) = match path {
+            "/fail" => {
+                std::thread::sleep(SLOW_ANSWER);
+                ("500 Internal Server Error", "boom")
+            }
+            "/upload" => ("201 Created", "stored"),
+            _ => ("200 OK", "hello"),
         };
         let response = format!(
             "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}",
@@ -486,6 +517,30 @@ fn http_exchange(stream: &mut TcpStream, path: &str) -> (u64, u64) {
          User-Agent: strata-test\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).expect("send request");
+    (request.len() as u64, read_response(stream))
+}
+
+/// POST with `Expect: 100-continue`: head, wait for 100 Continue, body, final response.
+fn upload_after_continue(stream: &mut TcpStream) -> (u64, u64) {
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: {DNS_NAME}\r\nContent-Length: {}\r\n\
+         Expect: 100-continue\r\n\r\n",
+        UPLOAD.len()
+    );
+    stream.write_all(head.as_bytes()).expect("send head");
+    let mut interim = vec![0u8; CONTINUE.len()];
+    stream.read_exact(&mut interim).expect("100 Continue");
+    assert_eq!(interim, CONTINUE);
+    stream.write_all(UPLOAD).expect("send body");
+    let received = read_response(stream);
+    (
+        (head.len() + UPLOAD.len()) as u64,
+        (CONTINUE.len() as u64) + received,
+    )
+}
+
+/// Reads one response with a Content-Length body; returns the bytes read.
+fn read_response(stream: &mut TcpStream) -> u64 {
     let mut received = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -500,7 +555,7 @@ fn http_exchange(stream: &mut TcpStream, path: &str) -> (u64, u64) {
                 .and_then(|value| value.trim().parse().ok())
                 .expect("content length");
             if received.len() >= head_end + 4 + length {
-                return (request.len() as u64, received.len() as u64);
+                return received.len() as u64;
             }
         }
     }
@@ -510,11 +565,12 @@ fn run_client(commands: &mpsc::Receiver<String>) {
     let mut v4 = TcpStream::connect((SERVER_V4, HTTP_PORT)).expect("connect v4");
     let (sent_ok, received_ok) = http_exchange(&mut v4, "/ok");
     let (sent_fail, received_fail) = http_exchange(&mut v4, "/fail");
+    let (sent_upload, received_upload) = upload_after_continue(&mut v4);
     say(&format!(
         "http-v4 local={} sent={} received={}",
         v4.local_addr().expect("local"),
-        sent_ok + sent_fail,
-        received_ok + received_fail
+        sent_ok + sent_fail + sent_upload,
+        received_ok + received_fail + received_upload
     ));
 
     let mut v6 = TcpStream::connect((SERVER_V6, HTTP_PORT)).expect("connect v6");

@@ -29,9 +29,11 @@ static __always_inline int is_http_request(const __u8 *head)
 	       starts_with(head, "TRACE ", 6);
 }
 
-static __always_inline int is_http_response(const __u8 *head)
+/* A final response: "HTTP/1.x NNN" with NNN not 1xx. Interim responses (100 Continue) come before
+ * the real one on the same request and must not complete the exchange. */
+static __always_inline int is_final_http_response(const __u8 *head)
 {
-	return starts_with(head, "HTTP/1.", 7);
+	return starts_with(head, "HTTP/1.", 7) && head[8] == ' ' && head[9] != '1';
 }
 
 static __always_inline void record_request(struct __sk_buff *skb, struct bpf_sock *sk,
@@ -119,13 +121,13 @@ static __always_inline void observe_http(struct __sk_buff *skb, const struct str
 {
 	if (pkt->protocol != STRATA_IPPROTO_TCP || pkt->payload_len < STRATA_HTTP_MIN_PAYLOAD)
 		return;
-	__u8 head[8];
+	__u8 head[STRATA_HTTP_MIN_PAYLOAD];
 	if (bpf_skb_load_bytes(skb, pkt->payload_off, head, sizeof(head))) {
 		count(STRATA_COUNTER_PACKET_READ_FAILED);
 		return;
 	}
 	int request = is_http_request(head);
-	if (!request && !is_http_response(head))
+	if (!request && !is_final_http_response(head))
 		return;
 	struct bpf_sock *sk = skb->sk;
 	if (!sk)
