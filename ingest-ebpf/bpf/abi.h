@@ -16,6 +16,10 @@
 
 #define STRATA_ABI_VERSION 1
 
+/* Every field user space reads has its offset asserted here, and abi.rs checks the same list. */
+#define STRATA_ABI_OFFSET(type, field, offset) \
+	_Static_assert(__builtin_offsetof(struct type, field) == (offset), #type "." #field)
+
 /* struct strata_event_header.kind */
 #define STRATA_EVENT_CONN_CLOSED 1
 #define STRATA_EVENT_HTTP_EXCHANGE 2
@@ -60,6 +64,12 @@ struct strata_flow_tuple {
 	__u8 _pad;
 };
 _Static_assert(sizeof(struct strata_flow_tuple) == 40, "strata_flow_tuple ABI");
+STRATA_ABI_OFFSET(strata_flow_tuple, local_addr, 0);
+STRATA_ABI_OFFSET(strata_flow_tuple, remote_addr, 16);
+STRATA_ABI_OFFSET(strata_flow_tuple, local_port, 32);
+STRATA_ABI_OFFSET(strata_flow_tuple, remote_port, 34);
+STRATA_ABI_OFFSET(strata_flow_tuple, family, 36);
+STRATA_ABI_OFFSET(strata_flow_tuple, protocol, 38);
 
 /* Value of `sock_stats`: one live TCP socket, updated in place by the tracepoints. */
 struct strata_sock_stats {
@@ -82,15 +92,29 @@ struct strata_sock_stats {
 	__u8 _pad[6];
 };
 _Static_assert(sizeof(struct strata_sock_stats) == 128, "strata_sock_stats ABI");
-_Static_assert(__builtin_offsetof(struct strata_sock_stats, cgroup_id) == 40, "strata_sock_stats ABI");
-_Static_assert(__builtin_offsetof(struct strata_sock_stats, segs_out) == 96, "strata_sock_stats ABI");
-_Static_assert(__builtin_offsetof(struct strata_sock_stats, role) == 120, "strata_sock_stats ABI");
+STRATA_ABI_OFFSET(strata_sock_stats, tuple, 0);
+STRATA_ABI_OFFSET(strata_sock_stats, cgroup_id, 40);
+STRATA_ABI_OFFSET(strata_sock_stats, opened_ns, 48);
+STRATA_ABI_OFFSET(strata_sock_stats, established_ns, 56);
+STRATA_ABI_OFFSET(strata_sock_stats, last_seen_ns, 64);
+STRATA_ABI_OFFSET(strata_sock_stats, bytes_sent, 72);
+STRATA_ABI_OFFSET(strata_sock_stats, bytes_received, 80);
+STRATA_ABI_OFFSET(strata_sock_stats, last_rtt_sample_ns, 88);
+STRATA_ABI_OFFSET(strata_sock_stats, segs_out, 96);
+STRATA_ABI_OFFSET(strata_sock_stats, segs_in, 100);
+STRATA_ABI_OFFSET(strata_sock_stats, retransmits, 104);
+STRATA_ABI_OFFSET(strata_sock_stats, srtt_us, 108);
+STRATA_ABI_OFFSET(strata_sock_stats, min_rtt_us, 112);
+STRATA_ABI_OFFSET(strata_sock_stats, rtt_samples, 116);
+STRATA_ABI_OFFSET(strata_sock_stats, role, 120);
+STRATA_ABI_OFFSET(strata_sock_stats, state, 121);
 
 struct strata_event_header {
 	__u32 kind; /* STRATA_EVENT_* */
 	__u32 _pad;
 };
 _Static_assert(sizeof(struct strata_event_header) == 8, "strata_event_header ABI");
+STRATA_ABI_OFFSET(strata_event_header, kind, 0);
 
 /* Written when a tracked socket reaches TCP_CLOSE. Classification (refused, timed out, reset, …)
  * is done in user space from old_state, sk_err and established_ns, where it can be unit-tested. */
@@ -104,8 +128,12 @@ struct strata_conn_closed {
 	__u8 _pad[3];
 };
 _Static_assert(sizeof(struct strata_conn_closed) == 160, "strata_conn_closed ABI");
-_Static_assert(__builtin_offsetof(struct strata_conn_closed, stats) == 24, "strata_conn_closed ABI");
-_Static_assert(__builtin_offsetof(struct strata_conn_closed, sk_err) == 152, "strata_conn_closed ABI");
+STRATA_ABI_OFFSET(strata_conn_closed, header, 0);
+STRATA_ABI_OFFSET(strata_conn_closed, sock_id, 8);
+STRATA_ABI_OFFSET(strata_conn_closed, closed_ns, 16);
+STRATA_ABI_OFFSET(strata_conn_closed, stats, 24);
+STRATA_ABI_OFFSET(strata_conn_closed, sk_err, 152);
+STRATA_ABI_OFFSET(strata_conn_closed, old_state, 156);
 
 /* One HTTP/1.x request and its response on one socket, seen from that socket's side. The record
  * is written with only request_len bytes of `request`, so its length on the ring varies. */
@@ -126,10 +154,19 @@ struct strata_http_exchange {
 	__u8 response[STRATA_HTTP_RESPONSE_CAPTURE]; /* start of the status line */
 	__u8 request[STRATA_HTTP_REQUEST_CAPTURE];   /* request line and headers */
 };
-_Static_assert(__builtin_offsetof(struct strata_http_exchange, tuple) == 40, "strata_http_exchange ABI");
-_Static_assert(__builtin_offsetof(struct strata_http_exchange, response) == 96, "strata_http_exchange ABI");
-_Static_assert(__builtin_offsetof(struct strata_http_exchange, request) == 160, "strata_http_exchange ABI");
 _Static_assert(sizeof(struct strata_http_exchange) == 672, "strata_http_exchange ABI");
+STRATA_ABI_OFFSET(strata_http_exchange, header, 0);
+STRATA_ABI_OFFSET(strata_http_exchange, cgroup_id, 8);
+STRATA_ABI_OFFSET(strata_http_exchange, sock_cookie, 16);
+STRATA_ABI_OFFSET(strata_http_exchange, request_ns, 24);
+STRATA_ABI_OFFSET(strata_http_exchange, response_ns, 32);
+STRATA_ABI_OFFSET(strata_http_exchange, tuple, 40);
+STRATA_ABI_OFFSET(strata_http_exchange, role, 80);
+STRATA_ABI_OFFSET(strata_http_exchange, request_len, 82);
+STRATA_ABI_OFFSET(strata_http_exchange, response_len, 84);
+STRATA_ABI_OFFSET(strata_http_exchange, request_payload_len, 88);
+STRATA_ABI_OFFSET(strata_http_exchange, response, 96);
+STRATA_ABI_OFFSET(strata_http_exchange, request, 160);
 
 /* Socket-local storage (`http_pending`): the request waiting for its response. Kernel-only, but
  * mirrored so its size is part of the contract. */
@@ -143,6 +180,12 @@ struct strata_http_pending {
 	__u8 request[STRATA_HTTP_REQUEST_CAPTURE];
 };
 _Static_assert(sizeof(struct strata_http_pending) == 536, "strata_http_pending ABI");
+STRATA_ABI_OFFSET(strata_http_pending, request_ns, 0);
+STRATA_ABI_OFFSET(strata_http_pending, request_seq, 8);
+STRATA_ABI_OFFSET(strata_http_pending, request_payload_len, 12);
+STRATA_ABI_OFFSET(strata_http_pending, request_len, 16);
+STRATA_ABI_OFFSET(strata_http_pending, role, 18);
+STRATA_ABI_OFFSET(strata_http_pending, request, 24);
 
 /* A DNS response over UDP, with the whole message (up to the capture) for user space to parse. */
 struct strata_dns_message {
@@ -158,9 +201,17 @@ struct strata_dns_message {
 	__u8 _pad;
 	__u8 payload[STRATA_DNS_CAPTURE];
 };
-_Static_assert(__builtin_offsetof(struct strata_dns_message, tuple) == 32, "strata_dns_message ABI");
-_Static_assert(__builtin_offsetof(struct strata_dns_message, payload) == 80, "strata_dns_message ABI");
 _Static_assert(sizeof(struct strata_dns_message) == 592, "strata_dns_message ABI");
+STRATA_ABI_OFFSET(strata_dns_message, header, 0);
+STRATA_ABI_OFFSET(strata_dns_message, cgroup_id, 8);
+STRATA_ABI_OFFSET(strata_dns_message, query_ns, 16);
+STRATA_ABI_OFFSET(strata_dns_message, response_ns, 24);
+STRATA_ABI_OFFSET(strata_dns_message, tuple, 32);
+STRATA_ABI_OFFSET(strata_dns_message, dns_id, 72);
+STRATA_ABI_OFFSET(strata_dns_message, dns_flags, 74);
+STRATA_ABI_OFFSET(strata_dns_message, payload_len, 76);
+STRATA_ABI_OFFSET(strata_dns_message, role, 78);
+STRATA_ABI_OFFSET(strata_dns_message, payload, 80);
 
 /* Key of `dns_pending`: a query in flight on one socket. */
 struct strata_dns_key {
@@ -169,5 +220,7 @@ struct strata_dns_key {
 	__u8 _pad[6];
 };
 _Static_assert(sizeof(struct strata_dns_key) == 16, "strata_dns_key ABI");
+STRATA_ABI_OFFSET(strata_dns_key, sock_cookie, 0);
+STRATA_ABI_OFFSET(strata_dns_key, dns_id, 8);
 
 #endif /* STRATA_ABI_H */

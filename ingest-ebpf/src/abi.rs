@@ -420,6 +420,75 @@ mod tests {
         }
     }
 
+    /// Every field's offset in Rust, named as in C.
+    fn rust_offsets() -> Vec<(String, usize)> {
+        macro_rules! offsets {
+            ($($c_type:literal => $ty:ty { $($field:ident),* $(,)? })*) => {
+                vec![$($((format!("{}.{}", $c_type, stringify!($field)), offset_of!($ty, $field)),)*)*]
+            };
+        }
+        offsets! {
+            "strata_flow_tuple" => FlowTuple {
+                local_addr, remote_addr, local_port, remote_port, family, protocol,
+            }
+            "strata_sock_stats" => SockStats {
+                tuple, cgroup_id, opened_ns, established_ns, last_seen_ns, bytes_sent,
+                bytes_received, last_rtt_sample_ns, segs_out, segs_in, retransmits, srtt_us,
+                min_rtt_us, rtt_samples, role, state,
+            }
+            "strata_event_header" => EventHeader { kind }
+            "strata_conn_closed" => ConnClosed {
+                header, sock_id, closed_ns, stats, sk_err, old_state,
+            }
+            "strata_http_exchange" => HttpExchange {
+                header, cgroup_id, sock_cookie, request_ns, response_ns, tuple, role,
+                request_len, response_len, request_payload_len, response, request,
+            }
+            "strata_http_pending" => HttpPending {
+                request_ns, request_seq, request_payload_len, request_len, role, request,
+            }
+            "strata_dns_message" => DnsMessage {
+                header, cgroup_id, query_ns, response_ns, tuple, dns_id, dns_flags,
+                payload_len, role, payload,
+            }
+            "strata_dns_key" => DnsKey { sock_cookie, dns_id }
+        }
+    }
+
+    /// Each `STRATA_ABI_OFFSET(type, field, n)` in abi.h against the Rust layout, both ways:
+    /// every C assertion matches Rust, and every Rust field is asserted in C.
+    #[test]
+    fn c_header_asserts_the_same_offsets() {
+        let header = include_str!("../bpf/abi.h");
+        let c_offsets: Vec<(String, usize)> = header
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("STRATA_ABI_OFFSET("))
+            .map(|rest| {
+                let args: Vec<&str> = rest
+                    .trim_end_matches(';')
+                    .trim_end_matches(')')
+                    .split(',')
+                    .map(str::trim)
+                    .collect();
+                let offset = args[2].parse().expect("numeric offset");
+                (format!("{}.{}", args[0], args[1]), offset)
+            })
+            .collect();
+        let rust = rust_offsets();
+        for (field, offset) in &c_offsets {
+            let mirrored = rust.iter().find(|(name, _)| name == field);
+            assert_eq!(mirrored.map(|(_, o)| o), Some(offset), "{field}");
+        }
+        let missing: Vec<String> = rust
+            .iter()
+            .filter(|(field, _)| !c_offsets.iter().any(|(c, _)| c == field))
+            .map(|(field, offset)| {
+                format!("STRATA_ABI_OFFSET({}, {offset});", field.replace('.', ", "))
+            })
+            .collect();
+        assert!(missing.is_empty(), "abi.h lacks:\n{}", missing.join("\n"));
+    }
+
     #[test]
     fn truncated_records_are_zero_filled() {
         let mut record = ConnClosed::default();
