@@ -87,6 +87,10 @@ fn kernel_reports_tcp_http_and_dns_between_namespaces() {
         (v4.sent, v4.received)
     );
     assert!(live.open);
+    assert!(
+        live.srtt_us.is_some_and(|srtt| srtt > 0),
+        "tcp_probe sampled the RTT of the live connection: {live:?}"
+    );
     let server_side = scan
         .deltas
         .iter()
