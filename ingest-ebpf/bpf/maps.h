@@ -44,6 +44,9 @@ struct {
 	__type(value, struct strata_http_pending);
 } http_pending SEC(".maps");
 
+/* counters: one u64 per STRATA_COUNTER_* slot per CPU, summed by user space. Per-CPU so counting
+ * needs no atomics; an increment interrupted by a nested program on the same CPU may rarely be
+ * lost, which is acceptable for loss accounting. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, STRATA_COUNTER_SLOTS);
