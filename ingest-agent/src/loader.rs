@@ -281,11 +281,11 @@ impl Probes {
         &self.hooks
     }
 
-    /// Runs a loaded cgroup_skb hook on one crafted frame (Ethernet header first) through
-    /// BPF_PROG_TEST_RUN: no traffic and no attachment involved, so packet parsing can be checked
-    /// against exact bytes. The kernel gives each run a throwaway socket. Returns the verdict
-    /// (1 lets the packet through).
-    pub fn run_on_frame(&self, hook: Hook, frame: &[u8]) -> Result<u32> {
+    /// Runs a loaded cgroup_skb hook `repeat` times on one crafted frame (Ethernet header first)
+    /// through BPF_PROG_TEST_RUN: no traffic and no attachment involved, so packet parsing can
+    /// be checked against exact bytes. The kernel gives each call a throwaway socket. Returns
+    /// the verdict (1 lets the packet through).
+    pub fn run_on_frame(&self, hook: Hook, frame: &[u8], repeat: u32) -> Result<u32> {
         use aya::TestRun;
         let failed = |why: String| Error::Program {
             program: hook.program(),
@@ -300,6 +300,7 @@ impl Probes {
             .map_err(|err: aya::programs::ProgramError| failed(err.to_string()))?;
         let options = aya::TestRunOptions {
             data_in: Some(frame),
+            repeat: repeat.max(1),
             ..aya::TestRunOptions::default()
         };
         program

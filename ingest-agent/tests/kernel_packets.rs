@@ -10,12 +10,15 @@
 mod lab;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lab::EventLog;
 use strata_agent::dns::record_type;
+use strata_agent::event_reader::EventReaderConfig;
 use strata_agent::events::{DnsResponse, Event, Role};
 use strata_agent::loader::Hook;
+use strata_agent::loader::LoaderConfig;
+use strata_ebpf::abi;
 
 const RESOLVER_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
 const RESOLVER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x53, 0, 0, 0, 0, 0x53);
@@ -162,7 +165,7 @@ fn cgroup_programs_parse_crafted_dns_frames() {
     ];
     for frame in &frames {
         let verdict = probes
-            .run_on_frame(Hook::CgroupIngress, frame)
+            .run_on_frame(Hook::CgroupIngress, frame, 1)
             .expect("test run");
         assert_eq!(verdict, 1, "observers never drop");
     }
@@ -229,5 +232,111 @@ fn cgroup_programs_parse_crafted_dns_frames() {
     assert!(counters["dns_unmatched"] >= 4, "{counters:?}");
     assert_eq!(counters["ringbuf_lost_dns"], 0, "{counters:?}");
     assert_eq!(log.decode_errors(), 0);
+    lab::assert_detached_on_drop(probes);
+}
+
+fn count_with_id(events: &[Event], id: u16) -> usize {
+    events
+        .iter()
+        .filter(|event| matches!(event, Event::Dns(r) if r.dns_id == id))
+        .count()
+}
+
+/// Records are written without waking the reader until a quarter of the ring is unread; past
+/// that the kernel forces a wakeup. With the reader's tick an hour away, a burst bigger than the
+/// threshold must still arrive at once, and a burst below it must wait.
+#[test]
+fn a_burst_past_the_threshold_wakes_the_reader() {
+    let features = match lab::preconditions(&[]) {
+        Ok(features) => features,
+        Err(why) => skip!("{why}"),
+    };
+    let config = LoaderConfig {
+        ring_buffer_bytes: 1 << 20, // wakeup past 256 KiB unread
+        ..LoaderConfig::default()
+    };
+    let mut probes = match lab::attach_all_with(&features, &config) {
+        Ok(probes) => probes,
+        Err(why) => skip!("{why}"),
+    };
+    let log = EventLog::start_with(
+        &mut probes,
+        &EventReaderConfig {
+            tick: Duration::from_secs(3600),
+            ..EventReaderConfig::default()
+        },
+    );
+    // The first tick of a tokio interval fires at once; let it pass before the bursts.
+    std::thread::sleep(Duration::from_millis(100));
+
+    let small = ipv4_frame(&udp(53, &dns_response(0x0a0a, "w.strata.test", &[])), 0, 0);
+    probes
+        .run_on_frame(Hook::CgroupIngress, &small, 10)
+        .expect("test run");
+    let quiet = log.wait_until(Duration::from_millis(300), |events| {
+        count_with_id(events, 0x0a0a) > 0
+    });
+    assert_eq!(
+        count_with_id(&quiet, 0x0a0a),
+        0,
+        "below the threshold nobody is woken"
+    );
+
+    // About 600 bytes a record: 1000 records pass 256 KiB unread.
+    let many: Vec<IpAddr> = (1..=30u8)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(192, 0, 2, i)))
+        .collect();
+    let large = ipv4_frame(
+        &udp(53, &dns_response(0x0b0b, "w.strata.test", &many)),
+        0,
+        0,
+    );
+    let started = Instant::now();
+    probes
+        .run_on_frame(Hook::CgroupIngress, &large, 1000)
+        .expect("test run");
+    let events = log.wait_until(Duration::from_secs(5), |events| {
+        count_with_id(events, 0x0b0b) == 1000
+    });
+    assert_eq!(count_with_id(&events, 0x0b0b), 1000, "woken and drained");
+    assert_eq!(
+        count_with_id(&events, 0x0a0a),
+        10,
+        "the quiet records came along"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    lab::assert_detached_on_drop(probes);
+}
+
+/// Nobody reads a small ring: the kernel drops what does not fit and counts every record.
+#[test]
+fn records_that_do_not_fit_are_counted() {
+    let features = match lab::preconditions(&[]) {
+        Ok(features) => features,
+        Err(why) => skip!("{why}"),
+    };
+    let config = LoaderConfig {
+        ring_buffer_bytes: 64 << 10,
+        ..LoaderConfig::default()
+    };
+    let probes = match lab::attach_all_with(&features, &config) {
+        Ok(probes) => probes,
+        Err(why) => skip!("{why}"),
+    };
+    let payload = dns_response(0x0c0c, "x.strata.test", &[]);
+    let frame = ipv4_frame(&udp(53, &payload), 0, 0);
+    const RUNS: u64 = 2000;
+    probes
+        .run_on_frame(Hook::CgroupIngress, &frame, RUNS as u32)
+        .expect("test run");
+    // A record is the fixed part plus the payload, behind an 8-byte ring header, 8-aligned.
+    let record = (abi::DNS_MESSAGE_FIXED_LEN + payload.len() + 8).next_multiple_of(8) as u64;
+    let fit = u64::from(config.ring_buffer_bytes) / record;
+    let counters = probes.counters().expect("counters");
+    // Other DNS on this host passes the root-attached programs too and can only add losses.
+    assert!(
+        counters["ringbuf_lost_dns"] >= RUNS - fit,
+        "{RUNS} records of {record} bytes into a ring that holds {fit}: {counters:?}"
+    );
     lab::assert_detached_on_drop(probes);
 }

@@ -67,7 +67,11 @@ pub fn preconditions(tools: &[&str]) -> Result<KernelFeatures, String> {
 
 /// Loads the kernel side and requires every hook attached.
 pub fn attach_all(features: &KernelFeatures) -> Result<Probes, String> {
-    let probes = Probes::load(&LoaderConfig::default(), features)
+    attach_all_with(features, &LoaderConfig::default())
+}
+
+pub fn attach_all_with(features: &KernelFeatures, config: &LoaderConfig) -> Result<Probes, String> {
+    let probes = Probes::load(config, features)
         .map_err(|err| format!("kernel object did not load: {err}"))?;
     let missing: Vec<String> = probes
         .hooks()
@@ -91,11 +95,15 @@ pub struct EventLog {
 
 impl EventLog {
     pub fn start(probes: &mut Probes) -> EventLog {
+        Self::start_with(probes, &EventReaderConfig::default())
+    }
+
+    pub fn start_with(probes: &mut Probes, config: &EventReaderConfig) -> EventLog {
         let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
         let ring = probes.take_event_ring().expect("event ring");
         let (mut rx, stats, _reader) = {
             let _enter = runtime.enter();
-            event_reader::spawn(ring, &EventReaderConfig::default()).expect("reader")
+            event_reader::spawn(ring, config).expect("reader")
         };
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&events);
