@@ -2,7 +2,9 @@
 //! over IPv4 (with and without IP options) and IPv6, one larger than the capture, and packets
 //! the programs must leave alone (a non-first fragment, another UDP port). No traffic, no
 //! namespaces; the kernel gives each run a throwaway socket, so responses arrive without their
-//! query, which also exercises the unmatched-response counter.
+//! query, which also exercises the unmatched-response counter. The same way, bursts of records
+//! show the ring's batched wakeup (nobody is woken below the threshold, the reader is past it)
+//! and that records which do not fit are counted.
 //!
 //! Needs root; skips loudly without it, fails under `STRATA_REQUIRE_ALL=1`.
 
