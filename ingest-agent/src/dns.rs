@@ -318,4 +318,38 @@ pub(crate) mod tests {
         assert_eq!(parse(&looping), Err(DnsError::BadQuestion));
         assert_eq!(parse(&[0; 11]), Err(DnsError::ShortHeader));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn label() -> impl Strategy<Value = String> {
+            "[a-z0-9][a-z0-9-]{0,20}"
+        }
+
+        proptest! {
+            #[test]
+            fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+                let _ = parse(&bytes);
+            }
+
+            #[test]
+            fn what_a_server_writes_parses_back(
+                id in any::<u16>(),
+                labels in proptest::collection::vec(label(), 1..5),
+                v4 in proptest::collection::vec(any::<[u8; 4]>(), 0..8),
+                v6 in proptest::collection::vec(any::<[u8; 16]>(), 0..4),
+            ) {
+                let name = labels.join(".");
+                let addresses: Vec<IpAddr> = v4.into_iter().map(IpAddr::from)
+                    .chain(v6.into_iter().map(IpAddr::from))
+                    .collect();
+                let message = parse(&response(id, 0, &name, record_type::A, &addresses)).unwrap();
+                prop_assert_eq!(message.id, id);
+                prop_assert_eq!(message.question.as_ref().map(|q| q.name.clone()), Some(name));
+                prop_assert_eq!(message.addresses().collect::<Vec<_>>(), addresses);
+                prop_assert!(!message.truncated);
+            }
+        }
+    }
 }

@@ -504,4 +504,23 @@ mod tests {
             Err(Error::ShortRecord { kind: 1, .. })
         ));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// The kernel is trusted for layout, not for lengths: no record may panic the decoder.
+            #[test]
+            fn never_panics_on_arbitrary_records(
+                kind in 0u32..5,
+                body in proptest::collection::vec(any::<u8>(), 0..800),
+            ) {
+                let mut record = kind.to_le_bytes().to_vec();
+                record.extend_from_slice(&[0; 4]);
+                record.extend_from_slice(&body);
+                let _ = decode(&record);
+            }
+        }
+    }
 }

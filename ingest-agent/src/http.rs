@@ -328,4 +328,46 @@ mod tests {
         let future = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what";
         assert_eq!(TraceParent::parse(future).map(|p| p.version), Some(1));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+                let _ = parse_request_head(&bytes);
+                let _ = parse_status_line(&bytes);
+            }
+
+            #[test]
+            fn a_request_head_parses_back(
+                method in prop::sample::select(vec!["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]),
+                path in "/[a-zA-Z0-9/_.-]{0,60}(\\?[a-z=&0-9]{0,20})?",
+                host in "[a-z0-9.-]{1,40}(:[0-9]{1,5})?",
+                trace_id in any::<[u8; 16]>().prop_filter("non-zero", |id| *id != [0; 16]),
+                parent_id in any::<[u8; 8]>().prop_filter("non-zero", |id| *id != [0; 8]),
+                cut in 0usize..200,
+            ) {
+                let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+                let head = format!(
+                    "{method} {path} HTTP/1.1\r\nHost: {host}\r\ntraceparent: 00-{}-{}-01\r\n\r\n",
+                    hex(&trace_id), hex(&parent_id)
+                );
+                let parsed = parse_request_head(head.as_bytes()).unwrap();
+                prop_assert_eq!(parsed.method.as_str(), method);
+                prop_assert_eq!(&parsed.target, &path);
+                prop_assert_eq!(parsed.host.as_deref(), Some(host.as_str()));
+                let parent = parsed.traceparent.unwrap();
+                prop_assert_eq!(parent.trace_id, trace_id);
+                prop_assert_eq!(parent.parent_id, parent_id);
+                prop_assert!(parsed.headers_complete);
+                // Cut anywhere after the request line: still the same method and target.
+                let line_end = head.find("\r\n").unwrap() + 2;
+                let cut_at = (line_end + cut).min(head.len());
+                let partial = parse_request_head(&head.as_bytes()[..cut_at]).unwrap();
+                prop_assert_eq!(partial.target, path);
+            }
+        }
+    }
 }
