@@ -60,24 +60,28 @@ impl Role {
     }
 }
 
-/// How a connection ended.
+/// How a connection ended. The first group are connects that never got a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
-    /// Established, then closed without error.
-    Closed,
-    /// Established, then reset (RST received, or written after the peer left).
-    Reset,
-    /// Connect answered by RST.
+    /// Connect answered by RST: nothing listens there.
     Refused,
-    /// Connect or established connection gave up retransmitting.
-    TimedOut,
+    /// Connect gave up retransmitting its SYN.
+    ConnectTimedOut,
     /// Connect failed on an ICMP unreachable.
     Unreachable,
     /// Connect abandoned by the application before an answer.
     Aborted,
+    /// Connect failed with another error, as errno.
+    ConnectFailed(i32),
     /// A server-side handshake that never completed.
     HandshakeFailed,
-    /// Any other error, as errno.
+    /// Established, then closed without error.
+    Closed,
+    /// Established, then reset (RST received, or written after the peer left).
+    Reset,
+    /// Established, then gave up retransmitting.
+    TimedOut,
+    /// Established, then failed with another error, as errno.
     Failed(i32),
 }
 
@@ -97,10 +101,9 @@ impl Outcome {
             tcp_state::SYN_SENT => match sk_err {
                 0 => Outcome::Aborted,
                 ECONNREFUSED => Outcome::Refused,
-                ETIMEDOUT => Outcome::TimedOut,
+                ETIMEDOUT => Outcome::ConnectTimedOut,
                 EHOSTUNREACH | ENETUNREACH => Outcome::Unreachable,
-                ECONNRESET => Outcome::Reset,
-                other => Outcome::Failed(other),
+                other => Outcome::ConnectFailed(other),
             },
             tcp_state::SYN_RECV => Outcome::HandshakeFailed,
             _ => match sk_err {
@@ -117,10 +120,10 @@ impl Outcome {
         matches!(
             self,
             Outcome::Refused
+                | Outcome::ConnectTimedOut
                 | Outcome::Unreachable
                 | Outcome::Aborted
-                | Outcome::Failed(_)
-                | Outcome::TimedOut
+                | Outcome::ConnectFailed(_)
         )
     }
 }
@@ -358,7 +361,16 @@ mod tests {
     #[test]
     fn outcomes_follow_state_and_error() {
         use tcp_state::*;
-        assert_eq!(Outcome::classify(SYN_SENT, ETIMEDOUT), Outcome::TimedOut);
+        assert_eq!(
+            Outcome::classify(SYN_SENT, ETIMEDOUT),
+            Outcome::ConnectTimedOut
+        );
+        assert_eq!(
+            Outcome::classify(SYN_SENT, ECONNRESET),
+            Outcome::ConnectFailed(ECONNRESET)
+        );
+        assert_eq!(Outcome::classify(ESTABLISHED, ETIMEDOUT), Outcome::TimedOut);
+        assert!(!Outcome::TimedOut.is_failed_connect());
         assert_eq!(
             Outcome::classify(SYN_SENT, EHOSTUNREACH),
             Outcome::Unreachable

@@ -172,7 +172,8 @@ fn kernel_reports_retransmits_resets_timeouts_and_late_sockets() {
     assert_eq!(reset.role, Role::Client);
 
     let timed_out = close(timed_out);
-    assert_eq!(timed_out.outcome, Outcome::TimedOut);
+    assert_eq!(timed_out.outcome, Outcome::ConnectTimedOut);
+    assert!(timed_out.outcome.is_failed_connect());
     assert_eq!(
         timed_out.endpoints.remote,
         SocketAddr::from((SERVER_V4, BLACKHOLE_PORT))
