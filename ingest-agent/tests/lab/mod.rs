@@ -36,7 +36,9 @@ macro_rules! skip {
     ($($why:tt)*) => {{
         let why = format!($($why)*);
         assert!(!lab::require_all(), "STRATA_REQUIRE_ALL=1, but {why}");
-        eprintln!("\n*** SKIPPED {}: {why} ***\n", module_path!());
+        // libtest names each test's thread after the test.
+        let test = std::thread::current().name().unwrap_or(module_path!()).to_owned();
+        eprintln!("\n*** SKIPPED {test}: {why} ***\n");
         return;
     }};
 }
