@@ -76,6 +76,12 @@ mod tests {
         std::env::var("STRATA_REQUIRE_ALL").as_deref() == Ok("1")
     }
 
+    /// Straight to the process's stderr: libtest captures eprintln! of passing tests.
+    fn say_skipped(why: &str) {
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(format!("\n*** SKIPPED: {why} ***\n").as_bytes());
+    }
+
     #[test]
     fn embedded_object_is_an_aligned_bpf_elf() {
         let bytes = object();
@@ -122,9 +128,7 @@ mod tests {
                 !require_all(),
                 "STRATA_REQUIRE_ALL=1 but no clang-14 was found: install clang-14 and llvm-14"
             );
-            eprintln!(
-                "SKIPPED: no clang-14 on this machine; the committed prebuilt object is embedded"
-            );
+            say_skipped("no clang-14 on this machine; the committed prebuilt object is embedded");
         }
     }
 
@@ -144,7 +148,9 @@ mod tests {
                     !require_all(),
                     "prebuilt object is stale and no clang: {fix}"
                 );
-                eprintln!("SKIPPED: prebuilt object is stale and no clang here to prove it: {fix}");
+                say_skipped(&format!(
+                    "prebuilt object is stale and no clang here to prove it: {fix}"
+                ));
             }
         }
     }

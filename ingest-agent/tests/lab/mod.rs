@@ -38,7 +38,11 @@ macro_rules! skip {
         assert!(!lab::require_all(), "STRATA_REQUIRE_ALL=1, but {why}");
         // libtest names each test's thread after the test.
         let test = std::thread::current().name().unwrap_or(module_path!()).to_owned();
-        eprintln!("\n*** SKIPPED {test}: {why} ***\n");
+        // Straight to the process's stderr: libtest captures eprintln! of passing tests.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("\n*** SKIPPED {test}: {why} ***\n").as_bytes(),
+        );
         return;
     }};
 }
