@@ -75,8 +75,9 @@ pub struct FlowTable {
 }
 
 impl FlowTable {
-    /// `idle_after_ns`: an entry untouched this long belongs to a socket whose close we missed
-    /// (the LRU keeps it otherwise until pressure evicts it).
+    /// `idle_after_ns`: an entry untouched this long is taken for a socket whose close we missed
+    /// (the LRU keeps it otherwise until pressure evicts it). A socket that was only idle comes
+    /// back on its next byte, without its role and open time, so this should be long (minutes).
     pub fn new(idle_after_ns: u64) -> FlowTable {
         FlowTable {
             seen: HashMap::new(),
