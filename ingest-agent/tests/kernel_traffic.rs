@@ -12,12 +12,13 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 #[macro_use]
 mod lab;
 
 use lab::{monotonic_ns, say, Counting, EventLog, Lab, CLIENT_V4, SERVER_V4, SERVER_V6};
+use strata_agent::clock::{Clock, SystemClock};
 use strata_agent::dns::{record_type, Rcode};
 use strata_agent::events::{ConnectionClosed, DnsResponse, Event, HttpExchange, Outcome, Role};
 use strata_agent::flow_table::FlowTable;
@@ -301,6 +302,12 @@ impl Expectations {
             };
             let ok = exchange(role, "/ok");
             assert_eq!(ok.cgroup_id, cgroup);
+            // Kernel timestamps are CLOCK_MONOTONIC: converted, they land seconds ago at most.
+            let at = SystemClock::new().wall_time(ok.request_ns);
+            let age = SystemTime::now()
+                .duration_since(at)
+                .expect("not in the future");
+            assert!(age < Duration::from_secs(60), "request {age:?} ago");
             assert_eq!(ok.endpoints.local, local);
             let request = ok.request.as_ref().expect("parsed");
             assert_eq!(request.method, Method::Get);

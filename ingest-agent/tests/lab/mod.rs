@@ -170,13 +170,8 @@ pub fn cgroup_of(event: &Event) -> u64 {
 }
 
 pub fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+    use strata_agent::clock::Clock;
+    strata_agent::clock::SystemClock::new().monotonic_ns()
 }
 
 /// Two namespaces joined by a veth pair, a cgroup per peer, and the peer processes. Drop tears
