@@ -1,11 +1,16 @@
 //! Reads the kernel's per-socket statistics on a timer and turns cumulative counters into deltas
-//! per interval; clears entries whose socket vanished without a close (idle past a limit).
-//! The kernel map sits behind [`SockStatsSource`], so the logic is tested with a fake.
+//! per interval, adding the last delta of each closed connection from its close summary; clears
+//! entries whose socket vanished without a close (idle past a limit). The kernel map sits behind
+//! [`SockStatsSource`] and time behind [`Clock`], so the logic is tested with fakes.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use strata_ebpf::abi;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
+use crate::clock::Clock;
 use crate::error::Result;
 use crate::events::{ConnectionClosed, Endpoints, Role};
 
@@ -181,6 +186,140 @@ fn delta(
     })
 }
 
+/// One interval of flow counters, from the tracker.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowBatch {
+    /// When the scan ran (monotonic ns).
+    pub at_ns: u64,
+    /// Open sockets that moved, then connections closed since the previous batch.
+    pub deltas: Vec<FlowDelta>,
+    /// Entries in the kernel map at the scan, for its fill ratio.
+    pub entries: usize,
+    pub cleared_idle: usize,
+    /// Close summaries dropped because too many waited for the next batch.
+    pub closes_dropped: u64,
+    /// Scans skipped because the consumer had not taken the previous batches.
+    pub scans_skipped: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct FlowTrackerConfig {
+    pub interval: Duration,
+    pub idle_after: Duration,
+    /// Close deltas held between two batches.
+    pub max_pending_closes: usize,
+    /// Batches waiting for the consumer.
+    pub batch_capacity: usize,
+}
+
+impl Default for FlowTrackerConfig {
+    fn default() -> Self {
+        FlowTrackerConfig {
+            interval: Duration::from_secs(10),
+            idle_after: Duration::from_secs(600),
+            max_pending_closes: 65_536,
+            batch_capacity: 4,
+        }
+    }
+}
+
+/// Scans `source` every `interval` and folds in the close summaries arriving on `closes`.
+///
+/// Batches: `batch_capacity`; when full: the scan is skipped and counted in the next batch —
+/// nothing is lost, because the kernel counters keep accumulating and the next scan's deltas
+/// include them. Pending closes: `max_pending_closes`; when full: dropped and counted. Scans run
+/// on the blocking pool: they are one syscall per entry. Stops when the batch receiver is dropped.
+pub fn spawn_tracker<S, C>(
+    source: S,
+    clock: C,
+    closes: mpsc::Receiver<ConnectionClosed>,
+    config: &FlowTrackerConfig,
+) -> (mpsc::Receiver<FlowBatch>, JoinHandle<()>)
+where
+    S: SockStatsSource + Send + 'static,
+    C: Clock + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(config.batch_capacity.max(1));
+    let handle = tokio::spawn(track(source, clock, closes, tx, config.clone()));
+    (rx, handle)
+}
+
+async fn track<S, C>(
+    source: S,
+    clock: C,
+    mut closes: mpsc::Receiver<ConnectionClosed>,
+    batches: mpsc::Sender<FlowBatch>,
+    config: FlowTrackerConfig,
+) where
+    S: SockStatsSource + Send + 'static,
+    C: Clock + Send + 'static,
+{
+    let idle_after_ns = u64::try_from(config.idle_after.as_nanos()).unwrap_or(u64::MAX);
+    let mut state = Some((FlowTable::new(idle_after_ns), source));
+    let mut pending = FlowBatch::default();
+    let mut closes_open = true;
+    let mut ticker = tokio::time::interval(config.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await; // the first tick is immediate; the first scan is one interval in
+    loop {
+        tokio::select! {
+            () = batches.closed() => return,
+            close = closes.recv(), if closes_open => match close {
+                Some(closed) => {
+                    let Some((table, _)) = state.as_mut() else { return };
+                    let last = table.close(&closed);
+                    if pending.deltas.len() < config.max_pending_closes {
+                        pending.deltas.push(last);
+                    } else {
+                        pending.closes_dropped += 1;
+                    }
+                }
+                None => closes_open = false,
+            },
+            _ = ticker.tick() => {
+                if batches.capacity() == 0 {
+                    pending.scans_skipped += 1;
+                    continue;
+                }
+                let Some((mut table, mut source)) = state.take() else { return };
+                let now = clock.monotonic_ns();
+                let scanned = tokio::task::spawn_blocking(move || {
+                    let scan = table.scan(&mut source, now);
+                    (table, source, scan)
+                })
+                .await;
+                let Ok((table, source, scan)) = scanned else {
+                    tracing::error!("flow table scan panicked; the tracker stops");
+                    return;
+                };
+                state = Some((table, source));
+                let scan = match scan {
+                    Ok(scan) => scan,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "reading sock_stats failed; retrying next interval");
+                        continue;
+                    }
+                };
+                let closed = std::mem::take(&mut pending);
+                let mut deltas = scan.deltas;
+                deltas.extend(closed.deltas);
+                let batch = FlowBatch {
+                    at_ns: now,
+                    deltas,
+                    entries: scan.entries,
+                    cleared_idle: scan.cleared_idle,
+                    closes_dropped: closed.closes_dropped,
+                    scans_skipped: closed.scans_skipped,
+                };
+                // Capacity was checked above and this task is the only sender.
+                if batches.try_send(batch).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,5 +436,108 @@ mod tests {
         assert_eq!((last.bytes_sent, last.bytes_received), (20, 60));
         assert!(!last.open);
         assert_eq!(table.tracked(), 0);
+    }
+
+    mod tracker {
+        use super::*;
+        use crate::clock::ManualClock;
+        use std::sync::{Arc, Mutex};
+
+        /// A fake map shared with the test, so it can change between scans.
+        #[derive(Clone, Default)]
+        struct SharedMap(Arc<Mutex<FakeMap>>);
+
+        impl SockStatsSource for SharedMap {
+            fn read_all(&mut self) -> Result<Vec<(u64, abi::SockStats)>> {
+                self.0.lock().unwrap().read_all()
+            }
+            fn remove(&mut self, sock_id: u64) -> Result<()> {
+                self.0.lock().unwrap().remove(sock_id)
+            }
+        }
+
+        fn closed(sock_id: u64, sent: u64) -> ConnectionClosed {
+            ConnectionClosed {
+                sock_id,
+                cgroup_id: 11,
+                endpoints: Endpoints::from(&stats(5, 0, 0, 0).tuple),
+                role: Role::Client,
+                outcome: Outcome::Closed,
+                opened_ns: Some(5),
+                established_ns: Some(6),
+                closed_ns: 30,
+                bytes_sent: sent,
+                bytes_received: 0,
+                segs_out: 1,
+                segs_in: 1,
+                retransmits: 0,
+                srtt_us: None,
+                min_rtt_us: None,
+            }
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn batches_scans_and_closes_each_interval() {
+            let map = SharedMap::default();
+            map.0
+                .lock()
+                .unwrap()
+                .entries
+                .insert(1, stats(5, 100, 0, 10));
+            let (closes_tx, closes) = mpsc::channel(16);
+            let config = FlowTrackerConfig {
+                interval: Duration::from_secs(10),
+                ..FlowTrackerConfig::default()
+            };
+            let (mut batches, _task) =
+                spawn_tracker(map.clone(), ManualClock::default(), closes, &config);
+
+            let first = batches.recv().await.expect("a batch");
+            assert_eq!(first.entries, 1);
+            assert_eq!(first.deltas.len(), 1);
+            assert_eq!(first.deltas[0].bytes_sent, 100);
+
+            // Socket 1 closes with 30 more bytes; its entry leaves the kernel map.
+            map.0.lock().unwrap().entries.clear();
+            closes_tx.send(closed(1, 130)).await.unwrap();
+            let second = batches.recv().await.expect("a batch");
+            assert_eq!(second.entries, 0);
+            assert_eq!(second.deltas.len(), 1);
+            assert!(!second.deltas[0].open);
+            assert_eq!(second.deltas[0].bytes_sent, 30);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_slow_consumer_skips_scans_without_losing_counts() {
+            let map = SharedMap::default();
+            map.0
+                .lock()
+                .unwrap()
+                .entries
+                .insert(1, stats(5, 100, 0, 10));
+            let (_closes_tx, closes) = mpsc::channel(16);
+            let config = FlowTrackerConfig {
+                interval: Duration::from_secs(10),
+                batch_capacity: 1,
+                ..FlowTrackerConfig::default()
+            };
+            let (mut batches, _task) =
+                spawn_tracker(map.clone(), ManualClock::default(), closes, &config);
+            // Nobody reads for a while: one batch waits, the next scans are skipped.
+            tokio::time::sleep(Duration::from_secs(35)).await;
+            map.0
+                .lock()
+                .unwrap()
+                .entries
+                .insert(1, stats(5, 500, 0, 20));
+            let first = batches.recv().await.expect("the waiting batch");
+            assert_eq!(first.deltas[0].bytes_sent, 100);
+            let next = batches.recv().await.expect("the next scan");
+            assert!(next.scans_skipped >= 1, "{next:?}");
+            assert_eq!(
+                next.deltas[0].bytes_sent, 400,
+                "the skipped intervals' bytes"
+            );
+        }
     }
 }

@@ -428,6 +428,13 @@ impl SockStatsSource for KernelSockStats {
 mod tests {
     use super::*;
 
+    /// The flow tracker scans on the blocking pool, so the kernel map must move across threads.
+    #[test]
+    fn the_kernel_map_can_feed_the_flow_tracker() {
+        fn sendable<T: Send + 'static>() {}
+        sendable::<KernelSockStats>();
+    }
+
     #[test]
     fn default_config_is_valid_and_wakes_at_a_quarter() {
         let config = LoaderConfig::default();
