@@ -31,6 +31,8 @@ const DNS_PORT: u16 = 53;
 const DNS_NAME: &str = "api.strata.test";
 const DNS_ANSWER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 77);
 const MISSING_NAME: &str = "missing.strata.test";
+/// The id of the query sent over IPv6.
+const DNS_ID_V6: u16 = 0x9abc;
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 /// The server sleeps this long before answering `/fail`.
 const SLOW_ANSWER: Duration = Duration::from_millis(100);
@@ -61,6 +63,7 @@ fn kernel_reports_tcp_http_and_dns_between_namespaces() {
     let v6 = ClientReport::parse(&client.wait_for("http-v6"));
     client.wait_for("refused");
     let dns_local: SocketAddr = client.wait_for("dns").parse().expect("dns local address");
+    let dns6_local: SocketAddr = client.wait_for("dns6").parse().expect("dns local address");
     client.wait_for("holding");
 
     // While the v4 connection is held open, its counters are live in the kernel map.
@@ -119,6 +122,7 @@ fn kernel_reports_tcp_http_and_dns_between_namespaces() {
         v4,
         v6,
         dns_local,
+        dns6_local,
         client_cgroup,
         server_cgroup,
     };
@@ -165,6 +169,7 @@ struct Expectations {
     v4: ClientReport,
     v6: ClientReport,
     dns_local: SocketAddr,
+    dns6_local: SocketAddr,
     client_cgroup: u64,
     server_cgroup: u64,
 }
@@ -207,7 +212,7 @@ impl Expectations {
     }
 
     /// Enough arrived to check: closes of both HTTP connections on both ends, the refused
-    /// connect, six HTTP exchanges on v4 and two on v6 (both ends each), and both DNS
+    /// connect, six HTTP exchanges on v4 and two on v6 (both ends each), and the three DNS
     /// responses at the client.
     fn all_seen(&self, events: &[Event]) -> bool {
         let ours = self.ours(events);
@@ -216,7 +221,7 @@ impl Expectations {
             && Self::dns(&ours)
                 .filter(|r| r.cgroup_id == self.client_cgroup)
                 .count()
-                >= 2
+                >= 3
     }
 
     fn check(&self, events: &[Event], server_conns: &[String]) {
@@ -387,8 +392,33 @@ impl Expectations {
             message.question.as_ref().map(|q| q.qtype),
             Some(record_type::AAAA)
         );
+
+        // Over IPv6 the same way.
+        let v6 = Self::dns(&ours)
+            .find(|r| r.role == Role::Client && r.dns_id == DNS_ID_V6)
+            .unwrap_or_else(|| panic!("no client DNS response over IPv6:\n{}", dump()));
+        assert_eq!(v6.endpoints.local, self.dns6_local);
+        assert_eq!(v6.endpoints.remote, SocketAddr::from((SERVER_V6, DNS_PORT)));
+        assert!(v6.latency().is_some());
+        assert_eq!(
+            v6.message
+                .as_ref()
+                .map(|m| m.addresses().collect::<Vec<_>>()),
+            Ok(vec![IpAddr::V4(DNS_ANSWER)])
+        );
+
+        // At the server: query in to response out, on its own socket and cgroup.
+        let served = Self::dns(&ours)
+            .find(|r| r.role == Role::Server && r.dns_id == 0x1234)
+            .unwrap_or_else(|| panic!("no server-side DNS response:\n{}", dump()));
+        assert_eq!(served.cgroup_id, self.server_cgroup);
+        assert_eq!(
+            served.endpoints.local,
+            SocketAddr::from((SERVER_V4, DNS_PORT))
+        );
         assert!(
-            Self::dns(&ours).any(|r| r.role == Role::Server && r.cgroup_id == self.server_cgroup)
+            served.latency().is_some(),
+            "the server saw the query arrive"
         );
     }
 }
@@ -409,7 +439,7 @@ fn peer() {
 fn run_server(commands: &mpsc::Receiver<String>) {
     // [::] is dual-stack: IPv4 clients arrive on an AF_INET6 socket as ::ffff:a.b.c.d.
     let listener = TcpListener::bind((Ipv6Addr::UNSPECIFIED, HTTP_PORT)).expect("bind http");
-    let dns = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, DNS_PORT)).expect("bind dns");
+    let dns = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, DNS_PORT)).expect("bind dns");
     std::thread::spawn(move || {
         for stream in listener.incoming().map_while(Result::ok) {
             std::thread::spawn(move || serve_http(stream));
@@ -616,6 +646,23 @@ fn run_client(commands: &mpsc::Receiver<String>) {
         assert_eq!(answer.id, id);
     }
     say(&format!("dns {}", resolver.local_addr().expect("local")));
+
+    let resolver6 = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)).expect("bind resolver");
+    resolver6
+        .connect((SERVER_V6, DNS_PORT))
+        .expect("connect resolver");
+    resolver6
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    resolver6
+        .send(&dns_query(DNS_ID_V6, DNS_NAME, record_type::A))
+        .expect("send query");
+    let len = resolver6.recv(&mut buf).expect("dns answer");
+    assert_eq!(
+        strata_agent::dns::parse(&buf[..len]).map(|m| m.id),
+        Ok(DNS_ID_V6)
+    );
+    say(&format!("dns6 {}", resolver6.local_addr().expect("local")));
 
     say("holding");
     lab::await_command(commands, "close");
