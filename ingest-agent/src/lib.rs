@@ -3,7 +3,8 @@
 //!
 //! The path of data, top-down: [`kernel_features`] says what the host offers; [`loader`] loads and
 //! attaches what it can; [`event_reader`] drains the ring into [`events`] (decoded with [`http`]
-//! and [`dns`]); [`flow_table`] turns per-socket kernel counters into per-interval deltas;
+//! and [`dns`]); [`flow_table`] scans the per-socket kernel counters on a timer and, with the
+//! close summaries, turns them into per-interval deltas;
 //! [`clock`] turns the kernel's monotonic timestamps into wall time.
 
 pub mod clock;
