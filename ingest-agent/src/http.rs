@@ -73,7 +73,7 @@ impl Version {
     }
 }
 
-/// W3C Trace Context `traceparent` (https://www.w3.org/TR/trace-context/#traceparent-header).
+/// W3C Trace Context `traceparent` (<https://www.w3.org/TR/trace-context/#traceparent-header>).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TraceParent {
     pub version: u8,
