@@ -327,7 +327,8 @@ impl Peer {
 
     /// Waits for a line starting with `word`; returns the rest of it.
     pub fn wait_for(&mut self, word: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Generous: lossy transfers back off exponentially when a segment is lost repeatedly.
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
