@@ -347,7 +347,10 @@ impl Config {
     pub fn metrics_config(&self) -> strata_store::MetricsConfig {
         let m = &self.metrics;
         let block_range_ms = parse_duration_ms(&m.block_range).unwrap_or(7_200_000);
-        let wal = strata_store::wal::WalOptions { fsync: m.wal_fsync, ..Default::default() };
+        let wal = strata_store::wal::WalOptions {
+            fsync: m.wal_fsync,
+            ..Default::default()
+        };
         strata_store::MetricsConfig {
             block_range_ms,
             retention_ms: parse_duration_ms(&m.retention).unwrap_or(0),

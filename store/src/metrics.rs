@@ -897,8 +897,18 @@ mod tests {
     #[test]
     fn retention_by_size_drops_oldest_blocks_first() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = MetricsConfig { retention_ms: 0, retention_bytes: 1, ..MetricsConfig::default() };
-        let s = MetricsStore::open(&dir.path().join("metrics"), &dir.path().join("catalog"), cfg, Arc::default()).unwrap();
+        let cfg = MetricsConfig {
+            retention_ms: 0,
+            retention_bytes: 1,
+            ..MetricsConfig::default()
+        };
+        let s = MetricsStore::open(
+            &dir.path().join("metrics"),
+            &dir.path().join("catalog"),
+            cfg,
+            Arc::default(),
+        )
+        .unwrap();
         s.append(&batch("a", 0, 1000, 60_000)).unwrap();
         s.cut_blocks(true).unwrap();
         let blocks = s.block_entries();
@@ -908,13 +918,28 @@ mod tests {
         let dropped = s.apply_retention(0).unwrap();
         assert_eq!(dropped, blocks.len());
         assert_eq!(s.block_count(), 0);
-        s.append(&batch("a", newest + 7_200_000, 1, 60_000)).unwrap();
+        s.append(&batch("a", newest + 7_200_000, 1, 60_000))
+            .unwrap();
         s.cut_blocks(true).unwrap();
         let size = s.blocks_bytes();
-        let cfg = MetricsConfig { retention_ms: 0, retention_bytes: size, ..MetricsConfig::default() };
+        let cfg = MetricsConfig {
+            retention_ms: 0,
+            retention_bytes: size,
+            ..MetricsConfig::default()
+        };
         drop(s);
-        let s = MetricsStore::open(&dir.path().join("metrics"), &dir.path().join("catalog"), cfg, Arc::default()).unwrap();
-        assert_eq!(s.apply_retention(0).unwrap(), 0, "within budget: nothing dropped");
+        let s = MetricsStore::open(
+            &dir.path().join("metrics"),
+            &dir.path().join("catalog"),
+            cfg,
+            Arc::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            s.apply_retention(0).unwrap(),
+            0,
+            "within budget: nothing dropped"
+        );
     }
 
     #[test]

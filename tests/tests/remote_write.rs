@@ -304,8 +304,14 @@ fn remote_write_2_0_reports_what_it_wrote() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(r.headers()["x-prometheus-remote-write-samples-written"], "80");
-    assert_eq!(r.headers()["x-prometheus-remote-write-exemplars-written"], "0");
+    assert_eq!(
+        r.headers()["x-prometheus-remote-write-samples-written"],
+        "80"
+    );
+    assert_eq!(
+        r.headers()["x-prometheus-remote-write-exemplars-written"],
+        "0"
+    );
     assert_eq!(series_count(&client, &s, "{instance=\"host-7\"}", None), 20);
     let r = client
         .post(s.url("/prometheus/api/v1/write"))

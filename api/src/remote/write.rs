@@ -288,7 +288,7 @@ fn resolve_label_refs<'s>(
     symbols: &'s [String],
     limits: &DecodeLimits,
 ) -> Result<Vec<(&'s str, &'s str)>, String> {
-    if refs.len() % 2 != 0 {
+    if !refs.len().is_multiple_of(2) {
         return Err(format!(
             "labels_refs has odd length {}: it must hold name/value pairs",
             refs.len()
