@@ -226,13 +226,17 @@ pub fn decode_values(bytes: &[u8], out: &mut Vec<f64>) -> Result<(), String> {
             out.reserve(n);
             let mut br = BitReader::new(&bytes[pos..]);
             if n > 0 {
-                let mut v = br.read(64).ok_or("XOR column ends early")?;
+                let mut v = br.read(64);
                 out.push(f64::from_bits(v));
                 let (mut leading, mut trailing) = (0, 0);
                 for _ in 1..n {
                     read_xor_value(&mut br, &mut v, &mut leading, &mut trailing)?;
                     out.push(f64::from_bits(v));
                 }
+            }
+            if br.overrun() {
+                out.truncate(start);
+                return Err("XOR column ends early".into());
             }
             debug_assert_eq!(out.len() - start, n);
             expect_end(bytes, pos + br.consumed_bytes())
