@@ -77,9 +77,26 @@ impl<'a> BitReader<'a> {
         self.avail += loaded * 8;
     }
 
-    /// The last bytes of the slice, zero-padded to a word.
-    #[cold]
+    /// The word at `pos` when fewer than 8 bytes remain, zero-padded. Chunks are short (a 120-sample
+    /// chunk can be 40 bytes), so this path is common enough to stay cheap: shift the slice's last word
+    /// rather than copy bytes.
+    #[inline(always)]
     fn tail_word(&self) -> u64 {
+        match self.data.last_chunk::<8>() {
+            Some(last) => {
+                let skip = self.pos - (self.data.len() - 8);
+                if skip < 8 {
+                    u64::from_be_bytes(*last) << (skip * 8)
+                } else {
+                    0
+                }
+            }
+            None => self.short_slice_word(),
+        }
+    }
+
+    #[cold]
+    fn short_slice_word(&self) -> u64 {
         let mut word = [0u8; 8];
         if let Some(rest) = self.data.get(self.pos..) {
             let len = rest.len().min(8);
@@ -111,17 +128,28 @@ impl<'a> BitReader<'a> {
     pub(crate) fn read(&mut self, n: u32) -> u64 {
         debug_assert!((1..=64).contains(&n));
         if n <= 56 {
-            if self.avail < n {
-                self.refill();
-            }
-            let v = self.buf >> (64 - n);
-            self.consume(n);
-            v
+            self.read_short(n)
         } else {
-            let hi = self.read(n - 32);
-            let lo = self.read(32);
-            (hi << 32) | lo
+            self.read_wide(n)
         }
+    }
+
+    #[inline(always)]
+    fn read_short(&mut self, n: u32) -> u64 {
+        if self.avail < n {
+            self.refill();
+        }
+        let v = self.buf >> (64 - n);
+        self.consume(n);
+        v
+    }
+
+    /// More bits than one refill guarantees: two reads.
+    #[inline(never)]
+    fn read_wide(&mut self, n: u32) -> u64 {
+        let hi = self.read_short(n - 32);
+        let lo = self.read_short(32);
+        (hi << 32) | lo
     }
 
     /// Whether more bits were read than the slice holds.
@@ -164,8 +192,20 @@ pub(crate) fn unzigzag(u: u64) -> i64 {
 
 /// Reads an unsigned varint at `*pos`, advancing it. Rejects truncation and values that overflow 64
 /// bits, as Go's `binary.ReadUvarint` does.
-#[inline]
+#[inline(always)]
 pub(crate) fn read_uvarint(data: &[u8], pos: &mut usize) -> Result<u64, &'static str> {
+    // Delta-of-deltas and small deltas are one byte; keep that case inline.
+    if let Some(&byte) = data.get(*pos) {
+        if byte < 0x80 {
+            *pos += 1;
+            return Ok(u64::from(byte));
+        }
+    }
+    read_uvarint_long(data, pos)
+}
+
+#[inline(never)]
+fn read_uvarint_long(data: &[u8], pos: &mut usize) -> Result<u64, &'static str> {
     let mut v: u64 = 0;
     let mut shift = 0u32;
     loop {
@@ -187,7 +227,7 @@ pub(crate) fn read_uvarint(data: &[u8], pos: &mut usize) -> Result<u64, &'static
     }
 }
 
-#[inline]
+#[inline(always)]
 pub(crate) fn read_varint(data: &[u8], pos: &mut usize) -> Result<i64, &'static str> {
     read_uvarint(data, pos).map(unzigzag)
 }

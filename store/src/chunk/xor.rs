@@ -327,14 +327,16 @@ impl<'a> XorIter<'a> {
         self.error
     }
 
+    #[inline(always)]
     fn fail(&mut self, why: &'static str) -> Option<(i64, f64)> {
         self.error = Some(why);
         self.total = self.read;
         None
     }
 
-    /// Samples 0 and 1, whose timestamps are byte-aligned varints.
-    #[cold]
+    /// Samples 0 and 1, whose timestamps are byte-aligned varints. Inlined like the rest of `next` so
+    /// the iterator's state can live in registers in the caller's loop.
+    #[inline(always)]
     fn next_head(&mut self) -> Option<(i64, f64)> {
         if self.read == 0 {
             let mut pos = 0;
@@ -376,7 +378,7 @@ impl<'a> XorIter<'a> {
 impl Iterator for XorIter<'_> {
     type Item = (i64, f64);
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<(i64, f64)> {
         if self.read >= self.total {
             return None;
