@@ -213,8 +213,9 @@ fn node_exporter_like_block(targets: usize) -> (Vec<Vec<i64>>, Vec<Series>) {
                         .collect()
                 }
                 82..=89 => gauge_2dec(&mut rng, N),
+                // Durations as Go's `Duration.Seconds()` makes them: nanoseconds / 1e9.
                 90..=94 => (0..N)
-                    .map(|_| (1 + rng.below(5_000_000)) as f64 * 1e-9)
+                    .map(|_| (1 + rng.below(5_000_000)) as f64 / 1e9)
                     .collect(),
                 _ => ts
                     .iter()
