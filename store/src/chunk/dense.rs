@@ -616,6 +616,31 @@ mod tests {
     }
 
     #[test]
+    fn noisy_differences_are_bit_packed() {
+        let mut x = 12345u64;
+        let samples: Vec<_> = scrapes(480)
+            .map(|t| {
+                // Random nanosecond durations, as `Duration::Seconds()` reports them.
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (t, ((x >> 40) % 5_000_000) as f64 / 1e9)
+            })
+            .collect();
+        let values: Vec<f64> = samples.iter().map(|s| s.1).collect();
+        let bytes = encode_values(&values);
+        // kind, count (2 bytes), exponent -9, g = 1, m0 (4 bytes), then a width of 24 bits.
+        assert_eq!(bytes[3], zigzag(-9) as u8);
+        assert_eq!(bytes[9], 24, "{:?}", &bytes[..12]);
+        assert!(bytes.len() < 480 * 3 + 16, "{}", bytes.len());
+        round_trip(&samples);
+        // A width over 64 bits is corrupt.
+        let mut bad = bytes.clone();
+        bad[9] = 65;
+        assert!(decode_values(&bad, &mut Vec::new()).is_err());
+    }
+
+    #[test]
     fn special_values_are_exceptions() {
         let specials = [
             f64::from_bits(STALE_NAN_BITS),
