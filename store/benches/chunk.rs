@@ -4,10 +4,12 @@
 //! Throughput is in samples (criterion's "elements"/s).
 //!
 //! Before the benchmarks it prints bytes/sample of XOR, dense, and dense + zstd level 3 on a synthetic
-//! node_exporter-like block (the shapes and weights are in `node_exporter_like_block`).
+//! node_exporter-like block (the shapes and weights are in `node_exporter_like_block`), and decode
+//! throughput per core measured in on-CPU time (`/proc/thread-self/schedstat`), which stays meaningful
+//! on a machine shared with other work where criterion's wall-clock figures do not.
 //!
-//! Run: `cargo bench -p strata-store --bench chunk` (add `-- xor_decode` to filter, or
-//! `-- --sample-size 20` on a busy machine).
+//! Run: `cargo bench -p strata-store --bench chunk` (add `-- xor/decode` to filter, `-- none` for the
+//! printed figures only).
 
 use std::hint::black_box;
 
@@ -211,8 +213,9 @@ fn node_exporter_like_block(targets: usize) -> (Vec<Vec<i64>>, Vec<Series>) {
                         .collect()
                 }
                 82..=89 => gauge_2dec(&mut rng, N),
+                // Durations as Go's `Duration.Seconds()` makes them: nanoseconds / 1e9.
                 90..=94 => (0..N)
-                    .map(|_| (1 + rng.below(5_000_000)) as f64 * 1e-9)
+                    .map(|_| (1 + rng.below(5_000_000)) as f64 / 1e9)
                     .collect(),
                 _ => ts
                     .iter()
@@ -286,8 +289,68 @@ fn print_bytes_per_sample() {
     );
 }
 
+/// Nanoseconds this thread has spent on a CPU, or `None` where the kernel does not say.
+fn thread_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace().next()?.parse().ok()
+}
+
+/// Samples per on-CPU second of `f` (which handles `samples` samples): the best of 20 slices of
+/// 25 ms, because a sibling hyperthread busy with other work slows some slices down.
+fn per_cpu_second(samples: usize, mut f: impl FnMut() -> usize) -> Option<f64> {
+    let mut best = 0f64;
+    let mut sink = 0usize;
+    for _ in 0..20 {
+        let start = thread_cpu_ns()?;
+        let mut done = 0usize;
+        loop {
+            for _ in 0..100 {
+                sink = sink.wrapping_add(f());
+            }
+            done += 100 * samples;
+            let spent = thread_cpu_ns()? - start;
+            if spent > 25_000_000 {
+                best = best.max(done as f64 / (spent as f64 / 1e9));
+                break;
+            }
+        }
+    }
+    black_box(sink);
+    Some(best)
+}
+
+fn print_decode_per_core() {
+    println!("decode throughput per core (on-CPU time, best of 20 slices), M samples/s:");
+    for (name, samples) in shapes(120) {
+        let chunk = xor_chunk(&samples);
+        let xor = per_cpu_second(samples.len(), || {
+            let mut acc = 0.0;
+            let mut n = 0;
+            for (t, v) in XorIter::new(black_box(&chunk)) {
+                acc += v;
+                n += t as usize;
+            }
+            n.wrapping_add(acc as usize)
+        });
+        let long: Vec<(i64, f64)> = shapes(480)
+            .into_iter()
+            .find(|s| s.0 == name)
+            .map(|s| s.1)
+            .unwrap_or_default();
+        let dense = encode_dense(&long);
+        let mut out = Vec::with_capacity(long.len());
+        let dense = per_cpu_second(long.len(), || {
+            out.clear();
+            decode_dense(black_box(&dense), &mut out).map_or(0, |()| out.len())
+        });
+        let m = |x: Option<f64>| x.map_or("n/a".to_string(), |x| format!("{:.1}", x / 1e6));
+        println!("  {name:<20} XOR {:>7}   dense {:>7}", m(xor), m(dense));
+    }
+}
+
 fn main() {
     print_bytes_per_sample();
+    print_decode_per_core();
     let mut c = Criterion::default().configure_from_args();
     bench_xor(&mut c);
     bench_dense(&mut c);

@@ -11,10 +11,12 @@
 //! - values, [`VALUES_CONST`]: one raw `f64` (little-endian bits) repeated `n` times.
 //! - values, [`VALUES_DECIMAL_DELTA`] / [`VALUES_DECIMAL_DOD`]: every value is `m * 10^exp` with an
 //!   `i64` mantissa, checked to convert back bit-exactly (the VictoriaMetrics idea). Layout: `exp` (one
-//!   zigzag byte), the GCD `g` of the differences (uvarint), `m0` (zigzag), then the mantissa deltas, or
-//!   the first delta and the delta-of-deltas, divided by `g`, as zigzag varints; then the exceptions:
-//!   a uvarint count and, per exception, the gap to the previous exception's index (uvarint) and the raw
-//!   `f64` bits (8 bytes LE). An exception's mantissa slot repeats the previous mantissa. Exceptions
+//!   zigzag byte), the GCD `g` of the differences (uvarint), `m0` (zigzag), a packing width byte `w`,
+//!   then the mantissa deltas, or the first delta and the delta-of-deltas, divided by `g` and zigzagged:
+//!   as uvarints if `w` is 0, else as `w`-bit fields (MSB first, zero-padded to a byte). Then the
+//!   exceptions: a uvarint count and, per exception, the gap to the previous exception's index
+//!   (uvarint) and the raw `f64` bits (8 bytes LE). An exception's mantissa slot repeats the previous
+//!   mantissa. Exceptions
 //!   carry what has no decimal form: NaN, the staleness marker, ±Inf, -0.0, extreme magnitudes.
 //! - values, [`VALUES_XOR`]: `v0` as 64 raw bits then Prometheus's XOR value coding, zero-padded to a
 //!   byte; the fallback for arbitrary binary fractions.
@@ -22,7 +24,9 @@
 //! A dense chunk ([`encode_dense`]) is [`DENSE_V1`], a timestamp column, then a value column of the same
 //! length. The encoder picks the smallest value kind for each column.
 
-use super::bits::{read_uvarint, read_varint, write_uvarint, write_varint, BitReader};
+use super::bits::{
+    read_uvarint, read_varint, unzigzag, write_bits, write_uvarint, write_varint, zigzag, BitReader,
+};
 use super::xor::{read_xor_value, write_xor_value};
 
 /// Kind byte of a dense chunk: a timestamp column followed by a value column.
@@ -226,13 +230,17 @@ pub fn decode_values(bytes: &[u8], out: &mut Vec<f64>) -> Result<(), String> {
             out.reserve(n);
             let mut br = BitReader::new(&bytes[pos..]);
             if n > 0 {
-                let mut v = br.read(64).ok_or("XOR column ends early")?;
+                let mut v = br.read(64);
                 out.push(f64::from_bits(v));
                 let (mut leading, mut trailing) = (0, 0);
                 for _ in 1..n {
                     read_xor_value(&mut br, &mut v, &mut leading, &mut trailing)?;
                     out.push(f64::from_bits(v));
                 }
+            }
+            if br.overrun() {
+                out.truncate(start);
+                return Err("XOR column ends early".into());
             }
             debug_assert_eq!(out.len() - start, n);
             expect_end(bytes, pos + br.consumed_bytes())
@@ -368,19 +376,19 @@ fn encode_decimal(vs: &[f64]) -> Option<Vec<u8>> {
     if !candidates.iter().any(|c| c.1 == lowest) {
         candidates.push((0, lowest));
     }
-    let mut best: Option<Vec<u8>> = None;
+    let mut best: Option<(f64, Vec<u8>)> = None;
     let mut scratch = Vec::new();
     for &(_, exp) in &candidates {
         let scaled = scale_to(vs, &forms, exp);
         for kind in [VALUES_DECIMAL_DELTA, VALUES_DECIMAL_DOD] {
             scratch.clear();
-            write_decimal(&scaled, kind, &mut scratch);
-            if best.as_ref().is_none_or(|b| scratch.len() < b.len()) {
-                best = Some(scratch.clone());
+            let cost = write_decimal(&scaled, kind, &mut scratch);
+            if best.as_ref().is_none_or(|b| cost < b.0) {
+                best = Some((cost, scratch.clone()));
             }
         }
     }
-    best
+    best.map(|b| b.1)
 }
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {
@@ -390,11 +398,34 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
-fn write_decimal(s: &Scaled, kind: u8, out: &mut Vec<u8>) {
+/// Order-0 entropy, in bytes, of the uvarint encoding of `values`.
+fn varint_entropy_bytes(values: &[u64]) -> f64 {
+    let mut counts = [0u32; 256];
+    let mut total = 0u32;
+    let mut scratch = Vec::with_capacity(10);
+    for &v in values {
+        scratch.clear();
+        write_uvarint(&mut scratch, v);
+        for &b in &scratch {
+            counts[usize::from(b)] += 1;
+        }
+        total += scratch.len() as u32;
+    }
+    let total_f = f64::from(total);
+    let bits: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| f64::from(c) * (total_f / f64::from(c)).log2())
+        .sum();
+    bits / 8.0
+}
+
+/// Writes a decimal column; returns its estimated size after zstd, to choose between candidates.
+fn write_decimal(s: &Scaled, kind: u8, out: &mut Vec<u8>) -> f64 {
     let m = &s.mantissas;
     out.push(kind);
     write_uvarint(out, m.len() as u64);
-    out.push(super::bits::zigzag(i64::from(s.exp)) as u8);
+    out.push(zigzag(i64::from(s.exp)) as u8);
     // Differences in wrapping arithmetic: any i64 mantissas round-trip.
     let mut diffs: Vec<i64> = m.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
     if kind == VALUES_DECIMAL_DOD {
@@ -407,8 +438,27 @@ fn write_decimal(s: &Scaled, kind: u8, out: &mut Vec<u8>) {
     let g = if g == 0 || g > i64::MAX as u64 { 1 } else { g };
     write_uvarint(out, g);
     write_varint(out, m.first().copied().unwrap_or(0));
-    for d in diffs {
-        write_varint(out, d / g as i64);
+    let quotients: Vec<u64> = diffs.iter().map(|&d| zigzag(d / g as i64)).collect();
+    let width = 64 - quotients.iter().fold(0, |a, &q| a | q).leading_zeros();
+    let packed_len = (width as usize * quotients.len()).div_ceil(8);
+    // Noisy series (random increments, jittery gauges) carry ~log2(range) bits a sample, which fixed-width
+    // packing stores without varint overhead; skewed ones (mostly zeros, rare jumps) compress better as
+    // varints under zstd. Pack when packing beats the varints' order-0 entropy, a stand-in for zstd.
+    let varints = varint_entropy_bytes(&quotients);
+    let cost;
+    if width > 0 && (packed_len as f64) < varints {
+        cost = packed_len as f64;
+        out.push(width as u8);
+        let mut free = 0;
+        for q in quotients {
+            write_bits(out, &mut free, q, width);
+        }
+    } else {
+        cost = varints;
+        out.push(0);
+        for q in quotients {
+            write_uvarint(out, q);
+        }
     }
     write_uvarint(out, s.exceptions.len() as u64);
     let mut last = 0;
@@ -417,17 +467,18 @@ fn write_decimal(s: &Scaled, kind: u8, out: &mut Vec<u8>) {
         out.extend_from_slice(&bits.to_le_bytes());
         last = i;
     }
+    cost + 9.0 * s.exceptions.len() as f64
 }
 
 fn decode_decimal(bytes: &[u8], kind: u8, out: &mut Vec<f64>) -> Result<(), String> {
     let mut pos = 1;
-    // Each mantissa takes at least one byte.
-    let n = read_count(bytes, &mut pos, bytes.len())?;
+    // Each mantissa takes at least one bit.
+    let n = read_count(bytes, &mut pos, bytes.len().saturating_mul(8))?;
     let Some(&exp) = bytes.get(pos) else {
         return Err("decimal column lacks its exponent".into());
     };
     pos += 1;
-    let exp = super::bits::unzigzag(u64::from(exp));
+    let exp = unzigzag(u64::from(exp));
     if !(-i64::from(MAX_EXP)..=i64::from(MAX_EXP)).contains(&exp) {
         return Err(format!("decimal exponent {exp} out of range"));
     }
@@ -435,12 +486,33 @@ fn decode_decimal(bytes: &[u8], kind: u8, out: &mut Vec<f64>) -> Result<(), Stri
     let g = read_uvarint(bytes, &mut pos)? as i64;
     let start = out.len();
     out.reserve(n);
+    let mut m = read_varint(bytes, &mut pos)?;
+    let Some(&width) = bytes.get(pos) else {
+        return Err("decimal column lacks its packing width".into());
+    };
+    pos += 1;
+    let width = u32::from(width);
+    if width > 64 {
+        return Err(format!("packing width {width} over 64 bits"));
+    }
+    let mut packed = None;
+    if width > 0 {
+        let len = (width as usize * n.saturating_sub(1)).div_ceil(8);
+        let Some(data) = bytes.get(pos..pos + len) else {
+            return Err("packed differences end early".into());
+        };
+        packed = Some(BitReader::new(data));
+        pos += len;
+    }
     if n > 0 {
-        let mut m = read_varint(bytes, &mut pos)?;
         out.push(decimal_to_f64(m, exp));
         let mut delta = 0i64;
         for i in 1..n {
-            let x = read_varint(bytes, &mut pos)?.wrapping_mul(g);
+            let q = match packed.as_mut() {
+                Some(br) => br.read(width),
+                None => read_uvarint(bytes, &mut pos)?,
+            };
+            let x = unzigzag(q).wrapping_mul(g);
             if kind == VALUES_DECIMAL_DOD && i > 1 {
                 delta = delta.wrapping_add(x);
             } else {
@@ -541,6 +613,31 @@ mod tests {
         // Every step is at most ±96 pages: one or two bytes each instead of three or four.
         assert!(bytes.len() < 120 * 2, "{}", bytes.len());
         round_trip(&samples);
+    }
+
+    #[test]
+    fn noisy_differences_are_bit_packed() {
+        let mut x = 12345u64;
+        let samples: Vec<_> = scrapes(480)
+            .map(|t| {
+                // Random nanosecond durations, as `Duration::Seconds()` reports them.
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (t, ((x >> 40) % 5_000_000) as f64 / 1e9)
+            })
+            .collect();
+        let values: Vec<f64> = samples.iter().map(|s| s.1).collect();
+        let bytes = encode_values(&values);
+        // kind, count (2 bytes), exponent -9, g = 1, m0 (4 bytes), then a width of 24 bits.
+        assert_eq!(bytes[3], zigzag(-9) as u8);
+        assert_eq!(bytes[9], 24, "{:?}", &bytes[..12]);
+        assert!(bytes.len() < 480 * 3 + 16, "{}", bytes.len());
+        round_trip(&samples);
+        // A width over 64 bits is corrupt.
+        let mut bad = bytes.clone();
+        bad[9] = 65;
+        assert!(decode_values(&bad, &mut Vec::new()).is_err());
     }
 
     #[test]

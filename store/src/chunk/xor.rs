@@ -222,7 +222,8 @@ pub(crate) fn write_xor_value(
 }
 
 /// Reads one XOR-coded value (see [`write_xor_value`]) into `v`. `leading`/`trailing` carry the window
-/// between calls and start at 0/0, as in Prometheus's iterator.
+/// between calls and start at 0/0, as in Prometheus's iterator. Reading past the end yields zeros; the
+/// caller checks [`BitReader::overrun`].
 #[inline(always)]
 pub(crate) fn read_xor_value(
     br: &mut BitReader<'_>,
@@ -230,40 +231,51 @@ pub(crate) fn read_xor_value(
     leading: &mut u8,
     trailing: &mut u8,
 ) -> Result<(), &'static str> {
-    if !br.ensure(2) {
-        // A lone `0` bit may legitimately end the stream.
-        if br.ensure(1) && br.peek(1) == 0 {
-            br.consume(1);
-            return Ok(());
-        }
-        return Err(TRUNCATED);
+    // Control bits and a new window's header: 13 bits at most.
+    if br.available() < 13 {
+        br.refill();
     }
-    let control = br.peek(2);
-    if control < 0b10 {
+    let b = br.buffered();
+    if b >> 63 == 0 {
         br.consume(1);
         return Ok(());
     }
-    br.consume(2);
-    if control == 0b11 {
-        let header = br.read(11).ok_or(TRUNCATED)?;
-        let lz = (header >> 6) as u8;
-        let sig = match (header & 63) as u8 {
+    if (b >> 62) & 1 == 1 {
+        let lz = ((b >> 57) & 31) as u8;
+        let sig = match ((b >> 51) & 63) as u8 {
             0 => 64,
             s => s,
         };
+        br.consume(13);
         if lz + sig > 64 {
             return Err("corrupt XOR value window");
         }
         *leading = lz;
         *trailing = 64 - lz - sig;
+    } else {
+        br.consume(2);
     }
     let sig = 64 - u32::from(*leading) - u32::from(*trailing);
-    let bits = br.read(sig).ok_or(TRUNCATED)?;
+    let bits = br.read(sig);
     *v ^= bits << *trailing;
     Ok(())
 }
 
 const TRUNCATED: &str = "chunk ends before its last sample";
+
+/// A `size`-bit delta-of-delta after a `prefix_len`-bit prefix. Fields above half the range are
+/// negative (see `fits_signed`).
+#[inline(always)]
+fn read_signed(br: &mut BitReader<'_>, prefix_len: u32, size: u32) -> i64 {
+    br.consume(prefix_len);
+    let bits = br.read(size);
+    let half = 1u64 << (size - 1);
+    if bits > half {
+        bits.wrapping_sub(1 << size) as i64
+    } else {
+        bits as i64
+    }
+}
 
 /// The sample count from a chunk's header (0 if the header is missing).
 pub fn xor_num_samples(chunk: &[u8]) -> usize {
@@ -315,14 +327,16 @@ impl<'a> XorIter<'a> {
         self.error
     }
 
+    #[inline(always)]
     fn fail(&mut self, why: &'static str) -> Option<(i64, f64)> {
         self.error = Some(why);
         self.total = self.read;
         None
     }
 
-    /// Samples 0 and 1, whose timestamps are byte-aligned varints.
-    #[cold]
+    /// Samples 0 and 1, whose timestamps are byte-aligned varints. Inlined like the rest of `next` so
+    /// the iterator's state can live in registers in the caller's loop.
+    #[inline(always)]
     fn next_head(&mut self) -> Option<(i64, f64)> {
         if self.read == 0 {
             let mut pos = 0;
@@ -352,43 +366,19 @@ impl<'a> XorIter<'a> {
             ) {
                 return self.fail(e);
             }
+            if self.br.overrun() {
+                return self.fail(TRUNCATED);
+            }
         }
         self.read += 1;
         Some((self.t, f64::from_bits(self.v)))
-    }
-
-    /// A delta-of-delta timestamp whose first bit is `1`.
-    #[inline(always)]
-    fn read_dod(&mut self) -> Result<i64, &'static str> {
-        // The shortest such field is `10` + 14 bits, so 4 bits are always there in a valid chunk.
-        if !self.br.ensure(4) {
-            return Err(TRUNCATED);
-        }
-        let (prefix_len, size) = match self.br.peek(4) {
-            0b1000..=0b1011 => (2, 14),
-            0b1100..=0b1101 => (3, 17),
-            0b1110 => (4, 20),
-            _ => (4, 64),
-        };
-        self.br.consume(prefix_len);
-        let bits = self.br.read(size).ok_or(TRUNCATED)?;
-        if size == 64 {
-            return Ok(bits as i64);
-        }
-        // Fields above half the range are negative (see `fits_signed`).
-        let half = 1u64 << (size - 1);
-        Ok(if bits > half {
-            bits.wrapping_sub(1 << size) as i64
-        } else {
-            bits as i64
-        })
     }
 }
 
 impl Iterator for XorIter<'_> {
     type Item = (i64, f64);
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<(i64, f64)> {
         if self.read >= self.total {
             return None;
@@ -396,29 +386,34 @@ impl Iterator for XorIter<'_> {
         if self.read < 2 {
             return self.next_head();
         }
-        // Regular scrapes with an unchanged value are `0` `0`: take both bits at once.
-        if self.br.ensure(2) && self.br.peek(2) == 0 {
-            self.br.consume(2);
+        let br = &mut self.br;
+        // One refill covers the timestamp field unless it is a 64-bit one.
+        br.refill();
+        let b = br.buffered();
+        if b >> 62 == 0 {
+            // Regular scrape, unchanged value: `0` `0`.
+            br.consume(2);
         } else {
-            if !self.br.ensure(1) {
-                return self.fail(TRUNCATED);
-            }
-            if self.br.peek(1) == 0 {
-                self.br.consume(1);
+            if b >> 63 == 1 {
+                let dod = match (!b).leading_zeros() {
+                    1 => read_signed(br, 2, 14),
+                    2 => read_signed(br, 3, 17),
+                    3 => read_signed(br, 4, 20),
+                    _ => {
+                        br.consume(4);
+                        br.read(64) as i64
+                    }
+                };
+                self.t_delta = self.t_delta.wrapping_add(dod as u64);
             } else {
-                match self.read_dod() {
-                    Ok(dod) => self.t_delta = self.t_delta.wrapping_add(dod as u64),
-                    Err(e) => return self.fail(e),
-                }
+                br.consume(1);
             }
-            if let Err(e) = read_xor_value(
-                &mut self.br,
-                &mut self.v,
-                &mut self.leading,
-                &mut self.trailing,
-            ) {
+            if let Err(e) = read_xor_value(br, &mut self.v, &mut self.leading, &mut self.trailing) {
                 return self.fail(e);
             }
+        }
+        if self.br.overrun() {
+            return self.fail(TRUNCATED);
         }
         self.t = self.t.wrapping_add(self.t_delta as i64);
         self.read += 1;
