@@ -1,0 +1,386 @@
+//! Aggregation operators (`sum`, `avg`, `topk`, `count_values`, `limit_ratio`, …) with `by` and
+//! `without`, evaluated per step as in Prometheus's `rangeEvalAgg`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use promql_parser::parser::token::{
+    TokenId, T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_LIMITK, T_LIMIT_RATIO, T_MAX,
+    T_MIN, T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM, T_TOPK,
+};
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+use strata_store::{Label, Labels, METRIC_NAME};
+
+use crate::annotations;
+use crate::error::{QueryError, Result};
+use crate::evaluator::{Evaluator, Grid};
+use crate::functions::{average, kahan_sum_inc, quantile, unwrap_parens};
+use crate::value::{Evaluated, StepSample};
+
+/// How an aggregation groups its input.
+struct Grouping {
+    without: bool,
+    labels: Vec<String>,
+}
+
+impl Grouping {
+    fn from_modifier(m: &Option<LabelModifier>) -> Self {
+        match m {
+            Some(LabelModifier::Exclude(l)) => Grouping {
+                without: true,
+                labels: l.labels.clone(),
+            },
+            Some(LabelModifier::Include(l)) => Grouping {
+                without: false,
+                labels: l.labels.clone(),
+            },
+            None => Grouping {
+                without: false,
+                labels: Vec::new(),
+            },
+        }
+    }
+
+    /// The output labels of the group a series belongs to (Prometheus `generateGroupingLabels`):
+    /// `without` also removes the metric name; `by` keeps only the listed labels.
+    fn group_labels(&self, labels: &Labels) -> Labels {
+        let kept: Vec<Label> = if self.without {
+            labels
+                .iter()
+                .filter(|l| l.name != METRIC_NAME && !self.labels.contains(&l.name))
+                .cloned()
+                .collect()
+        } else {
+            labels
+                .iter()
+                .filter(|l| self.labels.contains(&l.name))
+                .cloned()
+                .collect()
+        };
+        Labels::from_sorted(kept)
+    }
+}
+
+/// Per-step grouping with a cache from input label sets to group label sets.
+struct Grouper {
+    grouping: Grouping,
+    cache: HashMap<Arc<Labels>, Arc<Labels>>,
+}
+
+impl Grouper {
+    fn group_of(&mut self, labels: &Arc<Labels>) -> Arc<Labels> {
+        if let Some(g) = self.cache.get(labels) {
+            return g.clone();
+        }
+        let g = Arc::new(self.grouping.group_labels(labels));
+        self.cache.insert(labels.clone(), g.clone());
+        g
+    }
+
+    /// Splits a step's samples into groups, keeping first-seen group order.
+    fn split(&mut self, samples: Vec<StepSample>) -> Vec<(Arc<Labels>, Vec<StepSample>)> {
+        let mut index: HashMap<Arc<Labels>, usize> = HashMap::new();
+        let mut groups: Vec<(Arc<Labels>, Vec<StepSample>)> = Vec::new();
+        for s in samples {
+            let g = self.group_of(&s.labels);
+            match index.get(&g) {
+                Some(&i) => groups[i].1.push(s),
+                None => {
+                    index.insert(g.clone(), groups.len());
+                    groups.push((g, vec![s]));
+                }
+            }
+        }
+        groups
+    }
+}
+
+pub(crate) fn eval(ev: &mut Evaluator<'_>, agg: &AggregateExpr, grid: Grid) -> Result<Evaluated> {
+    let op = agg.op.id();
+    let mut grouper = Grouper {
+        grouping: Grouping::from_modifier(&agg.modifier),
+        cache: HashMap::new(),
+    };
+    let expr = unwrap_parens(&agg.expr);
+
+    if op == T_COUNT_VALUES {
+        let Some(param) = agg.param.as_deref() else {
+            return Err(QueryError::exec("count_values needs a label name"));
+        };
+        let promql_parser::parser::Expr::StringLiteral(label) = unwrap_parens(param) else {
+            return Err(QueryError::exec("count_values needs a string label name"));
+        };
+        let label = label.val.clone();
+        if label.is_empty() {
+            return Err(QueryError::exec(format!("invalid label name {label:?}")));
+        }
+        if !grouper.grouping.without {
+            grouper.grouping.labels.push(label.clone());
+        }
+        let input = [ev.eval(expr, grid)?];
+        let series = ev.step_eval(grid, &input, |_, _, mut args| {
+            let v = args.swap_remove(0);
+            let mut counts: Vec<(Arc<Labels>, f64)> = Vec::new();
+            let mut index: HashMap<Arc<Labels>, usize> = HashMap::new();
+            for s in v {
+                let with_value = Arc::new(set_label(&s.labels, &label, &format_value(s.f)));
+                let g = grouper.group_of(&with_value);
+                match index.get(&g) {
+                    Some(&i) => counts[i].1 += 1.0,
+                    None => {
+                        index.insert(g.clone(), counts.len());
+                        counts.push((g, 1.0));
+                    }
+                }
+            }
+            Ok(counts
+                .into_iter()
+                .map(|(labels, f)| StepSample {
+                    labels,
+                    f,
+                    drop_name: false,
+                })
+                .collect())
+        })?;
+        return Ok(Evaluated::Vector(series));
+    }
+
+    let params = match agg.param.as_deref() {
+        Some(p)
+            if matches!(
+                op,
+                T_TOPK | T_BOTTOMK | T_LIMITK | T_LIMIT_RATIO | T_QUANTILE
+            ) =>
+        {
+            Some(ev.eval_scalar(unwrap_parens(p), grid)?)
+        }
+        _ => None,
+    };
+    if let Some(ps) = &params {
+        check_params(ev, op, ps)?;
+    }
+    let input = [ev.eval(expr, grid)?];
+    let total_series = match &input[0] {
+        Evaluated::Vector(s) => s.len(),
+        _ => 0,
+    };
+    let series = ev.step_eval(grid, &input, |ev, ts, mut args| {
+        let v = args.swap_remove(0);
+        let param = params
+            .as_ref()
+            .map(|p| p[((ts - grid.start) / grid.interval) as usize]);
+        let groups = grouper.split(v);
+        let mut out = Vec::with_capacity(groups.len());
+        for (labels, members) in groups {
+            match op {
+                T_TOPK | T_BOTTOMK | T_LIMITK | T_LIMIT_RATIO => {
+                    select_k(
+                        ev,
+                        op,
+                        param.unwrap_or(f64::NAN),
+                        total_series,
+                        members,
+                        &mut out,
+                    );
+                }
+                _ => {
+                    let drop_name = members.iter().any(|s| s.drop_name);
+                    let f = aggregate_values(op, param.unwrap_or(f64::NAN), &members)?;
+                    out.push(StepSample {
+                        labels,
+                        f,
+                        drop_name,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    })?;
+    Ok(Evaluated::Vector(series))
+}
+
+/// Parameter checks Prometheus makes before evaluating (errors for NaN `k`, warnings for quantiles
+/// and ratios out of range).
+fn check_params(ev: &mut Evaluator<'_>, op: TokenId, ps: &[f64]) -> Result<()> {
+    let max = ps.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let min = ps.iter().copied().fold(f64::INFINITY, f64::min);
+    let any_nan = ps.iter().any(|p| p.is_nan());
+    match op {
+        T_TOPK | T_BOTTOMK | T_LIMITK => {
+            if max < 1.0 && !any_nan {
+                return Ok(());
+            }
+            if any_nan {
+                return Err(QueryError::exec("Parameter value is NaN"));
+            }
+            if min <= i64::MIN as f64 {
+                return Err(QueryError::exec(format!(
+                    "Scalar value {min} underflows int64"
+                )));
+            }
+            if max >= i64::MAX as f64 {
+                return Err(QueryError::exec(format!(
+                    "Scalar value {max} overflows int64"
+                )));
+            }
+        }
+        T_LIMIT_RATIO => {
+            if max == 0.0 && min == 0.0 {
+                return Ok(());
+            }
+            if any_nan {
+                return Err(QueryError::exec("Ratio value is NaN"));
+            }
+            if max > 1.0 {
+                ev.annotations.warn(annotations::invalid_ratio(max, 1.0));
+            }
+            if min < -1.0 {
+                ev.annotations.warn(annotations::invalid_ratio(min, -1.0));
+            }
+        }
+        T_QUANTILE => {
+            if any_nan {
+                ev.annotations.warn(annotations::invalid_quantile(f64::NAN));
+            }
+            if max > 1.0 {
+                ev.annotations.warn(annotations::invalid_quantile(max));
+            }
+            if min < 0.0 {
+                ev.annotations.warn(annotations::invalid_quantile(min));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Reduces one group's values to one.
+fn aggregate_values(op: TokenId, param: f64, members: &[StepSample]) -> Result<f64> {
+    let first = members[0].f;
+    Ok(match op {
+        T_SUM => {
+            let (s, c) = members
+                .iter()
+                .fold((0.0, 0.0), |(s, c), m| kahan_sum_inc(m.f, s, c));
+            s + c
+        }
+        T_AVG => average(members.iter().map(|m| m.f)),
+        T_COUNT => members.len() as f64,
+        T_GROUP => 1.0,
+        T_MAX => members
+            .iter()
+            .fold(first, |m, s| if m < s.f || m.is_nan() { s.f } else { m }),
+        T_MIN => members
+            .iter()
+            .fold(first, |m, s| if m > s.f || m.is_nan() { s.f } else { m }),
+        T_STDDEV | T_STDVAR => {
+            // Welford's algorithm; a NaN or infinite first value poisons the result, as in Prometheus.
+            let mut value = if first.is_nan() || first.is_infinite() {
+                f64::NAN
+            } else {
+                0.0
+            };
+            let mut mean = first;
+            let mut count = 1.0;
+            for m in &members[1..] {
+                count += 1.0;
+                let delta = m.f - mean;
+                mean += delta / count;
+                value += delta * (m.f - mean);
+            }
+            let var = value / count;
+            if op == T_STDDEV {
+                var.sqrt()
+            } else {
+                var
+            }
+        }
+        T_QUANTILE => {
+            let mut values: Vec<f64> = members.iter().map(|m| m.f).collect();
+            quantile(param, &mut values)
+        }
+        _ => return Err(QueryError::exec("unsupported aggregation operator")),
+    })
+}
+
+/// `topk`, `bottomk`, `limitk` and `limit_ratio`: pick members of a group, keeping their labels.
+fn select_k(
+    ev: &mut Evaluator<'_>,
+    op: TokenId,
+    param: f64,
+    total_series: usize,
+    mut members: Vec<StepSample>,
+    out: &mut Vec<StepSample>,
+) {
+    let _ = ev;
+    match op {
+        T_LIMIT_RATIO => {
+            let r = param.clamp(-1.0, 1.0);
+            if r == 0.0 || r.is_nan() {
+                return;
+            }
+            out.extend(members.into_iter().filter(|m| ratio_selects(r, &m.labels)));
+        }
+        _ => {
+            let k = (param as i64).min(total_series as i64);
+            if k < 1 {
+                return;
+            }
+            let k = k as usize;
+            match op {
+                T_TOPK => members.sort_by(|a, b| by_value(a.f, b.f, true)),
+                T_BOTTOMK => members.sort_by(|a, b| by_value(a.f, b.f, false)),
+                _ => {}
+            }
+            members.truncate(k);
+            out.extend(members);
+        }
+    }
+}
+
+/// Descending (or ascending) by value with NaN last, the order `topk`/`bottomk` present.
+fn by_value(a: f64, b: f64, desc: bool) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ if desc => b.partial_cmp(&a).unwrap_or(Ordering::Equal),
+        _ => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+    }
+}
+
+/// Deterministic sampling for `limit_ratio`: a series is kept when its hash offset in [0, 1) falls
+/// under `r` (or, for negative `r`, at or above `1 + r`), so `r` and `-(1 - r)` are complements.
+fn ratio_selects(r: f64, labels: &Labels) -> bool {
+    let offset = labels.stable_hash() as f64 / u64::MAX as f64;
+    if r >= 0.0 {
+        offset < r
+    } else {
+        offset >= 1.0 + r
+    }
+}
+
+fn set_label(labels: &Labels, name: &str, value: &str) -> Labels {
+    let mut v: Vec<Label> = labels.iter().filter(|l| l.name != name).cloned().collect();
+    if !value.is_empty() {
+        v.push(Label::new(name, value));
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    Labels::from_sorted(v)
+}
+
+/// Go's `strconv.FormatFloat(f, 'f', -1, 64)`: shortest decimal, no exponent.
+pub(crate) fn format_value(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".into()
+    } else if f.is_infinite() {
+        if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else {
+        format!("{f}")
+    }
+}
