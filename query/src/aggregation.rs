@@ -9,13 +9,13 @@ use promql_parser::parser::token::{
     T_MIN, T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM, T_TOPK,
 };
 use promql_parser::parser::{AggregateExpr, LabelModifier};
-use strata_store::{Label, Labels, METRIC_NAME};
+use strata_store::{Label, Labels, Sample, METRIC_NAME};
 
 use crate::annotations;
 use crate::error::{QueryError, Result};
 use crate::evaluator::{Evaluator, Grid};
-use crate::functions::{average, kahan_sum_inc, quantile, unwrap_parens};
-use crate::value::{Evaluated, StepSample};
+use crate::functions::{kahan_sum_inc, quantile, unwrap_parens};
+use crate::value::{ByIdentity, Evaluated, IdentityMap, Series, StepSample};
 
 /// How an aggregation groups its input.
 struct Grouping {
@@ -61,32 +61,48 @@ impl Grouping {
     }
 }
 
-/// Per-step grouping with a cache from input label sets to group label sets.
+/// Per-step grouping with a cache from input label sets to group label sets; group label sets are
+/// interned, so one group is one `Arc` and per-step lookups compare identities.
 struct Grouper {
     grouping: Grouping,
-    cache: HashMap<Arc<Labels>, Arc<Labels>>,
+    cache: IdentityMap<Arc<Labels>>,
+    interned: HashMap<Labels, Arc<Labels>>,
 }
 
 impl Grouper {
+    fn new(grouping: Grouping) -> Self {
+        Grouper {
+            grouping,
+            cache: IdentityMap::default(),
+            interned: HashMap::new(),
+        }
+    }
+
     fn group_of(&mut self, labels: &Arc<Labels>) -> Arc<Labels> {
-        if let Some(g) = self.cache.get(labels) {
+        let key = ByIdentity(labels.clone());
+        if let Some(g) = self.cache.get(&key) {
             return g.clone();
         }
-        let g = Arc::new(self.grouping.group_labels(labels));
-        self.cache.insert(labels.clone(), g.clone());
+        let g = self.grouping.group_labels(labels);
+        let g = self
+            .interned
+            .entry(g.clone())
+            .or_insert_with(|| Arc::new(g))
+            .clone();
+        self.cache.insert(key, g.clone());
         g
     }
 
     /// Splits a step's samples into groups, keeping first-seen group order.
     fn split(&mut self, samples: Vec<StepSample>) -> Vec<(Arc<Labels>, Vec<StepSample>)> {
-        let mut index: HashMap<Arc<Labels>, usize> = HashMap::new();
+        let mut index: IdentityMap<usize> = IdentityMap::default();
         let mut groups: Vec<(Arc<Labels>, Vec<StepSample>)> = Vec::new();
         for s in samples {
             let g = self.group_of(&s.labels);
-            match index.get(&g) {
+            match index.get(&ByIdentity(g.clone())) {
                 Some(&i) => groups[i].1.push(s),
                 None => {
-                    index.insert(g.clone(), groups.len());
+                    index.insert(ByIdentity(g.clone()), groups.len());
                     groups.push((g, vec![s]));
                 }
             }
@@ -95,12 +111,152 @@ impl Grouper {
     }
 }
 
+/// The running state of one group at one step.
+#[derive(Debug, Default)]
+struct Accumulator {
+    count: f64,
+    value: f64,
+    kahan_c: f64,
+    mean: f64,
+    incremental_mean: bool,
+    drop_name: bool,
+    values: Vec<f64>,
+}
+
+impl Accumulator {
+    fn add(&mut self, op: TokenId, f: f64, drop_name: bool) {
+        self.drop_name |= drop_name;
+        if self.count == 0.0 {
+            self.count = 1.0;
+            self.value = f;
+            self.mean = f;
+            self.kahan_c = 0.0;
+            self.incremental_mean = false;
+            match op {
+                // A NaN or infinite first value poisons the variance, as in Prometheus.
+                T_STDDEV | T_STDVAR => {
+                    self.value = if f.is_nan() || f.is_infinite() {
+                        f64::NAN
+                    } else {
+                        0.0
+                    }
+                }
+                T_QUANTILE => self.values.push(f),
+                T_GROUP => self.value = 1.0,
+                _ => {}
+            }
+            return;
+        }
+        self.count += 1.0;
+        match op {
+            T_SUM => (self.value, self.kahan_c) = kahan_sum_inc(f, self.value, self.kahan_c),
+            T_AVG => {
+                // Kahan-summed direct mean while the sum stays finite, then an incremental mean.
+                if !self.incremental_mean {
+                    let (sum, c) = kahan_sum_inc(f, self.value, self.kahan_c);
+                    if !sum.is_infinite() {
+                        (self.value, self.kahan_c) = (sum, c);
+                        return;
+                    }
+                    self.incremental_mean = true;
+                    self.mean = self.value / (self.count - 1.0);
+                    self.kahan_c /= self.count - 1.0;
+                }
+                let q = (self.count - 1.0) / self.count;
+                (self.mean, self.kahan_c) =
+                    kahan_sum_inc(f / self.count, q * self.mean, q * self.kahan_c);
+            }
+            T_MAX if self.value < f || self.value.is_nan() => self.value = f,
+            T_MIN if self.value > f || self.value.is_nan() => self.value = f,
+            T_STDDEV | T_STDVAR => {
+                let delta = f - self.mean;
+                self.mean += delta / self.count;
+                self.value += delta * (f - self.mean);
+            }
+            T_QUANTILE => self.values.push(f),
+            _ => {}
+        }
+    }
+
+    /// The group's value; resets the accumulator for the next step.
+    fn finish(&mut self, op: TokenId, q: f64) -> f64 {
+        let v = match op {
+            T_SUM => self.value + self.kahan_c,
+            T_AVG if self.incremental_mean => self.mean + self.kahan_c,
+            T_AVG => self.value / self.count + self.kahan_c / self.count,
+            T_COUNT => self.count,
+            T_STDVAR => self.value / self.count,
+            T_STDDEV => (self.value / self.count).sqrt(),
+            T_QUANTILE => quantile(q, &mut self.values),
+            _ => self.value,
+        };
+        self.count = 0.0;
+        self.drop_name = false;
+        self.values.clear();
+        v
+    }
+}
+
+/// `sum`, `avg`, `count`, … : every input series is mapped to its group once, then each step folds
+/// the series' values into per-group accumulators (Prometheus's `rangeEvalAgg`).
+fn aggregate_by_group(
+    ev: &mut Evaluator<'_>,
+    op: TokenId,
+    grouping: &Grouping,
+    input: Vec<Series>,
+    params: Option<&[f64]>,
+    grid: Grid,
+) -> Result<Vec<Series>> {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut out: Vec<Series> = Vec::new();
+    let mut series_group = Vec::with_capacity(input.len());
+    for s in &input {
+        let g = grouping.group_labels(&s.labels);
+        let i = *index.entry(g).or_insert_with_key(|g| {
+            out.push(Series {
+                labels: Arc::new(g.clone()),
+                points: Vec::new(),
+                drop_name: false,
+            });
+            out.len() - 1
+        });
+        series_group.push(i);
+    }
+    let mut accumulators: Vec<Accumulator> =
+        (0..out.len()).map(|_| Accumulator::default()).collect();
+    let mut cursors = vec![0usize; input.len()];
+    let mut produced = 0;
+    for step in 0..grid.steps() {
+        ev.check_interrupt()?;
+        let ts = grid.ts(step);
+        for (i, s) in input.iter().enumerate() {
+            let c = &mut cursors[i];
+            if let Some(p) = s.points.get(*c) {
+                if p.t == ts {
+                    accumulators[series_group[i]].add(op, p.v, s.drop_name);
+                    *c += 1;
+                }
+            }
+        }
+        let q = params.map_or(f64::NAN, |p| p[step]);
+        for (g, acc) in accumulators.iter_mut().enumerate() {
+            if acc.count > 0.0 {
+                out[g].drop_name |= acc.drop_name;
+                let v = acc.finish(op, q);
+                out[g].points.push(Sample::new(ts, v));
+                produced += 1;
+            }
+        }
+        ev.hold(produced)?;
+        ev.release(produced);
+    }
+    out.retain(|s| !s.points.is_empty());
+    Ok(out)
+}
+
 pub(crate) fn eval(ev: &mut Evaluator<'_>, agg: &AggregateExpr, grid: Grid) -> Result<Evaluated> {
     let op = agg.op.id();
-    let mut grouper = Grouper {
-        grouping: Grouping::from_modifier(&agg.modifier),
-        cache: HashMap::new(),
-    };
+    let mut grouper = Grouper::new(Grouping::from_modifier(&agg.modifier));
     let expr = unwrap_parens(&agg.expr);
 
     if op == T_COUNT_VALUES {
@@ -160,6 +316,19 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, agg: &AggregateExpr, grid: Grid) -> R
         check_params(ev, op, ps)?;
     }
     let input = [ev.eval(expr, grid)?];
+    if !matches!(op, T_TOPK | T_BOTTOMK | T_LIMITK | T_LIMIT_RATIO) {
+        let [Evaluated::Vector(series)] = input else {
+            return Err(QueryError::exec("expected instant vector"));
+        };
+        return Ok(Evaluated::Vector(aggregate_by_group(
+            ev,
+            op,
+            &grouper.grouping,
+            series,
+            params.as_deref(),
+            grid,
+        )?));
+    }
     let total_series = match &input[0] {
         Evaluated::Vector(s) => s.len(),
         _ => 0,
@@ -171,28 +340,15 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, agg: &AggregateExpr, grid: Grid) -> R
             .map(|p| p[((ts - grid.start) / grid.interval) as usize]);
         let groups = grouper.split(v);
         let mut out = Vec::with_capacity(groups.len());
-        for (labels, members) in groups {
-            match op {
-                T_TOPK | T_BOTTOMK | T_LIMITK | T_LIMIT_RATIO => {
-                    select_k(
-                        ev,
-                        op,
-                        param.unwrap_or(f64::NAN),
-                        total_series,
-                        members,
-                        &mut out,
-                    );
-                }
-                _ => {
-                    let drop_name = members.iter().any(|s| s.drop_name);
-                    let f = aggregate_values(op, param.unwrap_or(f64::NAN), &members)?;
-                    out.push(StepSample {
-                        labels,
-                        f,
-                        drop_name,
-                    });
-                }
-            }
+        for (_, members) in groups {
+            select_k(
+                ev,
+                op,
+                param.unwrap_or(f64::NAN),
+                total_series,
+                members,
+                &mut out,
+            );
         }
         Ok(out)
     })?;
@@ -252,55 +408,6 @@ fn check_params(ev: &mut Evaluator<'_>, op: TokenId, ps: &[f64]) -> Result<()> {
         _ => {}
     }
     Ok(())
-}
-
-/// Reduces one group's values to one.
-fn aggregate_values(op: TokenId, param: f64, members: &[StepSample]) -> Result<f64> {
-    let first = members[0].f;
-    Ok(match op {
-        T_SUM => {
-            let (s, c) = members
-                .iter()
-                .fold((0.0, 0.0), |(s, c), m| kahan_sum_inc(m.f, s, c));
-            s + c
-        }
-        T_AVG => average(members.iter().map(|m| m.f)),
-        T_COUNT => members.len() as f64,
-        T_GROUP => 1.0,
-        T_MAX => members
-            .iter()
-            .fold(first, |m, s| if m < s.f || m.is_nan() { s.f } else { m }),
-        T_MIN => members
-            .iter()
-            .fold(first, |m, s| if m > s.f || m.is_nan() { s.f } else { m }),
-        T_STDDEV | T_STDVAR => {
-            // Welford's algorithm; a NaN or infinite first value poisons the result, as in Prometheus.
-            let mut value = if first.is_nan() || first.is_infinite() {
-                f64::NAN
-            } else {
-                0.0
-            };
-            let mut mean = first;
-            let mut count = 1.0;
-            for m in &members[1..] {
-                count += 1.0;
-                let delta = m.f - mean;
-                mean += delta / count;
-                value += delta * (m.f - mean);
-            }
-            let var = value / count;
-            if op == T_STDDEV {
-                var.sqrt()
-            } else {
-                var
-            }
-        }
-        T_QUANTILE => {
-            let mut values: Vec<f64> = members.iter().map(|m| m.f).collect();
-            quantile(param, &mut values)
-        }
-        _ => return Err(QueryError::exec("unsupported aggregation operator")),
-    })
 }
 
 /// `topk`, `bottomk`, `limitk` and `limit_ratio`: pick members of a group, keeping their labels.

@@ -13,7 +13,7 @@ use strata_store::{Label, Labels, METRIC_NAME};
 
 use crate::error::{QueryError, Result};
 use crate::evaluator::{Evaluator, Grid};
-use crate::value::{Evaluated, Series, StepSample};
+use crate::value::{AddressHasher, ByIdentity, Evaluated, IdentityMap, Series, StepSample};
 
 fn is_comparison(op: TokenId) -> bool {
     matches!(op, T_EQLC | T_NEQ | T_GTR | T_LSS | T_GTE | T_LTE)
@@ -200,19 +200,48 @@ impl Matching {
     }
 }
 
+/// Per-node caches: matching signatures of input label sets, and result label sets of matched
+/// pairs, so steps after the first allocate nothing.
 #[derive(Default)]
 struct SignatureCache {
-    map: HashMap<Arc<Labels>, Arc<Labels>>,
+    map: IdentityMap<Arc<Labels>>,
+    /// Label sets by content, so equal signatures and results share one `Arc` and comparing
+    /// identities is comparing contents.
+    interned: HashMap<Arc<Labels>, Arc<Labels>>,
+    results: HashMap<
+        (ByIdentity, ByIdentity),
+        Arc<Labels>,
+        std::hash::BuildHasherDefault<AddressHasher>,
+    >,
 }
 
 impl SignatureCache {
     fn get(&mut self, m: &Matching, labels: &Arc<Labels>) -> Arc<Labels> {
-        if let Some(s) = self.map.get(labels) {
+        let key = ByIdentity(labels.clone());
+        if let Some(s) = self.map.get(&key) {
             return s.clone();
         }
-        let s = Arc::new(m.signature(labels));
-        self.map.insert(labels.clone(), s.clone());
-        s
+        let sig = Arc::new(m.signature(labels));
+        let sig = self.interned.entry(sig.clone()).or_insert(sig).clone();
+        self.map.insert(key, sig.clone());
+        sig
+    }
+
+    fn result(
+        &mut self,
+        op: TokenId,
+        many: &Arc<Labels>,
+        one: &Arc<Labels>,
+        m: &Matching,
+    ) -> Arc<Labels> {
+        let key = (ByIdentity(many.clone()), ByIdentity(one.clone()));
+        if let Some(r) = self.results.get(&key) {
+            return r.clone();
+        }
+        let r = Arc::new(result_labels(op, many, one, m));
+        let r = self.interned.entry(r.clone()).or_insert(r).clone();
+        self.results.insert(key, r.clone());
+        r
     }
 }
 
@@ -314,9 +343,9 @@ fn vector_vector(
         (m.fill_rhs, m.fill_lhs)
     };
 
-    let mut one_by_sig: HashMap<Arc<Labels>, StepSample> = HashMap::with_capacity(one.len());
+    let mut one_by_sig: IdentityMap<StepSample> = IdentityMap::default();
     for s in one {
-        let sig = sigs.get(m, &s.labels);
+        let sig = ByIdentity(sigs.get(m, &s.labels));
         if let Some(dup) = one_by_sig.get(&sig) {
             let side = if swapped { "left" } else { "right" };
             return Err(QueryError::exec(format!(
@@ -330,12 +359,18 @@ fn vector_vector(
     }
 
     let one_to_one = matches!(m.card, VectorMatchCardinality::OneToOne);
-    let mut matched: HashMap<Arc<Labels>, HashSet<Arc<Labels>>> = HashMap::new();
+    // Results per matched signature: one-to-one allows one, many-to-one needs distinct results.
+    let mut matched: IdentityMap<
+        HashSet<ByIdentity, std::hash::BuildHasherDefault<AddressHasher>>,
+    > = IdentityMap::default();
     let mut out = Vec::new();
-    let combine = |matched: &mut HashMap<Arc<Labels>, HashSet<Arc<Labels>>>,
+    let combine = |sigs: &mut SignatureCache,
+                   matched: &mut IdentityMap<
+        HashSet<ByIdentity, std::hash::BuildHasherDefault<AddressHasher>>,
+    >,
                    ms: &StepSample,
                    os: &StepSample,
-                   sig: &Arc<Labels>,
+                   sig: &ByIdentity,
                    out: &mut Vec<StepSample>|
      -> Result<()> {
         let (l, r) = if swapped { (os.f, ms.f) } else { (ms.f, os.f) };
@@ -346,16 +381,17 @@ fn vector_vector(
             // The result carries the left operand's value, which is on the "one" side here.
             v = l;
         }
-        let labels = Arc::new(result_labels(op, &ms.labels, &os.labels, m));
+        let labels = sigs.result(op, &ms.labels, &os.labels, m);
         let seen = matched.entry(sig.clone()).or_default();
+        let result = ByIdentity(labels.clone());
         if one_to_one {
             if !seen.is_empty() {
                 return Err(QueryError::exec(
                     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
                 ));
             }
-            seen.insert(labels.clone());
-        } else if !seen.insert(labels.clone()) {
+            seen.insert(result);
+        } else if !seen.insert(result) {
             return Err(QueryError::exec(
                 "multiple matches for labels: grouping labels must ensure unique matches",
             ));
@@ -370,34 +406,34 @@ fn vector_vector(
         Ok(())
     };
     for ms in &many {
-        let sig = sigs.get(m, &ms.labels);
+        let sig = ByIdentity(sigs.get(m, &ms.labels));
         match one_by_sig.get(&sig) {
-            Some(os) => combine(&mut matched, ms, os, &sig, &mut out)?,
+            Some(os) => combine(sigs, &mut matched, ms, os, &sig, &mut out)?,
             None => {
                 if let Some(fill) = fill_one {
                     let os = StepSample {
-                        labels: sig.clone(),
+                        labels: sig.0.clone(),
                         f: fill,
                         drop_name: false,
                     };
-                    combine(&mut matched, ms, &os, &sig, &mut out)?;
+                    combine(sigs, &mut matched, ms, &os, &sig, &mut out)?;
                 }
             }
         }
     }
     if let Some(fill) = fill_many {
-        let mut unmatched: Vec<(&Arc<Labels>, &StepSample)> = one_by_sig
+        let mut unmatched: Vec<(&ByIdentity, &StepSample)> = one_by_sig
             .iter()
             .filter(|(sig, _)| !matched.contains_key(*sig))
             .collect();
-        unmatched.sort_by(|a, b| a.0.cmp(b.0));
+        unmatched.sort_by(|a, b| a.0 .0.cmp(&b.0 .0));
         for (sig, os) in unmatched {
             let ms = StepSample {
-                labels: sig.clone(),
+                labels: sig.0.clone(),
                 f: fill,
                 drop_name: false,
             };
-            combine(&mut matched, &ms, os, sig, &mut out)?;
+            combine(sigs, &mut matched, &ms, os, sig, &mut out)?;
         }
     }
     Ok(out)

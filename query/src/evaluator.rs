@@ -12,7 +12,7 @@ use strata_store::{Labels, MetricsReader, Sample};
 
 use crate::annotations::Annotations;
 use crate::error::{QueryError, Result};
-use crate::value::{Evaluated, Series, StepSample};
+use crate::value::{ByIdentity, Evaluated, IdentityMap, Series, StepSample};
 use crate::{aggregation, binary, functions, selector};
 
 /// The evaluation times of a node: `start, start + interval, …` up to and including `end`.
@@ -196,6 +196,7 @@ impl<'a> Evaluator<'a> {
             .collect();
         let mut out: Vec<Series> = Vec::new();
         let mut index: HashMap<Arc<Labels>, usize> = HashMap::new();
+        let mut index_by_identity: IdentityMap<usize> = IdentityMap::default();
         let steps = grid.steps();
         let mut produced = 0usize;
         for step in 0..steps {
@@ -212,8 +213,19 @@ impl<'a> Evaluator<'a> {
             produced += result.len();
             self.hold(result.len())?;
             for s in result {
-                match index.get(&s.labels) {
-                    Some(&i) => {
+                let key = ByIdentity(s.labels.clone());
+                let found = match index_by_identity.get(&key) {
+                    Some(&i) => Some(i),
+                    None => {
+                        let i = index.get(&s.labels).copied();
+                        if let Some(i) = i {
+                            index_by_identity.insert(key.clone(), i);
+                        }
+                        i
+                    }
+                };
+                match found {
+                    Some(i) => {
                         let series = &mut out[i];
                         if series.points.last().is_some_and(|p| p.t == ts) {
                             return Err(QueryError::exec(
@@ -225,6 +237,7 @@ impl<'a> Evaluator<'a> {
                     }
                     None => {
                         index.insert(s.labels.clone(), out.len());
+                        index_by_identity.insert(key, out.len());
                         out.push(Series {
                             labels: s.labels,
                             points: vec![Sample::new(ts, s.f)],

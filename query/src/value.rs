@@ -52,3 +52,48 @@ pub(crate) enum Evaluated {
     /// A range vector (only as an instant query's result).
     Matrix(Vec<Series>),
 }
+
+/// A label set keyed by identity: hashing and comparing the pointer is far cheaper than the labels,
+/// and holding the `Arc` keeps the address from being reused while the key lives. Label sets that
+/// flow through one node keep their `Arc`, so per-step lookups hit by identity.
+#[derive(Debug, Clone)]
+pub(crate) struct ByIdentity(pub Arc<Labels>);
+
+impl PartialEq for ByIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ByIdentity {}
+
+impl std::hash::Hash for ByIdentity {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_usize(Arc::as_ptr(&self.0) as usize);
+    }
+}
+
+/// Hasher for identity keys: a multiplicative hash of the address (SipHash would dominate the
+/// per-step lookups it is used for).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct AddressHasher(u64);
+
+impl std::hash::Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0 ^ n as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    }
+}
+
+/// A map keyed by label-set identity.
+pub(crate) type IdentityMap<V> =
+    std::collections::HashMap<ByIdentity, V, std::hash::BuildHasherDefault<AddressHasher>>;
