@@ -267,8 +267,11 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, agg: &AggregateExpr, grid: Grid) -> R
             return Err(QueryError::exec("count_values needs a string label name"));
         };
         let label = label.val.clone();
-        if label.is_empty() {
-            return Err(QueryError::exec(format!("invalid label name {label:?}")));
+        if !ev.is_valid_label_name(&label) {
+            return Err(QueryError::exec(format!(
+                "invalid label name {}",
+                ev.go_quoted(&label)
+            )));
         }
         if !grouper.grouping.without {
             grouper.grouping.labels.push(label.clone());

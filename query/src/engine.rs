@@ -94,7 +94,7 @@ impl Engine {
             end: time_ms,
             interval: 1,
         };
-        let (evaluated, mut ev) = self.run(reader, &expr, grid, controls)?;
+        let (evaluated, mut ev) = self.run(reader, query, &expr, grid, controls)?;
         let value = match evaluated {
             Evaluated::Scalar(xs) => {
                 Value::Scalar(time_ms, xs.first().copied().unwrap_or(f64::NAN))
@@ -189,7 +189,7 @@ impl Engine {
             end: end_ms,
             interval: step_ms,
         };
-        let (evaluated, mut ev) = self.run(reader, &expr, grid, controls)?;
+        let (evaluated, mut ev) = self.run(reader, query, &expr, grid, controls)?;
         let series = match evaluated {
             Evaluated::Scalar(xs) => {
                 let points = grid
@@ -228,6 +228,7 @@ impl Engine {
     fn run<'r>(
         &self,
         reader: &'r dyn MetricsReader,
+        query: &str,
         expr: &Expr,
         grid: Grid,
         controls: &QueryControls,
@@ -244,7 +245,10 @@ impl Engine {
             no_step_subquery_interval_ms: millis(self.options.default_subquery_step).max(1),
             query_start: grid.start,
             query_end: grid.end,
+            invalid_utf8_literals: Vec::new(),
         };
+        let mut settings = settings;
+        settings.invalid_utf8_literals = invalid_utf8_literals(query);
         let mut ev = Evaluator::new(reader, settings);
         let evaluated = ev.eval(expr, grid)?;
         Ok((evaluated, ev))
@@ -294,4 +298,303 @@ pub(crate) fn finish_series(series: Vec<Series>) -> Result<Vec<Series>> {
         }
     }
     Ok(out)
+}
+
+/// String literals of the query that, decoded as Go decodes them, are not valid UTF-8 (`"\\xff"`).
+/// Rust strings cannot hold such bytes (the parser decodes `\\xff` to `ÿ`), so this list, in the
+/// parser's decoding, lets label-name checks reject them as Prometheus does.
+fn invalid_utf8_literals(query: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let chars: Vec<char> = query.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let quote = chars[i];
+        if quote != '"' && quote != '\'' {
+            i += 1;
+            continue;
+        }
+        let mut go_bytes: Vec<u8> = Vec::new();
+        let mut decoded = String::new();
+        i += 1;
+        while i < chars.len() && chars[i] != quote {
+            let c = chars[i];
+            if c != '\\' || i + 1 >= chars.len() {
+                let mut buf = [0u8; 4];
+                go_bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                decoded.push(c);
+                i += 1;
+                continue;
+            }
+            let e = chars[i + 1];
+            let digits = |from: usize, n: usize, radix: u32| -> Option<u32> {
+                let s: String = chars.get(from..from + n)?.iter().collect();
+                u32::from_str_radix(&s, radix).ok()
+            };
+            match e {
+                'x' => {
+                    let v = digits(i + 2, 2, 16).unwrap_or(0);
+                    go_bytes.push(v as u8);
+                    decoded.push(char::from_u32(v).unwrap_or('\u{fffd}'));
+                    i += 4;
+                }
+                '0'..='7' => {
+                    let v = digits(i + 1, 3, 8).unwrap_or(0);
+                    go_bytes.push(v as u8);
+                    decoded.push(char::from_u32(v).unwrap_or('\u{fffd}'));
+                    i += 4;
+                }
+                _ => {
+                    let c = match e {
+                        'a' => '\u{7}',
+                        'b' => '\u{8}',
+                        'f' => '\u{c}',
+                        'n' => '\n',
+                        'r' => '\r',
+                        't' => '\t',
+                        'v' => '\u{b}',
+                        other => other,
+                    };
+                    let mut buf = [0u8; 4];
+                    go_bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                    decoded.push(c);
+                    i += 2;
+                }
+            }
+        }
+        i += 1;
+        if std::str::from_utf8(&go_bytes).is_err() {
+            out.push((decoded, go_quote(&go_bytes)));
+        }
+    }
+    out
+}
+
+/// Go's `strconv.Quote` for bytes that are not all valid UTF-8: invalid bytes become `\xHH`.
+fn go_quote(bytes: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::memory::MemoryReader;
+    use strata_store::stale_nan;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(pairs.iter().copied())
+    }
+
+    /// `metric{job}` sampled every 10s with the given values (None leaves a gap).
+    fn reader_with(series: &[(&[(&str, &str)], &[Option<f64>])]) -> MemoryReader {
+        let r = MemoryReader::new();
+        for (l, values) in series {
+            let samples = values
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| v.map(|v| Sample::new(i as i64 * 10_000, v)));
+            r.append(labels(l), samples);
+        }
+        r
+    }
+
+    fn vector(out: QueryOutput) -> Vec<(Labels, f64)> {
+        match out.value {
+            Value::Vector(v) => v.into_iter().map(|(l, _, f)| (l, f)).collect(),
+            other => panic!("expected vector, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lookback_window_is_left_open() {
+        let r = reader_with(&[(&[("__name__", "m")], &[Some(1.0)])]);
+        let e = Engine::default();
+        assert_eq!(vector(e.instant_query(&r, "m", 299_999).unwrap()).len(), 1);
+        assert!(vector(e.instant_query(&r, "m", 300_000).unwrap()).is_empty());
+    }
+
+    #[test]
+    fn staleness_marker_hides_series_until_next_sample() {
+        let r = reader_with(&[(
+            &[("__name__", "m")],
+            &[Some(1.0), Some(stale_nan()), Some(2.0)],
+        )]);
+        let e = Engine::default();
+        assert!(vector(e.instant_query(&r, "m", 15_000).unwrap()).is_empty());
+        assert_eq!(vector(e.instant_query(&r, "m", 20_000).unwrap())[0].1, 2.0);
+        // Range selections skip the marker.
+        let v = vector(
+            e.instant_query(&r, "count_over_time(m[1m])", 20_000)
+                .unwrap(),
+        );
+        assert_eq!(v[0].1, 2.0);
+    }
+
+    #[test]
+    fn range_results_are_sorted_by_labels_and_drop_names() {
+        let r = reader_with(&[
+            (&[("__name__", "m"), ("job", "b")], &[Some(1.0), Some(2.0)]),
+            (&[("__name__", "m"), ("job", "a")], &[Some(3.0), Some(4.0)]),
+        ]);
+        let out = Engine::default()
+            .range_query(&r, "m * 2", 0, 10_000, 10_000)
+            .unwrap();
+        let Value::Matrix(m) = out.value else {
+            panic!("expected matrix")
+        };
+        assert_eq!(m[0].0, labels(&[("job", "a")]));
+        assert_eq!(m[1].0, labels(&[("job", "b")]));
+        assert_eq!(m[0].1, vec![Sample::new(0, 6.0), Sample::new(10_000, 8.0)]);
+    }
+
+    #[test]
+    fn sort_desc_orders_instant_results_with_nan_last() {
+        let r = reader_with(&[
+            (&[("__name__", "m"), ("i", "1")], &[Some(1.0)]),
+            (&[("__name__", "m"), ("i", "2")], &[Some(f64::NAN)]),
+            (&[("__name__", "m"), ("i", "3")], &[Some(3.0)]),
+        ]);
+        let v = vector(
+            Engine::default()
+                .instant_query(&r, "sort_desc(m)", 0)
+                .unwrap(),
+        );
+        let order: Vec<&str> = v.iter().map(|(l, _)| l.get("i").unwrap_or("")).collect();
+        assert_eq!(order, ["3", "1", "2"]);
+    }
+
+    #[test]
+    fn group_left_copies_labels_from_the_one_side() {
+        let r = reader_with(&[
+            (
+                &[("__name__", "req"), ("pod", "p1"), ("code", "200")],
+                &[Some(10.0)],
+            ),
+            (
+                &[("__name__", "req"), ("pod", "p1"), ("code", "500")],
+                &[Some(2.0)],
+            ),
+            (
+                &[("__name__", "info"), ("pod", "p1"), ("node", "n1")],
+                &[Some(1.0)],
+            ),
+        ]);
+        let q = "req * on(pod) group_left(node) info";
+        let mut v = vector(Engine::default().instant_query(&r, q, 0).unwrap());
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            v[0],
+            (
+                labels(&[("code", "200"), ("node", "n1"), ("pod", "p1")]),
+                10.0
+            )
+        );
+        assert_eq!(
+            v[1],
+            (
+                labels(&[("code", "500"), ("node", "n1"), ("pod", "p1")]),
+                2.0
+            )
+        );
+        // Without group_left the many side has two matches: an execution error.
+        let err = Engine::default()
+            .instant_query(&r, "req * on(pod) info", 0)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Execution);
+        assert!(
+            err.to_string()
+                .contains("many-to-one matching must be explicit"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn errors_carry_prometheus_error_types() {
+        let r = MemoryReader::new();
+        let e = Engine::default();
+        assert_eq!(
+            e.instant_query(&r, "sum(", 0).unwrap_err().kind(),
+            ErrorKind::BadData
+        );
+        assert_eq!(
+            e.range_query(&r, "1", 0, 10, 0).unwrap_err().kind(),
+            ErrorKind::BadData
+        );
+        assert_eq!(
+            e.range_query(&r, "m[5m]", 0, 10, 1).unwrap_err().kind(),
+            ErrorKind::BadData
+        );
+        let small = Engine::new(EngineOptions {
+            max_samples: 10,
+            ..EngineOptions::default()
+        });
+        let err = small
+            .range_query(&r, "time()", 0, 100_000, 1_000)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Execution);
+        assert!(err.to_string().contains("too many samples"));
+        let cancel = Arc::new(AtomicBool::new(true));
+        let controls = QueryControls {
+            cancel: Some(cancel),
+            ..QueryControls::default()
+        };
+        assert_eq!(
+            e.instant_query_with(&r, "1", 0, &controls)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Canceled
+        );
+    }
+
+    #[test]
+    fn absurd_parameters_error_instead_of_panicking() {
+        let r = reader_with(&[(&[("__name__", "m")], &[Some(1.0)])]);
+        let e = Engine::default();
+        assert!(e.range_query(&r, "m", i64::MIN, i64::MAX, 1).is_err());
+        assert!(e.instant_query(&r, "m offset 100000000y", 0).is_ok());
+        assert!(e.instant_query(&r, "rate(m[100000000y])", i64::MAX).is_ok());
+        assert!(e.instant_query(&r, "max_over_time(m[1y:1ms])", 0).is_err());
+        assert!(e.instant_query(&r, "topk(1e300, m)", 0).is_err());
+    }
+
+    #[test]
+    fn rate_of_a_non_counter_name_adds_an_info() {
+        let r = reader_with(&[(&[("__name__", "m")], &[Some(1.0), Some(2.0), Some(3.0)])]);
+        let out = Engine::default()
+            .instant_query(&r, "rate(m[1m])", 20_000)
+            .unwrap();
+        assert_eq!(
+            out.infos,
+            ["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"m\""]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_literals_follow_go_decoding() {
+        let found = invalid_utf8_literals(r#"label_replace(m, "\xff", "ok", "\xc3\xbf", "x")"#);
+        assert_eq!(found, [("\u{ff}".to_string(), "\"\\xff\"".to_string())]);
+    }
+
+    #[test]
+    fn format_query_pretty_prints() {
+        assert_eq!(
+            format_query("sum(rate(foo[5m]))").unwrap(),
+            "sum(rate(foo[5m]))"
+        );
+        assert!(format_query("sum(").is_err());
+    }
 }

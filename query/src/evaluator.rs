@@ -28,7 +28,9 @@ impl Grid {
         if self.end < self.start {
             return 0;
         }
-        ((self.end - self.start) / self.interval) as usize + 1
+        let steps =
+            (i128::from(self.end) - i128::from(self.start)) / i128::from(self.interval.max(1)) + 1;
+        usize::try_from(steps).unwrap_or(usize::MAX)
     }
 
     pub fn ts(&self, step: usize) -> i64 {
@@ -52,6 +54,8 @@ pub(crate) struct RunSettings {
     /// Start and end of the query, for `@ start()` and `@ end()`.
     pub query_start: i64,
     pub query_end: i64,
+    /// String literals that are invalid UTF-8 in Prometheus (see `engine::invalid_utf8_literals`).
+    pub invalid_utf8_literals: Vec<(String, String)>,
 }
 
 pub(crate) struct Evaluator<'a> {
@@ -114,13 +118,33 @@ impl<'a> Evaluator<'a> {
                 "zero or negative query resolution step widths are not accepted".into(),
             ));
         }
-        if grid.end >= grid.start
-            && ((grid.end - grid.start) / grid.interval) as u128 + 1
-                > self.settings.max_samples as u128
-        {
+        if grid.steps() > self.settings.max_samples {
             return Err(QueryError::TooManySamples);
         }
         Ok(())
+    }
+
+    /// Prometheus accepts any non-empty UTF-8 label name; names Go would see as invalid UTF-8 fail.
+    pub fn is_valid_label_name(&self, name: &str) -> bool {
+        !name.is_empty()
+            && !self
+                .settings
+                .invalid_utf8_literals
+                .iter()
+                .any(|(s, _)| s == name)
+    }
+
+    /// A string as Go's `%q` prints it, with the original bytes of literals Go saw as invalid UTF-8.
+    pub fn go_quoted(&self, s: &str) -> String {
+        match self
+            .settings
+            .invalid_utf8_literals
+            .iter()
+            .find(|(d, _)| d == s)
+        {
+            Some((_, quoted)) => quoted.clone(),
+            None => format!("{s:?}"),
+        }
     }
 
     /// Resolves an `@` modifier to milliseconds.

@@ -334,10 +334,6 @@ fn absent_labels(arg: &Expr) -> Labels {
     Labels::from_pairs(pairs.into_iter().filter_map(|(n, v)| v.map(|v| (n, v))))
 }
 
-fn is_valid_label_name(name: &str) -> bool {
-    !name.is_empty()
-}
-
 fn set_label(labels: &Labels, name: &str, value: &str) -> Labels {
     let mut v: Vec<Label> = labels.iter().filter(|l| l.name != name).cloned().collect();
     if !value.is_empty() {
@@ -369,7 +365,7 @@ fn label_replace(ev: &mut Evaluator<'_>, args: &[&Expr], grid: Grid) -> Result<E
             "invalid regular expression in label_replace(): {pattern}"
         ))
     })?;
-    if !is_valid_label_name(&dst) {
+    if !ev.is_valid_label_name(&dst) {
         return Err(QueryError::exec(format!(
             "invalid destination label name in label_replace(): {dst}"
         )));
@@ -397,12 +393,12 @@ fn label_join(ev: &mut Evaluator<'_>, args: &[&Expr], grid: Grid) -> Result<Eval
         .iter()
         .map(|a| string_arg(a))
         .collect::<Result<_>>()?;
-    if !is_valid_label_name(&dst) {
+    if !ev.is_valid_label_name(&dst) {
         return Err(QueryError::exec(format!(
             "invalid destination label name in label_join(): {dst}"
         )));
     }
-    if let Some(bad) = sources.iter().find(|s| !is_valid_label_name(s)) {
+    if let Some(bad) = sources.iter().find(|s| !ev.is_valid_label_name(s)) {
         return Err(QueryError::exec(format!(
             "invalid source label name in label_join(): {bad}"
         )));

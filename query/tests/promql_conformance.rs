@@ -21,11 +21,15 @@ const EXCLUDED_FILES: &[&str] = &["native_histograms.test"];
 /// Relative error allowed between expected and actual values (`defaultEpsilon` in promqltest).
 const EPSILON: f64 = 1e-6;
 
+/// The shared scripts, or another directory of scripts named by `PROMQL_TESTS_DIR`.
 fn scripts_dir() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/promql-tests"
-    ))
+    match std::env::var_os("PROMQL_TESTS_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/promql-tests"
+        )),
+    }
 }
 
 fn skip_file() -> PathBuf {
@@ -813,6 +817,11 @@ fn safe_under_at(expr: &Expr) -> bool {
 /// Prometheus's step-invariance check: the query with every selector pinned to the evaluation time
 /// by `@` must give the same result at other evaluation times.
 fn at_modifier_variants(expr: &str, at_ms: i64) -> Vec<(String, i64)> {
+    // Printing the rewritten query would turn Go byte escapes (`"\xff"`) into characters, which
+    // is a different query, so such queries get no variants.
+    if expr.contains("\\x") {
+        return Vec::new();
+    }
     let Ok(mut parsed) = parser::parse(expr) else {
         return Vec::new();
     };
@@ -973,8 +982,18 @@ fn prometheus_promql_test_scripts() {
             }
         }
     }
+    let run_names: BTreeSet<String> = files
+        .iter()
+        .map(|p| {
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string()
+        })
+        .collect();
     for key in skip.keys() {
-        if !skipped_failures.contains(key) {
+        let file = key.split(':').next().unwrap_or("");
+        if run_names.contains(file) && !skipped_failures.contains(key) {
             unexpected.push(format!(
                 "{key} is listed in promql-skip.txt but passes (or no longer exists): remove it"
             ));
