@@ -399,8 +399,10 @@ mod tests {
         Labels::from_pairs(pairs.iter().copied())
     }
 
-    /// `metric{job}` sampled every 10s with the given values (None leaves a gap).
-    fn reader_with(series: &[(&[(&str, &str)], &[Option<f64>])]) -> MemoryReader {
+    /// A series' label pairs and its values every 10s from 0 (None leaves a gap).
+    type SeriesSpec<'a> = (&'a [(&'a str, &'a str)], &'a [Option<f64>]);
+
+    fn reader_with(series: &[SeriesSpec<'_>]) -> MemoryReader {
         let r = MemoryReader::new();
         for (l, values) in series {
             let samples = values
