@@ -160,9 +160,19 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// Evaluates a node. While it runs, its inputs count against the sample budget; once it is done,
+    /// only its result does (the inputs are dropped), as Prometheus accounts `currentSamples`.
     pub fn eval(&mut self, expr: &Expr, grid: Grid) -> Result<Evaluated> {
         self.check_interrupt()?;
         self.check_grid(grid)?;
+        let held_before = self.held_samples;
+        let result = self.eval_node(expr, grid)?;
+        self.held_samples = held_before;
+        self.hold(result.point_count())?;
+        Ok(result)
+    }
+
+    fn eval_node(&mut self, expr: &Expr, grid: Grid) -> Result<Evaluated> {
         match expr {
             Expr::NumberLiteral(n) => Ok(Evaluated::Scalar(vec![n.val; grid.steps()])),
             Expr::StringLiteral(s) => Ok(Evaluated::String(s.val.clone())),
@@ -287,6 +297,14 @@ impl<'a> Evaluator<'a> {
 impl Evaluated {
     /// The samples of an instant-vector result at `ts`, advancing per-series cursors (steps are
     /// visited in increasing order).
+    pub(crate) fn point_count(&self) -> usize {
+        match self {
+            Evaluated::Vector(s) | Evaluated::Matrix(s) => s.iter().map(|s| s.points.len()).sum(),
+            Evaluated::Scalar(xs) => xs.len(),
+            Evaluated::String(_) => 1,
+        }
+    }
+
     pub(crate) fn vector_at(series: &[Series], cursors: &mut [usize], ts: i64) -> Vec<StepSample> {
         let mut v = Vec::new();
         for (s, c) in series.iter().zip(cursors.iter_mut()) {
