@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use promql_parser::parser::{self, Expr};
@@ -25,6 +25,9 @@ pub struct EngineOptions {
     /// Step of subqueries written without one (`expr[5m:]`); Prometheus uses the global evaluation
     /// interval, 1m by default.
     pub default_subquery_step: Duration,
+    /// Most queries evaluated at once (`--query.max-concurrency`); others wait for a slot, within
+    /// their timeout.
+    pub max_concurrency: usize,
 }
 
 impl Default for EngineOptions {
@@ -34,7 +37,49 @@ impl Default for EngineOptions {
             max_samples: 50_000_000,
             timeout: Duration::from_secs(2 * 60),
             default_subquery_step: Duration::from_secs(60),
+            max_concurrency: 20,
         }
+    }
+}
+
+/// Admission of queries: at most `limit` evaluate at once; the rest wait on a condition variable
+/// until a slot frees or their deadline passes (then they fail with `timeout`, as a queued query
+/// does in Prometheus).
+#[derive(Debug, Default)]
+struct ConcurrencyGate {
+    running: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// A held evaluation slot; dropping it frees the slot.
+struct Slot<'a>(&'a ConcurrencyGate);
+
+impl ConcurrencyGate {
+    fn enter(&self, limit: usize, deadline: Option<Instant>) -> Result<Slot<'_>> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        while *running >= limit.max(1) {
+            let wait = match deadline {
+                Some(d) => d
+                    .checked_duration_since(Instant::now())
+                    .ok_or(QueryError::Timeout)?,
+                None => Duration::from_secs(1),
+            };
+            running = self
+                .freed
+                .wait_timeout(running, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *running += 1;
+        Ok(Slot(self))
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut running = self.0.running.lock().unwrap_or_else(|e| e.into_inner());
+        *running = running.saturating_sub(1);
+        self.0.freed.notify_one();
     }
 }
 
@@ -47,9 +92,11 @@ pub struct QueryControls {
     pub cancel: Option<Arc<AtomicBool>>,
 }
 
-#[derive(Debug, Clone, Default)]
+/// Evaluates PromQL over a [`MetricsReader`]. Cheap to share between threads (`Arc<Engine>`).
+#[derive(Debug, Default)]
 pub struct Engine {
     options: EngineOptions,
+    gate: ConcurrencyGate,
 }
 
 /// Pretty-prints a query as Prometheus's `/api/v1/format_query` does.
@@ -64,7 +111,10 @@ fn millis(d: Duration) -> i64 {
 
 impl Engine {
     pub fn new(options: EngineOptions) -> Self {
-        Engine { options }
+        Engine {
+            options,
+            gate: ConcurrencyGate::default(),
+        }
     }
 
     pub fn options(&self) -> &EngineOptions {
@@ -233,6 +283,8 @@ impl Engine {
         grid: Grid,
         controls: &QueryControls,
     ) -> Result<(Evaluated, Evaluator<'r>)> {
+        let deadline = Instant::now().checked_add(self.options.timeout);
+        let _slot = self.gate.enter(self.options.max_concurrency, deadline)?;
         let settings = RunSettings {
             lookback_ms: millis(
                 controls
@@ -240,7 +292,7 @@ impl Engine {
                     .unwrap_or(self.options.lookback_delta),
             ),
             max_samples: self.options.max_samples,
-            deadline: Instant::now().checked_add(self.options.timeout),
+            deadline,
             cancel: controls.cancel.clone(),
             no_step_subquery_interval_ms: millis(self.options.default_subquery_step).max(1),
             query_start: grid.start,
@@ -589,6 +641,16 @@ mod tests {
     fn invalid_utf8_literals_follow_go_decoding() {
         let found = invalid_utf8_literals(r#"label_replace(m, "\xff", "ok", "\xc3\xbf", "x")"#);
         assert_eq!(found, [("\u{ff}".to_string(), "\"\\xff\"".to_string())]);
+    }
+
+    #[test]
+    fn queries_beyond_the_concurrency_limit_wait_then_time_out() {
+        let gate = ConcurrencyGate::default();
+        let held = gate.enter(1, None).unwrap();
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert!(matches!(gate.enter(1, Some(soon)), Err(QueryError::Timeout)));
+        drop(held);
+        assert!(gate.enter(1, Some(Instant::now() + Duration::from_millis(20))).is_ok());
     }
 
     #[test]

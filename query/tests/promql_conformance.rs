@@ -870,6 +870,7 @@ fn run_file(path: &Path) -> Result<FileResult, String> {
         max_samples: 50_000_000,
         timeout: Duration::from_secs(100),
         default_subquery_step: Duration::from_secs(60),
+        max_concurrency: 1,
     });
     let reader = MemoryReader::new();
     let mut result = FileResult {
