@@ -1,7 +1,6 @@
 //! The public entry points: parse a query, evaluate it over a step grid, and shape the result as
 //! Prometheus's engine does (delayed `__name__` removal, sorting of range results).
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -11,7 +10,7 @@ use strata_store::{Label, Labels, MetricsReader, Sample, METRIC_NAME};
 
 use crate::error::{QueryError, Result};
 use crate::evaluator::{Evaluator, Grid, RunSettings};
-use crate::value::{Evaluated, QueryOutput, Series, Value};
+use crate::value::{merge_same_label_sets, Evaluated, QueryOutput, Series, Value};
 
 /// Engine settings; defaults are Prometheus's.
 #[derive(Debug, Clone)]
@@ -312,44 +311,25 @@ fn unwrap_labels(l: Arc<Labels>) -> Labels {
 }
 
 /// Drops the metric name where evaluation marked it for removal, then merges series that became
-/// identical; overlapping points are Prometheus's "same labelset" error.
+/// identical.
 pub(crate) fn finish_series(series: Vec<Series>) -> Result<Vec<Series>> {
-    let mut out: Vec<Series> = Vec::with_capacity(series.len());
-    let mut index: HashMap<Arc<Labels>, usize> = HashMap::with_capacity(series.len());
-    let mut merged_any = false;
-    for mut s in series {
-        if s.drop_name && s.labels.get(METRIC_NAME).is_some() {
-            let kept: Vec<Label> = s
-                .labels
-                .iter()
-                .filter(|l| l.name != METRIC_NAME)
-                .cloned()
-                .collect();
-            s.labels = Arc::new(Labels::from_sorted(kept));
-        }
-        s.drop_name = false;
-        match index.get(&s.labels) {
-            Some(&i) => {
-                out[i].points.extend(s.points);
-                merged_any = true;
+    let series = series
+        .into_iter()
+        .map(|mut s| {
+            if s.drop_name && s.labels.get(METRIC_NAME).is_some() {
+                let kept: Vec<Label> = s
+                    .labels
+                    .iter()
+                    .filter(|l| l.name != METRIC_NAME)
+                    .cloned()
+                    .collect();
+                s.labels = Arc::new(Labels::from_sorted(kept));
             }
-            None => {
-                index.insert(s.labels.clone(), out.len());
-                out.push(s);
-            }
-        }
-    }
-    if merged_any {
-        for s in &mut out {
-            s.points.sort_by_key(|p| p.t);
-            if s.points.windows(2).any(|w| w[0].t == w[1].t) {
-                return Err(QueryError::exec(
-                    "vector cannot contain metrics with the same labelset",
-                ));
-            }
-        }
-    }
-    Ok(out)
+            s.drop_name = false;
+            s
+        })
+        .collect();
+    merge_same_label_sets(series)
 }
 
 /// String literals of the query that, decoded as Go decodes them, are not valid UTF-8 (`"\\xff"`).
@@ -648,9 +628,14 @@ mod tests {
         let gate = ConcurrencyGate::default();
         let held = gate.enter(1, None).unwrap();
         let soon = Instant::now() + Duration::from_millis(20);
-        assert!(matches!(gate.enter(1, Some(soon)), Err(QueryError::Timeout)));
+        assert!(matches!(
+            gate.enter(1, Some(soon)),
+            Err(QueryError::Timeout)
+        ));
         drop(held);
-        assert!(gate.enter(1, Some(Instant::now() + Duration::from_millis(20))).is_ok());
+        assert!(gate
+            .enter(1, Some(Instant::now() + Duration::from_millis(20)))
+            .is_ok());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::error::{QueryError, Result};
 use crate::evaluator::{Evaluator, Grid};
 use crate::histogram;
 use crate::selector::{self, RangeSource};
-use crate::value::{Evaluated, Series};
+use crate::value::{merge_same_label_sets, Evaluated, Series};
 
 /// Strips redundant parentheses, as Prometheus does for function arguments before evaluating.
 pub(crate) fn unwrap_parens(mut e: &Expr) -> &Expr {
@@ -319,19 +319,24 @@ fn absent_labels(arg: &Expr) -> Labels {
         Expr::MatrixSelector(ms) => &ms.vs,
         _ => return Labels::default(),
     };
-    let mut pairs: Vec<(String, Option<String>)> = Vec::new();
+    // Prometheus's historic rule: the first equality matcher of a name sets it; any later matcher
+    // of that name, or a non-equality one, removes it.
+    let mut set: Vec<(String, String)> = Vec::new();
+    let mut has: Vec<&str> = Vec::new();
     for m in &vs.matchers.matchers {
         if m.name == METRIC_NAME {
             continue;
         }
         let is_equal = matches!(m.op, promql_parser::label::MatchOp::Equal);
-        match pairs.iter_mut().find(|(n, _)| *n == m.name) {
-            // A label constrained twice is left out, as Prometheus does for compatibility.
-            Some(entry) => entry.1 = None,
-            None => pairs.push((m.name.clone(), is_equal.then(|| m.value.clone()))),
+        if is_equal && !has.contains(&m.name.as_str()) {
+            set.retain(|(n, _)| *n != m.name);
+            set.push((m.name.clone(), m.value.clone()));
+            has.push(&m.name);
+        } else {
+            set.retain(|(n, _)| *n != m.name);
         }
     }
-    Labels::from_pairs(pairs.into_iter().filter_map(|(n, v)| v.map(|v| (n, v))))
+    Labels::from_pairs(set)
 }
 
 fn set_label(labels: &Labels, name: &str, value: &str) -> Labels {
@@ -341,18 +346,6 @@ fn set_label(labels: &Labels, name: &str, value: &str) -> Labels {
         v.sort_by(|a, b| a.name.cmp(&b.name));
     }
     Labels::from_sorted(v)
-}
-
-fn check_unique_label_sets(series: &[Series]) -> Result<()> {
-    let mut seen = std::collections::HashSet::with_capacity(series.len());
-    for s in series {
-        if !seen.insert(s.labels.clone()) {
-            return Err(QueryError::exec(
-                "vector cannot contain metrics with the same labelset",
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn label_replace(ev: &mut Evaluator<'_>, args: &[&Expr], grid: Grid) -> Result<Evaluated> {
@@ -382,8 +375,7 @@ fn label_replace(ev: &mut Evaluator<'_>, args: &[&Expr], grid: Grid) -> Result<E
             }
         }
     }
-    check_unique_label_sets(&series)?;
-    Ok(Evaluated::Vector(series))
+    Ok(Evaluated::Vector(merge_same_label_sets(series)?))
 }
 
 fn label_join(ev: &mut Evaluator<'_>, args: &[&Expr], grid: Grid) -> Result<Evaluated> {
@@ -415,8 +407,7 @@ fn label_join(ev: &mut Evaluator<'_>, args: &[&Expr], grid: Grid) -> Result<Eval
             s.drop_name = false;
         }
     }
-    check_unique_label_sets(&series)?;
-    Ok(Evaluated::Vector(series))
+    Ok(Evaluated::Vector(merge_same_label_sets(series)?))
 }
 
 /// Natural order of label values (`facette/natsort`): runs of digits compare as numbers.
@@ -660,8 +651,8 @@ fn eval_range_function(
                 "first_over_time" => window.first().map(|p| p.v),
                 "ts_of_last_over_time" => window.last().map(|p| p.t as f64 / 1000.0),
                 "ts_of_first_over_time" => window.first().map(|p| p.t as f64 / 1000.0),
-                "ts_of_min_over_time" => extreme_timestamp(window, |a, b| a < b),
-                "ts_of_max_over_time" => extreme_timestamp(window, |a, b| a > b),
+                "ts_of_min_over_time" => extreme_timestamp(window, |a, b| a <= b),
+                "ts_of_max_over_time" => extreme_timestamp(window, |a, b| a >= b),
                 "present_over_time" => Some(1.0),
                 "quantile_over_time" => {
                     values.clear();

@@ -97,3 +97,36 @@ impl std::hash::Hasher for AddressHasher {
 /// A map keyed by label-set identity.
 pub(crate) type IdentityMap<V> =
     std::collections::HashMap<ByIdentity, V, std::hash::BuildHasherDefault<AddressHasher>>;
+
+/// Merges series whose label sets became equal (after relabeling or dropping the metric name);
+/// two points at one time are Prometheus's "vector cannot contain metrics with the same labelset".
+pub(crate) fn merge_same_label_sets(series: Vec<Series>) -> crate::error::Result<Vec<Series>> {
+    let mut out: Vec<Series> = Vec::with_capacity(series.len());
+    let mut index: std::collections::HashMap<Arc<Labels>, usize> =
+        std::collections::HashMap::with_capacity(series.len());
+    let mut merged_any = false;
+    for s in series {
+        match index.get(&s.labels) {
+            Some(&i) => {
+                out[i].points.extend(s.points);
+                out[i].drop_name |= s.drop_name;
+                merged_any = true;
+            }
+            None => {
+                index.insert(s.labels.clone(), out.len());
+                out.push(s);
+            }
+        }
+    }
+    if merged_any {
+        for s in &mut out {
+            s.points.sort_by_key(|p| p.t);
+            if s.points.windows(2).any(|w| w[0].t == w[1].t) {
+                return Err(crate::error::QueryError::exec(
+                    "vector cannot contain metrics with the same labelset",
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
