@@ -639,6 +639,20 @@ mod tests {
     }
 
     #[test]
+    fn native_histogram_functions_answer_a_clear_error() {
+        let r = reader_with(&[(&[("__name__", "h")], &[Some(1.0)])]);
+        let err = Engine::default()
+            .instant_query(&r, "histogram_count(h)", 0)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Execution);
+        assert!(
+            err.to_string()
+                .starts_with("native histograms are not supported"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn format_query_pretty_prints() {
         assert_eq!(
             format_query("sum(rate(foo[5m]))").unwrap(),

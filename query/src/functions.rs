@@ -117,11 +117,15 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Resu
         "histogram_fraction" => histogram::eval_fraction(ev, &args, grid),
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
         | "histogram_stdvar" => {
-            // These read native histograms only; float samples are ignored, as in Prometheus.
-            expect_vector(ev.eval(args[0], grid)?)?;
-            Ok(Evaluated::Vector(Vec::new()))
+            // These read only native histogram samples, which the store does not hold; an error
+            // says so instead of an empty result that looks like missing data.
+            Err(QueryError::exec(format!(
+                "native histograms are not supported: {name}() needs native histogram samples"
+            )))
         }
-        "info" => Err(QueryError::exec("info() is not supported")),
+        "info" => Err(QueryError::exec(
+            "info() is not supported (experimental in Prometheus)",
+        )),
         "round" => {
             let to_nearest = match args.get(1) {
                 Some(a) => Some(ev.eval_scalar(a, grid)?),
