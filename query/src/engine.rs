@@ -639,6 +639,67 @@ mod tests {
     }
 
     #[test]
+    fn odd_queries_answer_without_panicking() {
+        let r = reader_with(&[
+            (
+                &[("__name__", "m"), ("le", "0.1")],
+                &[Some(1.0), Some(f64::NAN), Some(f64::INFINITY)],
+            ),
+            (
+                &[("__name__", "m"), ("le", "+Inf")],
+                &[Some(2.0), None, Some(-1.0)],
+            ),
+        ]);
+        let e = Engine::new(EngineOptions {
+            max_samples: 100_000,
+            ..EngineOptions::default()
+        });
+        let queries = [
+            "m[0s]",
+            "rate(m[1ms])",
+            "m offset -1000y",
+            "m @ -1e9",
+            "m @ 1e18",
+            "m[5m:1ms]",
+            "max_over_time(m[1h:1ms])",
+            "quantile(NaN, m)",
+            "quantile(2, m)",
+            "topk(-1, m)",
+            "limit_ratio(NaN, m)",
+            "histogram_quantile(NaN, m)",
+            "histogram_fraction(NaN, Inf, m)",
+            "round(m, 0)",
+            "clamp(m, 5, 1)",
+            "label_replace(m, \"x\", \"$99\", \"le\", \"(.*)\")",
+            "label_join(m, \"le\", \",\")",
+            "count_values(\"le\", m)",
+            "sort_by_label(m)",
+            "predict_linear(m[1m], Inf)",
+            "double_exponential_smoothing(m[1m], 0.5, 0.5)",
+            "m / on() group_left m",
+            "m and on(le) m",
+            "1 / 0",
+            "-(-(-m))",
+            "year(m)",
+            "day_of_week(m)",
+            "timestamp(m @ 10)",
+            "absent_over_time(nothing[1m:10s])",
+            "scalar(m) * vector(Inf)",
+            "sum by (__name__) (rate(m[1m]))",
+            "m == bool m",
+            "m % 0",
+            "m ^ m",
+            "atan2(m, m)",
+        ];
+        for q in queries {
+            let _ = e.instant_query(&r, q, 20_000);
+            let _ = e.range_query(&r, q, 0, 30_000, 7_000);
+        }
+        let deep = format!("{}m{}", "(".repeat(200), ")".repeat(200));
+        assert!(e.instant_query(&r, &deep, 0).is_ok());
+    }
+
+    #[test]
     fn native_histogram_functions_answer_a_clear_error() {
         let r = reader_with(&[(&[("__name__", "h")], &[Some(1.0)])]);
         let err = Engine::default()

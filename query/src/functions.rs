@@ -32,6 +32,19 @@ fn string_arg(e: &Expr) -> Result<String> {
 pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Evaluated> {
     let name = call.func.name;
     let args: Vec<&Expr> = call.args.args.iter().map(|a| unwrap_parens(a)).collect();
+    // The parser checks arity; checking again here keeps argument indexing below panic-free even
+    // for a call built some other way.
+    let declared = call.func.arg_types.len();
+    let arity_ok = if call.func.variadic == 0 {
+        args.len() == declared
+    } else {
+        args.len() + 1 >= declared
+    };
+    if !arity_ok {
+        return Err(QueryError::Parse(format!(
+            "wrong number of arguments in call to '{name}'"
+        )));
+    }
     match name {
         "time" => Ok(Evaluated::Scalar(
             grid.times().map(|t| t as f64 / 1000.0).collect(),
