@@ -19,4 +19,5 @@ mod value;
 
 pub use engine::{format_query, Engine, EngineOptions, QueryControls};
 pub use error::{ErrorKind, QueryError};
+pub use selector::parse_metric_selector;
 pub use value::{QueryOutput, Value};

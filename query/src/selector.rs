@@ -48,6 +48,19 @@ pub(crate) fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>> {
         .collect()
 }
 
+/// Parses a series selector as the HTTP API's `match[]` takes it (`up{job="api"}`), into one
+/// conjunction of matchers per `or` branch. Anything but a plain instant-vector selector is a
+/// `bad_data` error, as with Prometheus's `parser.ParseMetricSelector`.
+pub fn parse_metric_selector(input: &str) -> Result<Vec<Vec<Matcher>>> {
+    let expr = promql_parser::parser::parse(input).map_err(QueryError::Parse)?;
+    match expr {
+        Expr::VectorSelector(vs) if vs.offset.is_none() && vs.at.is_none() => matcher_sets(&vs),
+        _ => Err(QueryError::Parse(format!(
+            "invalid series selector {input:?}: expected a vector selector"
+        ))),
+    }
+}
+
 /// Reads the series of a selector with samples in `[mint, maxt]`, sorted by labels.
 fn fetch(
     ev: &mut Evaluator<'_>,
@@ -285,5 +298,24 @@ pub(crate) fn eval_range_source(
             })
         }
         _ => Err(QueryError::exec("expected a range vector")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_selectors_parse_into_matcher_sets() {
+        let sets = parse_metric_selector(r#"up{job=~"api|db", env!="dev"}"#).unwrap();
+        assert_eq!(sets.len(), 1);
+        let text: Vec<String> = sets[0].iter().map(|m| m.to_string()).collect();
+        assert_eq!(
+            text,
+            [r#"__name__="up""#, r#"job=~"api|db""#, r#"env!="dev""#]
+        );
+        assert!(parse_metric_selector("up[5m]").is_err());
+        assert!(parse_metric_selector("sum(up)").is_err());
+        assert!(parse_metric_selector("up offset 5m").is_err());
     }
 }
