@@ -700,6 +700,27 @@ mod tests {
     }
 
     #[test]
+    fn fill_modifier_supplies_missing_sides() {
+        let r = reader_with(&[
+            (&[("__name__", "a"), ("x", "1")], &[Some(1.0)]),
+            (&[("__name__", "a"), ("x", "2")], &[Some(2.0)]),
+            (&[("__name__", "b"), ("x", "2")], &[Some(20.0)]),
+            (&[("__name__", "b"), ("x", "3")], &[Some(30.0)]),
+        ]);
+        let mut v = vector(
+            Engine::default()
+                .instant_query(&r, "a + fill(0) b", 0)
+                .unwrap(),
+        );
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        let got: Vec<(&str, f64)> = v
+            .iter()
+            .map(|(l, f)| (l.get("x").unwrap_or(""), *f))
+            .collect();
+        assert_eq!(got, [("1", 1.0), ("2", 22.0), ("3", 30.0)]);
+    }
+
+    #[test]
     fn native_histogram_functions_answer_a_clear_error() {
         let r = reader_with(&[(&[("__name__", "h")], &[Some(1.0)])]);
         let err = Engine::default()
