@@ -438,3 +438,89 @@ fn vector_vector(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(pairs: &[(&str, &str)], f: f64) -> StepSample {
+        StepSample {
+            labels: Arc::new(Labels::from_pairs(pairs.iter().copied())),
+            f,
+            drop_name: false,
+        }
+    }
+
+    fn default_matching() -> Matching {
+        Matching {
+            card: VectorMatchCardinality::OneToOne,
+            on: false,
+            labels: Vec::new(),
+            include: Vec::new(),
+            fill_lhs: None,
+            fill_rhs: None,
+        }
+    }
+
+    #[test]
+    fn set_operators_match_on_labels_without_the_name() {
+        let lhs = vec![
+            sample(&[("__name__", "a"), ("x", "1")], 1.0),
+            sample(&[("__name__", "a"), ("x", "2")], 2.0),
+        ];
+        let rhs = vec![
+            sample(&[("__name__", "b"), ("x", "2")], 20.0),
+            sample(&[("__name__", "b"), ("x", "3")], 30.0),
+        ];
+        let m = default_matching();
+        let mut sigs = SignatureCache::default();
+        let and = set_operation(T_LAND, lhs.clone(), rhs.clone(), &m, &mut sigs);
+        assert_eq!(and.iter().map(|s| s.f).collect::<Vec<_>>(), [2.0]);
+        let or = set_operation(T_LOR, lhs.clone(), rhs.clone(), &m, &mut sigs);
+        assert_eq!(or.iter().map(|s| s.f).collect::<Vec<_>>(), [1.0, 2.0, 30.0]);
+        let unless = set_operation(T_LUNLESS, lhs, rhs, &m, &mut sigs);
+        assert_eq!(unless.iter().map(|s| s.f).collect::<Vec<_>>(), [1.0]);
+    }
+
+    #[test]
+    fn group_right_keeps_the_right_side_labels_and_left_value_for_comparisons() {
+        let one = vec![sample(&[("__name__", "limit"), ("job", "j")], 5.0)];
+        let many = vec![
+            sample(&[("__name__", "usage"), ("job", "j"), ("pod", "p1")], 3.0),
+            sample(&[("__name__", "usage"), ("job", "j"), ("pod", "p2")], 7.0),
+        ];
+        let m = Matching {
+            card: VectorMatchCardinality::OneToMany(promql_parser::label::Labels::new(vec![])),
+            on: true,
+            labels: vec!["job".into()],
+            ..default_matching()
+        };
+        let mut sigs = SignatureCache::default();
+        // limit > on(job) group_right usage: keeps elements where 5 > usage, with the left value.
+        let out = vector_vector(T_GTR, one, many, &m, false, &mut sigs).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].f, 5.0);
+        assert_eq!(out[0].labels.get("pod"), Some("p1"));
+    }
+
+    #[test]
+    fn duplicate_series_on_the_one_side_is_an_error() {
+        let lhs = vec![sample(&[("x", "1"), ("y", "a")], 1.0)];
+        let rhs = vec![
+            sample(&[("x", "1"), ("y", "b")], 1.0),
+            sample(&[("x", "1"), ("y", "c")], 2.0),
+        ];
+        let m = Matching {
+            on: true,
+            labels: vec!["x".into()],
+            ..default_matching()
+        };
+        let err =
+            vector_vector(T_ADD, lhs, rhs, &m, false, &mut SignatureCache::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("many-to-many matching not allowed"),
+            "{err}"
+        );
+    }
+}
