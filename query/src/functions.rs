@@ -136,9 +136,9 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Resu
                 "native histograms are not supported: {name}() needs native histogram samples"
             )))
         }
-        "info" => Err(QueryError::exec(
-            "info() is not supported (experimental in Prometheus)",
-        )),
+        // Experimental in Prometheus and off by default there, where the parser rejects it: the
+        // same `bad_data` answer here.
+        "info" => Err(QueryError::Parse("function \"info\" is not enabled".into())),
         "round" => {
             let to_nearest = match args.get(1) {
                 Some(a) => Some(ev.eval_scalar(a, grid)?),
@@ -179,8 +179,9 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Resu
             if is_range_function(name) {
                 return eval_range_function(ev, name, &args, grid);
             }
-            Err(QueryError::exec(format!(
-                "function {name}() is not supported"
+            // Functions the parser knows from newer Prometheus releases than the one we follow.
+            Err(QueryError::Parse(format!(
+                "unknown function with name {name:?}"
             )))
         }
     }
