@@ -336,7 +336,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, agg: &AggregateExpr, grid: Grid) -> R
         Evaluated::Vector(s) => s.len(),
         _ => 0,
     };
-    let series = ev.step_eval(grid, &input, |ev, ts, mut args| {
+    let series = ev.step_eval(grid, &input, |_, ts, mut args| {
         let v = args.swap_remove(0);
         let param = params
             .as_ref()
@@ -345,7 +345,6 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, agg: &AggregateExpr, grid: Grid) -> R
         let mut out = Vec::with_capacity(groups.len());
         for (_, members) in groups {
             select_k(
-                ev,
                 op,
                 param.unwrap_or(f64::NAN),
                 total_series,
@@ -415,14 +414,12 @@ fn check_params(ev: &mut Evaluator<'_>, op: TokenId, ps: &[f64]) -> Result<()> {
 
 /// `topk`, `bottomk`, `limitk` and `limit_ratio`: pick members of a group, keeping their labels.
 fn select_k(
-    ev: &mut Evaluator<'_>,
     op: TokenId,
     param: f64,
     total_series: usize,
     mut members: Vec<StepSample>,
     out: &mut Vec<StepSample>,
 ) {
-    let _ = ev;
     match op {
         T_LIMIT_RATIO => {
             let r = param.clamp(-1.0, 1.0);
