@@ -10,7 +10,7 @@ use strata_store::{Label, Labels};
 use crate::annotations;
 use crate::error::Result;
 use crate::evaluator::{Evaluator, Grid};
-use crate::value::{Evaluated, StepSample};
+use crate::value::{ByIdentity, Evaluated, IdentityMap, StepSample};
 
 /// One classic bucket: upper bound and cumulative count.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -19,10 +19,19 @@ pub(crate) struct Bucket {
     pub count: f64,
 }
 
-/// Buckets of one histogram at one step, keyed by the series labels without `le`.
+/// Buckets of one histogram at one step, keyed by the series labels without `le` (interned, so
+/// identity is content).
 struct Grouped {
     order: Vec<Arc<Labels>>,
-    buckets: HashMap<Arc<Labels>, Vec<Bucket>>,
+    buckets: IdentityMap<Vec<Bucket>>,
+}
+
+/// Per-node cache: each input label set's histogram key and upper bound (None for a bad `le`),
+/// with the keys interned by content.
+#[derive(Default)]
+struct BucketCache {
+    by_series: IdentityMap<Option<(Arc<Labels>, f64)>>,
+    interned: HashMap<Labels, Arc<Labels>>,
 }
 
 /// Parses `le` like Go's `strconv.ParseFloat` for the forms that occur (`+Inf`, `1e0`, `.2`).
@@ -43,17 +52,28 @@ fn without_le(labels: &Labels) -> Labels {
 fn group_buckets(
     ev: &mut Evaluator<'_>,
     samples: Vec<StepSample>,
-    cache: &mut HashMap<Arc<Labels>, Option<(Arc<Labels>, f64)>>,
+    cache: &mut BucketCache,
 ) -> Grouped {
     let mut grouped = Grouped {
         order: Vec::new(),
-        buckets: HashMap::new(),
+        buckets: IdentityMap::default(),
     };
     for s in samples {
-        let entry = cache.entry(s.labels.clone()).or_insert_with(|| {
-            let le = s.labels.get("le").unwrap_or("");
-            parse_le(le).map(|upper| (Arc::new(without_le(&s.labels)), upper))
-        });
+        let interned = &mut cache.interned;
+        let entry = cache
+            .by_series
+            .entry(ByIdentity(s.labels.clone()))
+            .or_insert_with(|| {
+                let le = s.labels.get("le").unwrap_or("");
+                parse_le(le).map(|upper| {
+                    let key = without_le(&s.labels);
+                    let key = interned
+                        .entry(key.clone())
+                        .or_insert_with(|| Arc::new(key))
+                        .clone();
+                    (key, upper)
+                })
+            });
         let Some((key, upper)) = entry.clone() else {
             let le = s.labels.get("le").unwrap_or("").to_string();
             let name = s.labels.metric_name().unwrap_or("").to_string();
@@ -61,10 +81,13 @@ fn group_buckets(
                 .warn(annotations::bad_bucket_label(&name, &le));
             continue;
         };
-        let list = grouped.buckets.entry(key.clone()).or_insert_with(|| {
-            grouped.order.push(key.clone());
-            Vec::new()
-        });
+        let list = grouped
+            .buckets
+            .entry(ByIdentity(key.clone()))
+            .or_insert_with(|| {
+                grouped.order.push(key.clone());
+                Vec::new()
+            });
         list.push(Bucket { upper, count: s.f });
     }
     grouped
@@ -238,7 +261,7 @@ pub(crate) fn eval_quantile(
 ) -> Result<Evaluated> {
     let qs = ev.eval_scalar(args[0], grid)?;
     let input = [ev.eval(args[1], grid)?];
-    let mut cache = HashMap::new();
+    let mut cache = BucketCache::default();
     let series = ev.step_eval(grid, &input, |ev, ts, mut step_args| {
         let v = step_args.swap_remove(0);
         let q = qs[step_index(grid, ts)];
@@ -248,7 +271,7 @@ pub(crate) fn eval_quantile(
         let mut grouped = group_buckets(ev, v, &mut cache);
         let mut out = Vec::with_capacity(grouped.order.len());
         for key in grouped.order {
-            let Some(buckets) = grouped.buckets.get_mut(&key) else {
+            let Some(buckets) = grouped.buckets.get_mut(&ByIdentity(key.clone())) else {
                 continue;
             };
             let (value, forced) = bucket_quantile(q, buckets);
@@ -276,14 +299,14 @@ pub(crate) fn eval_fraction(
     let lowers = ev.eval_scalar(args[0], grid)?;
     let uppers = ev.eval_scalar(args[1], grid)?;
     let input = [ev.eval(args[2], grid)?];
-    let mut cache = HashMap::new();
+    let mut cache = BucketCache::default();
     let series = ev.step_eval(grid, &input, |ev, ts, mut step_args| {
         let v = step_args.swap_remove(0);
         let i = step_index(grid, ts);
         let mut grouped = group_buckets(ev, v, &mut cache);
         let mut out = Vec::with_capacity(grouped.order.len());
         for key in grouped.order {
-            let Some(buckets) = grouped.buckets.get_mut(&key) else {
+            let Some(buckets) = grouped.buckets.get_mut(&ByIdentity(key.clone())) else {
                 continue;
             };
             let value = bucket_fraction(lowers[i], uppers[i], buckets);
