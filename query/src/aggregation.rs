@@ -459,13 +459,90 @@ fn by_value(a: f64, b: f64, desc: bool) -> std::cmp::Ordering {
 
 /// Deterministic sampling for `limit_ratio`: a series is kept when its hash offset in [0, 1) falls
 /// under `r` (or, for negative `r`, at or above `1 + r`), so `r` and `-(1 - r)` are complements.
+/// The hash is Prometheus's `labels.Hash()`, so the same series are picked as in Prometheus.
 fn ratio_selects(r: f64, labels: &Labels) -> bool {
-    let offset = labels.stable_hash() as f64 / u64::MAX as f64;
+    let offset = prometheus_labels_hash(labels) as f64 / u64::MAX as f64;
     if r >= 0.0 {
         offset < r
     } else {
         offset >= 1.0 + r
     }
+}
+
+/// Prometheus's `labels.Hash()`: XXH64 (seed 0) of every `name 0xff value 0xff`, in label order.
+fn prometheus_labels_hash(labels: &Labels) -> u64 {
+    let mut bytes = Vec::with_capacity(
+        labels
+            .iter()
+            .map(|l| l.name.len() + l.value.len() + 2)
+            .sum(),
+    );
+    for l in labels {
+        bytes.extend_from_slice(l.name.as_bytes());
+        bytes.push(0xff);
+        bytes.extend_from_slice(l.value.as_bytes());
+        bytes.push(0xff);
+    }
+    xxh64(&bytes)
+}
+
+/// XXH64 with seed 0 (the xxHash specification's 64-bit variant).
+fn xxh64(data: &[u8]) -> u64 {
+    const P1: u64 = 0x9E37_79B1_85EB_CA87;
+    const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+    const P3: u64 = 0x1656_67B1_9E37_79F9;
+    const P4: u64 = 0x85EB_CA77_C2B2_AE63;
+    const P5: u64 = 0x27D4_EB2F_1656_67C5;
+    let round = |acc: u64, input: u64| {
+        acc.wrapping_add(input.wrapping_mul(P2))
+            .rotate_left(31)
+            .wrapping_mul(P1)
+    };
+    let merge = |acc: u64, v: u64| (acc ^ round(0, v)).wrapping_mul(P1).wrapping_add(P4);
+    let read64 = |b: &[u8]| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+    let mut rest = data;
+    let mut h = if data.len() >= 32 {
+        let mut v = [P1.wrapping_add(P2), P2, 0, 0u64.wrapping_sub(P1)];
+        while rest.len() >= 32 {
+            for (i, acc) in v.iter_mut().enumerate() {
+                *acc = round(*acc, read64(&rest[i * 8..]));
+            }
+            rest = &rest[32..];
+        }
+        let mut h = v[0]
+            .rotate_left(1)
+            .wrapping_add(v[1].rotate_left(7))
+            .wrapping_add(v[2].rotate_left(12))
+            .wrapping_add(v[3].rotate_left(18));
+        for acc in v {
+            h = merge(h, acc);
+        }
+        h
+    } else {
+        P5
+    };
+    h = h.wrapping_add(data.len() as u64);
+    while rest.len() >= 8 {
+        h ^= round(0, read64(rest));
+        h = h.rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
+        rest = &rest[8..];
+    }
+    if rest.len() >= 4 {
+        let k = u64::from(u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]));
+        h ^= k.wrapping_mul(P1);
+        h = h.rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
+        rest = &rest[4..];
+    }
+    for &b in rest {
+        h ^= u64::from(b).wrapping_mul(P5);
+        h = h.rotate_left(11).wrapping_mul(P1);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(P2);
+    h ^= h >> 29;
+    h = h.wrapping_mul(P3);
+    h ^= h >> 32;
+    h
 }
 
 fn set_label(labels: &Labels, name: &str, value: &str) -> Labels {
@@ -489,5 +566,31 @@ pub(crate) fn format_value(f: f64) -> String {
         }
     } else {
         format!("{f}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xxh64_matches_reference_vectors() {
+        assert_eq!(xxh64(b""), 0xEF46_DB37_51D8_E999);
+        assert_eq!(xxh64(b"abc"), 0x44BC_2CF5_AD77_0999);
+        // Lengths that exercise the 32-byte stripes and every tail size.
+        assert_eq!(xxh64(&[b'a'; 100]), 0x3750_41E8_B1DE_CFB3);
+        assert_eq!(xxh64(&[b'x'; 37]), 0x1E58_0C47_5BDC_5381);
+    }
+
+    #[test]
+    fn ratio_and_its_complement_partition_series() {
+        let all: Vec<Labels> = (0..50)
+            .map(|i| Labels::from_pairs([("i", i.to_string())]))
+            .collect();
+        for r in [0.2, 0.5, 0.8] {
+            let kept = all.iter().filter(|l| ratio_selects(r, l)).count();
+            let complement = all.iter().filter(|l| ratio_selects(-(1.0 - r), l)).count();
+            assert_eq!(kept + complement, all.len(), "r = {r}");
+        }
     }
 }
