@@ -92,6 +92,25 @@ pub struct QueryControls {
 }
 
 /// Evaluates PromQL over a [`MetricsReader`]. Cheap to share between threads (`Arc<Engine>`).
+///
+/// ```
+/// use strata_query::memory::MemoryReader;
+/// use strata_query::{Engine, EngineOptions, Value};
+/// use strata_store::{Labels, Sample};
+///
+/// let reader = MemoryReader::new();
+/// let labels = Labels::from_pairs([("__name__", "requests_total"), ("job", "api")]);
+/// reader.append(labels, (0..10).map(|i| Sample::new(i * 15_000, i as f64 * 3.0)));
+///
+/// let engine = Engine::new(EngineOptions::default());
+/// let out = engine.instant_query(&reader, "rate(requests_total[1m])", 135_000).unwrap();
+/// let Value::Vector(v) = out.value else { unreachable!() };
+/// assert_eq!(v[0].0, Labels::from_pairs([("job", "api")]));
+/// assert!((v[0].2 - 0.2).abs() < 1e-9);
+///
+/// let err = engine.instant_query(&reader, "rate(requests_total)", 0).unwrap_err();
+/// assert_eq!(err.kind().as_str(), "bad_data");
+/// ```
 #[derive(Debug, Default)]
 pub struct Engine {
     options: EngineOptions,
