@@ -53,6 +53,9 @@ impl QueryError {
             QueryError::Execution(_) | QueryError::TooManySamples => ErrorKind::Execution,
             QueryError::Timeout => ErrorKind::Timeout,
             QueryError::Canceled => ErrorKind::Canceled,
+            // A store-side limit is the query's fault, like the sample limit; anything else from
+            // the store is ours.
+            QueryError::Storage(strata_store::Error::LimitExceeded(_)) => ErrorKind::Execution,
             QueryError::Storage(_) => ErrorKind::Internal,
         }
     }
