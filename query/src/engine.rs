@@ -618,6 +618,16 @@ mod tests {
         let r = reader_with(&[(&[("__name__", "m")], &[Some(1.0)])]);
         let e = Engine::default();
         assert!(e.range_query(&r, "m", i64::MIN, i64::MAX, 1).is_err());
+        assert!(e.range_query(&r, "m", i64::MIN, i64::MAX, i64::MAX).is_ok());
+        assert!(e
+            .range_query(
+                &r,
+                "rate(m[5m] offset -1y)",
+                i64::MIN,
+                i64::MAX,
+                i64::MAX / 3
+            )
+            .is_ok());
         assert!(e.instant_query(&r, "m offset 100000000y", 0).is_ok());
         assert!(e.instant_query(&r, "rate(m[100000000y])", i64::MAX).is_ok());
         assert!(e.instant_query(&r, "max_over_time(m[1y:1ms])", 0).is_err());

@@ -34,7 +34,9 @@ impl Grid {
     }
 
     pub fn ts(&self, step: usize) -> i64 {
-        self.start + step as i64 * self.interval
+        // Computed wide so absurd grids (start near i64::MIN, huge steps) cannot overflow.
+        let t = i128::from(self.start) + step as i128 * i128::from(self.interval);
+        i64::try_from(t).unwrap_or(if t < 0 { i64::MIN } else { i64::MAX })
     }
 
     pub fn times(&self) -> impl Iterator<Item = i64> {
