@@ -1,9 +1,9 @@
 //! Evaluates a few hundred pseudo-random queries (fixed seed) built from PromQL's grammar over
 //! odd data (NaN, ±Inf, staleness, gaps) as instant and range queries: every one must answer with a
-//! result or an error, never a panic.
+//! result or an error, never a panic; and an instant query must equal the same step of a range query.
 
 use strata_query::memory::MemoryReader;
-use strata_query::{Engine, EngineOptions};
+use strata_query::{Engine, EngineOptions, Value};
 use strata_store::{stale_nan, Labels, Sample};
 
 /// A tiny deterministic generator (64-bit LCG), so failures reproduce.
@@ -196,4 +196,68 @@ fn random_queries_never_panic() {
         let _ = engine.instant_query(&reader, &q, 60_000);
         let _ = engine.range_query(&reader, &q, 0, 120_000, 15_000);
     }
+}
+
+/// Step invariance: an instant query at `t` equals the point at `t` of a range query over the same
+/// data (Prometheus's engine guarantees this; its test runner checks it on every instant `eval`).
+#[test]
+fn instant_results_equal_the_matching_step_of_range_results() {
+    let reader = MemoryReader::new();
+    for (i, job) in ["a", "b", "c"].iter().enumerate() {
+        let labels = Labels::from_pairs([
+            ("__name__", "m"),
+            ("job", job),
+            ("le", ["0.1", "1", "+Inf"][i]),
+        ]);
+        reader.append(
+            labels,
+            (0..30).map(|j| Sample::new(j * 10_000, ((j * (i as i64 + 1)) % 17) as f64)),
+        );
+    }
+    reader.append(
+        Labels::from_pairs([("__name__", "n"), ("job", "a")]),
+        (0..40).map(|j| Sample::new(j * 7_000, j as f64)),
+    );
+    let engine = Engine::default();
+    let mut g = Lcg(0xfeed);
+    let mut compared = 0;
+    for _ in 0..300 {
+        let q = vector(&mut g, 3);
+        if q.contains("start()") || q.contains("end()") || q.contains("limit") {
+            continue;
+        }
+        let t = 150_000;
+        let (Ok(instant), Ok(range)) = (
+            engine.instant_query(&reader, &q, t),
+            engine.range_query(&reader, &q, t - 30_000, t + 30_000, 15_000),
+        ) else {
+            continue;
+        };
+        let Value::Vector(mut inst) = instant.value else {
+            continue;
+        };
+        let Value::Matrix(mat) = range.value else {
+            panic!("range query must return a matrix: {q}")
+        };
+        let mut at_t: Vec<(Labels, f64)> = mat
+            .iter()
+            .filter_map(|(l, pts)| pts.iter().find(|p| p.t == t).map(|p| (l.clone(), p.v)))
+            .collect();
+        inst.sort_by(|a, b| a.0.cmp(&b.0));
+        at_t.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            inst.len(),
+            at_t.len(),
+            "{q}: instant {inst:?} vs range {at_t:?}"
+        );
+        for ((li, _, vi), (lr, vr)) in inst.iter().zip(&at_t) {
+            assert_eq!(li, lr, "{q}");
+            let same = (vi.is_nan() && vr.is_nan())
+                || vi == vr
+                || (vi - vr).abs() <= 1e-9 * vi.abs().max(vr.abs());
+            assert!(same, "{q}: {li} instant {vi} vs range {vr}");
+        }
+        compared += 1;
+    }
+    assert!(compared > 100, "only {compared} queries compared");
 }
