@@ -304,9 +304,11 @@ impl Engine {
         let deadline = Instant::now().checked_add(self.options.timeout);
         let _slot = self.gate.enter(self.options.max_concurrency, deadline)?;
         let settings = RunSettings {
+            // A zero override means the engine default, as Prometheus treats `lookback_delta=0`.
             lookback_ms: millis(
                 controls
                     .lookback_delta
+                    .filter(|d| !d.is_zero())
                     .unwrap_or(self.options.lookback_delta),
             ),
             max_samples: self.options.max_samples,
