@@ -3,7 +3,17 @@
 //!
 //! PromQL follows Prometheus 3.8 for float samples: parse with `promql-parser`, then evaluate every node
 //! over the whole step grid of the query (as Prometheus's range evaluation does), so an instant query is
-//! a range query with one step.
+//! a range query with one step. The path of a query, top-down:
+//!
+//! - [`engine`](Engine): parse, admit (concurrency), run, then shape the result: delayed `__name__`
+//!   removal, merging of equal label sets, sorting of range results;
+//! - `evaluator`: the step grid, the sample budget, deadline and cancellation, dispatch per node;
+//! - `selector`: instant vectors with lookback and staleness, range windows `(t - range, t]`,
+//!   subqueries, `offset` and `@`;
+//! - `functions`, `aggregation`, `binary`, `histogram`: the operators, per step or per series;
+//! - `annotations`: warnings and infos worded as Prometheus words them.
+//!
+//! Native histograms are not supported: the store holds float samples only.
 
 mod aggregation;
 mod annotations;
