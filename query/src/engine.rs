@@ -60,7 +60,7 @@ impl ConcurrencyGate {
             let wait = match deadline {
                 Some(d) => d
                     .checked_duration_since(Instant::now())
-                    .ok_or(QueryError::Timeout)?,
+                    .ok_or(QueryError::Timeout("query queue"))?,
                 None => Duration::from_secs(1),
             };
             running = self
@@ -655,13 +655,27 @@ mod tests {
     }
 
     #[test]
+    fn slow_queries_time_out_during_evaluation() {
+        let r = reader_with(&[(&[("__name__", "m")], &[Some(1.0)])]);
+        let e = Engine::new(EngineOptions {
+            timeout: Duration::from_nanos(1),
+            ..EngineOptions::default()
+        });
+        let err = e
+            .range_query(&r, "m + m", 0, 10_000_000, 1_000)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout);
+        assert_eq!(err.to_string(), "query timed out in expression evaluation");
+    }
+
+    #[test]
     fn queries_beyond_the_concurrency_limit_wait_then_time_out() {
         let gate = ConcurrencyGate::default();
         let held = gate.enter(1, None).unwrap();
         let soon = Instant::now() + Duration::from_millis(20);
         assert!(matches!(
             gate.enter(1, Some(soon)),
-            Err(QueryError::Timeout)
+            Err(QueryError::Timeout(_))
         ));
         drop(held);
         assert!(gate

@@ -38,10 +38,12 @@ pub enum QueryError {
     /// Prometheus's `ErrTooManySamples`.
     #[error("query processing would load too many samples into memory in query execution")]
     TooManySamples,
-    #[error("query timed out in query execution")]
-    Timeout,
-    #[error("query was canceled in query execution")]
-    Canceled,
+    /// Prometheus's `ErrQueryTimeout`; the text names where time ran out ("expression evaluation",
+    /// "query queue").
+    #[error("query timed out in {0}")]
+    Timeout(&'static str),
+    #[error("query was canceled in {0}")]
+    Canceled(&'static str),
     #[error("expanding series: {0}")]
     Storage(#[from] strata_store::Error),
 }
@@ -51,8 +53,8 @@ impl QueryError {
         match self {
             QueryError::Parse(_) | QueryError::InvalidParameter(_) => ErrorKind::BadData,
             QueryError::Execution(_) | QueryError::TooManySamples => ErrorKind::Execution,
-            QueryError::Timeout => ErrorKind::Timeout,
-            QueryError::Canceled => ErrorKind::Canceled,
+            QueryError::Timeout(_) => ErrorKind::Timeout,
+            QueryError::Canceled(_) => ErrorKind::Canceled,
             // A store-side limit is the query's fault, like the sample limit; anything else from
             // the store is ours.
             QueryError::Storage(strata_store::Error::LimitExceeded(_)) => ErrorKind::Execution,

@@ -85,14 +85,14 @@ impl<'a> Evaluator<'a> {
         self.checks = self.checks.wrapping_add(1);
         if let Some(c) = &self.settings.cancel {
             if c.load(Ordering::Relaxed) {
-                return Err(QueryError::Canceled);
+                return Err(QueryError::Canceled("expression evaluation"));
             }
         }
         // Reading the clock on every call is measurable in tight loops; every 64th call is enough.
         if self.checks % 64 == 0 {
             if let Some(d) = self.settings.deadline {
                 if Instant::now() >= d {
-                    return Err(QueryError::Timeout);
+                    return Err(QueryError::Timeout("expression evaluation"));
                 }
             }
         }
