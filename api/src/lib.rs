@@ -8,7 +8,6 @@ pub mod import;
 pub mod openmetrics;
 pub mod prometheus;
 pub mod remote;
-pub mod selector;
 pub mod self_metrics;
 pub mod server;
 

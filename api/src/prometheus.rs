@@ -13,8 +13,10 @@ use serde_json::{json, Map, Value};
 use strata_store::{Labels, Matcher, MetricsReader, MetricsStore};
 
 use crate::remote::{self, ResponseType, WriteVersion};
-use crate::selector::parse_selector;
 use crate::server::{tenant, AppState};
+use strata_query::{
+    Engine, ErrorKind, QueryControls, QueryError, QueryOutput, Value as QueryValue,
+};
 
 /// Prometheus's `errorType` vocabulary, with the HTTP status each maps to. The one place that maps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +24,7 @@ pub enum ErrorType {
     BadData,
     Execution,
     Timeout,
+    Canceled,
     Internal,
     Unavailable,
     NotFound,
@@ -33,6 +36,7 @@ impl ErrorType {
             ErrorType::BadData => "bad_data",
             ErrorType::Execution => "execution",
             ErrorType::Timeout => "timeout",
+            ErrorType::Canceled => "canceled",
             ErrorType::Internal => "internal",
             ErrorType::Unavailable => "unavailable",
             ErrorType::NotFound => "not_found",
@@ -44,6 +48,10 @@ impl ErrorType {
             ErrorType::BadData => StatusCode::BAD_REQUEST,
             ErrorType::Execution => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorType::Timeout | ErrorType::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            // Prometheus ≥ 2.43 answers a canceled query with 499 (client closed request).
+            ErrorType::Canceled => {
+                StatusCode::from_u16(499).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+            }
             ErrorType::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorType::NotFound => StatusCode::NOT_FOUND,
         }
@@ -103,11 +111,19 @@ pub type ApiResult = Result<Response, ApiError>;
 
 /// A success envelope, with `warnings` when there are any.
 pub fn success(data: Value, warnings: Vec<String>) -> Response {
+    success_with(data, warnings, Vec::new())
+}
+
+/// A success envelope with Prometheus's `warnings` and `infos` annotations, each only when non-empty.
+pub fn success_with(data: Value, warnings: Vec<String>, infos: Vec<String>) -> Response {
     let mut body = Map::new();
     body.insert("status".into(), json!("success"));
     body.insert("data".into(), data);
     if !warnings.is_empty() {
         body.insert("warnings".into(), json!(warnings));
+    }
+    if !infos.is_empty() {
+        body.insert("infos".into(), json!(infos));
     }
     axum::Json(Value::Object(body)).into_response()
 }
@@ -218,11 +234,25 @@ fn limit_param(p: &Params) -> Result<usize, ApiError> {
     }
 }
 
+/// Parses one `match[]` selector into its matcher sets (more than one with `or`). Like Prometheus, each
+/// set needs a matcher that rejects the empty string, so a selector cannot silently match every series.
+fn parse_match(s: &str) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    let sets = strata_query::parse_metric_selector(s)
+        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))?;
+    if sets.iter().any(|set| set.iter().all(|m| m.matches_empty())) {
+        return Err(ApiError::bad_data(
+            "match[] must contain at least one non-empty matcher",
+        ));
+    }
+    Ok(sets)
+}
+
 fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
-    p.all("match[]")
-        .into_iter()
-        .map(|s| parse_selector(s).map_err(ApiError::bad_data))
-        .collect()
+    let mut out = Vec::new();
+    for s in p.all("match[]") {
+        out.extend(parse_match(s)?);
+    }
+    Ok(out)
 }
 
 fn labels_json(l: &Labels) -> Value {
@@ -465,13 +495,9 @@ fn collect_selectors(
 ) -> Result<(), String> {
     use promql_parser::parser::Expr;
     match expr {
-        Expr::VectorSelector(vs) => out.push(parse_selector(&vs.to_string()).or_else(|_| {
-            // A selector that matches the empty string is still a valid query; exemplars of it are none.
-            Ok::<_, String>(Vec::new())
-        })?),
-        Expr::MatrixSelector(ms) => {
-            out.push(parse_selector(&ms.vs.to_string()).unwrap_or_default())
-        }
+        // A selector that matches only the empty string is still a valid query; it has no exemplars.
+        Expr::VectorSelector(vs) => out.extend(parse_match(&vs.to_string()).unwrap_or_default()),
+        Expr::MatrixSelector(ms) => out.extend(parse_match(&ms.vs.to_string()).unwrap_or_default()),
         Expr::Aggregate(a) => collect_selectors(&a.expr, out)?,
         Expr::Unary(u) => collect_selectors(&u.expr, out)?,
         Expr::Binary(b) => {
@@ -797,6 +823,269 @@ pub async fn admin_compact(State(state): State<Arc<AppState>>, headers: HeaderMa
     })
     .await?;
     Ok(success(json!({"compactions": n}), vec![]))
+}
+
+/// A reader for a tenant that has never written: every selector is empty, so `1+1` still answers.
+struct EmptyReader;
+
+impl MetricsReader for EmptyReader {
+    fn select(
+        &self,
+        _: &[Matcher],
+        _: i64,
+        _: i64,
+    ) -> strata_store::Result<Vec<strata_store::SeriesSamples>> {
+        Ok(Vec::new())
+    }
+    fn series(&self, _: &[Vec<Matcher>], _: i64, _: i64) -> strata_store::Result<Vec<Labels>> {
+        Ok(Vec::new())
+    }
+    fn label_names(&self, _: &[Vec<Matcher>], _: i64, _: i64) -> strata_store::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    fn label_values(
+        &self,
+        _: &str,
+        _: &[Vec<Matcher>],
+        _: i64,
+        _: i64,
+    ) -> strata_store::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    fn exemplars(
+        &self,
+        _: &[Vec<Matcher>],
+        _: i64,
+        _: i64,
+    ) -> strata_store::Result<Vec<strata_store::SeriesExemplars>> {
+        Ok(Vec::new())
+    }
+    fn metadata(
+        &self,
+        _: Option<&str>,
+    ) -> strata_store::Result<Vec<(String, strata_store::Metadata)>> {
+        Ok(Vec::new())
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        let kind = match e.kind() {
+            ErrorKind::BadData => ErrorType::BadData,
+            ErrorKind::Execution => ErrorType::Execution,
+            ErrorKind::Timeout => ErrorType::Timeout,
+            ErrorKind::Canceled => ErrorType::Canceled,
+            ErrorKind::Internal => ErrorType::Internal,
+        };
+        let message = match kind {
+            ErrorType::BadData if matches!(e, QueryError::Parse(_)) => {
+                format!("invalid parameter \"query\": {e}")
+            }
+            _ => e.to_string(),
+        };
+        ApiError { kind, message }
+    }
+}
+
+/// Prometheus's `parseDuration`: float seconds or a duration such as `5m`.
+fn duration_param(p: &Params, name: &str) -> Result<Option<i64>, ApiError> {
+    let Some(s) = p.get(name) else {
+        return Ok(None);
+    };
+    if let Ok(f) = s.parse::<f64>() {
+        let ms = f * 1000.0;
+        if ms.is_finite() && ms.abs() < 9.2e18 {
+            return Ok(Some(ms.round() as i64));
+        }
+    } else if let Some(ms) = crate::config::parse_duration_ms(s) {
+        return Ok(Some(ms));
+    }
+    Err(ApiError::bad_data(format!(
+        "invalid parameter \"{name}\": cannot parse {s:?} to a valid duration"
+    )))
+}
+
+fn query_controls(state: &AppState, p: &Params) -> Result<(QueryControls, Option<i64>), ApiError> {
+    let lookback = duration_param(p, "lookback_delta")?;
+    let timeout = duration_param(p, "timeout")?;
+    let controls = QueryControls {
+        lookback_delta: lookback
+            .filter(|&ms| ms > 0)
+            .map(|ms| std::time::Duration::from_millis(ms as u64)),
+        ..Default::default()
+    };
+    let _ = state;
+    Ok((controls, timeout))
+}
+
+fn sample_json(t: i64, v: f64) -> Value {
+    json!([format_timestamp(t), format_value(v)])
+}
+
+fn result_json(value: &QueryValue) -> Value {
+    match value {
+        QueryValue::Scalar(t, v) => json!({"resultType": "scalar", "result": sample_json(*t, *v)}),
+        QueryValue::String(t, s) => {
+            json!({"resultType": "string", "result": [format_timestamp(*t), s]})
+        }
+        QueryValue::Vector(v) => json!({
+            "resultType": "vector",
+            "result": v.iter().map(|(l, t, x)| json!({"metric": labels_json(l), "value": sample_json(*t, *x)})).collect::<Vec<_>>(),
+        }),
+        QueryValue::Matrix(m) => json!({
+            "resultType": "matrix",
+            "result": m.iter().map(|(l, samples)| json!({
+                "metric": labels_json(l),
+                "values": samples.iter().map(|s| sample_json(s.t, s.v)).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+fn reader_for(state: &AppState, headers: &HeaderMap) -> Result<Arc<dyn MetricsReader>, ApiError> {
+    Ok(match store_for_read(state, headers)? {
+        Some(s) => s,
+        None => Arc::new(EmptyReader),
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs a query off the async threads, enforcing the request's `timeout` (capped by the server's).
+async fn run_query(
+    state: &Arc<AppState>,
+    timeout_ms: Option<i64>,
+    f: impl FnOnce(&Engine, &QueryControls) -> Result<QueryOutput, QueryError> + Send + 'static,
+    controls: QueryControls,
+) -> Result<QueryOutput, ApiError> {
+    state.counters.queries.fetch_add(1, Ordering::Relaxed);
+    let engine = state.engine.clone();
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let controls = QueryControls {
+        cancel: Some(cancel.clone()),
+        ..controls
+    };
+    let limit = state.cfg.limits.query_timeout_secs * 1000;
+    let wait = timeout_ms
+        .filter(|&t| t > 0)
+        .map_or(limit, |t| (t as u64).min(limit));
+    let task = tokio::task::spawn_blocking(move || f(&engine, &controls));
+    let result = match tokio::time::timeout(std::time::Duration::from_millis(wait), task).await {
+        Ok(Ok(r)) => r.map_err(ApiError::from),
+        Ok(Err(e)) => Err(ApiError::internal(format!("query task failed: {e}"))),
+        Err(_) => {
+            cancel.store(true, Ordering::Relaxed);
+            Err(ApiError {
+                kind: ErrorType::Timeout,
+                message: "query timed out in query execution".into(),
+            })
+        }
+    };
+    if result.is_err() {
+        state.counters.query_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    result
+}
+
+pub async fn query(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    let p = Params::parse(q.as_deref(), &method, &headers, &body)?;
+    let text = p.get("query").unwrap_or_default().to_owned();
+    let time = time_param(&p, "time", now_ms())?;
+    let (controls, timeout) = query_controls(&state, &p)?;
+    let reader = reader_for(&state, &headers)?;
+    let out = run_query(
+        &state,
+        timeout,
+        move |engine, controls| engine.instant_query_with(reader.as_ref(), &text, time, controls),
+        controls,
+    )
+    .await?;
+    Ok(success_with(
+        result_json(&out.value),
+        out.warnings,
+        out.infos,
+    ))
+}
+
+/// Prometheus's resolution limit for range queries.
+const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+pub async fn query_range(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    let p = Params::parse(q.as_deref(), &method, &headers, &body)?;
+    let text = p.get("query").unwrap_or_default().to_owned();
+    let start = p.get("start").ok_or_else(|| {
+        ApiError::bad_data("invalid parameter \"start\": cannot parse \"\" to a valid timestamp")
+    })?;
+    let start = parse_time(start)
+        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"start\": {e}")))?;
+    let end = p.get("end").ok_or_else(|| {
+        ApiError::bad_data("invalid parameter \"end\": cannot parse \"\" to a valid timestamp")
+    })?;
+    let end = parse_time(end)
+        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"end\": {e}")))?;
+    if end < start {
+        return Err(ApiError::bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
+    }
+    let step = duration_param(&p, "step")?.ok_or_else(|| {
+        ApiError::bad_data("invalid parameter \"step\": cannot parse \"\" to a valid duration")
+    })?;
+    if step <= 0 {
+        return Err(ApiError::bad_data(
+            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    if (end - start) / step > MAX_POINTS_PER_SERIES {
+        return Err(ApiError::bad_data(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+        ));
+    }
+    let (controls, timeout) = query_controls(&state, &p)?;
+    let reader = reader_for(&state, &headers)?;
+    let out = run_query(
+        &state,
+        timeout,
+        move |engine, controls| {
+            engine.range_query_with(reader.as_ref(), &text, start, end, step, controls)
+        },
+        controls,
+    )
+    .await?;
+    Ok(success_with(
+        result_json(&out.value),
+        out.warnings,
+        out.infos,
+    ))
+}
+
+pub async fn format_query_handler(
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    let p = Params::parse(q.as_deref(), &method, &headers, &body)?;
+    let text = p.get("query").unwrap_or_default();
+    let pretty = strata_query::format_query(text).map_err(ApiError::from)?;
+    Ok(success(json!(pretty), vec![]))
 }
 
 #[cfg(test)]

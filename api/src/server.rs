@@ -33,6 +33,7 @@ pub struct ServerCounters {
 
 pub struct AppState {
     pub storage: Arc<Storage>,
+    pub engine: Arc<strata_query::Engine>,
     pub cfg: Arc<Config>,
     pub limits: DecodeLimits,
     pub counters: ServerCounters,
@@ -42,7 +43,14 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(storage: Arc<Storage>, cfg: Config) -> Arc<AppState> {
+        let engine = strata_query::Engine::new(strata_query::EngineOptions {
+            max_samples: cfg.limits.max_samples_per_query,
+            timeout: Duration::from_secs(cfg.limits.query_timeout_secs),
+            max_concurrency: cfg.limits.max_concurrent_queries,
+            ..Default::default()
+        });
         Arc::new(AppState {
+            engine: Arc::new(engine),
             limits: cfg.decode_limits(),
             storage,
             cfg: Arc::new(cfg),
@@ -75,6 +83,18 @@ async fn count_requests(State(state): State<Arc<AppState>>, req: Request, next: 
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.cfg.limits.max_body_bytes;
     let prom = Router::new()
+        .route(
+            "/api/v1/query",
+            get(prometheus::query).post(prometheus::query),
+        )
+        .route(
+            "/api/v1/query_range",
+            get(prometheus::query_range).post(prometheus::query_range),
+        )
+        .route(
+            "/api/v1/format_query",
+            get(prometheus::format_query_handler).post(prometheus::format_query_handler),
+        )
         .route("/api/v1/write", post(prometheus::remote_write))
         .route("/api/v1/read", post(prometheus::remote_read))
         .route(
