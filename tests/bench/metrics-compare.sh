@@ -8,7 +8,9 @@
 #
 # Environment (defaults in brackets):
 #   WORK [/work/bench-data/run]     scratch directory (corpus files, data dirs, logs; wiped per system)
-#   SCRAPES [$WORK/../scrapes]      real scrapes; taken with tests/bench/scrape-node-exporter.sh if absent
+#   SCRAPES [$WORK/scrapes]         real scrapes; by default extracted from the committed
+#                                   tests/bench/data/node-exporter-1.5.0-scrapes.tgz (48 scrapes, 5 s apart);
+#                                   FRESH_SCRAPES=1 takes new ones with tests/bench/scrape-node-exporter.sh
 #   INSTANCES [100] STEPS [480] SEED [1]   main corpus: 100 × ~507 series × 480 scrapes at 15 s = 2 h
 #   MEM_INSTANCES [2000] MEM_STEPS [4]     memory corpus (≥ 1M active series); MEM_RUN=0 skips it
 #   SYSTEMS [vm prom strata]        which systems to run
@@ -24,7 +26,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 WORK=${WORK:-/work/bench-data/run}
-SCRAPES=${SCRAPES:-$(dirname "$WORK")/scrapes}
+SCRAPES=${SCRAPES:-$WORK/scrapes}
 INSTANCES=${INSTANCES:-100}
 STEPS=${STEPS:-480}
 SEED=${SEED:-1}
@@ -90,8 +92,14 @@ fi
 [ -x "$bin_dir/strata-corpus" ] && [ -x "$bin_dir/strata-rw-load" ] || die "strata-corpus/strata-rw-load not built"
 
 if ! ls "$SCRAPES"/*.prom >/dev/null 2>&1; then
-  log "no scrapes in $SCRAPES: scraping node_exporter (48 scrapes, 5 s apart)"
-  "$here/scrape-node-exporter.sh" "$SCRAPES" 48 5 19100
+  if [ -n "${FRESH_SCRAPES:-}" ]; then
+    log "scraping node_exporter into $SCRAPES (48 scrapes, 5 s apart)"
+    "$here/scrape-node-exporter.sh" "$SCRAPES" 48 5 19100
+  else
+    log "extracting the committed scrapes into $SCRAPES"
+    mkdir -p "$SCRAPES"
+    tar -xzf "$here/data/node-exporter-1.5.0-scrapes.tgz" -C "$SCRAPES" --strip-components=1
+  fi
 fi
 
 gen() { # NAME INSTANCES STEPS OPENMETRICS(0/1)

@@ -534,8 +534,8 @@ impl RequestWriter {
 }
 
 fn encode_request(batch: &WriteBatch) -> Result<Vec<u8>> {
-    let _ = batch;
-    bail!("remote-write encoder (strata_api::remote::encode_write_v1) is not available in this build yet")
+    strata_api::remote::encode_write_v1(batch)
+        .map_err(|e| anyhow::anyhow!("encoding a write request: {e}"))
 }
 
 fn main() -> Result<()> {
