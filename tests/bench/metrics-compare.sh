@@ -14,6 +14,8 @@
 #   INSTANCES [100] STEPS [480] SEED [1]   main corpus: 100 × ~507 series × 480 scrapes at 15 s = 2 h
 #   MEM_INSTANCES [2000] MEM_STEPS [4]     memory corpus (≥ 1M active series); MEM_RUN=0 skips it
 #   SYSTEMS [vm prom strata]        which systems to run
+#   REPEAT [1]                      extra ingest-only replays of the main corpus per system, interleaved
+#                                   (vm, prom, strata, vm, ...) after the first full pass
 #   CONNS [8]                       sender connections (= corpus shards by default)
 #   RECV_CPUS [1] SENDER_CPUS [0]   taskset CPU lists for the receiver and for the sender
 #   SEND_TIMEOUT [900]              max seconds for one replay; MERGE_TIMEOUT [600] for VM's merge
@@ -34,6 +36,7 @@ MEM_RUN=${MEM_RUN:-1}
 MEM_INSTANCES=${MEM_INSTANCES:-2000}
 MEM_STEPS=${MEM_STEPS:-4}
 SYSTEMS=${SYSTEMS:-vm prom strata}
+REPEAT=${REPEAT:-1}
 CONNS=${CONNS:-8}
 RECV_CPUS=${RECV_CPUS:-1}
 SENDER_CPUS=${SENDER_CPUS:-0}
@@ -104,7 +107,7 @@ fi
 
 gen() { # NAME INSTANCES STEPS OPENMETRICS(0/1)
   local name=$1 inst=$2 steps=$3 om=$4
-  local key="scrapes=$(cat "$SCRAPES"/*.prom | md5sum | cut -c1-12) inst=$inst steps=$steps seed=$SEED shards=$CONNS om=$om"
+  local key="scrapes=$(cat "$SCRAPES"/*.prom | md5sum | cut -c1-12) gen=$(md5sum <"$bin_dir/strata-corpus" | cut -c1-12) inst=$inst steps=$steps seed=$SEED shards=$CONNS om=$om"
   if [ -f "$corpus/$name.key" ] && [ "$(cat "$corpus/$name.key")" = "$key" ]; then
     log "corpus $name up to date ($key)"
     return
@@ -294,6 +297,15 @@ for sys in $SYSTEMS; do
     strata) run_strata main 1 ;;
     *) die "unknown system $sys" ;;
   esac
+done
+for _ in $(seq 2 "$REPEAT"); do
+  for sys in $SYSTEMS; do
+    case $sys in
+      vm) run_vm main 0 ;;
+      prom) run_prom_rw main ;;
+      strata) run_strata main 0 ;;
+    esac
+  done
 done
 if [ "$MEM_RUN" = 1 ]; then
   for sys in $SYSTEMS; do
