@@ -611,11 +611,24 @@ fn eval_range_function(
     }
 
     let mut out = Vec::with_capacity(source.series.len());
+    // With `@` the window is the same at every step; unless the function or its parameters depend
+    // on the evaluation time, compute once and repeat (Prometheus's step-invariant evaluation).
+    let step_invariant = source.at.is_some()
+        && name != "predict_linear"
+        && scalars
+            .iter()
+            .all(|xs| xs.windows(2).all(|w| w[0].to_bits() == w[1].to_bits()));
     let mut values = Vec::new();
     for s in &source.series {
         ev.check_interrupt()?;
-        let mut points = Vec::new();
+        let mut points: Vec<Sample> = Vec::new();
         for (step, ts) in grid.times().enumerate() {
+            if step_invariant && step > 0 {
+                if let Some(first) = points.first().copied() {
+                    points.push(Sample::new(ts, first.v));
+                }
+                continue;
+            }
             let end = source.window_end(ts);
             let window = RangeSource::window(&s.points, end, source.range);
             if window.is_empty() {
