@@ -662,7 +662,7 @@ mod tests {
             ..EngineOptions::default()
         });
         let err = e
-            .range_query(&r, "m + m", 0, 10_000_000, 1_000)
+            .range_query(&r, "sum(m)", 0, 10_000_000, 1_000)
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Timeout);
         assert_eq!(err.to_string(), "query timed out in expression evaluation");
