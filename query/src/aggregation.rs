@@ -282,8 +282,15 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, agg: &AggregateExpr, grid: Grid) -> R
             let mut counts: Vec<(Arc<Labels>, f64)> = Vec::new();
             let mut index: HashMap<Arc<Labels>, usize> = HashMap::new();
             for s in v {
-                let with_value = Arc::new(set_label(&s.labels, &label, &format_value(s.f)));
-                let g = grouper.group_of(&with_value);
+                // The value label makes a new label set per sample, so group by content here;
+                // interning keeps one `Arc` per group across steps.
+                let with_value = set_label(&s.labels, &label, &format_value(s.f));
+                let group = grouper.grouping.group_labels(&with_value);
+                let g = grouper
+                    .interned
+                    .entry(group.clone())
+                    .or_insert_with(|| Arc::new(group))
+                    .clone();
                 match index.get(&g) {
                     Some(&i) => counts[i].1 += 1.0,
                     None => {
