@@ -1,4 +1,4 @@
-//! Differential test against Prometheus 2.42's engine through `promtool test rules`: 400 seeded
+//! Differential test against Prometheus 2.42's engine through `promtool test rules`: 800 seeded
 //! random queries (range functions, aggregations, binary operators, subqueries, offsets,
 //! `histogram_quantile`) are evaluated here, written as a rules unit test with our results as the
 //! expectations, and checked by promtool. Values must agree within 1e-9 relative (Go's and Rust's
@@ -98,7 +98,36 @@ fn vector(g: &mut Lcg, d: u32) -> String {
     if d == 0 {
         return g.pick(SEL).to_string();
     }
-    match g.next(9) {
+    match g.next(15) {
+        9 => format!(
+            "predict_linear({}, {})",
+            range(g, d - 1),
+            g.pick(&["60", "-30", "600"])
+        ),
+        10 => format!(
+            "quantile_over_time({}, {})",
+            g.pick(&["0", "0.5", "0.75", "1"]),
+            range(g, d - 1)
+        ),
+        11 => format!(
+            "{}({}, \"job\", \"$1-x\", \"job\", \"(.*)\")",
+            "label_replace",
+            vector(g, d - 1)
+        ),
+        12 => format!(
+            "({}) * on(job) group_left sum by (job) (g)",
+            vector(g, d - 1)
+        ),
+        13 => format!(
+            "{}({}, {})",
+            g.pick(&["clamp_min", "clamp_max"]),
+            vector(g, d - 1),
+            g.pick(&["1", "5", "-2"])
+        ),
+        14 => format!(
+            "count_values without (le) (\"value\", round({}))",
+            vector(g, d - 1)
+        ),
         0 | 1 => format!("{}({})", g.pick(RF), range(g, d - 1)),
         2 => format!("{} by (job) ({})", g.pick(AGG), vector(g, d - 1)),
         3 => format!("{} without (le) ({})", g.pick(AGG), vector(g, d - 1)),
@@ -198,7 +227,7 @@ fn rules_test_file() -> String {
     let mut g = Lcg(7);
     let mut tests = Vec::new();
     let mut n = 0;
-    while n < 400 {
+    while n < 800 {
         let q = vector(&mut g, 3);
         // Always 7s past the 15s sample grid, so no window edge falls on a sample (where
         // Prometheus 2's closed windows and Prometheus 3's left-open ones differ).
