@@ -171,6 +171,64 @@ fn vector(g: &mut Lcg, d: u32) -> String {
     }
 }
 
+/// Hand-picked queries covering functions and operator forms the random grammar leaves out.
+const FIXED: &[&str] = &[
+    "topk(2, req_total)",
+    "bottomk(1, rate(req_total[5m]))",
+    "absent(nonexistent{job=\"x\"})",
+    "absent(req_total)",
+    "scalar(sum(req_total)) + g",
+    "vector(time())",
+    "time()",
+    "hour()",
+    "minute(vector(1e9))",
+    "day_of_week()",
+    "days_in_month(vector(1.7e9))",
+    "year(vector(1.7e9))",
+    "day_of_year(vector(1.7e9))",
+    "label_join(req_total, \"k\", \"/\", \"job\", \"__name__\")",
+    "sort_desc(req_total)",
+    "count(req_total) by (job)",
+    "increase(req_total[10m])",
+    "req_total offset 5m",
+    "irate(req_total[1m] offset 30s)",
+    "delta(g[5m])",
+    "histogram_quantile(0.5, rate(lat_bucket[5m]))",
+    "histogram_quantile(0.99, sum without (job) (rate(lat_bucket[5m])))",
+    "sum by (job) (rate(req_total[5m])) / on(job) group_left sum by (job) (rate(lat_bucket{le=\"+Inf\"}[5m]))",
+    "lat_bucket * on(job) group_left g",
+    "g / on(job) group_right lat_bucket",
+    "quantile(0.3, g)",
+    "avg without (job) (g)",
+    "group by (job) (g)",
+    "count_values(\"v\", g)",
+    "1 - g",
+    "2 ^ g",
+    "g % 3",
+    "g atan2 2",
+    "-g",
+    "ln(abs(g) + 1)",
+    "log2(abs(g) + 1)",
+    "log10(abs(g) + 1)",
+    "round(g / 3, 0.5)",
+    "clamp(g, -1, 2)",
+    "sin(g) + cos(g) + tan(g)",
+    "asin(g / 10) + acos(g / 10) + atan(g)",
+    "sinh(g) + cosh(g) + tanh(g)",
+    "asinh(g) + acosh(abs(g) + 1) + atanh(g / 10)",
+    "deg(g) + rad(g)",
+    "pi() * g",
+    "timestamp(g offset 1m)",
+    "min_over_time(g[5m:30s])",
+    "max_over_time(sum by (job) (g)[10m:1m] offset 2m)",
+    "g == bool 2",
+    "g != 2",
+    "g >= on(job) g",
+    "req_total and on(job) g > 2",
+    "req_total unless ignoring(le) lat_bucket",
+    "req_total or lat_bucket",
+];
+
 /// Builds the data and the rules-test YAML with our engine's answers as expectations.
 fn rules_test_file() -> String {
     let r = MemoryReader::new();
@@ -227,8 +285,12 @@ fn rules_test_file() -> String {
     let mut g = Lcg(7);
     let mut tests = Vec::new();
     let mut n = 0;
-    while n < 800 {
-        let q = vector(&mut g, 3);
+    let mut fixed = FIXED.iter();
+    while n < 800 + FIXED.len() {
+        let q = match fixed.next() {
+            Some(q) => q.to_string(),
+            None => vector(&mut g, 3),
+        };
         // Always 7s past the 15s sample grid, so no window edge falls on a sample (where
         // Prometheus 2's closed windows and Prometheus 3's left-open ones differ).
         let t = 12 * 60_000 + 7_000 + (g.next(20) as i64) * 15_000;
