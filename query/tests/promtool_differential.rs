@@ -205,7 +205,8 @@ const FIXED: &[&str] = &[
     "1 - g",
     "2 ^ g",
     "g % 3",
-    "g atan2 2",
+    // `atan2` drops the metric name only since Prometheus 3, hence no name here.
+    "sum by (job) (g) atan2 2",
     "-g",
     "ln(abs(g) + 1)",
     "log2(abs(g) + 1)",
