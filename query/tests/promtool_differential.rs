@@ -38,6 +38,7 @@ const SEL: &[&str] = &[
     "lat_bucket",
     "g",
     "g{job=~\"a|b\"}",
+    "s",
 ];
 const RF: &[&str] = &[
     "rate",
@@ -281,6 +282,31 @@ fn rules_test_file() -> String {
             let bs: Vec<String> = bv.iter().map(|v| v.to_string()).collect();
             add(&[("__name__", "lat_bucket"), ("job", job), ("le", le)], bv, format!("      - series: 'lat_bucket{{job=\"{job}\", le=\"{le}\"}}'\n        values: '{}'", bs.join(" ")));
         }
+    }
+    // A series with gaps and staleness markers, for lookback and staleness.
+    for job in ["a", "b"] {
+        let mut yaml_values = Vec::new();
+        let mut samples = Vec::new();
+        for i in 0..80i64 {
+            if i % 9 == 4 || i % 9 == 5 {
+                yaml_values.push("_".to_string());
+            } else if i % 17 == 8 {
+                yaml_values.push("stale".to_string());
+                samples.push(Sample::new(i * 15_000, strata_store::stale_nan()));
+            } else {
+                let v = (i * if job == "a" { 2 } else { 3 }) as f64;
+                yaml_values.push(v.to_string());
+                samples.push(Sample::new(i * 15_000, v));
+            }
+        }
+        r.append(
+            Labels::from_pairs([("__name__", "s"), ("job", job)]),
+            samples,
+        );
+        yaml_series.push(format!(
+            "      - series: 's{{job=\"{job}\"}}'\n        values: '{}'",
+            yaml_values.join(" ")
+        ));
     }
     let e = Engine::default();
     let mut g = Lcg(7);
