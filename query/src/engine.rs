@@ -475,6 +475,14 @@ mod tests {
     }
 
     #[test]
+    fn engine_and_errors_cross_threads() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<Engine>();
+        shareable::<QueryError>();
+        shareable::<QueryOutput>();
+    }
+
+    #[test]
     fn lookback_window_is_left_open() {
         let r = reader_with(&[(&[("__name__", "m")], &[Some(1.0)])]);
         let e = Engine::default();
