@@ -623,6 +623,9 @@ fn eval_range_function(
         ev.check_interrupt()?;
         let mut points: Vec<Sample> = Vec::new();
         for (step, ts) in grid.times().enumerate() {
+            if step % 1024 == 1023 {
+                ev.check_interrupt()?;
+            }
             if step_invariant && step > 0 {
                 if let Some(first) = points.first().copied() {
                     points.push(Sample::new(ts, first.v));

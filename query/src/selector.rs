@@ -149,7 +149,11 @@ fn select_instant(
         ev.check_interrupt()?;
         let mut points = Vec::new();
         let mut cursor = 0usize;
-        for ts in grid.times() {
+        for (step, ts) in grid.times().enumerate() {
+            // Long grids over few series must still notice a deadline.
+            if step % 1024 == 1023 {
+                ev.check_interrupt()?;
+            }
             let reference = at.unwrap_or(ts).saturating_sub(offset);
             while cursor < s.samples.len() && s.samples[cursor].t <= reference {
                 cursor += 1;
