@@ -282,8 +282,15 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, agg: &AggregateExpr, grid: Grid) -> R
             let mut counts: Vec<(Arc<Labels>, f64)> = Vec::new();
             let mut index: HashMap<Arc<Labels>, usize> = HashMap::new();
             for s in v {
-                let with_value = Arc::new(set_label(&s.labels, &label, &format_value(s.f)));
-                let g = grouper.group_of(&with_value);
+                // The value label makes a new label set per sample, so group by content here;
+                // interning keeps one `Arc` per group across steps.
+                let with_value = set_label(&s.labels, &label, &format_value(s.f));
+                let group = grouper.grouping.group_labels(&with_value);
+                let g = grouper
+                    .interned
+                    .entry(group.clone())
+                    .or_insert_with(|| Arc::new(group))
+                    .clone();
                 match index.get(&g) {
                     Some(&i) => counts[i].1 += 1.0,
                     None => {
@@ -434,13 +441,24 @@ fn select_k(
                 return;
             }
             let k = k as usize;
-            match op {
-                T_TOPK => members.sort_by(|a, b| by_value(a.f, b.f, true)),
-                T_BOTTOMK => members.sort_by(|a, b| by_value(a.f, b.f, false)),
-                _ => {}
+            if op == T_LIMITK {
+                members.truncate(k);
+                out.extend(members);
+                return;
             }
-            members.truncate(k);
-            out.extend(members);
+            // Order by value, then by input position so ties keep the earlier series (as the
+            // heap in Prometheus does); select the k first in linear time, then sort only those.
+            let desc = op == T_TOPK;
+            let mut ranked: Vec<(usize, StepSample)> = members.into_iter().enumerate().collect();
+            let order = |a: &(usize, StepSample), b: &(usize, StepSample)| {
+                by_value(a.1.f, b.1.f, desc).then(a.0.cmp(&b.0))
+            };
+            if k < ranked.len() {
+                ranked.select_nth_unstable_by(k - 1, order);
+                ranked.truncate(k);
+            }
+            ranked.sort_by(order);
+            out.extend(ranked.into_iter().map(|(_, s)| s));
         }
     }
 }
@@ -580,6 +598,41 @@ mod tests {
         // Lengths that exercise the 32-byte stripes and every tail size.
         assert_eq!(xxh64(&[b'a'; 100]), 0x3750_41E8_B1DE_CFB3);
         assert_eq!(xxh64(&[b'x'; 37]), 0x1E58_0C47_5BDC_5381);
+    }
+
+    fn step_sample(name: &str, f: f64) -> StepSample {
+        StepSample {
+            labels: Arc::new(Labels::from_pairs([("i", name)])),
+            f,
+            drop_name: false,
+        }
+    }
+
+    #[test]
+    fn topk_and_bottomk_order_values_with_nan_last_and_ties_by_input_order() {
+        let members = || {
+            vec![
+                step_sample("a", 1.0),
+                step_sample("b", f64::NAN),
+                step_sample("c", 3.0),
+                step_sample("d", 3.0),
+                step_sample("e", 2.0),
+            ]
+        };
+        let names = |v: &[StepSample]| {
+            v.iter()
+                .map(|s| s.labels.get("i").unwrap_or("").to_string())
+                .collect::<Vec<_>>()
+        };
+        let mut out = Vec::new();
+        select_k(T_TOPK, 2.0, 5, members(), &mut out);
+        assert_eq!(names(&out), ["c", "d"]);
+        out.clear();
+        select_k(T_BOTTOMK, 5.0, 5, members(), &mut out);
+        assert_eq!(names(&out), ["a", "e", "c", "d", "b"]);
+        out.clear();
+        select_k(T_LIMITK, 2.0, 5, members(), &mut out);
+        assert_eq!(names(&out), ["a", "b"]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use promql_parser::parser::token::{
     T_MOD, T_MUL, T_NEQ, T_POW, T_SUB,
 };
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
-use strata_store::{Label, Labels, METRIC_NAME};
+use strata_store::{Label, Labels, Sample, METRIC_NAME};
 
 use crate::error::{QueryError, Result};
 use crate::evaluator::{Evaluator, Grid};
@@ -71,6 +71,15 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, bin: &BinaryExpr, grid: Grid) -> Resu
         }
         (l @ Evaluated::Vector(_), r @ Evaluated::Vector(_)) => {
             let matching = Matching::from_expr(bin);
+            if let (Evaluated::Vector(ls), Evaluated::Vector(rs)) = (&l, &r) {
+                if !matches!(op, T_LAND | T_LOR | T_LUNLESS) {
+                    if let Some(series) =
+                        one_to_one_by_series(ev, op, ls, rs, &matching, return_bool)?
+                    {
+                        return Ok(Evaluated::Vector(series));
+                    }
+                }
+            }
             let inputs = [l, r];
             let mut sigs = SignatureCache::default();
             let series = ev.step_eval(grid, &inputs, |_, _, mut args| {
@@ -89,6 +98,78 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, bin: &BinaryExpr, grid: Grid) -> Resu
             "binary expression must contain only scalar and instant vector types",
         )),
     }
+}
+
+/// One-to-one matching decided once per series pair instead of per step: when each side's
+/// signatures are unique across all its series, a pair that matches at one step matches at every
+/// step, and no step can see duplicates, so the series' points are merged by time directly. Returns
+/// `None` when that does not hold (or fill values are set), leaving it to the per-step path, which
+/// also reports the matching errors.
+fn one_to_one_by_series(
+    ev: &mut Evaluator<'_>,
+    op: TokenId,
+    lhs: &[Series],
+    rhs: &[Series],
+    m: &Matching,
+    return_bool: bool,
+) -> Result<Option<Vec<Series>>> {
+    if !matches!(m.card, VectorMatchCardinality::OneToOne)
+        || m.fill_lhs.is_some()
+        || m.fill_rhs.is_some()
+    {
+        return Ok(None);
+    }
+    let mut right: HashMap<Labels, usize> = HashMap::with_capacity(rhs.len());
+    for (i, s) in rhs.iter().enumerate() {
+        if right.insert(m.signature(&s.labels), i).is_some() {
+            return Ok(None);
+        }
+    }
+    let mut left_sigs: HashSet<Labels> = HashSet::with_capacity(lhs.len());
+    let mut pairs = Vec::new();
+    for (i, s) in lhs.iter().enumerate() {
+        let sig = m.signature(&s.labels);
+        if let Some(&j) = right.get(&sig) {
+            pairs.push((i, j));
+        }
+        if !left_sigs.insert(sig) {
+            return Ok(None);
+        }
+    }
+    let mut out = Vec::with_capacity(pairs.len());
+    for (i, j) in pairs {
+        ev.check_interrupt()?;
+        let (l, r) = (&lhs[i], &rhs[j]);
+        let mut points = Vec::with_capacity(l.points.len().min(r.points.len()));
+        let (mut a, mut b) = (0, 0);
+        while a < l.points.len() && b < r.points.len() {
+            let (lp, rp) = (l.points[a], r.points[b]);
+            match lp.t.cmp(&rp.t) {
+                std::cmp::Ordering::Less => a += 1,
+                std::cmp::Ordering::Greater => b += 1,
+                std::cmp::Ordering::Equal => {
+                    let (v, keep) = apply(op, lp.v, rp.v)?;
+                    if return_bool {
+                        points.push(Sample::new(lp.t, f64::from(u8::from(keep))));
+                    } else if keep {
+                        points.push(Sample::new(lp.t, v));
+                    }
+                    a += 1;
+                    b += 1;
+                }
+            }
+        }
+        if points.is_empty() {
+            continue;
+        }
+        ev.hold(points.len())?;
+        out.push(Series {
+            labels: Arc::new(result_labels(op, &l.labels, &r.labels, m)),
+            points,
+            drop_name: return_bool || (l.drop_name && !changes_metric_schema(op)),
+        });
+    }
+    Ok(Some(out))
 }
 
 fn vector_scalar(

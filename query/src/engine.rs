@@ -475,6 +475,14 @@ mod tests {
     }
 
     #[test]
+    fn engine_and_errors_cross_threads() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<Engine>();
+        shareable::<QueryError>();
+        shareable::<QueryOutput>();
+    }
+
+    #[test]
     fn lookback_window_is_left_open() {
         let r = reader_with(&[(&[("__name__", "m")], &[Some(1.0)])]);
         let e = Engine::default();
@@ -655,6 +663,24 @@ mod tests {
     }
 
     #[test]
+    fn or_matchers_select_the_union_of_branches() {
+        let r = reader_with(&[
+            (&[("__name__", "m"), ("a", "1")], &[Some(1.0)]),
+            (&[("__name__", "m"), ("b", "2")], &[Some(2.0)]),
+            (&[("__name__", "m"), ("a", "1"), ("b", "2")], &[Some(3.0)]),
+            (&[("__name__", "other"), ("a", "1")], &[Some(4.0)]),
+        ]);
+        let v = vector(
+            Engine::default()
+                .instant_query(&r, r#"m{a="1" or b="2"}"#, 0)
+                .unwrap(),
+        );
+        let mut values: Vec<f64> = v.iter().map(|(_, f)| *f).collect();
+        values.sort_by(|a, b| a.total_cmp(b));
+        assert_eq!(values, [1.0, 2.0, 3.0]);
+    }
+
+    #[test]
     fn slow_queries_time_out_during_evaluation() {
         let r = reader_with(&[(&[("__name__", "m")], &[Some(1.0)])]);
         let e = Engine::new(EngineOptions {
@@ -662,7 +688,7 @@ mod tests {
             ..EngineOptions::default()
         });
         let err = e
-            .range_query(&r, "m + m", 0, 10_000_000, 1_000)
+            .range_query(&r, "sum(m)", 0, 10_000_000, 1_000)
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Timeout);
         assert_eq!(err.to_string(), "query timed out in expression evaluation");

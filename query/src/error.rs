@@ -1,7 +1,7 @@
 //! The query layer's one error type, with the Prometheus `errorType` each variant maps to.
 
 /// Prometheus's `errorType` vocabulary, which the HTTP layer maps to status codes
-/// (`bad_data` → 400, `execution` → 422, `timeout`/`canceled` → 503, `internal` → 500).
+/// (`bad_data` → 400, `execution` → 422, `timeout` → 503, `canceled` → 499, `internal` → 500).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     BadData,

@@ -366,12 +366,30 @@ fn set_label(labels: &Labels, name: &str, value: &str) -> Labels {
     Labels::from_sorted(v)
 }
 
+/// Compiles an RE2 pattern fully anchored, as Go's `regexp` would accept it: a `{` that starts no
+/// repetition (`a{b}`) is a literal there, an error in Rust's `regex`, so it is escaped.
+pub(crate) fn go_regex(pattern: &str) -> std::result::Result<regex::Regex, regex::Error> {
+    regex::Regex::new(&format!("^(?s:{pattern})$")).or_else(|e| {
+        let repetition = regex::Regex::new(r"^\{[0-9]+(,[0-9]*)?\}").map_err(|_| e.clone())?;
+        let mut escaped = String::with_capacity(pattern.len() + 8);
+        let mut prev_backslash = false;
+        for (i, c) in pattern.char_indices() {
+            if c == '{' && !prev_backslash && !repetition.is_match(&pattern[i..]) {
+                escaped.push('\\');
+            }
+            prev_backslash = c == '\\' && !prev_backslash;
+            escaped.push(c);
+        }
+        regex::Regex::new(&format!("^(?s:{escaped})$")).map_err(|_| e)
+    })
+}
+
 fn label_replace(ev: &mut Evaluator<'_>, args: &[&Expr], grid: Grid) -> Result<Evaluated> {
     let dst = string_arg(args[1])?;
     let replacement = string_arg(args[2])?;
     let src = string_arg(args[3])?;
     let pattern = string_arg(args[4])?;
-    let re = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|_| {
+    let re = go_regex(&pattern).map_err(|_| {
         QueryError::exec(format!(
             "invalid regular expression in label_replace(): {pattern}"
         ))
@@ -611,11 +629,27 @@ fn eval_range_function(
     }
 
     let mut out = Vec::with_capacity(source.series.len());
+    // With `@` the window is the same at every step; unless the function or its parameters depend
+    // on the evaluation time, compute once and repeat (Prometheus's step-invariant evaluation).
+    let step_invariant = source.at.is_some()
+        && name != "predict_linear"
+        && scalars
+            .iter()
+            .all(|xs| xs.windows(2).all(|w| w[0].to_bits() == w[1].to_bits()));
     let mut values = Vec::new();
     for s in &source.series {
         ev.check_interrupt()?;
-        let mut points = Vec::new();
+        let mut points: Vec<Sample> = Vec::new();
         for (step, ts) in grid.times().enumerate() {
+            if step % 1024 == 1023 {
+                ev.check_interrupt()?;
+            }
+            if step_invariant && step > 0 {
+                if let Some(first) = points.first().copied() {
+                    points.push(Sample::new(ts, first.v));
+                }
+                continue;
+            }
             let end = source.window_end(ts);
             let window = RangeSource::window(&s.points, end, source.range);
             if window.is_empty() {
@@ -1014,6 +1048,13 @@ mod tests {
         assert!(natural_less("a2", "a10"));
         assert!(!natural_less("a10", "a2"));
         assert!(natural_less("abc", "abd"));
+    }
+
+    #[test]
+    fn regexes_take_non_repetition_braces_literally() {
+        assert!(go_regex("a{b}").unwrap().is_match("a{b}"));
+        assert!(go_regex("a{2}").unwrap().is_match("aa"));
+        assert!(go_regex("(").is_err());
     }
 
     #[test]

@@ -20,8 +20,23 @@ pub(crate) fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>> {
             ParserMatchOp::Re(_) => MatchOp::Regex,
             ParserMatchOp::NotRe(_) => MatchOp::NotRegex,
         };
-        Matcher::new(op, m.name.clone(), m.value.clone())
+        Matcher::new(op, m.name.clone(), m.value.clone()).or_else(|e| {
+            // Go's RE2 takes a `{` that starts no repetition (`a{b}`) literally; Rust's regex
+            // rejects it. The parser has already rewritten such patterns, so use its version.
+            let rewritten = match &m.op {
+                ParserMatchOp::Re(re) | ParserMatchOp::NotRe(re) => re
+                    .as_str()
+                    .strip_prefix("^(?:")
+                    .and_then(|p| p.strip_suffix(")$"))
+                    .map(str::to_string),
+                _ => None,
+            };
+            match rewritten {
+                Some(p) if p != m.value => Matcher::new(op, m.name.clone(), p),
+                _ => Err(e),
+            }
             .map_err(|e| QueryError::Parse(e.to_string()))
+        })
     };
     let name = vs
         .name
@@ -134,7 +149,11 @@ fn select_instant(
         ev.check_interrupt()?;
         let mut points = Vec::new();
         let mut cursor = 0usize;
-        for ts in grid.times() {
+        for (step, ts) in grid.times().enumerate() {
+            // Long grids over few series must still notice a deadline.
+            if step % 1024 == 1023 {
+                ev.check_interrupt()?;
+            }
             let reference = at.unwrap_or(ts).saturating_sub(offset);
             while cursor < s.samples.len() && s.samples[cursor].t <= reference {
                 cursor += 1;
@@ -317,5 +336,8 @@ mod tests {
         assert!(parse_metric_selector("up[5m]").is_err());
         assert!(parse_metric_selector("sum(up)").is_err());
         assert!(parse_metric_selector("up offset 5m").is_err());
+        // A brace that starts no repetition is literal, as in Go's RE2.
+        let sets = parse_metric_selector(r#"up{job=~"a{b}"}"#).unwrap();
+        assert!(sets[0][1].matches("a{b}"));
     }
 }

@@ -4,7 +4,11 @@
 //! reason, and a listed case that passes fails it too, so the list only shrinks.
 //!
 //! As in Prometheus's runner, an instant `eval` is also checked in range mode (the middle step of a
-//! three-step range query around the same time) unless it expects an ordered result.
+//! three-step range query around the same time) unless it expects an ordered result, and again with
+//! every selector pinned by `@` to the evaluation time at other evaluation times (step invariance).
+//!
+//! `PROMQL_TESTS_DIR=<dir>` runs the scripts of another directory instead; run with `--nocapture`
+//! to see the per-file and per-case report.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
