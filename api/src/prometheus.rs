@@ -825,49 +825,6 @@ pub async fn admin_compact(State(state): State<Arc<AppState>>, headers: HeaderMa
     Ok(success(json!({"compactions": n}), vec![]))
 }
 
-/// A reader for a tenant that has never written: every selector is empty, so `1+1` still answers.
-struct EmptyReader;
-
-impl MetricsReader for EmptyReader {
-    fn select(
-        &self,
-        _: &[Matcher],
-        _: i64,
-        _: i64,
-    ) -> strata_store::Result<Vec<strata_store::SeriesSamples>> {
-        Ok(Vec::new())
-    }
-    fn series(&self, _: &[Vec<Matcher>], _: i64, _: i64) -> strata_store::Result<Vec<Labels>> {
-        Ok(Vec::new())
-    }
-    fn label_names(&self, _: &[Vec<Matcher>], _: i64, _: i64) -> strata_store::Result<Vec<String>> {
-        Ok(Vec::new())
-    }
-    fn label_values(
-        &self,
-        _: &str,
-        _: &[Vec<Matcher>],
-        _: i64,
-        _: i64,
-    ) -> strata_store::Result<Vec<String>> {
-        Ok(Vec::new())
-    }
-    fn exemplars(
-        &self,
-        _: &[Vec<Matcher>],
-        _: i64,
-        _: i64,
-    ) -> strata_store::Result<Vec<strata_store::SeriesExemplars>> {
-        Ok(Vec::new())
-    }
-    fn metadata(
-        &self,
-        _: Option<&str>,
-    ) -> strata_store::Result<Vec<(String, strata_store::Metadata)>> {
-        Ok(Vec::new())
-    }
-}
-
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         let kind = match e.kind() {
@@ -945,7 +902,8 @@ fn result_json(value: &QueryValue) -> Value {
 fn reader_for(state: &AppState, headers: &HeaderMap) -> Result<Arc<dyn MetricsReader>, ApiError> {
     Ok(match store_for_read(state, headers)? {
         Some(s) => s,
-        None => Arc::new(EmptyReader),
+        // A tenant that never wrote: every selector is empty, and `1+1` still answers.
+        None => Arc::new(strata_query::memory::MemoryReader::default()),
     })
 }
 

@@ -94,37 +94,6 @@ impl MetricsReader for MemoryReader {
             .collect())
     }
 
-    fn label_names(
-        &self,
-        selectors: &[Vec<Matcher>],
-        mint: i64,
-        maxt: i64,
-    ) -> strata_store::Result<Vec<String>> {
-        let map = self.series.read().unwrap_or_else(|e| e.into_inner());
-        let mut names: Vec<String> = Self::matching(&map, selectors, mint, maxt)
-            .flat_map(|l| l.iter().map(|l| l.name.clone()))
-            .collect();
-        names.sort();
-        names.dedup();
-        Ok(names)
-    }
-
-    fn label_values(
-        &self,
-        name: &str,
-        selectors: &[Vec<Matcher>],
-        mint: i64,
-        maxt: i64,
-    ) -> strata_store::Result<Vec<String>> {
-        let map = self.series.read().unwrap_or_else(|e| e.into_inner());
-        let mut values: Vec<String> = Self::matching(&map, selectors, mint, maxt)
-            .filter_map(|l| l.get(name).map(str::to_string))
-            .collect();
-        values.sort();
-        values.dedup();
-        Ok(values)
-    }
-
     fn exemplars(
         &self,
         _: &[Vec<Matcher>],

@@ -744,34 +744,6 @@ impl MetricsReader for MetricsStore {
         Ok(self.labels_in_range(selectors, mint, maxt))
     }
 
-    fn label_names(&self, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<String>> {
-        let mut names: Vec<String> = self
-            .labels_in_range(selectors, mint, maxt)
-            .iter()
-            .flat_map(|l| l.iter().map(|x| x.name.clone()).collect::<Vec<_>>())
-            .collect();
-        names.sort();
-        names.dedup();
-        Ok(names)
-    }
-
-    fn label_values(
-        &self,
-        name: &str,
-        selectors: &[Vec<Matcher>],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<String>> {
-        let mut values: Vec<String> = self
-            .labels_in_range(selectors, mint, maxt)
-            .iter()
-            .filter_map(|l| l.get(name).map(str::to_owned))
-            .collect();
-        values.sort();
-        values.dedup();
-        Ok(values)
-    }
-
     fn exemplars(
         &self,
         selectors: &[Vec<Matcher>],

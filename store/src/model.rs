@@ -416,17 +416,37 @@ pub trait MetricsReader: Send + Sync {
     /// data overlapping the range, sorted and unique. An empty `selectors` matches every series.
     fn series(&self, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<Labels>>;
 
-    /// Sorted label names of the series `series` would return.
-    fn label_names(&self, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<String>>;
+    /// Sorted label names of the series `series` would return. Derived from `series` unless an
+    /// implementation has a faster way.
+    fn label_names(&self, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .series(selectors, mint, maxt)?
+            .iter()
+            .flat_map(|l| l.iter().map(|x| x.name.clone()).collect::<Vec<_>>())
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
 
-    /// Sorted values of one label over the series `series` would return.
+    /// Sorted values of one label over the series `series` would return. Derived from `series` unless
+    /// an implementation has a faster way.
     fn label_values(
         &self,
         name: &str,
         selectors: &[Vec<Matcher>],
         mint: i64,
         maxt: i64,
-    ) -> Result<Vec<String>>;
+    ) -> Result<Vec<String>> {
+        let mut values: Vec<String> = self
+            .series(selectors, mint, maxt)?
+            .iter()
+            .filter_map(|l| l.get(name).map(str::to_owned))
+            .collect();
+        values.sort();
+        values.dedup();
+        Ok(values)
+    }
 
     /// Exemplars of matching series in range.
     fn exemplars(
