@@ -89,7 +89,7 @@ impl<'a> Evaluator<'a> {
             }
         }
         // Reading the clock on every call is measurable in tight loops; every 64th call is enough.
-        if self.checks % 64 == 0 {
+        if self.checks.is_multiple_of(64) {
             if let Some(d) = self.settings.deadline {
                 if Instant::now() >= d {
                     return Err(QueryError::Timeout("expression evaluation"));
