@@ -307,19 +307,18 @@ impl std::hash::Hasher for PassThroughHasher {
             self.0 = self.0.rotate_left(8) ^ u64::from(b);
         }
     }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
     }
 }
 
-type HashIndex<V> = HashMap<u64, V, BuildHasherDefault<PassThroughHasher>>;
+type HashIndex<V> = HashMap<u128, V, BuildHasherDefault<PassThroughHasher>>;
 
 #[derive(Default)]
 struct Index {
     symbols: Symbols,
+    /// Label-set identity hash → series ref.
     by_hash: HashIndex<u32>,
-    /// Series whose label hash collides with another's; looked up after `by_hash` misses on labels.
-    collisions: HashIndex<Vec<u32>>,
     series: Vec<Option<Arc<Mutex<MemSeries>>>>,
     /// name symbol → value symbol → sorted series refs.
     postings: HashMap<u32, HashMap<u32, Vec<u32>>>,
@@ -335,34 +334,11 @@ impl Index {
         )
     }
 
-    fn same_labels(&self, r: u32, labels: &Labels) -> bool {
-        let Some(Some(s)) = self.series.get(r as usize) else {
-            return false;
-        };
-        let s = s.lock();
-        s.labels.len() == labels.len()
-            && s.labels
-                .iter()
-                .zip(labels.iter())
-                .all(|(&(n, v), l)| self.symbols.get(n) == l.name && self.symbols.get(v) == l.value)
+    fn find(&self, hash: u128) -> Option<u32> {
+        self.by_hash.get(&hash).copied()
     }
 
-    fn find(&self, hash: u64, labels: &Labels) -> Option<u32> {
-        if let Some(&r) = self.by_hash.get(&hash) {
-            if self.same_labels(r, labels) {
-                return Some(r);
-            }
-            return self
-                .collisions
-                .get(&hash)?
-                .iter()
-                .copied()
-                .find(|&r| self.same_labels(r, labels));
-        }
-        None
-    }
-
-    fn insert(&mut self, r: u32, hash: u64, labels: &Labels) -> Arc<Mutex<MemSeries>> {
+    fn insert(&mut self, r: u32, hash: u128, labels: &Labels) -> Arc<Mutex<MemSeries>> {
         let syms: Box<[(u32, u32)]> = labels
             .iter()
             .map(|l| (self.symbols.intern(&l.name), self.symbols.intern(&l.value)))
@@ -387,14 +363,7 @@ impl Index {
             self.series.resize(slot + 1, None);
         }
         self.series[slot] = Some(series.clone());
-        match self.by_hash.entry(hash) {
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(r);
-            }
-            std::collections::hash_map::Entry::Occupied(_) => {
-                self.collisions.entry(hash).or_default().push(r)
-            }
-        }
+        self.by_hash.insert(hash, r);
         series
     }
 }
@@ -479,12 +448,12 @@ impl Head {
     /// The series reference for `labels`, creating the series if needed. `Ok(r)` = existing,
     /// `Err(r)` = created now (the caller logs it to the WAL).
     pub fn get_or_create(&self, labels: &Labels) -> Result<u32, u32> {
-        let hash = labels.stable_hash();
-        if let Some(r) = self.index.read().find(hash, labels) {
+        let hash = labels.identity_hash();
+        if let Some(r) = self.index.read().find(hash) {
             return Ok(r);
         }
         let mut idx = self.index.write();
-        if let Some(r) = idx.find(hash, labels) {
+        if let Some(r) = idx.find(hash) {
             return Ok(r);
         }
         let r = self.next_ref.fetch_add(1, Ordering::Relaxed) as u32;
@@ -494,12 +463,12 @@ impl Head {
 
     /// Re-creates a series with a known reference (WAL replay).
     pub fn restore_series(&self, r: u32, labels: &Labels) {
-        let hash = labels.stable_hash();
+        let hash = labels.identity_hash();
         let mut idx = self.index.write();
         if idx.series.get(r as usize).is_some_and(|s| s.is_some()) {
             return;
         }
-        if let Some(existing) = idx.find(hash, labels) {
+        if let Some(existing) = idx.find(hash) {
             // The same labels under another ref: a later record re-created the series after truncation.
             // Both refs point at one series so samples logged under either land together.
             let s = idx.series[existing as usize].clone();
@@ -660,7 +629,6 @@ impl Head {
         if removed > 0 {
             let mut postings: HashMap<u32, HashMap<u32, Vec<u32>>> = HashMap::new();
             let mut by_hash = HashIndex::default();
-            let mut collisions: HashIndex<Vec<u32>> = HashIndex::default();
             for (r, s) in idx.series.iter().enumerate() {
                 let Some(s) = s else { continue };
                 let s = s.lock();
@@ -672,19 +640,10 @@ impl Head {
                         .or_default()
                         .push(r as u32);
                 }
-                let hash = idx.labels_of(&s).stable_hash();
-                match by_hash.entry(hash) {
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(r as u32);
-                    }
-                    std::collections::hash_map::Entry::Occupied(_) => {
-                        collisions.entry(hash).or_default().push(r as u32)
-                    }
-                }
+                by_hash.insert(idx.labels_of(&s).identity_hash(), r as u32);
             }
             idx.postings = postings;
             idx.by_hash = by_hash;
-            idx.collisions = collisions;
             let trailing = idx
                 .series
                 .iter()

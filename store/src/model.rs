@@ -3,7 +3,7 @@
 
 use std::cmp::Ordering;
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 
 use regex::Regex;
 
@@ -107,17 +107,18 @@ impl Labels {
         self.0
     }
 
-    /// A stable 64-bit hash of the label set (FNV-1a over names and values with separators), the same
-    /// in every process so it can key on-disk structures.
-    pub fn stable_hash(&self) -> u64 {
-        let mut h = Fnv64::default();
+    /// A 128-bit hash (XXH3) of the label set, used as its identity in the head: at 128 bits the chance
+    /// that two of even a billion label sets collide is about 10^-21, so lookups need not compare
+    /// labels — which, with interned strings, cost a cache miss per label.
+    pub fn identity_hash(&self) -> u128 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
         for l in &self.0 {
-            h.write(l.name.as_bytes());
-            h.write_u8(0xff);
-            h.write(l.value.as_bytes());
-            h.write_u8(0xff);
+            h.update(l.name.as_bytes());
+            h.update(&[0xff]);
+            h.update(l.value.as_bytes());
+            h.update(&[0xff]);
         }
-        h.finish()
+        h.digest128()
     }
 
     /// Bytes of heap and inline storage this label set holds (for memory accounting).
@@ -175,28 +176,6 @@ impl<'a> IntoIterator for &'a Labels {
     type IntoIter = std::slice::Iter<'a, Label>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter()
-    }
-}
-
-/// FNV-1a, 64 bit: tiny, stable across processes and versions.
-#[derive(Clone, Copy)]
-pub struct Fnv64(u64);
-
-impl Default for Fnv64 {
-    fn default() -> Self {
-        Fnv64(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv64 {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
     }
 }
 
