@@ -2,5 +2,14 @@
 //! read, operations endpoints), protocol codecs, tenancy, limits and the `strata` CLI. Knows nothing of
 //! storage internals: it decodes requests into `strata-store` model types and reads through its traits.
 
+pub mod cli;
+pub mod config;
+pub mod import;
 pub mod openmetrics;
+pub mod prometheus;
 pub mod remote;
+pub mod self_metrics;
+pub mod server;
+
+/// The Prometheus version whose API and PromQL semantics Strata answers as (`/status/buildinfo`).
+pub const PROMETHEUS_COMPAT_VERSION: &str = "3.8.0";

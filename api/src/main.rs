@@ -1,1 +1,5 @@
-fn main() {}
+//! The `strata` binary.
+
+fn main() -> anyhow::Result<()> {
+    strata_api::cli::main()
+}

@@ -91,7 +91,8 @@ pub fn new_block_id() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let salt = u64::from(std::process::id()).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ COUNTER.fetch_add(1, Ordering::Relaxed);
+    let salt = u64::from(std::process::id()).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{now:013}-{:08x}", salt as u32)
 }
 
@@ -114,15 +115,25 @@ pub struct BlockWriter {
 
 impl BlockWriter {
     /// Starts a block under `blocks_dir` (written to `<id>.tmp`, renamed on [`finish`](Self::finish)).
-    pub fn create(blocks_dir: &Path, min_time: i64, max_time: i64, level: u32, sources: Vec<String>) -> Result<Self> {
+    pub fn create(
+        blocks_dir: &Path,
+        min_time: i64,
+        max_time: i64,
+        level: u32,
+        sources: Vec<String>,
+    ) -> Result<Self> {
         let id = new_block_id();
         let dir = blocks_dir.join(&id);
         let tmp = blocks_dir.join(format!("{id}.tmp"));
         fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let path = tmp.join("chunks");
         let mut chunks = File::create(&path).map_err(|e| Error::io(&path, e))?;
-        chunks.write_all(CHUNKS_MAGIC).map_err(|e| Error::io(&path, e))?;
-        chunks.write_all(&FORMAT_VERSION.to_le_bytes()).map_err(|e| Error::io(&path, e))?;
+        chunks
+            .write_all(CHUNKS_MAGIC)
+            .map_err(|e| Error::io(&path, e))?;
+        chunks
+            .write_all(&FORMAT_VERSION.to_le_bytes())
+            .map_err(|e| Error::io(&path, e))?;
         Ok(BlockWriter {
             dir,
             tmp,
@@ -168,7 +179,11 @@ impl BlockWriter {
         if !self.page.is_empty() && self.page.len() + blob.len() > PAGE_RAW_BYTES {
             self.flush_page()?;
         }
-        let r = BlobRef { page: self.pages.len() as u32, offset: self.page.len() as u32, len: blob.len() as u32 };
+        let r = BlobRef {
+            page: self.pages.len() as u32,
+            offset: self.page.len() as u32,
+            len: blob.len() as u32,
+        };
         self.page.extend_from_slice(blob);
         Ok(r)
     }
@@ -178,13 +193,21 @@ impl BlockWriter {
             return Ok(());
         }
         let path = self.tmp.join("chunks");
-        let compressed = zstd::bulk::compress(&self.page, ZSTD_LEVEL).map_err(|e| Error::io(&path, e))?;
+        let compressed =
+            zstd::bulk::compress(&self.page, ZSTD_LEVEL).map_err(|e| Error::io(&path, e))?;
         let mut head = [0u8; 8];
         head[..4].copy_from_slice(&(compressed.len() as u32).to_le_bytes());
         head[4..].copy_from_slice(&crc32c::crc32c(&compressed).to_le_bytes());
-        self.chunks.write_all(&head).map_err(|e| Error::io(&path, e))?;
-        self.chunks.write_all(&compressed).map_err(|e| Error::io(&path, e))?;
-        self.pages.push(PageRef { offset: self.chunks_len, len: compressed.len() as u32 });
+        self.chunks
+            .write_all(&head)
+            .map_err(|e| Error::io(&path, e))?;
+        self.chunks
+            .write_all(&compressed)
+            .map_err(|e| Error::io(&path, e))?;
+        self.pages.push(PageRef {
+            offset: self.chunks_len,
+            len: compressed.len() as u32,
+        });
         self.chunks_len += 8 + compressed.len() as u64;
         self.page.clear();
         Ok(())
@@ -195,10 +218,18 @@ impl BlockWriter {
         if samples.is_empty() {
             return Ok(());
         }
-        debug_assert!(self.last_labels.as_ref().is_none_or(|l| l < labels), "series out of order");
+        debug_assert!(
+            self.last_labels.as_ref().is_none_or(|l| l < labels),
+            "series out of order"
+        );
         debug_assert!(samples.windows(2).all(|w| w[0].t < w[1].t));
-        debug_assert!(samples[0].t >= self.meta.min_time && samples[samples.len() - 1].t < self.meta.max_time);
-        let syms: Box<[(u32, u32)]> = labels.iter().map(|l| (self.symbol(&l.name), self.symbol(&l.value))).collect();
+        debug_assert!(
+            samples[0].t >= self.meta.min_time && samples[samples.len() - 1].t < self.meta.max_time
+        );
+        let syms: Box<[(u32, u32)]> = labels
+            .iter()
+            .map(|l| (self.symbol(&l.name), self.symbol(&l.value)))
+            .collect();
         let mut segments = Vec::new();
         let mut ts = Vec::new();
         let mut vs = Vec::new();
@@ -230,7 +261,10 @@ impl BlockWriter {
         self.meta.num_series += 1;
         self.meta.num_samples += samples.len() as u64;
         self.meta.num_segments += segments.len() as u64;
-        self.series.push(BlockSeries { labels: syms, segments });
+        self.series.push(BlockSeries {
+            labels: syms,
+            segments,
+        });
         self.last_labels = Some(labels.clone());
         Ok(())
     }
@@ -245,7 +279,9 @@ impl BlockWriter {
         }
         self.flush_page()?;
         let chunks_path = self.tmp.join("chunks");
-        self.chunks.sync_all().map_err(|e| Error::io(&chunks_path, e))?;
+        self.chunks
+            .sync_all()
+            .map_err(|e| Error::io(&chunks_path, e))?;
 
         let mut body = Vec::with_capacity(1 << 20);
         put_uvarint(&mut body, self.symbol_list.len() as u64);
@@ -295,7 +331,8 @@ impl BlockWriter {
             }
         }
         let index_path = self.tmp.join("index");
-        let compressed = zstd::bulk::compress(&body, ZSTD_LEVEL).map_err(|e| Error::io(&index_path, e))?;
+        let compressed =
+            zstd::bulk::compress(&body, ZSTD_LEVEL).map_err(|e| Error::io(&index_path, e))?;
         let mut out = Vec::with_capacity(compressed.len() + 12);
         out.extend_from_slice(INDEX_MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -303,7 +340,8 @@ impl BlockWriter {
         out.extend_from_slice(&compressed);
         write_synced(&index_path, &out)?;
         let meta_path = self.tmp.join("meta.json");
-        let meta = serde_json::to_vec_pretty(&self.meta).map_err(|e| Error::corrupt(&meta_path, e.to_string()))?;
+        let meta = serde_json::to_vec_pretty(&self.meta)
+            .map_err(|e| Error::corrupt(&meta_path, e.to_string()))?;
         write_synced(&meta_path, &meta)?;
         sync_dir(&self.tmp)?;
         fs::rename(&self.tmp, &self.dir).map_err(|e| Error::io(&self.dir, e))?;
@@ -335,13 +373,19 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
 }
 
 /// Bytes of all files in a directory (not recursive: blocks are flat).
 pub fn dir_size(dir: &Path) -> u64 {
     fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -368,10 +412,14 @@ fn corrupt(path: &Path) -> impl Fn(DecodeError) -> Error + '_ {
 impl Block {
     pub fn open(dir: &Path) -> Result<Block> {
         let meta_path = dir.join("meta.json");
-        let meta: BlockMeta = serde_json::from_slice(&fs::read(&meta_path).map_err(|e| Error::io(&meta_path, e))?)
-            .map_err(|e| Error::corrupt(&meta_path, e.to_string()))?;
+        let meta: BlockMeta =
+            serde_json::from_slice(&fs::read(&meta_path).map_err(|e| Error::io(&meta_path, e))?)
+                .map_err(|e| Error::corrupt(&meta_path, e.to_string()))?;
         if meta.version != FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion { path: meta_path, version: meta.version });
+            return Err(Error::UnsupportedVersion {
+                path: meta_path,
+                version: meta.version,
+            });
         }
         let index_path = dir.join("index");
         let raw = fs::read(&index_path).map_err(|e| Error::io(&index_path, e))?;
@@ -380,13 +428,17 @@ impl Block {
         }
         let version = u32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]);
         if version != FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion { path: index_path, version });
+            return Err(Error::UnsupportedVersion {
+                path: index_path,
+                version,
+            });
         }
         let crc = u32::from_le_bytes([raw[8], raw[9], raw[10], raw[11]]);
         if crc32c::crc32c(&raw[12..]) != crc {
             return Err(Error::corrupt(&index_path, "checksum mismatch"));
         }
-        let body = zstd::stream::decode_all(&raw[12..]).map_err(|e| Error::corrupt(&index_path, e.to_string()))?;
+        let body = zstd::stream::decode_all(&raw[12..])
+            .map_err(|e| Error::corrupt(&index_path, e.to_string()))?;
         let c = corrupt(&index_path);
         let mut d = Decoder::new(&body);
         let n = d.uvarint().map_err(&c)? as usize;
@@ -397,10 +449,17 @@ impl Block {
         let n = d.uvarint().map_err(&c)? as usize;
         let mut pages = Vec::with_capacity(n.min(body.len()));
         for _ in 0..n {
-            pages.push(PageRef { offset: d.uvarint().map_err(&c)?, len: d.uvarint().map_err(&c)? as u32 });
+            pages.push(PageRef {
+                offset: d.uvarint().map_err(&c)?,
+                len: d.uvarint().map_err(&c)? as u32,
+            });
         }
         let read_blob = |d: &mut Decoder<'_>| -> std::result::Result<BlobRef, DecodeError> {
-            Ok(BlobRef { page: d.uvarint()? as u32, offset: d.uvarint()? as u32, len: d.uvarint()? as u32 })
+            Ok(BlobRef {
+                page: d.uvarint()? as u32,
+                offset: d.uvarint()? as u32,
+                len: d.uvarint()? as u32,
+            })
         };
         let n = d.uvarint().map_err(&c)? as usize;
         let mut ts_columns = Vec::with_capacity(n.min(body.len()));
@@ -420,7 +479,10 @@ impl Block {
             let nl = d.uvarint().map_err(&c)? as usize;
             let mut labels = Vec::with_capacity(nl.min(64));
             for _ in 0..nl {
-                labels.push((sym_ok(d.uvarint().map_err(&c)?).map_err(&c)?, sym_ok(d.uvarint().map_err(&c)?).map_err(&c)?));
+                labels.push((
+                    sym_ok(d.uvarint().map_err(&c)?).map_err(&c)?,
+                    sym_ok(d.uvarint().map_err(&c)?).map_err(&c)?,
+                ));
             }
             let ns = d.uvarint().map_err(&c)? as usize;
             let mut segments = Vec::with_capacity(ns.min(1024));
@@ -433,9 +495,18 @@ impl Block {
                 if ts_column as usize >= ts_columns.len() {
                     return Err(Error::corrupt(&index_path, "timestamp column out of range"));
                 }
-                segments.push(Segment { min_t, max_t, count, ts_column, values });
+                segments.push(Segment {
+                    min_t,
+                    max_t,
+                    count,
+                    ts_column,
+                    values,
+                });
             }
-            series.push(BlockSeries { labels: labels.into_boxed_slice(), segments });
+            series.push(BlockSeries {
+                labels: labels.into_boxed_slice(),
+                segments,
+            });
         }
         let n = d.uvarint().map_err(&c)? as usize;
         let mut postings: HashMap<u32, Vec<(u32, Vec<u32>)>> = HashMap::new();
@@ -454,11 +525,17 @@ impl Block {
             }
             postings.entry(name).or_default().push((value, list));
         }
-        let symbol_ids = symbols.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect();
+        let symbol_ids = symbols
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i as u32))
+            .collect();
         let chunks_path = dir.join("chunks");
         let mut chunks = File::open(&chunks_path).map_err(|e| Error::io(&chunks_path, e))?;
         let mut head = [0u8; 8];
-        chunks.read_exact(&mut head).map_err(|e| Error::io(&chunks_path, e))?;
+        chunks
+            .read_exact(&mut head)
+            .map_err(|e| Error::io(&chunks_path, e))?;
         if &head[..4] != CHUNKS_MAGIC {
             return Err(Error::corrupt(&chunks_path, "bad magic"));
         }
@@ -498,18 +575,28 @@ impl Block {
             return Ok(p.clone());
         }
         let path = self.dir.join("chunks");
-        let r = *self.pages.get(id as usize).ok_or_else(|| Error::corrupt(&path, "page out of range"))?;
+        let r = *self
+            .pages
+            .get(id as usize)
+            .ok_or_else(|| Error::corrupt(&path, "page out of range"))?;
         let mut buf = vec![0u8; 8 + r.len as usize];
         {
             let mut f = self.chunks.lock();
-            f.seek(SeekFrom::Start(r.offset)).map_err(|e| Error::io(&path, e))?;
+            f.seek(SeekFrom::Start(r.offset))
+                .map_err(|e| Error::io(&path, e))?;
             f.read_exact(&mut buf).map_err(|e| Error::io(&path, e))?;
         }
         let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
         if crc32c::crc32c(&buf[8..]) != crc {
-            return Err(Error::corrupt(&path, format!("page {id}: checksum mismatch")));
+            return Err(Error::corrupt(
+                &path,
+                format!("page {id}: checksum mismatch"),
+            ));
         }
-        let page = Arc::new(zstd::stream::decode_all(&buf[8..]).map_err(|e| Error::corrupt(&path, e.to_string()))?);
+        let page = Arc::new(
+            zstd::stream::decode_all(&buf[8..])
+                .map_err(|e| Error::corrupt(&path, e.to_string()))?,
+        );
         let mut cache = self.cache.lock();
         if cache.len() >= PAGE_CACHE_ENTRIES {
             cache.remove(0);
@@ -531,16 +618,31 @@ impl Block {
         Labels::from_sorted(
             s.labels
                 .iter()
-                .map(|&(n, v)| Label::new(self.symbols[n as usize].clone(), self.symbols[v as usize].clone()))
+                .map(|&(n, v)| {
+                    Label::new(
+                        self.symbols[n as usize].clone(),
+                        self.symbols[v as usize].clone(),
+                    )
+                })
                 .collect(),
         )
     }
 
-    fn series_samples(&self, s: &BlockSeries, mint: i64, maxt: i64, out: &mut Vec<Sample>) -> Result<()> {
+    fn series_samples(
+        &self,
+        s: &BlockSeries,
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<Sample>,
+    ) -> Result<()> {
         let path = self.dir.join("chunks");
         let mut ts = Vec::new();
         let mut vs = Vec::new();
-        for seg in s.segments.iter().filter(|g| g.max_t >= mint && g.min_t <= maxt) {
+        for seg in s
+            .segments
+            .iter()
+            .filter(|g| g.max_t >= mint && g.min_t <= maxt)
+        {
             ts.clear();
             vs.clear();
             let (page, range) = self.blob(self.ts_columns[seg.ts_column as usize])?;
@@ -551,7 +653,10 @@ impl Block {
                 return Err(Error::corrupt(&path, "segment length mismatch"));
             }
             out.extend(
-                ts.iter().zip(&vs).filter(|(t, _)| **t >= mint && **t <= maxt).map(|(&t, &v)| Sample::new(t, v)),
+                ts.iter()
+                    .zip(&vs)
+                    .filter(|(t, _)| **t >= mint && **t <= maxt)
+                    .map(|(&t, &v)| Sample::new(t, v)),
             );
         }
         Ok(())
@@ -562,11 +667,20 @@ impl Block {
     }
 
     /// Matching series with samples in `[mint, maxt]`, sorted by labels.
-    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<(Labels, Vec<Sample>)>> {
+    pub fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<(Labels, Vec<Sample>)>> {
         let mut out = Vec::new();
         for id in self.matching(matchers) {
             let s = &self.series[id as usize];
-            if !s.segments.iter().any(|g| g.max_t >= mint && g.min_t <= maxt) {
+            if !s
+                .segments
+                .iter()
+                .any(|g| g.max_t >= mint && g.min_t <= maxt)
+            {
                 continue;
             }
             let mut samples = Vec::new();
@@ -583,7 +697,11 @@ impl Block {
         self.matching(matchers)
             .into_iter()
             .map(|id| &self.series[id as usize])
-            .filter(|s| s.segments.iter().any(|g| g.max_t >= mint && g.min_t <= maxt))
+            .filter(|s| {
+                s.segments
+                    .iter()
+                    .any(|g| g.max_t >= mint && g.min_t <= maxt)
+            })
             .map(|s| self.labels(s))
             .collect()
     }
@@ -604,7 +722,9 @@ impl PostingsIndex for Block {
     }
 
     fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&str, &[u32])) {
-        let Some(n) = self.symbol_ids.get(name) else { return };
+        let Some(n) = self.symbol_ids.get(name) else {
+            return;
+        };
         if let Some(values) = self.postings.get(n) {
             for (v, list) in values {
                 f(&self.symbols[*v as usize], list);
@@ -663,7 +783,16 @@ mod tests {
                 assert_eq!((x.t, x.v.to_bits()), (y.t, y.v.to_bits()));
             }
         }
-        let got = block.select(&[Matcher::equal("__name__", "a"), Matcher::new(MatchOp::Regex, "instance", "host-1.").unwrap()], 15_000, 30_006).unwrap();
+        let got = block
+            .select(
+                &[
+                    Matcher::equal("__name__", "a"),
+                    Matcher::new(MatchOp::Regex, "instance", "host-1.").unwrap(),
+                ],
+                15_000,
+                30_006,
+            )
+            .unwrap();
         assert_eq!(got.len(), 5);
         assert!(got.iter().all(|(_, s)| s.len() == 2));
     }
@@ -672,13 +801,20 @@ mod tests {
     fn damaged_index_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = BlockWriter::create(dir.path(), 0, 1000, 1, vec![]).unwrap();
-        w.add_series(&Labels::from_pairs([("__name__", "x")]), &[Sample::new(1, 1.0)]).unwrap();
+        w.add_series(
+            &Labels::from_pairs([("__name__", "x")]),
+            &[Sample::new(1, 1.0)],
+        )
+        .unwrap();
         let e = w.finish().unwrap().unwrap();
         let p = dir.path().join(&e.id).join("index");
         let mut data = fs::read(&p).unwrap();
         let n = data.len();
         data[n - 1] ^= 1;
         fs::write(&p, data).unwrap();
-        assert!(matches!(Block::open(&dir.path().join(&e.id)), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            Block::open(&dir.path().join(&e.id)),
+            Err(Error::Corrupt { .. })
+        ));
     }
 }

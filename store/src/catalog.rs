@@ -31,7 +31,10 @@ pub struct Catalog {
 impl Catalog {
     pub fn open(dir: &Path) -> Result<Catalog> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let db = sled::Config::new().path(dir).mode(sled::Mode::LowSpace).open()?;
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::LowSpace)
+            .open()?;
         let blocks = db.open_tree("blocks")?;
         let series = db.open_tree("series")?;
         Ok(Catalog { db, blocks, series })
@@ -42,7 +45,10 @@ impl Catalog {
         for kv in self.blocks.iter() {
             let (k, v) = kv?;
             let e: BlockEntry = serde_json::from_slice(&v).map_err(|e| {
-                Error::corrupt("catalog/blocks", format!("entry {:?}: {e}", String::from_utf8_lossy(&k)))
+                Error::corrupt(
+                    "catalog/blocks",
+                    format!("entry {:?}: {e}", String::from_utf8_lossy(&k)),
+                )
             })?;
             out.push(e);
         }
@@ -58,7 +64,8 @@ impl Catalog {
             batch.remove(id.as_bytes());
         }
         for e in added {
-            let v = serde_json::to_vec(e).map_err(|e| Error::corrupt("catalog/blocks", e.to_string()))?;
+            let v = serde_json::to_vec(e)
+                .map_err(|e| Error::corrupt("catalog/blocks", e.to_string()))?;
             batch.insert(e.id.as_bytes(), v);
         }
         self.blocks.apply_batch(batch)?;
@@ -67,7 +74,12 @@ impl Catalog {
     }
 
     /// Records that these series have data in `[min_t, max_t]`, widening earlier ranges.
-    pub fn register_series<'a>(&self, series: impl Iterator<Item = &'a Labels>, min_t: i64, max_t: i64) -> Result<()> {
+    pub fn register_series<'a>(
+        &self,
+        series: impl Iterator<Item = &'a Labels>,
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<()> {
         let mut batch = sled::Batch::default();
         for labels in series {
             let key = encode_labels(labels);
@@ -130,7 +142,15 @@ mod tests {
     use super::*;
 
     fn entry(id: &str, min: i64) -> BlockEntry {
-        BlockEntry { id: id.into(), min_time: min, max_time: min + 10, num_series: 1, num_samples: 2, size_bytes: 3, level: 1 }
+        BlockEntry {
+            id: id.into(),
+            min_time: min,
+            max_time: min + 10,
+            num_series: 1,
+            num_samples: 2,
+            size_bytes: 3,
+            level: 1,
+        }
     }
 
     #[test]
@@ -138,8 +158,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let c = Catalog::open(dir.path()).unwrap();
-            c.replace_blocks(&[entry("b", 10), entry("a", 0)], &[]).unwrap();
-            c.replace_blocks(&[entry("c", 0)], &["a".into(), "b".into()]).unwrap();
+            c.replace_blocks(&[entry("b", 10), entry("a", 0)], &[])
+                .unwrap();
+            c.replace_blocks(&[entry("c", 0)], &["a".into(), "b".into()])
+                .unwrap();
         }
         let c = Catalog::open(dir.path()).unwrap();
         assert_eq!(c.blocks().unwrap(), vec![entry("c", 0)]);

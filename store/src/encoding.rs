@@ -72,7 +72,10 @@ impl<'a> Decoder<'a> {
         let mut v = 0u64;
         let mut shift = 0u32;
         loop {
-            let b = *self.buf.get(self.pos).ok_or(DecodeError("truncated varint"))?;
+            let b = *self
+                .buf
+                .get(self.pos)
+                .ok_or(DecodeError("truncated varint"))?;
             self.pos += 1;
             if shift == 63 && b > 1 {
                 return Err(DecodeError("varint overflows 64 bits"));
@@ -93,7 +96,10 @@ impl<'a> Decoder<'a> {
     }
 
     pub fn u8(&mut self) -> DecodeResult<u8> {
-        let b = *self.buf.get(self.pos).ok_or(DecodeError("truncated byte"))?;
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or(DecodeError("truncated byte"))?;
         self.pos += 1;
         Ok(b)
     }
@@ -115,8 +121,14 @@ impl<'a> Decoder<'a> {
     }
 
     pub fn bytes(&mut self, n: usize) -> DecodeResult<&'a [u8]> {
-        let end = self.pos.checked_add(n).ok_or(DecodeError("length overflow"))?;
-        let s = self.buf.get(self.pos..end).ok_or(DecodeError("truncated bytes"))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or(DecodeError("length overflow"))?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(DecodeError("truncated bytes"))?;
         self.pos = end;
         Ok(s)
     }

@@ -87,7 +87,10 @@ impl MemSeries {
     }
 
     fn max_t(&self) -> Option<i64> {
-        let m = self.open.last_t().or_else(|| self.closed.last().map(|c| c.max_t));
+        let m = self
+            .open
+            .last_t()
+            .or_else(|| self.closed.last().map(|c| c.max_t));
         match (m, self.ooo.last()) {
             (Some(a), Some(b)) => Some(a.max(b.t)),
             (a, b) => a.or(b.map(|s| s.t)),
@@ -95,20 +98,34 @@ impl MemSeries {
     }
 
     fn min_t(&self) -> Option<i64> {
-        let m = self.closed.first().map(|c| c.min_t).or_else(|| self.open.first_t());
+        let m = self
+            .closed
+            .first()
+            .map(|c| c.min_t)
+            .or_else(|| self.open.first_t());
         match (m, self.ooo.first()) {
             (Some(a), Some(b)) => Some(a.min(b.t)),
             (a, b) => a.or(b.map(|s| s.t)),
         }
     }
 
-    fn append(&mut self, t: i64, v: f64, min_valid_t: i64, ooo_window: i64) -> Result<Appended, Reject> {
+    fn append(
+        &mut self,
+        t: i64,
+        v: f64,
+        min_valid_t: i64,
+        ooo_window: i64,
+    ) -> Result<Appended, Reject> {
         if t < min_valid_t {
             return Err(Reject::OutOfBounds);
         }
         if let Some((last_t, last_v)) = self.last() {
             if t == last_t {
-                return if v.to_bits() == last_v.to_bits() { Ok(Appended::Unchanged) } else { Err(Reject::Duplicate) };
+                return if v.to_bits() == last_v.to_bits() {
+                    Ok(Appended::Unchanged)
+                } else {
+                    Err(Reject::Duplicate)
+                };
             }
             if t < last_t {
                 if ooo_window <= 0 || t < last_t - ooo_window {
@@ -128,7 +145,11 @@ impl MemSeries {
         let mut existing = None;
         self.for_each_in_chunks(t, t, &mut |s| existing = Some(s));
         if let Some(s) = existing {
-            return if s.v.to_bits() == v.to_bits() { Ok(Appended::Unchanged) } else { Err(Reject::Duplicate) };
+            return if s.v.to_bits() == v.to_bits() {
+                Ok(Appended::Unchanged)
+            } else {
+                Err(Reject::Duplicate)
+            };
         }
         match self.ooo.binary_search_by(|s| s.t.cmp(&t)) {
             Ok(i) => {
@@ -150,7 +171,11 @@ impl MemSeries {
         if let (Some(min_t), Some(max_t)) = (open.first_t(), open.last_t()) {
             let mut bytes = open.into_bytes();
             bytes.shrink_to_fit();
-            self.closed.push(ClosedChunk { min_t, max_t, bytes: bytes.into_boxed_slice() });
+            self.closed.push(ClosedChunk {
+                min_t,
+                max_t,
+                bytes: bytes.into_boxed_slice(),
+            });
         }
     }
 
@@ -190,7 +215,11 @@ impl MemSeries {
 
     /// Drops every sample before `t`. Returns true when nothing is left.
     fn truncate_before(&mut self, t: i64) -> bool {
-        let keep_from = self.closed.iter().position(|c| c.max_t >= t).unwrap_or(self.closed.len());
+        let keep_from = self
+            .closed
+            .iter()
+            .position(|c| c.max_t >= t)
+            .unwrap_or(self.closed.len());
         self.closed.drain(..keep_from);
         if let Some(first) = self.closed.first_mut() {
             if first.min_t < t {
@@ -201,7 +230,11 @@ impl MemSeries {
                     }
                 }
                 if let (Some(min_t), Some(max_t)) = (enc.first_t(), enc.last_t()) {
-                    *first = ClosedChunk { min_t, max_t, bytes: enc.into_bytes().into_boxed_slice() };
+                    *first = ClosedChunk {
+                        min_t,
+                        max_t,
+                        bytes: enc.into_bytes().into_boxed_slice(),
+                    };
                 }
             }
         } else if self.open.first_t().is_some_and(|f| f < t) {
@@ -303,7 +336,9 @@ impl Index {
     }
 
     fn same_labels(&self, r: u32, labels: &Labels) -> bool {
-        let Some(Some(s)) = self.series.get(r as usize) else { return false };
+        let Some(Some(s)) = self.series.get(r as usize) else {
+            return false;
+        };
         let s = s.lock();
         s.labels.len() == labels.len()
             && s.labels
@@ -317,14 +352,21 @@ impl Index {
             if self.same_labels(r, labels) {
                 return Some(r);
             }
-            return self.collisions.get(&hash)?.iter().copied().find(|&r| self.same_labels(r, labels));
+            return self
+                .collisions
+                .get(&hash)?
+                .iter()
+                .copied()
+                .find(|&r| self.same_labels(r, labels));
         }
         None
     }
 
     fn insert(&mut self, r: u32, hash: u64, labels: &Labels) -> Arc<Mutex<MemSeries>> {
-        let syms: Box<[(u32, u32)]> =
-            labels.iter().map(|l| (self.symbols.intern(&l.name), self.symbols.intern(&l.value))).collect();
+        let syms: Box<[(u32, u32)]> = labels
+            .iter()
+            .map(|l| (self.symbols.intern(&l.name), self.symbols.intern(&l.value)))
+            .collect();
         for &(n, v) in syms.iter() {
             let list = self.postings.entry(n).or_default().entry(v).or_default();
             if list.last().is_none_or(|&last| last < r) {
@@ -349,7 +391,9 @@ impl Index {
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(r);
             }
-            std::collections::hash_map::Entry::Occupied(_) => self.collisions.entry(hash).or_default().push(r),
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collisions.entry(hash).or_default().push(r)
+            }
         }
         series
     }
@@ -366,7 +410,9 @@ impl PostingsIndex for Index {
     }
 
     fn for_each_value(&self, name: &str, f: &mut dyn FnMut(&str, &[u32])) {
-        let Some(n) = self.symbols.lookup(name) else { return };
+        let Some(n) = self.symbols.lookup(name) else {
+            return;
+        };
         if let Some(values) = self.postings.get(&n) {
             for (v, list) in values {
                 f(self.symbols.get(*v), list);
@@ -378,7 +424,11 @@ impl PostingsIndex for Index {
         let (Some(n), Some(v)) = (self.symbols.lookup(name), self.symbols.lookup(value)) else {
             return Vec::new();
         };
-        self.postings.get(&n).and_then(|m| m.get(&v)).cloned().unwrap_or_default()
+        self.postings
+            .get(&n)
+            .and_then(|m| m.get(&v))
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -491,7 +541,12 @@ impl Head {
     }
 
     pub fn num_series(&self) -> usize {
-        self.index.read().series.iter().filter(|s| s.is_some()).count()
+        self.index
+            .read()
+            .series
+            .iter()
+            .filter(|s| s.is_some())
+            .count()
     }
 
     /// Matching series refs and their label sets, sorted by labels.
@@ -536,7 +591,11 @@ impl Head {
 
     pub fn exemplars(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesExemplars> {
         let series = self.select_series(matchers);
-        let wanted: HashMap<u32, usize> = series.iter().enumerate().map(|(i, (_, r, _))| (*r, i)).collect();
+        let wanted: HashMap<u32, usize> = series
+            .iter()
+            .enumerate()
+            .map(|(i, (_, r, _))| (*r, i))
+            .collect();
         let mut per: Vec<Vec<Exemplar>> = vec![Vec::new(); series.len()];
         for (r, e) in self.exemplars.lock().buf.iter() {
             if e.t >= mint && e.t <= maxt {
@@ -606,20 +665,31 @@ impl Head {
                 let Some(s) = s else { continue };
                 let s = s.lock();
                 for &(n, v) in s.labels.iter() {
-                    postings.entry(n).or_default().entry(v).or_default().push(r as u32);
+                    postings
+                        .entry(n)
+                        .or_default()
+                        .entry(v)
+                        .or_default()
+                        .push(r as u32);
                 }
                 let hash = idx.labels_of(&s).stable_hash();
                 match by_hash.entry(hash) {
                     std::collections::hash_map::Entry::Vacant(e) => {
                         e.insert(r as u32);
                     }
-                    std::collections::hash_map::Entry::Occupied(_) => collisions.entry(hash).or_default().push(r as u32),
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        collisions.entry(hash).or_default().push(r as u32)
+                    }
                 }
             }
             idx.postings = postings;
             idx.by_hash = by_hash;
             idx.collisions = collisions;
-            let trailing = idx.series.iter().rposition(|s| s.is_some()).map_or(0, |p| p + 1);
+            let trailing = idx
+                .series
+                .iter()
+                .rposition(|s| s.is_some())
+                .map_or(0, |p| p + 1);
             idx.series.truncate(trailing.max(1));
         }
         self.exemplars.lock().buf.retain(|(_, e)| e.t >= t);
@@ -629,7 +699,12 @@ impl Head {
     /// Approximate bytes held by series data and the index (for self-monitoring).
     pub fn size_bytes(&self) -> usize {
         let idx = self.index.read();
-        let series: usize = idx.series.iter().flatten().map(|s| s.lock().size_bytes() + 16).sum();
+        let series: usize = idx
+            .series
+            .iter()
+            .flatten()
+            .map(|s| s.lock().size_bytes() + 16)
+            .sum();
         let postings: usize = idx
             .postings
             .values()
@@ -668,7 +743,10 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].1.len(), 200);
         assert_eq!(got[0].1[0], Sample::new(15_000, 1.0));
-        assert_eq!(head.select(&[Matcher::equal("__name__", "m")], 0, 0).len(), 2);
+        assert_eq!(
+            head.select(&[Matcher::equal("__name__", "m")], 0, 0).len(),
+            2
+        );
     }
 
     #[test]
@@ -681,19 +759,28 @@ mod tests {
         assert_eq!(add(&head, &a, 999, 2.0), Err(Reject::OutOfOrder));
         add(&head, &a, 2000, stale_nan()).unwrap();
         head.set_min_valid_t(5000);
-        assert_eq!(add(&head, &ls("new", "1"), 4000, 1.0), Err(Reject::OutOfBounds));
+        assert_eq!(
+            add(&head, &ls("new", "1"), 4000, 1.0),
+            Err(Reject::OutOfBounds)
+        );
     }
 
     #[test]
     fn out_of_order_window_accepts_and_merges() {
-        let head = Head::new(HeadOptions { ooo_window_ms: 10_000, max_exemplars: 0 });
+        let head = Head::new(HeadOptions {
+            ooo_window_ms: 10_000,
+            max_exemplars: 0,
+        });
         let a = ls("a", "1");
         add(&head, &a, 20_000, 2.0).unwrap();
         add(&head, &a, 15_000, 1.5).unwrap();
         assert_eq!(add(&head, &a, 15_000, 1.6), Err(Reject::Duplicate));
         assert_eq!(add(&head, &a, 5_000, 1.0), Err(Reject::OutOfOrder));
         let got = head.select(&[Matcher::equal("job", "a")], 0, 100_000);
-        assert_eq!(got[0].1, vec![Sample::new(15_000, 1.5), Sample::new(20_000, 2.0)]);
+        assert_eq!(
+            got[0].1,
+            vec![Sample::new(15_000, 1.5), Sample::new(20_000, 2.0)]
+        );
     }
 
     #[test]
@@ -705,7 +792,11 @@ mod tests {
         add(&head, &ls("b", "1"), 10, 1.0).unwrap();
         assert_eq!(head.truncate_before(150_000), 1);
         assert_eq!(head.num_series(), 1);
-        let got = head.select(&[Matcher::new(MatchOp::Regex, "job", ".+").unwrap()], 0, i64::MAX);
+        let got = head.select(
+            &[Matcher::new(MatchOp::Regex, "job", ".+").unwrap()],
+            0,
+            i64::MAX,
+        );
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].1.len(), 150);
         assert_eq!(got[0].1[0].t, 150_000);

@@ -115,7 +115,12 @@ fn blocks_dir(dir: &Path) -> PathBuf {
 
 impl MetricsStore {
     /// Opens (or creates) a store in `dir` with its catalog in `catalog_dir`, replaying the WAL.
-    pub fn open(dir: &Path, catalog_dir: &Path, cfg: MetricsConfig, stats: Arc<StoreStats>) -> Result<Self> {
+    pub fn open(
+        dir: &Path,
+        catalog_dir: &Path,
+        cfg: MetricsConfig,
+        stats: Arc<StoreStats>,
+    ) -> Result<Self> {
         let bdir = blocks_dir(dir);
         fs::create_dir_all(&bdir).map_err(|e| Error::io(&bdir, e))?;
         let catalog = Catalog::open(catalog_dir)?;
@@ -125,7 +130,10 @@ impl MetricsStore {
             blocks.push(Arc::new(Block::open(&bdir.join(&e.id))?));
         }
         remove_debris(&bdir, &entries)?;
-        let head = Head::new(HeadOptions { ooo_window_ms: cfg.ooo_window_ms, max_exemplars: cfg.max_exemplars });
+        let head = Head::new(HeadOptions {
+            ooo_window_ms: cfg.ooo_window_ms,
+            max_exemplars: cfg.max_exemplars,
+        });
         if let Some(max) = entries.iter().map(|e| e.max_time).max() {
             head.set_min_valid_t(max);
         }
@@ -177,7 +185,12 @@ impl MetricsStore {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "metrics store opened"
         );
-        let wal = Wal::open(&wal_dir, replay.next_segment, replay.segments, cfg.wal.clone())?;
+        let wal = Wal::open(
+            &wal_dir,
+            replay.next_segment,
+            replay.segments,
+            cfg.wal.clone(),
+        )?;
         Ok(MetricsStore {
             dir: dir.to_owned(),
             cfg,
@@ -217,7 +230,9 @@ impl MetricsStore {
                         r
                     }
                 };
-                let Some(series) = self.head.series(r) else { continue };
+                let Some(series) = self.head.series(r) else {
+                    continue;
+                };
                 let mut series = series.lock();
                 for s in &sw.samples {
                     match self.head.append(&mut series, s.t, s.v) {
@@ -282,8 +297,12 @@ impl MetricsStore {
         if let Some(t) = ticket {
             t.wait()?;
         }
-        self.stats.samples_ingested.fetch_add(out.samples_stored, Ordering::Relaxed);
-        self.stats.exemplars_ingested.fetch_add(out.exemplars_stored, Ordering::Relaxed);
+        self.stats
+            .samples_ingested
+            .fetch_add(out.samples_stored, Ordering::Relaxed);
+        self.stats
+            .exemplars_ingested
+            .fetch_add(out.exemplars_stored, Ordering::Relaxed);
         Ok(out)
     }
 
@@ -295,7 +314,9 @@ impl MetricsStore {
     /// sample minus half a range (so late samples still land in the head); with `force`, everything.
     pub fn cut_blocks(&self, force: bool) -> Result<usize> {
         let _m = self.maintenance_lock.lock();
-        let Some((head_min, head_max)) = self.head.time_range() else { return Ok(0) };
+        let Some((head_min, head_max)) = self.head.time_range() else {
+            return Ok(0);
+        };
         let range = self.cfg.block_range_ms;
         let cut_until = if force {
             head_max + 1
@@ -324,7 +345,8 @@ impl MetricsStore {
                     w.add_series(labels, samples)?;
                 }
                 if let Some(e) = w.finish()? {
-                    self.catalog.register_series(series.iter().map(|(l, _)| l), lo, hi - 1)?;
+                    self.catalog
+                        .register_series(series.iter().map(|(l, _)| l), lo, hi - 1)?;
                     entries.push(e);
                 }
             }
@@ -336,7 +358,9 @@ impl MetricsStore {
             self.head.truncate_before(cut_until);
             self.checkpoint_wal(cut_until)?;
         }
-        self.stats.blocks_cut.fetch_add(entries.len() as u64, Ordering::Relaxed);
+        self.stats
+            .blocks_cut
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
         Ok(entries.len())
     }
 
@@ -346,7 +370,10 @@ impl MetricsStore {
         let mut records = Vec::new();
         for chunk in live.chunks(10_000) {
             let mut b = Vec::new();
-            wal::encode_series(&mut b, &chunk.iter().map(|(r, l)| (*r, l)).collect::<Vec<_>>());
+            wal::encode_series(
+                &mut b,
+                &chunk.iter().map(|(r, l)| (*r, l)).collect::<Vec<_>>(),
+            );
             records.push(b);
         }
         let ex = self.head.exemplars_snapshot();
@@ -358,7 +385,10 @@ impl MetricsStore {
         let md = self.metadata.read();
         if !md.is_empty() {
             let mut b = Vec::new();
-            wal::encode_metadata(&mut b, &md.iter().map(|(f, m)| (f.as_str(), m)).collect::<Vec<_>>());
+            wal::encode_metadata(
+                &mut b,
+                &md.iter().map(|(f, m)| (f.as_str(), m)).collect::<Vec<_>>(),
+            );
             records.push(b);
         }
         self.wal.checkpoint(&records, keep_from_t)
@@ -367,8 +397,10 @@ impl MetricsStore {
     /// Opens newly written blocks, records the new set in the catalog and drops replaced blocks.
     fn install_blocks(&self, added: &[BlockEntry], removed: &[String]) -> Result<()> {
         let bdir = blocks_dir(&self.dir);
-        let opened: Vec<Arc<Block>> =
-            added.iter().map(|e| Block::open(&bdir.join(&e.id)).map(Arc::new)).collect::<Result<_>>()?;
+        let opened: Vec<Arc<Block>> = added
+            .iter()
+            .map(|e| Block::open(&bdir.join(&e.id)).map(Arc::new))
+            .collect::<Result<_>>()?;
         self.catalog.replace_blocks(added, removed)?;
         {
             let mut blocks = self.blocks.write();
@@ -411,7 +443,9 @@ impl MetricsStore {
                 merged += 1;
             }
         }
-        self.stats.compactions.fetch_add(merged as u64, Ordering::Relaxed);
+        self.stats
+            .compactions
+            .fetch_add(merged as u64, Ordering::Relaxed);
         Ok(merged)
     }
 
@@ -421,9 +455,19 @@ impl MetricsStore {
         let level = group.iter().map(|b| b.meta().level).max().unwrap_or(1) + 1;
         let sources = group.iter().flat_map(|b| {
             let m = b.meta();
-            if m.sources.is_empty() { vec![m.id.clone()] } else { m.sources.clone() }
+            if m.sources.is_empty() {
+                vec![m.id.clone()]
+            } else {
+                m.sources.clone()
+            }
         });
-        let mut w = BlockWriter::create(&blocks_dir(&self.dir), min_time, max_time, level, sources.collect())?;
+        let mut w = BlockWriter::create(
+            &blocks_dir(&self.dir),
+            min_time,
+            max_time,
+            level,
+            sources.collect(),
+        )?;
         let mut merged: std::collections::BTreeMap<Labels, Vec<Sample>> = Default::default();
         for b in group {
             for s in b.all_series() {
@@ -437,7 +481,13 @@ impl MetricsStore {
         }
         let removed: Vec<String> = group.iter().map(|b| b.meta().id.clone()).collect();
         let added: Vec<BlockEntry> = w.finish()?.into_iter().collect();
-        tracing::info!(blocks = removed.len(), min_time, max_time, level, "compacted blocks");
+        tracing::info!(
+            blocks = removed.len(),
+            min_time,
+            max_time,
+            level,
+            "compacted blocks"
+        );
         self.install_blocks(&added, &removed)
     }
 
@@ -448,10 +498,19 @@ impl MetricsStore {
         let mut drop: Vec<String> = Vec::new();
         if self.cfg.retention_ms > 0 {
             let cutoff = now_ms - self.cfg.retention_ms;
-            drop.extend(blocks.iter().filter(|b| b.meta().max_time <= cutoff).map(|b| b.meta().id.clone()));
+            drop.extend(
+                blocks
+                    .iter()
+                    .filter(|b| b.meta().max_time <= cutoff)
+                    .map(|b| b.meta().id.clone()),
+            );
         }
         if self.cfg.retention_bytes > 0 {
-            let mut total: u64 = blocks.iter().filter(|b| !drop.contains(&b.meta().id)).map(|b| b.size_bytes()).sum();
+            let mut total: u64 = blocks
+                .iter()
+                .filter(|b| !drop.contains(&b.meta().id))
+                .map(|b| b.size_bytes())
+                .sum();
             for b in &blocks {
                 if total <= self.cfg.retention_bytes {
                     break;
@@ -465,14 +524,67 @@ impl MetricsStore {
         if drop.is_empty() {
             return Ok(0);
         }
-        let oldest_kept = blocks.iter().filter(|b| !drop.contains(&b.meta().id)).map(|b| b.meta().min_time).min();
+        let oldest_kept = blocks
+            .iter()
+            .filter(|b| !drop.contains(&b.meta().id))
+            .map(|b| b.meta().min_time)
+            .min();
         self.install_blocks(&[], &drop)?;
         if let Some(t) = oldest_kept.or(self.head.time_range().map(|r| r.0)) {
             self.catalog.expire_series_before(t)?;
         }
-        self.stats.blocks_deleted_by_retention.fetch_add(drop.len() as u64, Ordering::Relaxed);
+        self.stats
+            .blocks_deleted_by_retention
+            .fetch_add(drop.len() as u64, Ordering::Relaxed);
         tracing::info!(blocks = drop.len(), "retention dropped blocks");
         Ok(drop.len())
+    }
+
+    /// Writes backfilled series (each sorted by time, no duplicate timestamps) straight into blocks,
+    /// one per block range they touch, and records their metadata. Returns the number of blocks.
+    pub fn import(
+        &self,
+        series: &std::collections::BTreeMap<Labels, Vec<Sample>>,
+        metadata: &[(String, Metadata)],
+    ) -> Result<usize> {
+        let _m = self.maintenance_lock.lock();
+        let range = self.cfg.block_range_ms;
+        let mut ranges: Vec<i64> = series
+            .values()
+            .flat_map(|s| s.iter().map(|x| x.t.div_euclid(range)))
+            .collect();
+        ranges.sort_unstable();
+        ranges.dedup();
+        let mut entries = Vec::new();
+        for r in ranges {
+            let (lo, hi) = (r * range, (r + 1) * range);
+            let mut w = BlockWriter::create(&blocks_dir(&self.dir), lo, hi, 1, vec![])?;
+            for (labels, samples) in series {
+                let a = samples.partition_point(|x| x.t < lo);
+                let b = samples.partition_point(|x| x.t < hi);
+                w.add_series(labels, &samples[a..b])?;
+            }
+            if let Some(e) = w.finish()? {
+                entries.push(e);
+            }
+        }
+        self.catalog
+            .register_series(series.keys(), i64::MIN, i64::MAX)?;
+        self.install_blocks(&entries, &[])?;
+        if !metadata.is_empty() {
+            let _order = self.append_lock.lock();
+            let mut md = self.metadata.write();
+            let changed: Vec<(&str, &Metadata)> =
+                metadata.iter().map(|(f, m)| (f.as_str(), m)).collect();
+            let mut b = Vec::new();
+            wal::encode_metadata(&mut b, &changed);
+            for (f, m) in metadata {
+                md.insert(f.clone(), m.clone());
+            }
+            drop(md);
+            self.wal.log(b, i64::MIN)?.wait()?;
+        }
+        Ok(entries.len())
     }
 
     /// The background path, run periodically.
@@ -515,9 +627,18 @@ impl MetricsStore {
         }
     }
 
-    fn selected(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<(Labels, Vec<Sample>)>> {
+    fn selected(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<(Labels, Vec<Sample>)>> {
         let mut sources: Vec<Vec<(Labels, Vec<Sample>)>> = Vec::new();
-        for b in self.blocks_snapshot().iter().filter(|b| b.overlaps(mint, maxt)) {
+        for b in self
+            .blocks_snapshot()
+            .iter()
+            .filter(|b| b.overlaps(mint, maxt))
+        {
             sources.push(b.select(matchers, mint, maxt)?);
         }
         sources.push(self.head.select(matchers, mint, maxt));
@@ -526,7 +647,11 @@ impl MetricsStore {
 
     fn labels_in_range(&self, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<Labels> {
         let all = [Vec::new()];
-        let selectors = if selectors.is_empty() { &all[..] } else { selectors };
+        let selectors = if selectors.is_empty() {
+            &all[..]
+        } else {
+            selectors
+        };
         let blocks = self.blocks_snapshot();
         let mut out: Vec<Labels> = Vec::new();
         for sel in selectors {
@@ -630,7 +755,13 @@ impl MetricsReader for MetricsStore {
         Ok(names)
     }
 
-    fn label_values(&self, name: &str, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<String>> {
+    fn label_values(
+        &self,
+        name: &str,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>> {
         let mut values: Vec<String> = self
             .labels_in_range(selectors, mint, maxt)
             .iter()
@@ -641,7 +772,12 @@ impl MetricsReader for MetricsStore {
         Ok(values)
     }
 
-    fn exemplars(&self, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<SeriesExemplars>> {
+    fn exemplars(
+        &self,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesExemplars>> {
         let mut out: Vec<SeriesExemplars> = Vec::new();
         for sel in selectors {
             for se in self.head.exemplars(sel, mint, maxt) {
@@ -669,14 +805,20 @@ impl MetricsReader for MetricsStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{SeriesWrite, MatchOp};
+    use crate::model::{MatchOp, SeriesWrite};
 
     fn batch(job: &str, from: i64, n: i64, step: i64) -> WriteBatch {
         WriteBatch {
             series: (0..3)
                 .map(|i| SeriesWrite {
-                    labels: Labels::from_pairs([("__name__", "m".to_string()), ("job", job.to_string()), ("i", i.to_string())]),
-                    samples: (0..n).map(|k| Sample::new(from + k * step, (k * 10 + i) as f64)).collect(),
+                    labels: Labels::from_pairs([
+                        ("__name__", "m".to_string()),
+                        ("job", job.to_string()),
+                        ("i", i.to_string()),
+                    ]),
+                    samples: (0..n)
+                        .map(|k| Sample::new(from + k * step, (k * 10 + i) as f64))
+                        .collect(),
                     exemplars: vec![],
                 })
                 .collect(),
@@ -685,11 +827,22 @@ mod tests {
     }
 
     fn open(dir: &Path) -> MetricsStore {
-        MetricsStore::open(&dir.join("metrics"), &dir.join("catalog"), MetricsConfig::default(), Arc::default()).unwrap()
+        MetricsStore::open(
+            &dir.join("metrics"),
+            &dir.join("catalog"),
+            MetricsConfig::default(),
+            Arc::default(),
+        )
+        .unwrap()
     }
 
     fn count(store: &MetricsStore, mint: i64, maxt: i64) -> usize {
-        store.select(&[Matcher::equal("__name__", "m")], mint, maxt).unwrap().iter().map(|s| s.samples.len()).sum()
+        store
+            .select(&[Matcher::equal("__name__", "m")], mint, maxt)
+            .unwrap()
+            .iter()
+            .map(|s| s.samples.len())
+            .sum()
     }
 
     #[test]
@@ -730,8 +883,63 @@ mod tests {
         drop(s);
         let s = open(dir.path());
         assert_eq!(count(&s, 0, i64::MAX), 3 * (7 * 240 + 10));
-        let names = s.label_values("job", &[vec![Matcher::new(MatchOp::Regex, "i", "1|2").unwrap()]], 0, i64::MAX).unwrap();
+        let names = s
+            .label_values(
+                "job",
+                &[vec![Matcher::new(MatchOp::Regex, "i", "1|2").unwrap()]],
+                0,
+                i64::MAX,
+            )
+            .unwrap();
         assert_eq!(names, vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn retention_by_size_drops_oldest_blocks_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = MetricsConfig {
+            retention_ms: 0,
+            retention_bytes: 1,
+            ..MetricsConfig::default()
+        };
+        let s = MetricsStore::open(
+            &dir.path().join("metrics"),
+            &dir.path().join("catalog"),
+            cfg,
+            Arc::default(),
+        )
+        .unwrap();
+        s.append(&batch("a", 0, 1000, 60_000)).unwrap();
+        s.cut_blocks(true).unwrap();
+        let blocks = s.block_entries();
+        assert!(blocks.len() >= 3);
+        let newest = blocks.iter().map(|b| b.min_time).max().unwrap();
+        // A 1-byte budget keeps nothing but never deletes out of age order: the newest goes last.
+        let dropped = s.apply_retention(0).unwrap();
+        assert_eq!(dropped, blocks.len());
+        assert_eq!(s.block_count(), 0);
+        s.append(&batch("a", newest + 7_200_000, 1, 60_000))
+            .unwrap();
+        s.cut_blocks(true).unwrap();
+        let size = s.blocks_bytes();
+        let cfg = MetricsConfig {
+            retention_ms: 0,
+            retention_bytes: size,
+            ..MetricsConfig::default()
+        };
+        drop(s);
+        let s = MetricsStore::open(
+            &dir.path().join("metrics"),
+            &dir.path().join("catalog"),
+            cfg,
+            Arc::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            s.apply_retention(0).unwrap(),
+            0,
+            "within budget: nothing dropped"
+        );
     }
 
     #[test]
@@ -742,7 +950,9 @@ mod tests {
         s.cut_blocks(true).unwrap();
         let before = s.block_count();
         assert!(before >= 2);
-        let dropped = s.apply_retention(15 * 24 * 3_600_000 + 4 * 3_600_000).unwrap();
+        let dropped = s
+            .apply_retention(15 * 24 * 3_600_000 + 4 * 3_600_000)
+            .unwrap();
         assert!(dropped >= 1 && s.block_count() < before);
         assert!(count(&s, 0, 4 * 3_600_000 - 1) < 3 * 240);
     }

@@ -33,7 +33,10 @@ pub struct Label {
 
 impl Label {
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Label { name: name.into(), value: value.into() }
+        Label {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -44,7 +47,9 @@ pub struct Labels(Vec<Label>);
 impl Labels {
     /// Builds a label set from pairs in any order; later duplicates win and empty values are dropped
     /// (Prometheus treats an empty value as an absent label).
-    pub fn from_pairs<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+    pub fn from_pairs<N: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
         let mut labels: Vec<Label> = pairs
             .into_iter()
             .map(|(n, v)| Label::new(n, v))
@@ -64,7 +69,10 @@ impl Labels {
 
     /// Wraps labels already sorted by name, unique and non-empty (checked in debug builds).
     pub fn from_sorted(labels: Vec<Label>) -> Self {
-        debug_assert!(labels.windows(2).all(|w| w[0].name < w[1].name), "labels not sorted/unique");
+        debug_assert!(
+            labels.windows(2).all(|w| w[0].name < w[1].name),
+            "labels not sorted/unique"
+        );
         Labels(labels)
     }
 
@@ -116,7 +124,11 @@ impl Labels {
     pub fn size_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.0.capacity() * std::mem::size_of::<Label>()
-            + self.0.iter().map(|l| l.name.capacity() + l.value.capacity()).sum::<usize>()
+            + self
+                .0
+                .iter()
+                .map(|l| l.name.capacity() + l.value.capacity())
+                .sum::<usize>()
     }
 }
 
@@ -331,11 +343,21 @@ impl Matcher {
             ),
             _ => None,
         };
-        Ok(Matcher { name, op, value, re })
+        Ok(Matcher {
+            name,
+            op,
+            value,
+            re,
+        })
     }
 
     pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Matcher { name: name.into(), op: MatchOp::Equal, value: value.into(), re: None }
+        Matcher {
+            name: name.into(),
+            op: MatchOp::Equal,
+            value: value.into(),
+            re: None,
+        }
     }
 
     /// Does a label value (empty when the label is absent) satisfy the matcher?
@@ -398,10 +420,21 @@ pub trait MetricsReader: Send + Sync {
     fn label_names(&self, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<String>>;
 
     /// Sorted values of one label over the series `series` would return.
-    fn label_values(&self, name: &str, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<String>>;
+    fn label_values(
+        &self,
+        name: &str,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>>;
 
     /// Exemplars of matching series in range.
-    fn exemplars(&self, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<SeriesExemplars>>;
+    fn exemplars(
+        &self,
+        selectors: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesExemplars>>;
 
     /// Metadata by metric family name.
     fn metadata(&self, metric: Option<&str>) -> Result<Vec<(String, Metadata)>>;

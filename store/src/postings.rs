@@ -21,7 +21,12 @@ pub fn select(index: &dyn PostingsIndex, matchers: &[Matcher]) -> Vec<u32> {
     let mut removals: Vec<Vec<u32>> = Vec::new();
     // Positive matchers first, cheapest (exact equality) first.
     let mut ordered: Vec<&Matcher> = matchers.iter().collect();
-    ordered.sort_by_key(|m| (m.matches_empty(), !matches!(m.op, crate::model::MatchOp::Equal)));
+    ordered.sort_by_key(|m| {
+        (
+            m.matches_empty(),
+            !matches!(m.op, crate::model::MatchOp::Equal),
+        )
+    });
     for m in ordered {
         if !m.matches_empty() {
             let list = if m.op == crate::model::MatchOp::Equal {
@@ -123,7 +128,10 @@ mod tests {
             }
         }
         fn postings(&self, name: &str, value: &str) -> Vec<u32> {
-            self.0.get(&(name.to_owned(), value.to_owned())).cloned().unwrap_or_default()
+            self.0
+                .get(&(name.to_owned(), value.to_owned()))
+                .cloned()
+                .unwrap_or_default()
         }
     }
 
@@ -139,7 +147,10 @@ mod tests {
     }
 
     fn sel(ms: &[(MatchOp, &str, &str)]) -> Vec<u32> {
-        let ms: Vec<Matcher> = ms.iter().map(|(o, n, v)| Matcher::new(*o, *n, *v).unwrap()).collect();
+        let ms: Vec<Matcher> = ms
+            .iter()
+            .map(|(o, n, v)| Matcher::new(*o, *n, *v).unwrap())
+            .collect();
         select(&fixture(), &ms)
     }
 

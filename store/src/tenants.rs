@@ -19,7 +19,9 @@ pub fn validate_tenant(id: &str) -> Result<()> {
         && id.len() <= 150
         && id != "."
         && id != ".."
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
     if ok {
         Ok(())
     } else {
@@ -90,7 +92,12 @@ impl Storage {
     }
 
     pub fn tenants(&self) -> Vec<(String, Arc<MetricsStore>)> {
-        let mut v: Vec<_> = self.metrics.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut v: Vec<_> = self
+            .metrics
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
@@ -127,7 +134,12 @@ mod tests {
         }
         let s = Storage::open(dir.path(), MetricsConfig::default()).unwrap();
         let a = s.metrics_for_read("team-a").unwrap().unwrap();
-        assert_eq!(a.select(&[Matcher::equal("__name__", "x")], 0, 10).unwrap().len(), 1);
+        assert_eq!(
+            a.select(&[Matcher::equal("__name__", "x")], 0, 10)
+                .unwrap()
+                .len(),
+            1
+        );
         assert!(s.metrics_for_read("default").unwrap().is_none());
     }
 }

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
-use crate::encoding::{put_str, put_uvarint, put_varint, Decoder, DecodeResult};
+use crate::encoding::{put_str, put_uvarint, put_varint, DecodeResult, Decoder};
 use crate::error::{Error, Result};
 use crate::model::{Exemplar, Label, Labels, Metadata, MetricType};
 
@@ -103,7 +103,9 @@ fn decode_labels(d: &mut Decoder<'_>) -> DecodeResult<Labels> {
         let value = d.str()?.to_owned();
         labels.push(Label { name, value });
     }
-    Ok(Labels::from_pairs(labels.into_iter().map(|l| (l.name, l.value))))
+    Ok(Labels::from_pairs(
+        labels.into_iter().map(|l| (l.name, l.value)),
+    ))
 }
 
 pub fn decode_record(payload: &[u8]) -> DecodeResult<WalRecord> {
@@ -116,7 +118,8 @@ pub fn decode_record(payload: &[u8]) -> DecodeResult<WalRecord> {
         REC_SERIES => {
             let mut v = Vec::with_capacity(cap);
             for _ in 0..n {
-                let r = u32::try_from(d.uvarint()?).map_err(|_| crate::encoding::DecodeError("series ref overflow"))?;
+                let r = u32::try_from(d.uvarint()?)
+                    .map_err(|_| crate::encoding::DecodeError("series ref overflow"))?;
                 v.push((r, decode_labels(&mut d)?));
             }
             WalRecord::Series(v)
@@ -125,7 +128,8 @@ pub fn decode_record(payload: &[u8]) -> DecodeResult<WalRecord> {
             let mut v = Vec::with_capacity(cap);
             let base = d.varint()?;
             for _ in 0..n {
-                let r = u32::try_from(d.uvarint()?).map_err(|_| crate::encoding::DecodeError("series ref overflow"))?;
+                let r = u32::try_from(d.uvarint()?)
+                    .map_err(|_| crate::encoding::DecodeError("series ref overflow"))?;
                 let t = base.wrapping_add(d.varint()?);
                 v.push((r, t, d.f64_le()?));
             }
@@ -134,7 +138,8 @@ pub fn decode_record(payload: &[u8]) -> DecodeResult<WalRecord> {
         REC_EXEMPLARS => {
             let mut v = Vec::with_capacity(cap);
             for _ in 0..n {
-                let r = u32::try_from(d.uvarint()?).map_err(|_| crate::encoding::DecodeError("series ref overflow"))?;
+                let r = u32::try_from(d.uvarint()?)
+                    .map_err(|_| crate::encoding::DecodeError("series ref overflow"))?;
                 let t = d.varint()?;
                 let value = d.f64_le()?;
                 let labels = decode_labels(&mut d)?;
@@ -149,7 +154,14 @@ pub fn decode_record(payload: &[u8]) -> DecodeResult<WalRecord> {
                 let metric_type = MetricType::from_i32(i32::from(d.u8()?));
                 let help = d.str()?.to_owned();
                 let unit = d.str()?.to_owned();
-                v.push((family, Metadata { metric_type, help, unit }));
+                v.push((
+                    family,
+                    Metadata {
+                        metric_type,
+                        help,
+                        unit,
+                    },
+                ));
             }
             WalRecord::Metadata(v)
         }
@@ -212,7 +224,10 @@ fn read_records(path: &Path, magic: &[u8; 4]) -> Result<(Vec<Vec<u8>>, u64, bool
     }
     let version = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
     if version != FORMAT_VERSION {
-        return Err(Error::UnsupportedVersion { path: path.to_owned(), version });
+        return Err(Error::UnsupportedVersion {
+            path: path.to_owned(),
+            version,
+        });
     }
     let mut records = Vec::new();
     let mut pos = HEADER_LEN as usize;
@@ -225,7 +240,8 @@ fn read_records(path: &Path, magic: &[u8; 4]) -> Result<(Vec<Vec<u8>>, u64, bool
         let len = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]);
         let crc = u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
         let end = pos + 8 + len as usize;
-        if len > MAX_RECORD_BYTES || end > data.len() || crc32c::crc32c(&data[pos + 8..end]) != crc {
+        if len > MAX_RECORD_BYTES || end > data.len() || crc32c::crc32c(&data[pos + 8..end]) != crc
+        {
             damaged = true;
             break;
         }
@@ -261,7 +277,8 @@ pub fn replay(dir: &Path) -> Result<Replay> {
             return Err(Error::corrupt(path, "checkpoint is damaged"));
         }
         for r in records {
-            out.records.push(decode_record(&r).map_err(|e| Error::corrupt(&path, e.to_string()))?);
+            out.records
+                .push(decode_record(&r).map_err(|e| Error::corrupt(&path, e.to_string()))?);
         }
     }
     let start = first.unwrap_or(0);
@@ -286,7 +303,10 @@ pub fn replay(dir: &Path) -> Result<Replay> {
         if damaged {
             out.damaged_segments += 1;
             tracing::warn!(path = %path.display(), valid_len, "torn WAL tail cut off");
-            let f = OpenOptions::new().write(true).open(&path).map_err(|e| Error::io(&path, e))?;
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
             if valid_len < HEADER_LEN {
                 drop(f);
                 fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
@@ -305,7 +325,11 @@ pub fn replay(dir: &Path) -> Result<Replay> {
 }
 
 enum Command {
-    Append { payload: Vec<u8>, max_t: i64, done: Option<SyncSender<io::Result<()>>> },
+    Append {
+        payload: Vec<u8>,
+        max_t: i64,
+        done: Option<SyncSender<io::Result<()>>>,
+    },
     /// Close the current segment and start a new one; answers with the new segment's index.
     Rotate { done: SyncSender<io::Result<u64>> },
 }
@@ -340,7 +364,10 @@ pub struct WalOptions {
 
 impl Default for WalOptions {
     fn default() -> Self {
-        WalOptions { fsync: true, queue_capacity: 1024 }
+        WalOptions {
+            fsync: true,
+            queue_capacity: 1024,
+        }
     }
 }
 
@@ -357,13 +384,24 @@ pub struct Wal {
 impl Wal {
     /// Opens the WAL for writing at `next_segment` (from [`replay`]); `segment_max_t` gives the newest
     /// sample time of each existing segment so truncation knows which ones may go.
-    pub fn open(dir: &Path, next_segment: u64, existing: Vec<(u64, i64)>, opts: WalOptions) -> Result<Wal> {
+    pub fn open(
+        dir: &Path,
+        next_segment: u64,
+        existing: Vec<(u64, i64)>,
+        opts: WalOptions,
+    ) -> Result<Wal> {
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let segments = Arc::new(Mutex::new(
-            existing.into_iter().map(|(index, max_t)| SegmentInfo { index, max_t }).collect::<Vec<_>>(),
+            existing
+                .into_iter()
+                .map(|(index, max_t)| SegmentInfo { index, max_t })
+                .collect::<Vec<_>>(),
         ));
         let file = create_segment(dir, next_segment)?;
-        segments.lock().push(SegmentInfo { index: next_segment, max_t: i64::MIN });
+        segments.lock().push(SegmentInfo {
+            index: next_segment,
+            max_t: i64::MIN,
+        });
         let (tx, rx) = mpsc::sync_channel(opts.queue_capacity);
         let fsyncs = Arc::new(AtomicU64::new(0));
         let bytes_written = Arc::new(AtomicU64::new(0));
@@ -399,19 +437,29 @@ impl Wal {
     /// Queues a record; the ticket resolves once it is on disk. Records are written in call order.
     pub fn log(&self, payload: Vec<u8>, max_t: i64) -> Result<Ticket> {
         let (done, rx) = mpsc::sync_channel(1);
-        self.send(Command::Append { payload, max_t, done: Some(done) })?;
+        self.send(Command::Append {
+            payload,
+            max_t,
+            done: Some(done),
+        })?;
         Ok(Ticket(rx))
     }
 
     /// Queues a record without waiting for it (it is made durable with the next synced record).
     pub fn log_nowait(&self, payload: Vec<u8>) -> Result<()> {
-        self.send(Command::Append { payload, max_t: i64::MIN, done: None })
+        self.send(Command::Append {
+            payload,
+            max_t: i64::MIN,
+            done: None,
+        })
     }
 
     pub fn rotate(&self) -> Result<u64> {
         let (done, rx) = mpsc::sync_channel(1);
         self.send(Command::Rotate { done })?;
-        rx.recv().map_err(|_| Error::ShuttingDown)?.map_err(|e| Error::io(&self.dir, e))
+        rx.recv()
+            .map_err(|_| Error::ShuttingDown)?
+            .map_err(|e| Error::io(&self.dir, e))
     }
 
     /// Writes a checkpoint holding `records` (the live state) that replaces every segment before the
@@ -421,7 +469,9 @@ impl Wal {
         let current = self.rotate()?;
         let first_kept = {
             let segs = self.segments.lock();
-            segs.iter().find(|s| s.index >= current || s.max_t >= keep_from_t).map_or(current, |s| s.index)
+            segs.iter()
+                .find(|s| s.index >= current || s.max_t >= keep_from_t)
+                .map_or(current, |s| s.index)
         };
         let tmp = self.dir.join("checkpoint.tmp");
         let mut body = Vec::with_capacity(1 << 20);
@@ -475,12 +525,18 @@ impl Drop for Wal {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
 }
 
 fn create_segment(dir: &Path, index: u64) -> Result<File> {
     let path = segment_path(dir, index);
-    let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
     let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
     if len == 0 {
         let mut header = Vec::with_capacity(8);
@@ -519,7 +575,11 @@ impl Writer {
             while let Some(cmd) = next.take() {
                 n += 1;
                 match cmd {
-                    Command::Append { payload, max_t, done } => {
+                    Command::Append {
+                        payload,
+                        max_t,
+                        done,
+                    } => {
                         frame(&payload, &mut buf);
                         if max_t != i64::MIN {
                             if let Some(s) = self.segments.lock().last_mut() {
@@ -529,7 +589,9 @@ impl Writer {
                         waiting.extend(done);
                     }
                     Command::Rotate { done } => {
-                        let r = self.commit(&mut buf, &mut waiting).and_then(|()| self.rotate());
+                        let r = self
+                            .commit(&mut buf, &mut waiting)
+                            .and_then(|()| self.rotate());
                         let _ = done.send(r);
                     }
                 }
@@ -547,14 +609,19 @@ impl Writer {
         let _ = self.commit(&mut buf, &mut waiting);
     }
 
-    fn commit(&mut self, buf: &mut Vec<u8>, waiting: &mut Vec<SyncSender<io::Result<()>>>) -> io::Result<()> {
+    fn commit(
+        &mut self,
+        buf: &mut Vec<u8>,
+        waiting: &mut Vec<SyncSender<io::Result<()>>>,
+    ) -> io::Result<()> {
         if buf.is_empty() && waiting.is_empty() {
             return Ok(());
         }
         let mut result = self.file.write_all(buf);
         if result.is_ok() {
             self.size += buf.len() as u64;
-            self.bytes_written.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            self.bytes_written
+                .fetch_add(buf.len() as u64, Ordering::Relaxed);
             if self.fsync && !waiting.is_empty() {
                 result = self.file.sync_data();
                 self.fsyncs.fetch_add(1, Ordering::Relaxed);
@@ -579,7 +646,10 @@ impl Writer {
         self.file = create_segment(&self.dir, next).map_err(|e| io::Error::other(e.to_string()))?;
         self.index = next;
         self.size = HEADER_LEN;
-        self.segments.lock().push(SegmentInfo { index: next, max_t: i64::MIN });
+        self.segments.lock().push(SegmentInfo {
+            index: next,
+            max_t: i64::MIN,
+        });
         Ok(next)
     }
 }
@@ -591,15 +661,30 @@ mod tests {
 
     fn sample_records() -> Vec<WalRecord> {
         vec![
-            WalRecord::Series(vec![(1, Labels::from_pairs([("__name__", "up"), ("job", "a")]))]),
-            WalRecord::Samples(vec![(1, 1000, 1.0), (1, 2000, f64::NAN), (2, -5, f64::INFINITY)]),
+            WalRecord::Series(vec![(
+                1,
+                Labels::from_pairs([("__name__", "up"), ("job", "a")]),
+            )]),
+            WalRecord::Samples(vec![
+                (1, 1000, 1.0),
+                (1, 2000, f64::NAN),
+                (2, -5, f64::INFINITY),
+            ]),
             WalRecord::Exemplars(vec![(
                 1,
-                Exemplar { labels: Labels::from_pairs([("trace_id", "abc")]), value: 2.5, t: 1500 },
+                Exemplar {
+                    labels: Labels::from_pairs([("trace_id", "abc")]),
+                    value: 2.5,
+                    t: 1500,
+                },
             )]),
             WalRecord::Metadata(vec![(
                 "up".into(),
-                Metadata { metric_type: MetricType::Gauge, help: "h".into(), unit: "".into() },
+                Metadata {
+                    metric_type: MetricType::Gauge,
+                    help: "h".into(),
+                    unit: "".into(),
+                },
             )]),
         ]
     }
@@ -607,10 +692,17 @@ mod tests {
     fn encode(r: &WalRecord) -> Vec<u8> {
         let mut b = Vec::new();
         match r {
-            WalRecord::Series(s) => encode_series(&mut b, &s.iter().map(|(r, l)| (*r, l)).collect::<Vec<_>>()),
+            WalRecord::Series(s) => {
+                encode_series(&mut b, &s.iter().map(|(r, l)| (*r, l)).collect::<Vec<_>>())
+            }
             WalRecord::Samples(s) => encode_samples(&mut b, s),
-            WalRecord::Exemplars(e) => encode_exemplars(&mut b, &e.iter().map(|(r, e)| (*r, e)).collect::<Vec<_>>()),
-            WalRecord::Metadata(m) => encode_metadata(&mut b, &m.iter().map(|(f, m)| (f.as_str(), m)).collect::<Vec<_>>()),
+            WalRecord::Exemplars(e) => {
+                encode_exemplars(&mut b, &e.iter().map(|(r, e)| (*r, e)).collect::<Vec<_>>())
+            }
+            WalRecord::Metadata(m) => encode_metadata(
+                &mut b,
+                &m.iter().map(|(f, m)| (f.as_str(), m)).collect::<Vec<_>>(),
+            ),
         }
         b
     }
@@ -627,7 +719,10 @@ mod tests {
         {
             let r = replay(dir.path()).unwrap();
             let wal = Wal::open(dir.path(), r.next_segment, vec![], WalOptions::default()).unwrap();
-            let tickets: Vec<_> = recs.iter().map(|r| wal.log(encode(r), 0).unwrap()).collect();
+            let tickets: Vec<_> = recs
+                .iter()
+                .map(|r| wal.log(encode(r), 0).unwrap())
+                .collect();
             for t in tickets {
                 t.wait().unwrap();
             }
@@ -650,7 +745,12 @@ mod tests {
         }
         let seg = segment_path(dir.path(), 0);
         let len = fs::metadata(&seg).unwrap().len();
-        OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 3).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
         let r = replay(dir.path()).unwrap();
         assert!(same(&r.records, &recs[..3]));
         assert_eq!(r.damaged_segments, 1);

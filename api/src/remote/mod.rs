@@ -14,7 +14,7 @@ pub mod write_v2;
 pub use read::{
     decode_chunked_frame, decode_read, decode_read_response, encode_chunked_frame,
     encode_read_request, encode_read_samples, ReadQuery, ReadRequestDecoded, ResponseType,
-    CHUNKED_READ_CONTENT_TYPE,
+    XorChunk, CHUNKED_READ_CONTENT_TYPE,
 };
 pub use write::{decode_write, encode_write_v1, encode_write_v2, DecodedWrite, WriteVersion};
 
@@ -110,6 +110,8 @@ pub enum RemoteError {
     FirstSymbolNotEmpty(String),
     #[error("series {index}: {reason}")]
     InvalidSeries { index: usize, reason: String },
+    #[error("metadata {index}: {reason}")]
+    InvalidMetadata { index: usize, reason: String },
     #[error("series {index}: native histograms are not supported yet")]
     NativeHistogram { index: usize },
     #[error("query {index}: {reason}")]
@@ -135,6 +137,7 @@ impl RemoteError {
             | RemoteError::Protobuf { .. }
             | RemoteError::FirstSymbolNotEmpty(_)
             | RemoteError::InvalidSeries { .. }
+            | RemoteError::InvalidMetadata { .. }
             | RemoteError::NativeHistogram { .. }
             | RemoteError::InvalidQuery { .. }
             | RemoteError::UnsupportedResponseType(_)

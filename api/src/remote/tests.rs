@@ -344,6 +344,34 @@ fn invalid_label_sets_are_refused_with_the_series_named() {
 }
 
 #[test]
+fn invalid_utf8_and_bad_metadata_are_refused() {
+    // Label { name: "a", value: b"\xff" } inside TimeSeries inside WriteRequest, by hand.
+    let label = [0x0a, 0x01, b'a', 0x12, 0x01, 0xff];
+    let series = [&[0x0a, label.len() as u8][..], &label].concat();
+    let req = [&[0x0a, series.len() as u8][..], &series].concat();
+    assert_err(
+        decode_v1(&snappy(&req)),
+        400,
+        "cannot decode prometheus.WriteRequest",
+    );
+
+    let metadata = |name: &str| prompb::MetricMetadata {
+        r#type: 1,
+        metric_family_name: name.into(),
+        ..Default::default()
+    };
+    let req = prompb::WriteRequest {
+        timeseries: vec![],
+        metadata: vec![metadata("ok_total"), metadata("not ok")],
+    };
+    assert_err(
+        decode_v1(&snappy(&req.encode_to_vec())),
+        400,
+        "metadata 1: metric family name \"not ok\" is invalid",
+    );
+}
+
+#[test]
 fn huge_label_value_is_refused() {
     let huge = "a".repeat(10 << 20);
     let body = body_v1(vec![series_v1(&[("__name__", "up"), ("blob", &huge)])]);

@@ -151,18 +151,22 @@ fn validate_v1(
             exemplars,
         });
     }
-    out.batch.metadata = req
-        .metadata
-        .into_iter()
-        .map(|m| {
-            let metadata = Metadata {
-                metric_type: MetricType::from_i32(m.r#type),
-                help: m.help,
-                unit: m.unit,
-            };
-            (m.metric_family_name, metadata)
-        })
-        .collect();
+    out.batch.metadata.reserve(req.metadata.len());
+    for (index, m) in req.metadata.into_iter().enumerate() {
+        if !is_valid_metric_name(&m.metric_family_name) {
+            let reason = format!(
+                "metric family name {:?} is invalid",
+                excerpt(&m.metric_family_name)
+            );
+            return Err(RemoteError::InvalidMetadata { index, reason });
+        }
+        let metadata = Metadata {
+            metric_type: MetricType::from_i32(m.r#type),
+            help: m.help,
+            unit: m.unit,
+        };
+        out.batch.metadata.push((m.metric_family_name, metadata));
+    }
     Ok(out)
 }
 
@@ -284,7 +288,7 @@ fn resolve_label_refs<'s>(
     symbols: &'s [String],
     limits: &DecodeLimits,
 ) -> Result<Vec<(&'s str, &'s str)>, String> {
-    if refs.len() % 2 != 0 {
+    if !refs.len().is_multiple_of(2) {
         return Err(format!(
             "labels_refs has odd length {}: it must hold name/value pairs",
             refs.len()

@@ -38,13 +38,16 @@ pub(crate) fn write_bits(buf: &mut Vec<u8>, free: &mut u8, value: u64, n: u32) {
 /// MSB-first bit reader over a byte slice.
 ///
 /// Bits are served from a 64-bit buffer refilled with one unaligned big-endian load, so a typical
-/// sample costs one refill and a few shifts rather than a branch per bit. Invariant: `buf` holds
-/// `avail` valid bits left-aligned; bits below them are zero or equal to the following stream bits,
-/// which makes refilling by OR idempotent.
+/// sample costs a refill and a few shifts rather than a branch per bit. Past the end of the slice the
+/// reader yields zero bits instead of failing each read; callers check [`BitReader::overrun`] once per
+/// sample, which keeps the hot path free of per-field bounds branches.
+///
+/// Invariant: `buf` holds `avail` valid bits left-aligned; the bits below them are zero or equal to the
+/// bits that follow in the stream, so refilling by OR is idempotent.
 #[derive(Clone, Debug)]
 pub(crate) struct BitReader<'a> {
     data: &'a [u8],
-    /// Next byte of `data` not yet loaded into `buf`.
+    /// Next byte to load; runs past `data.len()` once the reader has produced padding.
     pos: usize,
     buf: u64,
     avail: u32,
@@ -52,49 +55,65 @@ pub(crate) struct BitReader<'a> {
 
 impl<'a> BitReader<'a> {
     pub(crate) fn new(data: &'a [u8]) -> Self {
-        BitReader { data, pos: 0, buf: 0, avail: 0 }
+        BitReader {
+            data,
+            pos: 0,
+            buf: 0,
+            avail: 0,
+        }
     }
 
-    /// Loads as many whole bytes as fit; afterwards `avail >= 56` unless the data is exhausted.
+    /// Tops the buffer up to at least 56 bits.
     #[inline(always)]
-    fn refill(&mut self) {
+    pub(crate) fn refill(&mut self) {
         debug_assert!(self.avail < 64);
-        if let Some(word) = self.data.get(self.pos..).and_then(|s| s.first_chunk::<8>()) {
-            self.buf |= u64::from_be_bytes(*word) >> self.avail;
-            let loaded = (63 - self.avail) >> 3;
-            self.pos += loaded as usize;
-            self.avail += loaded * 8;
-        } else {
-            self.refill_tail();
+        let word = match self.data.get(self.pos..).and_then(|s| s.first_chunk::<8>()) {
+            Some(word) => u64::from_be_bytes(*word),
+            None => self.tail_word(),
+        };
+        self.buf |= word >> self.avail;
+        let loaded = (63 - self.avail) >> 3;
+        self.pos += loaded as usize;
+        self.avail += loaded * 8;
+    }
+
+    /// The word at `pos` when fewer than 8 bytes remain, zero-padded. Chunks are short (a 120-sample
+    /// chunk can be 40 bytes), so this path is common enough to stay cheap: shift the slice's last word
+    /// rather than copy bytes.
+    #[inline(always)]
+    fn tail_word(&self) -> u64 {
+        match self.data.last_chunk::<8>() {
+            Some(last) => {
+                let skip = self.pos - (self.data.len() - 8);
+                if skip < 8 {
+                    u64::from_be_bytes(*last) << (skip * 8)
+                } else {
+                    0
+                }
+            }
+            None => self.short_slice_word(),
         }
     }
 
     #[cold]
-    fn refill_tail(&mut self) {
-        while self.avail <= 56 {
-            let Some(&byte) = self.data.get(self.pos) else { break };
-            self.buf |= u64::from(byte) << (56 - self.avail);
-            self.pos += 1;
-            self.avail += 8;
+    fn short_slice_word(&self) -> u64 {
+        let mut word = [0u8; 8];
+        if let Some(rest) = self.data.get(self.pos..) {
+            let len = rest.len().min(8);
+            word[..len].copy_from_slice(&rest[..len]);
         }
+        u64::from_be_bytes(word)
     }
 
-    /// Makes at least `n` (≤ 56) bits available; false if the stream ends first.
+    /// The buffered bits, next bit in bit 63; at least `avail` of them are valid.
     #[inline(always)]
-    pub(crate) fn ensure(&mut self, n: u32) -> bool {
-        debug_assert!(n <= 56);
-        if self.avail < n {
-            self.refill();
-            return self.avail >= n;
-        }
-        true
+    pub(crate) fn buffered(&self) -> u64 {
+        self.buf
     }
 
-    /// The next `n` bits (1..=56) without consuming them; requires a successful `ensure(n)`.
     #[inline(always)]
-    pub(crate) fn peek(&self, n: u32) -> u64 {
-        debug_assert!((1..=56).contains(&n) && n <= self.avail);
-        self.buf >> (64 - n)
+    pub(crate) fn available(&self) -> u32 {
+        self.avail
     }
 
     #[inline(always)]
@@ -104,28 +123,44 @@ impl<'a> BitReader<'a> {
         self.avail -= n;
     }
 
-    /// Reads `n` bits, `n` in `1..=64`.
+    /// Reads `n` bits, `n` in `1..=64`; zeros past the end of the slice.
     #[inline(always)]
-    pub(crate) fn read(&mut self, n: u32) -> Option<u64> {
+    pub(crate) fn read(&mut self, n: u32) -> u64 {
         debug_assert!((1..=64).contains(&n));
         if n <= 56 {
-            if !self.ensure(n) {
-                return None;
-            }
-            let v = self.peek(n);
-            self.consume(n);
-            Some(v)
+            self.read_short(n)
         } else {
-            let hi = self.read(n - 32)?;
-            let lo = self.read(32)?;
-            Some((hi << 32) | lo)
+            self.read_wide(n)
         }
     }
 
-    /// Bytes of the slice touched so far, counting a partly read byte as read.
+    #[inline(always)]
+    fn read_short(&mut self, n: u32) -> u64 {
+        if self.avail < n {
+            self.refill();
+        }
+        let v = self.buf >> (64 - n);
+        self.consume(n);
+        v
+    }
+
+    /// More bits than one refill guarantees: two reads.
+    #[inline(never)]
+    fn read_wide(&mut self, n: u32) -> u64 {
+        let hi = self.read_short(n - 32);
+        let lo = self.read_short(32);
+        (hi << 32) | lo
+    }
+
+    /// Whether more bits were read than the slice holds.
+    #[inline(always)]
+    pub(crate) fn overrun(&self) -> bool {
+        self.pos * 8 - self.avail as usize > self.data.len() * 8
+    }
+
+    /// Bytes of the slice read so far, counting a partly read byte.
     pub(crate) fn consumed_bytes(&self) -> usize {
-        let bits = self.pos * 8 - self.avail as usize;
-        bits.div_ceil(8)
+        (self.pos * 8 - self.avail as usize).div_ceil(8)
     }
 }
 
@@ -157,8 +192,20 @@ pub(crate) fn unzigzag(u: u64) -> i64 {
 
 /// Reads an unsigned varint at `*pos`, advancing it. Rejects truncation and values that overflow 64
 /// bits, as Go's `binary.ReadUvarint` does.
-#[inline]
+#[inline(always)]
 pub(crate) fn read_uvarint(data: &[u8], pos: &mut usize) -> Result<u64, &'static str> {
+    // Delta-of-deltas and small deltas are one byte; keep that case inline.
+    if let Some(&byte) = data.get(*pos) {
+        if byte < 0x80 {
+            *pos += 1;
+            return Ok(u64::from(byte));
+        }
+    }
+    read_uvarint_long(data, pos)
+}
+
+#[inline(never)]
+fn read_uvarint_long(data: &[u8], pos: &mut usize) -> Result<u64, &'static str> {
     let mut v: u64 = 0;
     let mut shift = 0u32;
     loop {
@@ -180,7 +227,7 @@ pub(crate) fn read_uvarint(data: &[u8], pos: &mut usize) -> Result<u64, &'static
     }
 }
 
-#[inline]
+#[inline(always)]
 pub(crate) fn read_varint(data: &[u8], pos: &mut usize) -> Result<i64, &'static str> {
     read_uvarint(data, pos).map(unzigzag)
 }
@@ -240,15 +287,18 @@ mod tests {
             for &(v, n) in &fields {
                 if n == 0 { continue; }
                 let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
-                prop_assert_eq!(r.read(n), Some(v & mask));
+                prop_assert_eq!(r.read(n), v & mask);
             }
             prop_assert_eq!(r.consumed_bytes(), buf.len());
-            // Only zero padding remains.
+            prop_assert!(!r.overrun());
+            // Only zero padding remains, then zeros past the end, flagged as an overrun.
             let pad = (8 - total % 8) % 8;
             if pad > 0 {
-                prop_assert_eq!(r.read(pad), Some(0));
+                prop_assert_eq!(r.read(pad), 0);
             }
-            prop_assert_eq!(r.read(1), None);
+            prop_assert!(!r.overrun());
+            prop_assert_eq!(r.read(64), 0);
+            prop_assert!(r.overrun());
         }
 
         #[test]

@@ -8,10 +8,12 @@
 //! Decoders treat their input as untrusted: truncated or corrupt bytes give an error, never a panic.
 
 mod bits;
+pub mod dense;
 #[cfg(test)]
 mod strategies;
-pub mod dense;
 pub mod xor;
 
-pub use dense::{decode_dense, decode_timestamps, decode_values, encode_dense, encode_timestamps, encode_values};
+pub use dense::{
+    decode_dense, decode_timestamps, decode_values, encode_dense, encode_timestamps, encode_values,
+};
 pub use xor::{xor_num_samples, XorEncoder, XorIter};

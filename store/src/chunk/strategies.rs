@@ -25,7 +25,7 @@ pub(crate) fn any_value() -> impl Strategy<Value = f64> {
 /// starting anywhere including far negative.
 pub(crate) fn timestamps(max_len: usize) -> impl Strategy<Value = Vec<i64>> {
     let step = prop_oneof![
-        8 => (14_990i64..15_010),
+        8 => 14_990i64..15_010,
         2 => Just(15_000i64),
         2 => 1i64..100_000,
         1 => 1i64..=i64::MAX / 4,
@@ -49,8 +49,12 @@ pub(crate) fn timestamps(max_len: usize) -> impl Strategy<Value = Vec<i64>> {
 
 /// Series shapes the head sees: counters with resets, constants, gauges, arbitrary floats.
 pub(crate) fn series(max_len: usize) -> impl Strategy<Value = Vec<(i64, f64)>> {
-    (timestamps(max_len), any::<u8>(), proptest::collection::vec(any_value(), max_len + 1)).prop_map(
-        |(ts, shape, noise)| {
+    (
+        timestamps(max_len),
+        any::<u8>(),
+        proptest::collection::vec(any_value(), max_len + 1),
+    )
+        .prop_map(|(ts, shape, noise)| {
             let mut counter = 0.0;
             ts.iter()
                 .zip(&noise)
@@ -61,7 +65,11 @@ pub(crate) fn series(max_len: usize) -> impl Strategy<Value = Vec<(i64, f64)>> {
                         1 => 42.0,
                         2 => {
                             // Counter with an occasional reset.
-                            counter = if i % 37 == 36 { 0.0 } else { counter + (i % 5) as f64 * 0.25 };
+                            counter = if i % 37 == 36 {
+                                0.0
+                            } else {
+                                counter + (i % 5) as f64 * 0.25
+                            };
                             counter
                         }
                         _ => (i as f64 * 0.1).sin().mul_add(100.0, 0.0).round() / 100.0,
@@ -69,7 +77,5 @@ pub(crate) fn series(max_len: usize) -> impl Strategy<Value = Vec<(i64, f64)>> {
                     (t, v)
                 })
                 .collect()
-        },
-    )
+        })
 }
-

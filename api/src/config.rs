@@ -1,0 +1,420 @@
+//! The server's configuration: one versioned TOML file (`deny_unknown_fields`), named defaults, `STRATA_*`
+//! environment overrides, command-line flags over both, and `validate()` with errors that name the key.
+//! Reference: `docs/config.md`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The config file format version this build reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub version: u32,
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub limits: LimitsConfig,
+    pub metrics: MetricsStoreConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The one HTTP listener: Prometheus API, remote write/read, operations endpoints.
+    pub listen: String,
+    /// OTLP gRPC listener (used once OTLP ingest arrives).
+    pub otlp_grpc_listen: String,
+    /// OTLP HTTP listener (used once OTLP ingest arrives).
+    pub otlp_http_listen: String,
+    /// Log format: `text` or `json`.
+    pub log_format: String,
+    /// Seconds between background maintenance runs (cut head, compact, retention).
+    pub maintenance_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest compressed request body accepted (HTTP 413 past it).
+    pub max_body_bytes: usize,
+    /// Largest body after decompression.
+    pub max_decompressed_bytes: usize,
+    /// Series in one write request.
+    pub max_series_per_request: usize,
+    pub max_labels_per_series: usize,
+    pub max_label_name_length: usize,
+    pub max_label_value_length: usize,
+    /// Series one metadata request (`/series`, `/labels`, remote read) may return; 0 = unlimited.
+    pub max_series_per_query: usize,
+    /// Samples a query may hold in memory at once.
+    pub max_samples_per_query: usize,
+    /// Seconds before a query is cancelled.
+    pub query_timeout_secs: u64,
+    /// Queries evaluated at once; more wait.
+    pub max_concurrent_queries: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsStoreConfig {
+    /// Width of a block cut from the head, e.g. `2h`.
+    pub block_range: String,
+    /// Age past which blocks are deleted, e.g. `15d`; `0` keeps data forever.
+    pub retention: String,
+    /// Total block bytes past which the oldest blocks are deleted; 0 = no limit.
+    pub retention_bytes: u64,
+    /// How much older than a series' newest sample a sample may be and still be accepted, e.g. `10m`;
+    /// `0` rejects out-of-order samples as Prometheus does.
+    pub out_of_order_window: String,
+    /// Exemplars kept in memory per tenant.
+    pub max_exemplars: usize,
+    /// fsync the WAL before acknowledging writes. Turn off only for benchmarks.
+    pub wal_fsync: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            version: CONFIG_VERSION,
+            data_dir: PathBuf::from("strata-data"),
+            server: ServerConfig::default(),
+            limits: LimitsConfig::default(),
+            metrics: MetricsStoreConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "0.0.0.0:9080".into(),
+            otlp_grpc_listen: "0.0.0.0:4317".into(),
+            otlp_http_listen: "0.0.0.0:4318".into(),
+            log_format: "text".into(),
+            maintenance_interval_secs: 60,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let d = crate::remote::DecodeLimits::default();
+        LimitsConfig {
+            max_body_bytes: d.max_body_bytes,
+            max_decompressed_bytes: d.max_decompressed_bytes,
+            max_series_per_request: d.max_series,
+            max_labels_per_series: d.max_labels_per_series,
+            max_label_name_length: d.max_label_name_len,
+            max_label_value_length: d.max_label_value_len,
+            max_series_per_query: 0,
+            max_samples_per_query: 50_000_000,
+            query_timeout_secs: 120,
+            max_concurrent_queries: 20,
+        }
+    }
+}
+
+impl Default for MetricsStoreConfig {
+    fn default() -> Self {
+        MetricsStoreConfig {
+            block_range: "2h".into(),
+            retention: "15d".into(),
+            retention_bytes: 0,
+            out_of_order_window: "0".into(),
+            max_exemplars: 100_000,
+            wal_fsync: true,
+        }
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("config key `{key}`: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn err(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Parses a Prometheus-style duration (`90s`, `1h30m`, `15d`, `0`) into milliseconds.
+pub fn parse_duration_ms(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(0);
+    }
+    let mut total: i64 = 0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let n: i64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            "y" => 365 * 86_400_000,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(unit)?)?;
+        rest = &rest[unit_len..];
+    }
+    Some(total)
+}
+
+impl Config {
+    /// Reads a config file (or the defaults when `path` is `None`), then applies `STRATA_*` variables.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut cfg = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| err("(file)", format!("cannot read {}: {e}", p.display())))?;
+                Config::from_toml(&text)?
+            }
+            None => Config::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        Ok(cfg)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let msg = e.message().to_owned();
+            // toml reports unknown fields as "unknown field `x`, expected …": surface the key itself.
+            let key = msg
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split('`').next())
+                .map(str::to_owned)
+                .unwrap_or_else(|| "(file)".into());
+            err(&key, msg)
+        })
+    }
+
+    /// Environment overrides: `STRATA_DATA_DIR`, `STRATA_LISTEN`, `STRATA_OTLP_GRPC_LISTEN`,
+    /// `STRATA_OTLP_HTTP_LISTEN`, `STRATA_LOG_FORMAT`, `STRATA_RETENTION`, `STRATA_WAL_FSYNC`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("STRATA_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = get("STRATA_LISTEN") {
+            self.server.listen = v;
+        }
+        if let Some(v) = get("STRATA_OTLP_GRPC_LISTEN") {
+            self.server.otlp_grpc_listen = v;
+        }
+        if let Some(v) = get("STRATA_OTLP_HTTP_LISTEN") {
+            self.server.otlp_http_listen = v;
+        }
+        if let Some(v) = get("STRATA_LOG_FORMAT") {
+            self.server.log_format = v;
+        }
+        if let Some(v) = get("STRATA_RETENTION") {
+            self.metrics.retention = v;
+        }
+        if let Some(v) = get("STRATA_WAL_FSYNC") {
+            self.metrics.wal_fsync = match v.as_str() {
+                "1" | "true" => true,
+                "0" | "false" => false,
+                _ => {
+                    return Err(err(
+                        "metrics.wal_fsync",
+                        format!("STRATA_WAL_FSYNC={v:?} is not true/false"),
+                    ))
+                }
+            };
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.version != CONFIG_VERSION {
+            return Err(err(
+                "version",
+                format!(
+                    "this build reads version {CONFIG_VERSION}, the file says {}",
+                    self.version
+                ),
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(err("data_dir", "must not be empty"));
+        }
+        for (key, addr) in [
+            ("server.listen", &self.server.listen),
+            ("server.otlp_grpc_listen", &self.server.otlp_grpc_listen),
+            ("server.otlp_http_listen", &self.server.otlp_http_listen),
+        ] {
+            addr.parse::<SocketAddr>()
+                .map_err(|e| err(key, format!("{addr:?} is not host:port ({e})")))?;
+        }
+        if !matches!(self.server.log_format.as_str(), "text" | "json") {
+            return Err(err("server.log_format", "must be \"text\" or \"json\""));
+        }
+        if self.server.maintenance_interval_secs == 0 {
+            return Err(err(
+                "server.maintenance_interval_secs",
+                "must be at least 1",
+            ));
+        }
+        let l = &self.limits;
+        for (key, v) in [
+            ("limits.max_body_bytes", l.max_body_bytes),
+            ("limits.max_decompressed_bytes", l.max_decompressed_bytes),
+            ("limits.max_series_per_request", l.max_series_per_request),
+            ("limits.max_labels_per_series", l.max_labels_per_series),
+            ("limits.max_label_name_length", l.max_label_name_length),
+            ("limits.max_label_value_length", l.max_label_value_length),
+            ("limits.max_samples_per_query", l.max_samples_per_query),
+            ("limits.max_concurrent_queries", l.max_concurrent_queries),
+        ] {
+            if v == 0 {
+                return Err(err(key, "must be greater than 0"));
+            }
+        }
+        if l.query_timeout_secs == 0 {
+            return Err(err("limits.query_timeout_secs", "must be greater than 0"));
+        }
+        if l.max_decompressed_bytes < l.max_body_bytes {
+            return Err(err(
+                "limits.max_decompressed_bytes",
+                "must be at least limits.max_body_bytes",
+            ));
+        }
+        let m = &self.metrics;
+        let range = parse_duration_ms(&m.block_range).ok_or_else(|| {
+            err(
+                "metrics.block_range",
+                format!("{:?} is not a duration like 2h", m.block_range),
+            )
+        })?;
+        if range < 60_000 || 86_400_000 % range != 0 {
+            return Err(err(
+                "metrics.block_range",
+                "must be at least 1m and divide a day evenly (e.g. 2h)",
+            ));
+        }
+        parse_duration_ms(&m.retention).ok_or_else(|| {
+            err(
+                "metrics.retention",
+                format!("{:?} is not a duration like 15d", m.retention),
+            )
+        })?;
+        parse_duration_ms(&m.out_of_order_window).ok_or_else(|| {
+            err(
+                "metrics.out_of_order_window",
+                format!("{:?} is not a duration like 10m", m.out_of_order_window),
+            )
+        })?;
+        Ok(())
+    }
+
+    pub fn decode_limits(&self) -> crate::remote::DecodeLimits {
+        let l = &self.limits;
+        crate::remote::DecodeLimits {
+            max_body_bytes: l.max_body_bytes,
+            max_decompressed_bytes: l.max_decompressed_bytes,
+            max_series: l.max_series_per_request,
+            max_labels_per_series: l.max_labels_per_series,
+            max_label_name_len: l.max_label_name_length,
+            max_label_value_len: l.max_label_value_length,
+            ..Default::default()
+        }
+    }
+
+    /// The store settings (call after [`validate`](Self::validate)).
+    pub fn metrics_config(&self) -> strata_store::MetricsConfig {
+        let m = &self.metrics;
+        let block_range_ms = parse_duration_ms(&m.block_range).unwrap_or(7_200_000);
+        let wal = strata_store::wal::WalOptions {
+            fsync: m.wal_fsync,
+            ..Default::default()
+        };
+        strata_store::MetricsConfig {
+            block_range_ms,
+            retention_ms: parse_duration_ms(&m.retention).unwrap_or(0),
+            retention_bytes: m.retention_bytes,
+            ooo_window_ms: parse_duration_ms(&m.out_of_order_window).unwrap_or(0),
+            max_exemplars: m.max_exemplars,
+            compaction_ranges_ms: vec![
+                block_range_ms * 3,
+                block_range_ms * 12,
+                block_range_ms * 84,
+            ],
+            wal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::from_toml("version = 1\n[server]\nlisten_addr = \"x\"\n").unwrap_err();
+        assert_eq!(e.key, "listen_addr");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let mut c = Config::from_toml("[server]\nlisten = \"nonsense\"\n").unwrap();
+        assert_eq!(c.validate().unwrap_err().key, "server.listen");
+        c = Config::from_toml("[metrics]\nretention = \"15 days\"\n").unwrap();
+        assert_eq!(c.validate().unwrap_err().key, "metrics.retention");
+        c = Config::from_toml("[metrics]\nblock_range = \"7m\"\n").unwrap();
+        assert_eq!(c.validate().unwrap_err().key, "metrics.block_range");
+        c = Config::from_toml("version = 2").unwrap();
+        assert_eq!(c.validate().unwrap_err().key, "version");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let mut c = Config::from_toml("data_dir = \"/a\"").unwrap();
+        c.apply_env(|k| (k == "STRATA_DATA_DIR").then(|| "/b".to_string()))
+            .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/b"));
+        assert_eq!(
+            c.apply_env(|k| (k == "STRATA_WAL_FSYNC").then(|| "maybe".into()))
+                .unwrap_err()
+                .key,
+            "metrics.wal_fsync"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("1h30m"), Some(5_400_000));
+        assert_eq!(parse_duration_ms("15d"), Some(15 * 86_400_000));
+        assert_eq!(parse_duration_ms("250ms"), Some(250));
+        assert_eq!(parse_duration_ms("0"), Some(0));
+        assert_eq!(parse_duration_ms("5"), None);
+        assert_eq!(parse_duration_ms("h"), None);
+    }
+}

@@ -1,0 +1,543 @@
+//! Reads the kernel's per-socket statistics on a timer and turns cumulative counters into deltas
+//! per interval, adding the last delta of each closed connection from its close summary; clears
+//! entries whose socket vanished without a close (idle past a limit). The kernel map sits behind
+//! [`SockStatsSource`] and time behind [`Clock`], so the logic is tested with fakes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use strata_ebpf::abi;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::error::Result;
+use crate::events::{ConnectionClosed, Endpoints, Role};
+
+/// Where per-socket statistics come from: the kernel map in production, a fake in tests.
+pub trait SockStatsSource {
+    fn read_all(&mut self) -> Result<Vec<(u64, abi::SockStats)>>;
+    fn remove(&mut self, sock_id: u64) -> Result<()>;
+}
+
+/// Counters of one socket over one interval.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowDelta {
+    pub sock_id: u64,
+    pub cgroup_id: u64,
+    pub endpoints: Endpoints,
+    pub role: Role,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub segs_out: u64,
+    pub segs_in: u64,
+    pub retransmits: u64,
+    /// Latest smoothed and minimum RTT, when sampled.
+    pub srtt_us: Option<u32>,
+    pub min_rtt_us: Option<u32>,
+    /// False for the final delta of a closed connection.
+    pub open: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Seen {
+    opened_ns: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+    segs_out: u64,
+    segs_in: u64,
+    retransmits: u64,
+}
+
+impl Seen {
+    fn of(stats: &abi::SockStats) -> Seen {
+        Seen {
+            opened_ns: stats.opened_ns,
+            bytes_sent: stats.bytes_sent,
+            bytes_received: stats.bytes_received,
+            segs_out: u64::from(stats.segs_out),
+            segs_in: u64::from(stats.segs_in),
+            retransmits: u64::from(stats.retransmits),
+        }
+    }
+}
+
+/// The result of one scan.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Sockets whose counters moved since the previous scan.
+    pub deltas: Vec<FlowDelta>,
+    /// Entries in the kernel map, for its fill ratio.
+    pub entries: usize,
+    /// Entries removed because nothing touched them for `idle_after_ns`.
+    pub cleared_idle: usize,
+}
+
+#[derive(Debug)]
+pub struct FlowTable {
+    seen: HashMap<u64, Seen>,
+    idle_after_ns: u64,
+}
+
+impl FlowTable {
+    /// `idle_after_ns`: an entry untouched this long is taken for a socket whose close we missed
+    /// (the LRU keeps it otherwise until pressure evicts it). A socket that was only idle comes
+    /// back on its next byte, without its role and open time, so this should be long (minutes).
+    pub fn new(idle_after_ns: u64) -> FlowTable {
+        FlowTable {
+            seen: HashMap::new(),
+            idle_after_ns,
+        }
+    }
+
+    /// Reads every entry, returns what changed since the last scan, and clears idle entries.
+    pub fn scan(&mut self, source: &mut dyn SockStatsSource, now_ns: u64) -> Result<Scan> {
+        let entries = source.read_all()?;
+        let mut scan = Scan {
+            entries: entries.len(),
+            ..Scan::default()
+        };
+        let mut present = HashMap::with_capacity(entries.len());
+        for (sock_id, stats) in &entries {
+            let current = Seen::of(stats);
+            // A different open time under the same id is a new socket at a reused address.
+            let previous = self
+                .seen
+                .get(sock_id)
+                .filter(|previous| previous.opened_ns == current.opened_ns)
+                .copied()
+                .unwrap_or_default();
+            if let Some(delta) = delta(*sock_id, stats, &previous, &current, true) {
+                scan.deltas.push(delta);
+            }
+            if now_ns.saturating_sub(stats.last_seen_ns) > self.idle_after_ns {
+                source.remove(*sock_id)?;
+                scan.cleared_idle += 1;
+            } else {
+                present.insert(*sock_id, current);
+            }
+        }
+        // Sockets gone from the map were closed (their summary comes as an event) or evicted.
+        self.seen = present;
+        Ok(scan)
+    }
+
+    /// The last delta of a closed connection, from its close summary; forgets the socket.
+    pub fn close(&mut self, closed: &ConnectionClosed) -> FlowDelta {
+        let previous = self.seen.remove(&closed.sock_id).unwrap_or_default();
+        let previous = if previous.opened_ns == closed.opened_ns.unwrap_or(0) {
+            previous
+        } else {
+            Seen::default()
+        };
+        FlowDelta {
+            sock_id: closed.sock_id,
+            cgroup_id: closed.cgroup_id,
+            endpoints: closed.endpoints,
+            role: closed.role,
+            bytes_sent: closed.bytes_sent.saturating_sub(previous.bytes_sent),
+            bytes_received: closed
+                .bytes_received
+                .saturating_sub(previous.bytes_received),
+            segs_out: u64::from(closed.segs_out).saturating_sub(previous.segs_out),
+            segs_in: u64::from(closed.segs_in).saturating_sub(previous.segs_in),
+            retransmits: u64::from(closed.retransmits).saturating_sub(previous.retransmits),
+            srtt_us: closed.srtt_us,
+            min_rtt_us: closed.min_rtt_us,
+            open: false,
+        }
+    }
+
+    pub fn tracked(&self) -> usize {
+        self.seen.len()
+    }
+}
+
+fn delta(
+    sock_id: u64,
+    stats: &abi::SockStats,
+    previous: &Seen,
+    current: &Seen,
+    open: bool,
+) -> Option<FlowDelta> {
+    if previous == current {
+        return None;
+    }
+    let nonzero = |value: u32| (value != 0).then_some(value);
+    Some(FlowDelta {
+        sock_id,
+        cgroup_id: stats.cgroup_id,
+        endpoints: Endpoints::from(&stats.tuple),
+        role: match stats.role {
+            abi::role::CLIENT => Role::Client,
+            abi::role::SERVER => Role::Server,
+            _ => Role::Unknown,
+        },
+        bytes_sent: current.bytes_sent.saturating_sub(previous.bytes_sent),
+        bytes_received: current
+            .bytes_received
+            .saturating_sub(previous.bytes_received),
+        segs_out: current.segs_out.saturating_sub(previous.segs_out),
+        segs_in: current.segs_in.saturating_sub(previous.segs_in),
+        retransmits: current.retransmits.saturating_sub(previous.retransmits),
+        srtt_us: nonzero(stats.srtt_us),
+        min_rtt_us: nonzero(stats.min_rtt_us),
+        open,
+    })
+}
+
+/// One interval of flow counters, from the tracker.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowBatch {
+    /// When the scan ran (monotonic ns).
+    pub at_ns: u64,
+    /// Open sockets that moved, then connections closed since the previous batch.
+    pub deltas: Vec<FlowDelta>,
+    /// Entries in the kernel map at the scan, for its fill ratio.
+    pub entries: usize,
+    pub cleared_idle: usize,
+    /// Close summaries dropped because too many waited for the next batch.
+    pub closes_dropped: u64,
+    /// Scans skipped because the consumer had not taken the previous batches.
+    pub scans_skipped: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct FlowTrackerConfig {
+    pub interval: Duration,
+    pub idle_after: Duration,
+    /// Close deltas held between two batches.
+    pub max_pending_closes: usize,
+    /// Batches waiting for the consumer.
+    pub batch_capacity: usize,
+}
+
+impl Default for FlowTrackerConfig {
+    fn default() -> Self {
+        FlowTrackerConfig {
+            interval: Duration::from_secs(10),
+            idle_after: Duration::from_secs(600),
+            max_pending_closes: 65_536,
+            batch_capacity: 4,
+        }
+    }
+}
+
+/// Scans `source` every `interval` and folds in the close summaries arriving on `closes`.
+///
+/// Batches: `batch_capacity`; when full: the scan is skipped and counted in the next batch —
+/// nothing is lost, because the kernel counters keep accumulating and the next scan's deltas
+/// include them. Pending closes: `max_pending_closes`; when full: dropped and counted. Scans run
+/// on the blocking pool: they are one syscall per entry. Stops when the batch receiver is dropped.
+pub fn spawn_tracker<S, C>(
+    source: S,
+    clock: C,
+    closes: mpsc::Receiver<ConnectionClosed>,
+    config: &FlowTrackerConfig,
+) -> (mpsc::Receiver<FlowBatch>, JoinHandle<()>)
+where
+    S: SockStatsSource + Send + 'static,
+    C: Clock + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(config.batch_capacity.max(1));
+    let handle = tokio::spawn(track(source, clock, closes, tx, config.clone()));
+    (rx, handle)
+}
+
+async fn track<S, C>(
+    source: S,
+    clock: C,
+    mut closes: mpsc::Receiver<ConnectionClosed>,
+    batches: mpsc::Sender<FlowBatch>,
+    config: FlowTrackerConfig,
+) where
+    S: SockStatsSource + Send + 'static,
+    C: Clock + Send + 'static,
+{
+    let idle_after_ns = u64::try_from(config.idle_after.as_nanos()).unwrap_or(u64::MAX);
+    let mut state = Some((FlowTable::new(idle_after_ns), source));
+    let mut pending = FlowBatch::default();
+    let mut closes_open = true;
+    let mut ticker = tokio::time::interval(config.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await; // the first tick is immediate; the first scan is one interval in
+    loop {
+        tokio::select! {
+            () = batches.closed() => return,
+            close = closes.recv(), if closes_open => match close {
+                Some(closed) => {
+                    let Some((table, _)) = state.as_mut() else { return };
+                    let last = table.close(&closed);
+                    if pending.deltas.len() < config.max_pending_closes {
+                        pending.deltas.push(last);
+                    } else {
+                        pending.closes_dropped += 1;
+                    }
+                }
+                None => closes_open = false,
+            },
+            _ = ticker.tick() => {
+                if batches.capacity() == 0 {
+                    pending.scans_skipped += 1;
+                    continue;
+                }
+                let Some((mut table, mut source)) = state.take() else { return };
+                let now = clock.monotonic_ns();
+                let scanned = tokio::task::spawn_blocking(move || {
+                    let scan = table.scan(&mut source, now);
+                    (table, source, scan)
+                })
+                .await;
+                let Ok((table, source, scan)) = scanned else {
+                    tracing::error!("flow table scan panicked; the tracker stops");
+                    return;
+                };
+                state = Some((table, source));
+                let scan = match scan {
+                    Ok(scan) => scan,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "reading sock_stats failed; retrying next interval");
+                        continue;
+                    }
+                };
+                let closed = std::mem::take(&mut pending);
+                let mut deltas = scan.deltas;
+                deltas.extend(closed.deltas);
+                let batch = FlowBatch {
+                    at_ns: now,
+                    deltas,
+                    entries: scan.entries,
+                    cleared_idle: scan.cleared_idle,
+                    closes_dropped: closed.closes_dropped,
+                    scans_skipped: closed.scans_skipped,
+                };
+                // Capacity was checked above and this task is the only sender.
+                if batches.try_send(batch).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{abi_address, Outcome, Transport};
+    use std::collections::BTreeMap;
+
+    #[derive(Default)]
+    struct FakeMap {
+        entries: BTreeMap<u64, abi::SockStats>,
+        removed: Vec<u64>,
+    }
+
+    impl SockStatsSource for FakeMap {
+        fn read_all(&mut self) -> Result<Vec<(u64, abi::SockStats)>> {
+            Ok(self.entries.iter().map(|(k, v)| (*k, *v)).collect())
+        }
+        fn remove(&mut self, sock_id: u64) -> Result<()> {
+            self.entries.remove(&sock_id);
+            self.removed.push(sock_id);
+            Ok(())
+        }
+    }
+
+    fn stats(opened_ns: u64, sent: u64, received: u64, last_seen_ns: u64) -> abi::SockStats {
+        let mut stats = abi::SockStats {
+            opened_ns,
+            bytes_sent: sent,
+            bytes_received: received,
+            last_seen_ns,
+            cgroup_id: 11,
+            role: abi::role::CLIENT,
+            ..abi::SockStats::default()
+        };
+        stats.tuple.local_addr = abi_address("10.0.0.2".parse().unwrap());
+        stats.tuple.remote_addr = abi_address("10.0.0.1".parse().unwrap());
+        stats.tuple.local_port = 40_000;
+        stats.tuple.remote_port = 80;
+        stats.tuple.protocol = abi::IPPROTO_TCP;
+        stats
+    }
+
+    const SECOND: u64 = 1_000_000_000;
+
+    #[test]
+    fn reports_deltas_between_scans_and_nothing_when_idle() {
+        let mut map = FakeMap::default();
+        let mut table = FlowTable::new(60 * SECOND);
+        map.entries.insert(1, stats(5, 100, 1_000, 10));
+        let first = table.scan(&mut map, 20).unwrap();
+        assert_eq!(first.entries, 1);
+        assert_eq!(first.deltas.len(), 1);
+        assert_eq!(
+            (first.deltas[0].bytes_sent, first.deltas[0].bytes_received),
+            (100, 1_000)
+        );
+        assert_eq!(first.deltas[0].endpoints.transport, Transport::Tcp);
+
+        map.entries.insert(1, stats(5, 150, 1_000, 30));
+        let second = table.scan(&mut map, 40).unwrap();
+        assert_eq!(second.deltas[0].bytes_sent, 50);
+        assert_eq!(second.deltas[0].bytes_received, 0);
+
+        let third = table.scan(&mut map, 50).unwrap();
+        assert!(third.deltas.is_empty(), "no movement, no delta");
+    }
+
+    #[test]
+    fn a_reused_socket_address_starts_from_zero() {
+        let mut map = FakeMap::default();
+        let mut table = FlowTable::new(60 * SECOND);
+        map.entries.insert(1, stats(5, 100, 0, 10));
+        table.scan(&mut map, 20).unwrap();
+        map.entries.insert(1, stats(500, 30, 0, 510));
+        let scan = table.scan(&mut map, 520).unwrap();
+        assert_eq!(scan.deltas[0].bytes_sent, 30);
+    }
+
+    #[test]
+    fn idle_entries_are_cleared_from_the_kernel_map() {
+        let mut map = FakeMap::default();
+        let mut table = FlowTable::new(10 * SECOND);
+        map.entries.insert(1, stats(5, 1, 1, SECOND));
+        map.entries.insert(2, stats(5, 1, 1, 20 * SECOND));
+        let scan = table.scan(&mut map, 21 * SECOND).unwrap();
+        assert_eq!(scan.cleared_idle, 1);
+        assert_eq!(map.removed, vec![1]);
+        assert_eq!(table.tracked(), 1);
+    }
+
+    #[test]
+    fn close_reports_what_the_last_scan_did_not() {
+        let mut map = FakeMap::default();
+        let mut table = FlowTable::new(60 * SECOND);
+        map.entries.insert(7, stats(5, 100, 200, 10));
+        table.scan(&mut map, 20).unwrap();
+        let closed = ConnectionClosed {
+            sock_id: 7,
+            cgroup_id: 11,
+            endpoints: Endpoints::from(&stats(5, 0, 0, 0).tuple),
+            role: Role::Client,
+            outcome: Outcome::Closed,
+            opened_ns: Some(5),
+            established_ns: Some(6),
+            closed_ns: 30,
+            bytes_sent: 120,
+            bytes_received: 260,
+            segs_out: 3,
+            segs_in: 4,
+            retransmits: 0,
+            srtt_us: Some(50),
+            min_rtt_us: Some(40),
+        };
+        let last = table.close(&closed);
+        assert_eq!((last.bytes_sent, last.bytes_received), (20, 60));
+        assert!(!last.open);
+        assert_eq!(table.tracked(), 0);
+    }
+
+    mod tracker {
+        use super::*;
+        use crate::clock::ManualClock;
+        use std::sync::{Arc, Mutex};
+
+        /// A fake map shared with the test, so it can change between scans.
+        #[derive(Clone, Default)]
+        struct SharedMap(Arc<Mutex<FakeMap>>);
+
+        impl SockStatsSource for SharedMap {
+            fn read_all(&mut self) -> Result<Vec<(u64, abi::SockStats)>> {
+                self.0.lock().unwrap().read_all()
+            }
+            fn remove(&mut self, sock_id: u64) -> Result<()> {
+                self.0.lock().unwrap().remove(sock_id)
+            }
+        }
+
+        fn closed(sock_id: u64, sent: u64) -> ConnectionClosed {
+            ConnectionClosed {
+                sock_id,
+                cgroup_id: 11,
+                endpoints: Endpoints::from(&stats(5, 0, 0, 0).tuple),
+                role: Role::Client,
+                outcome: Outcome::Closed,
+                opened_ns: Some(5),
+                established_ns: Some(6),
+                closed_ns: 30,
+                bytes_sent: sent,
+                bytes_received: 0,
+                segs_out: 1,
+                segs_in: 1,
+                retransmits: 0,
+                srtt_us: None,
+                min_rtt_us: None,
+            }
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn batches_scans_and_closes_each_interval() {
+            let map = SharedMap::default();
+            map.0
+                .lock()
+                .unwrap()
+                .entries
+                .insert(1, stats(5, 100, 0, 10));
+            let (closes_tx, closes) = mpsc::channel(16);
+            let config = FlowTrackerConfig {
+                interval: Duration::from_secs(10),
+                ..FlowTrackerConfig::default()
+            };
+            let (mut batches, _task) =
+                spawn_tracker(map.clone(), ManualClock::default(), closes, &config);
+
+            let first = batches.recv().await.expect("a batch");
+            assert_eq!(first.entries, 1);
+            assert_eq!(first.deltas.len(), 1);
+            assert_eq!(first.deltas[0].bytes_sent, 100);
+
+            // Socket 1 closes with 30 more bytes; its entry leaves the kernel map.
+            map.0.lock().unwrap().entries.clear();
+            closes_tx.send(closed(1, 130)).await.unwrap();
+            let second = batches.recv().await.expect("a batch");
+            assert_eq!(second.entries, 0);
+            assert_eq!(second.deltas.len(), 1);
+            assert!(!second.deltas[0].open);
+            assert_eq!(second.deltas[0].bytes_sent, 30);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_slow_consumer_skips_scans_without_losing_counts() {
+            let map = SharedMap::default();
+            map.0
+                .lock()
+                .unwrap()
+                .entries
+                .insert(1, stats(5, 100, 0, 10));
+            let (_closes_tx, closes) = mpsc::channel(16);
+            let config = FlowTrackerConfig {
+                interval: Duration::from_secs(10),
+                batch_capacity: 1,
+                ..FlowTrackerConfig::default()
+            };
+            let (mut batches, _task) =
+                spawn_tracker(map.clone(), ManualClock::default(), closes, &config);
+            // Nobody reads for a while: one batch waits, the next scans are skipped.
+            tokio::time::sleep(Duration::from_secs(35)).await;
+            map.0
+                .lock()
+                .unwrap()
+                .entries
+                .insert(1, stats(5, 500, 0, 20));
+            let first = batches.recv().await.expect("the waiting batch");
+            assert_eq!(first.deltas[0].bytes_sent, 100);
+            let next = batches.recv().await.expect("the next scan");
+            assert!(next.scans_skipped >= 1, "{next:?}");
+            assert_eq!(
+                next.deltas[0].bytes_sent, 400,
+                "the skipped intervals' bytes"
+            );
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! A full per-socket map, as root: with `sock_stats` shrunk to a few entries, opening many
+//! connections makes the LRU evict live sockets; their closes are then counted as missing
+//! instead of vanishing, and the map never holds more than its capacity.
+//!
+//! Needs root; skips loudly without it, fails under `STRATA_REQUIRE_ALL=1`.
+
+#[macro_use]
+mod lab;
+
+use std::io::Read;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use strata_agent::flow_table::FlowTable;
+use strata_agent::loader::LoaderConfig;
+
+const CAPACITY: u32 = 8;
+const CONNECTIONS: usize = 64;
+
+#[test]
+fn evictions_from_a_full_socket_map_are_counted() {
+    let features = match lab::preconditions(&[]) {
+        Ok(features) => features,
+        Err(why) => skip!("{why}"),
+    };
+    let config = LoaderConfig {
+        sock_stats_capacity: CAPACITY,
+        ..LoaderConfig::default()
+    };
+    let mut probes = match lab::attach_all_with(&features, &config) {
+        Ok(probes) => probes,
+        Err(why) => skip!("{why}"),
+    };
+
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind loopback");
+    let address = listener.local_addr().expect("address");
+    let clients: Vec<TcpStream> = (0..CONNECTIONS)
+        .map(|_| TcpStream::connect(address).expect("connect"))
+        .collect();
+    let servers: Vec<TcpStream> = (0..CONNECTIONS)
+        .map(|_| listener.accept().expect("accept").0)
+        .collect();
+
+    let mut sock_stats = probes.take_sock_stats().expect("sock_stats map");
+    let scan = FlowTable::new(u64::MAX)
+        .scan(&mut sock_stats, lab::monotonic_ns())
+        .expect("scan");
+    assert!(
+        scan.entries <= CAPACITY as usize,
+        "{} entries in a map of {CAPACITY}",
+        scan.entries
+    );
+
+    drop(clients);
+    for mut server in servers {
+        server
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let _ = server.read(&mut [0u8; 1]); // sees the client's FIN
+    }
+    // Give the last closes (LAST_ACK -> CLOSE) a moment.
+    std::thread::sleep(Duration::from_millis(200));
+    let missing = probes.counters().expect("counters")["sock_stats_missing"];
+    // 128 sockets through 8 slots: at least 120 were evicted before their close.
+    assert!(
+        missing >= (2 * CONNECTIONS) as u64 - u64::from(CAPACITY),
+        "only {missing} closes of evicted sockets counted"
+    );
+    drop(sock_stats);
+    lab::assert_detached_on_drop(probes);
+}

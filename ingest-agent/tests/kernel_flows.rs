@@ -1,0 +1,97 @@
+//! The user-space TCP pipeline on real kernel data, as root: ring-buffer closes routed into the
+//! flow tracker, which scans `sock_stats` on a timer. A loopback connection's deltas, summed
+//! over the batches, equal the bytes written and read, and its last delta comes from the close.
+//!
+//! Needs root; skips loudly without it, fails under `STRATA_REQUIRE_ALL=1`.
+
+#[macro_use]
+mod lab;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use strata_agent::clock::SystemClock;
+use strata_agent::event_reader::{self, EventReaderConfig};
+use strata_agent::events::Event;
+use strata_agent::flow_table::{spawn_tracker, FlowDelta, FlowTrackerConfig};
+use tokio::sync::mpsc;
+
+const SENT: usize = 70_000;
+const ANSWER: usize = 1_234;
+
+#[test]
+fn tracker_sums_to_the_bytes_of_a_connection() {
+    let features = match lab::preconditions(&[]) {
+        Ok(features) => features,
+        Err(why) => skip!("{why}"),
+    };
+    let mut probes = match lab::attach_all(&features) {
+        Ok(probes) => probes,
+        Err(why) => skip!("{why}"),
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let _enter = runtime.enter();
+    let ring = probes.take_event_ring().expect("ring");
+    let sock_stats = probes.take_sock_stats().expect("sock_stats");
+    let (mut events, _stats, _reader) =
+        event_reader::spawn(ring, &EventReaderConfig::default()).expect("reader");
+    let (closes_tx, closes) = mpsc::channel(1024);
+    runtime.spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let Event::ConnectionClosed(closed) = event {
+                if closes_tx.send(closed).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let config = FlowTrackerConfig {
+        interval: Duration::from_millis(100),
+        ..FlowTrackerConfig::default()
+    };
+    let (mut batches, _tracker) = spawn_tracker(sock_stats, SystemClock::new(), closes, &config);
+
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+    let local: SocketAddr = client.local_addr().unwrap();
+    let (mut server, _) = listener.accept().expect("accept");
+    client.write_all(&vec![b'q'; SENT / 2]).expect("write");
+    std::thread::sleep(Duration::from_millis(250)); // let a scan see the connection open
+    client
+        .write_all(&vec![b'q'; SENT - SENT / 2])
+        .expect("write");
+    let mut received = vec![0u8; SENT];
+    server.read_exact(&mut received).expect("read");
+    server.write_all(&vec![b'a'; ANSWER]).expect("answer");
+    client
+        .read_exact(&mut vec![0u8; ANSWER])
+        .expect("read answer");
+    drop(client);
+    drop(server);
+
+    let mut ours: Vec<FlowDelta> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !ours.iter().any(|delta| !delta.open) {
+        if let Ok(Some(batch)) = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_millis(500), batches.recv()).await
+        }) {
+            ours.extend(
+                batch
+                    .deltas
+                    .into_iter()
+                    .filter(|delta| delta.endpoints.local == local),
+            );
+        }
+    }
+    assert!(
+        ours.iter().any(|delta| delta.open),
+        "seen open by a scan: {ours:#?}"
+    );
+    assert!(ours.iter().any(|delta| !delta.open), "closed: {ours:#?}");
+    let sent: u64 = ours.iter().map(|delta| delta.bytes_sent).sum();
+    let got: u64 = ours.iter().map(|delta| delta.bytes_received).sum();
+    assert_eq!((sent, got), (SENT as u64, ANSWER as u64), "{ours:#?}");
+    drop(batches);
+    lab::assert_detached_on_drop(probes);
+}
