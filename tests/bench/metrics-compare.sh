@@ -283,7 +283,7 @@ strata_import() { # OPENMETRICS DATA_DIR LOG
   STRATA_RETENTION=100y taskset -c "$RECV_CPUS" timeout 1800 "$STRATA_BIN" import openmetrics "$1" --data-dir "$2" --quiet >"$3" 2>&1
 }
 # Bytes per first- and second-level entry of a data dir, as one string (what the total includes).
-dir_breakdown() { (cd "$1" && du -sb -- * */* 2>/dev/null | awk '{printf "%s=%s ", $2, $1}'); }
+dir_breakdown() { (cd "$1" && du -sb -- * */* */*/* 2>/dev/null | awk '{printf "%s=%s ", $2, $1}'); }
 
 run_strata() { # CORPUS MEASURE_DISK(0/1)
   local name=$1 disk=$2 dir=$WORK/strata-data
@@ -315,6 +315,17 @@ run_strata() { # CORPUS MEASURE_DISK(0/1)
     fi
   fi
   stop_pid "$pid"
+  if [ "$disk" = 1 ]; then
+    local total parts blocks
+    total=$(dir_bytes "$dir")
+    parts=$(dir_breakdown "$dir")
+    blocks=$(find "$dir" -path '*/metrics/blocks/*' -type f -printf '%s\n' | awk '{s+=$1} END {print s+0}')
+    log "strata: after stop: $total bytes in $dir ($parts); block files $blocks"
+    record "$(jq -c -n --argjson total "$total" --arg parts "$parts" --argjson blocks "$blocks" --argjson samples "$main_samples" \
+      '{system:"strata", figure:"disk_after_stop", what:"whole --data-dir after SIGTERM (blocks, WAL, catalog); blocks_bytes = files under */metrics/blocks",
+        bytes:$total, blocks_bytes:$blocks, breakdown:$parts, samples:$samples,
+        bytes_per_sample:($total/$samples), blocks_bytes_per_sample:($blocks/$samples)}')"
+  fi
   if [ "$disk" = 1 ]; then
     local idir=$WORK/strata-import t0=$SECONDS
     rm -rf "$idir"
@@ -374,6 +385,7 @@ tail -n +"$run_start" "$results" | jq -r -s '
     "|---|---|---|---|",
     (.[1:][] |
       if .figure == "disk" then "| \(.system) | bytes/sample on disk | main | \(r(.bytes_per_sample; 3)) (\(.bytes) B) |"
+      elif .figure == "disk_after_stop" then "| \(.system) | bytes/sample on disk after stop | main | \(r(.bytes_per_sample; 3)) (\(.bytes) B; block files only \(r(.blocks_bytes_per_sample; 3))) |"
       else "| \(.system) | remote-write ingest | \(.corpus) | \(r(.samples_per_second; 0)) samples/s, p50 \(r(.sender.latency_ms_p50; 1)) ms, p99 \(r(.sender.latency_ms_p99; 1)) ms, rejected \(.sender.samples_rejected), failed \(.sender.samples_failed) |",
            "| \(.system) | RSS per active series | \(.corpus) | \(r(.rss_bytes_per_series; 0)) B (VmHWM \(r(.hwm_bytes_per_series; 0)) B, delta \(r(.rss_delta_bytes_per_series; 0)) B; \(.series) series) |"
       end)'
