@@ -19,13 +19,23 @@
 #   CONNS [8]                       sender connections (= corpus shards by default)
 #   RECV_CPUS [1] SENDER_CPUS [0]   taskset CPU lists for the receiver and for the sender
 #   SEND_TIMEOUT [900]              max seconds for one replay; MERGE_TIMEOUT [600] for VM's merge
-#   STRATA_ARGS []                  extra arguments for `strata serve`/`up`
-#   STRATA_COMPACT_PATH [/api/v1/admin/compact]  Strata's admin endpoint that cuts and compacts the head
+#   STRATA_ARGS []                  extra arguments for `strata up`
+#   STRATA_FLUSH_PATH [/prometheus/api/v1/admin/tsdb/flush]      admin endpoint: cut the head into blocks
+#   STRATA_COMPACT_PATH [/prometheus/api/v1/admin/tsdb/compact]  admin endpoint: compact blocks now
 #
-# Ports (all 127.0.0.1): VictoriaMetrics 18428, Prometheus 19090, Strata 19080, node_exporter 19100.
+# Ports (all 127.0.0.1): VictoriaMetrics 18428, Prometheus 19090, Strata 19080 (OTLP 14317/14318),
+# node_exporter 19100.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
+# Bash reads a script as it runs: run from a private copy so editing this file mid-run is harmless.
+if [ -z "${STRATA_BENCH_COPY:-}" ]; then
+  copy=$(mktemp /tmp/metrics-compare.XXXXXX.sh)
+  cp "$0" "$copy"
+  STRATA_BENCH_COPY=$copy STRATA_BENCH_HERE=$(cd "$(dirname "$0")" && pwd) bash "$copy" "$@" && rc=0 || rc=$?
+  rm -f "$copy"
+  exit $rc
+fi
+here=$STRATA_BENCH_HERE
 root=$(cd "$here/../.." && pwd)
 WORK=${WORK:-/work/bench-data/run}
 SCRAPES=${SCRAPES:-$WORK/scrapes}
@@ -43,7 +53,8 @@ SENDER_CPUS=${SENDER_CPUS:-0}
 SEND_TIMEOUT=${SEND_TIMEOUT:-900}
 MERGE_TIMEOUT=${MERGE_TIMEOUT:-600}
 STRATA_ARGS=${STRATA_ARGS:-}
-STRATA_COMPACT_PATH=${STRATA_COMPACT_PATH:-/api/v1/admin/compact}
+STRATA_FLUSH_PATH=${STRATA_FLUSH_PATH:-/prometheus/api/v1/admin/tsdb/flush}
+STRATA_COMPACT_PATH=${STRATA_COMPACT_PATH:-/prometheus/api/v1/admin/tsdb/compact}
 STRATA_BIN=${1:-${STRATA_BIN:-$root/target/release/strata}}
 VM_PORT=18428
 PROM_PORT=19090
@@ -176,23 +187,29 @@ run_vm() { # CORPUS MEASURE_DISK(0/1)
   if [ "$disk" = 1 ]; then
     curl -fs "http://127.0.0.1:$VM_PORT/internal/force_flush" >/dev/null
     sleep 2
-    log "vm: force_merge partition $partition"
-    curl -fs "http://127.0.0.1:$VM_PORT/internal/force_merge?partition_prefix=$partition" >/dev/null
-    # The merge runs in the background: wait until no merges are active and the size is stable.
-    local t0=$SECONDS last=-1 stable=0 size
-    while [ $((SECONDS - t0)) -lt "$MERGE_TIMEOUT" ]; do
-      sleep 5
-      size=$(dir_bytes "$dir")
-      if [ "$(vm_metric_sum vm_active_merges)" = 0 ] && [ "$size" = "$last" ]; then
-        stable=$((stable + 1))
-        [ $stable -ge 3 ] && break
-      else
-        stable=0
-      fi
-      last=$size
+    # force_merge returns at once and merges in the background; parts flushed from memory meanwhile can
+    # escape it, so repeat until one part is left (or the sizes stop changing), within MERGE_TIMEOUT.
+    local t0=$SECONDS last=-1 stable=0 size nparts
+    for attempt in 1 2 3 4 5; do
+      log "vm: force_merge partition $partition (attempt $attempt)"
+      curl -fs "http://127.0.0.1:$VM_PORT/internal/force_merge?partition_prefix=$partition" >/dev/null
+      stable=0
+      while [ $((SECONDS - t0)) -lt "$MERGE_TIMEOUT" ]; do
+        sleep 5
+        size=$(dir_bytes "$dir")
+        if [ "$(vm_metric_sum vm_active_merges)" = 0 ] && [ "$size" = "$last" ]; then
+          stable=$((stable + 1))
+          [ $stable -ge 4 ] && break
+        else
+          stable=0
+        fi
+        last=$size
+      done
+      nparts=$(curl -fs "http://127.0.0.1:$VM_PORT/metrics" | awk '/^vm_parts\{type="storage\/(big|small)"\}/ { s += $NF } END { printf "%.0f\n", s }')
+      [ "$nparts" -le 1 ] && break
+      curl -fs "http://127.0.0.1:$VM_PORT/internal/force_flush" >/dev/null
     done
     local rows parts
-    rows=$(vm_metric_sum 'vm_rows\{type="storage/(big|small)"\}')
     rows=$(curl -fs "http://127.0.0.1:$VM_PORT/metrics" | awk '/^vm_rows\{type="storage\/(big|small)"\}/ { s += $NF } END { printf "%.0f\n", s }')
     parts=$(curl -fs "http://127.0.0.1:$VM_PORT/metrics" | awk '/^vm_parts\{type="storage\/(big|small)"\}/ { s += $NF } END { printf "%.0f\n", s }')
     local total data idx
@@ -251,12 +268,22 @@ run_prom_rw() { # CORPUS
 
 # --- Strata ---------------------------------------------------------------------------------------
 # Adapt here when the server's flags or admin endpoint change.
+# Retention is 100 years because the corpus is dated 2026-01-01.
 strata_start() { # DATA_DIR LOG → PID on stdout
   # shellcheck disable=SC2086
-  taskset -c "$RECV_CPUS" "$STRATA_BIN" serve --data-dir "$1" --listen "127.0.0.1:$STRATA_PORT" $STRATA_ARGS >"$2" 2>&1 &
+  STRATA_RETENTION=100y taskset -c "$RECV_CPUS" "$STRATA_BIN" up --data-dir "$1" --listen "127.0.0.1:$STRATA_PORT" \
+    --otlp-grpc-listen 127.0.0.1:14317 --otlp-http-listen 127.0.0.1:14318 $STRATA_ARGS >"$2" 2>&1 &
   echo $!
 }
-strata_compact() { curl -fsS -X POST "http://127.0.0.1:$STRATA_PORT$STRATA_COMPACT_PATH"; }
+strata_compact() {
+  curl -fsS -m 1800 -X POST "http://127.0.0.1:$STRATA_PORT$STRATA_FLUSH_PATH" &&
+    curl -fsS -m 1800 -X POST "http://127.0.0.1:$STRATA_PORT$STRATA_COMPACT_PATH"
+}
+strata_import() { # OPENMETRICS DATA_DIR LOG
+  STRATA_RETENTION=100y taskset -c "$RECV_CPUS" timeout 1800 "$STRATA_BIN" import openmetrics "$1" --data-dir "$2" --quiet >"$3" 2>&1
+}
+# Bytes per first- and second-level entry of a data dir, as one string (what the total includes).
+dir_breakdown() { (cd "$1" && du -sb -- * */* */*/* 2>/dev/null | awk '{printf "%s=%s ", $2, $1}'); }
 
 run_strata() { # CORPUS MEASURE_DISK(0/1)
   local name=$1 disk=$2 dir=$WORK/strata-data
@@ -275,18 +302,47 @@ run_strata() { # CORPUS MEASURE_DISK(0/1)
     log "strata: cut + compact via $STRATA_COMPACT_PATH"
     if strata_compact >"$WORK/strata-compact.out" 2>&1; then
       sleep 2
-      local total metrics
+      local total parts
       total=$(dir_bytes "$dir")
-      metrics=$(dir_bytes "$dir/default/metrics" || echo 0)
-      log "strata: $total bytes in $dir (metrics $metrics)"
-      record "$(jq -c -n --argjson total "$total" --argjson metrics "${metrics:-0}" --argjson samples "$main_samples" \
-        '{system:"strata", figure:"disk", what:"whole --data-dir after the admin cut + compact (blocks + WAL + catalog)",
-          bytes:$total, metrics_bytes:$metrics, samples:$samples, bytes_per_sample:($total/$samples)}')"
+      parts=$(dir_breakdown "$dir")
+      log "strata: $total bytes in $dir ($parts)"
+      record "$(jq -c -n --argjson total "$total" --arg parts "$parts" --argjson samples "$main_samples" \
+        --arg out "$(cat "$WORK/strata-compact.out")" \
+        '{system:"strata", figure:"disk", what:"whole --data-dir after remote write + admin flush + compact (blocks, WAL, catalog)",
+          bytes:$total, breakdown:$parts, admin:$out, samples:$samples, bytes_per_sample:($total/$samples)}')"
     else
       log "strata: compact endpoint failed (see $WORK/strata-compact.out): no disk figure"
     fi
   fi
   stop_pid "$pid"
+  if [ "$disk" = 1 ]; then
+    local total parts blocks
+    total=$(dir_bytes "$dir")
+    parts=$(dir_breakdown "$dir")
+    blocks=$(find "$dir" -path '*/metrics/blocks/*' -type f -printf '%s\n' | awk '{s+=$1} END {print s+0}')
+    log "strata: after stop: $total bytes in $dir ($parts); block files $blocks"
+    record "$(jq -c -n --argjson total "$total" --arg parts "$parts" --argjson blocks "$blocks" --argjson samples "$main_samples" \
+      '{system:"strata", figure:"disk_after_stop", what:"whole --data-dir after SIGTERM (blocks, WAL, catalog); blocks_bytes = files under */metrics/blocks",
+        bytes:$total, blocks_bytes:$blocks, breakdown:$parts, samples:$samples,
+        bytes_per_sample:($total/$samples), blocks_bytes_per_sample:($blocks/$samples)}')"
+  fi
+  if [ "$disk" = 1 ]; then
+    local idir=$WORK/strata-import t0=$SECONDS
+    rm -rf "$idir"
+    log "strata: import openmetrics (the promtool backfill's counterpart)"
+    if strata_import "$corpus/main.om" "$idir" "$WORK/strata-import.log"; then
+      local total parts
+      total=$(dir_bytes "$idir")
+      parts=$(dir_breakdown "$idir")
+      log "strata: import: $total bytes in $idir ($parts), $((SECONDS - t0))s"
+      record "$(jq -c -n --argjson total "$total" --arg parts "$parts" --argjson samples "$main_samples" \
+        --arg out "$(tail -1 "$WORK/strata-import.log")" --argjson secs "$((SECONDS - t0))" \
+        '{system:"strata-import", figure:"disk", what:"whole --data-dir of `strata import openmetrics` (blocks, catalog)",
+          bytes:$total, breakdown:$parts, import:$out, samples:$samples, bytes_per_sample:($total/$samples), seconds:$secs}')"
+    else
+      log "strata: import failed (see $WORK/strata-import.log)"
+    fi
+  fi
 }
 
 # --- runs -----------------------------------------------------------------------------------------
@@ -329,6 +385,7 @@ tail -n +"$run_start" "$results" | jq -r -s '
     "|---|---|---|---|",
     (.[1:][] |
       if .figure == "disk" then "| \(.system) | bytes/sample on disk | main | \(r(.bytes_per_sample; 3)) (\(.bytes) B) |"
+      elif .figure == "disk_after_stop" then "| \(.system) | bytes/sample on disk after stop | main | \(r(.bytes_per_sample; 3)) (\(.bytes) B; block files only \(r(.blocks_bytes_per_sample; 3))) |"
       else "| \(.system) | remote-write ingest | \(.corpus) | \(r(.samples_per_second; 0)) samples/s, p50 \(r(.sender.latency_ms_p50; 1)) ms, p99 \(r(.sender.latency_ms_p99; 1)) ms, rejected \(.sender.samples_rejected), failed \(.sender.samples_failed) |",
            "| \(.system) | RSS per active series | \(.corpus) | \(r(.rss_bytes_per_series; 0)) B (VmHWM \(r(.hwm_bytes_per_series; 0)) B, delta \(r(.rss_delta_bytes_per_series; 0)) B; \(.series) series) |"
       end)'
