@@ -197,6 +197,19 @@ pub fn render_text(state: &AppState) -> String {
     for (t, m) in &tenants {
         let _ = writeln!(o, "strata_head_bytes{{tenant=\"{t}\"}} {}", m.head_bytes());
     }
+    family(
+        &mut o,
+        "strata_block_series",
+        "gauge",
+        "Distinct series in the blocks on disk (the catalog's series registry).",
+    );
+    for (t, m) in &tenants {
+        let _ = writeln!(
+            o,
+            "strata_block_series{{tenant=\"{t}\"}} {}",
+            m.registered_series().unwrap_or(0)
+        );
+    }
     family(&mut o, "strata_blocks", "gauge", "Blocks on disk.");
     for (t, m) in &tenants {
         let _ = writeln!(o, "strata_blocks{{tenant=\"{t}\"}} {}", m.block_count());

@@ -109,6 +109,7 @@ pub struct BlockWriter {
     ts_columns: HashMap<Vec<u8>, u32>,
     ts_refs: Vec<BlobRef>,
     series: Vec<BlockSeries>,
+    series_hashes: Vec<u64>,
     last_labels: Option<Labels>,
     meta: BlockMeta,
 }
@@ -146,6 +147,7 @@ impl BlockWriter {
             ts_columns: HashMap::new(),
             ts_refs: Vec::new(),
             series: Vec::new(),
+            series_hashes: Vec::new(),
             last_labels: None,
             meta: BlockMeta {
                 version: FORMAT_VERSION,
@@ -356,6 +358,12 @@ impl BlockWriter {
             num_samples: self.meta.num_samples,
             size_bytes: dir_size(&self.dir),
             level: self.meta.level,
+            series: {
+                let mut h = std::mem::take(&mut self.series_hashes);
+                h.sort_unstable();
+                h.dedup();
+                h
+            },
         }))
     }
 }

@@ -345,8 +345,6 @@ impl MetricsStore {
                     w.add_series(labels, samples)?;
                 }
                 if let Some(e) = w.finish()? {
-                    self.catalog
-                        .register_series(series.iter().map(|(l, _)| l), lo, hi - 1)?;
                     entries.push(e);
                 }
             }
@@ -524,15 +522,7 @@ impl MetricsStore {
         if drop.is_empty() {
             return Ok(0);
         }
-        let oldest_kept = blocks
-            .iter()
-            .filter(|b| !drop.contains(&b.meta().id))
-            .map(|b| b.meta().min_time)
-            .min();
         self.install_blocks(&[], &drop)?;
-        if let Some(t) = oldest_kept.or(self.head.time_range().map(|r| r.0)) {
-            self.catalog.expire_series_before(t)?;
-        }
         self.stats
             .blocks_deleted_by_retention
             .fetch_add(drop.len() as u64, Ordering::Relaxed);
@@ -568,8 +558,6 @@ impl MetricsStore {
                 entries.push(e);
             }
         }
-        self.catalog
-            .register_series(series.keys(), i64::MIN, i64::MAX)?;
         self.install_blocks(&entries, &[])?;
         if !metadata.is_empty() {
             let _order = self.append_lock.lock();
@@ -609,6 +597,11 @@ impl MetricsStore {
 
     pub fn blocks_bytes(&self) -> u64 {
         self.blocks.read().iter().map(|b| b.size_bytes()).sum()
+    }
+
+    /// Distinct series in the live blocks, from the catalog's registry.
+    pub fn registered_series(&self) -> Result<usize> {
+        self.catalog.registered_series()
     }
 
     pub fn wal_fsyncs(&self) -> u64 {
