@@ -267,6 +267,7 @@ impl BlockWriter {
             labels: syms,
             segments,
         });
+        self.series_hashes.push(labels.identity_hash() as u64);
         self.last_labels = Some(labels.clone());
         Ok(())
     }
