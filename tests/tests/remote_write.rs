@@ -408,8 +408,16 @@ fn series_labels_and_values_after_flush_and_restart() {
         .unwrap();
     assert_eq!(v["data"], serde_json::json!(["host-0", "host-1"]));
     assert_eq!(v["warnings"][0], "results truncated due to limit");
-    let metrics = client.get(s.url("/metrics")).send().unwrap().text().unwrap();
-    assert!(metrics.contains("strata_block_series{tenant=\"default\"} 60"), "{metrics}");
+    let metrics = client
+        .get(s.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("strata_block_series{tenant=\"default\"} 60"),
+        "{metrics}"
+    );
     let data = read_all(&client, &s);
     assert_eq!(data.len(), 60);
     assert!(data.iter().all(|(_, samples)| samples.len() == 30));
