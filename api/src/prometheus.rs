@@ -623,24 +623,17 @@ async fn remote_write_inner(state: &Arc<AppState>, headers: &HeaderMap, body: By
     let limits = state.limits.clone();
     let storage = state.storage.clone();
     let work = tokio::task::spawn_blocking(move || {
-        let decoded =
-            remote::decode_write(&body, content_type.as_deref(), encoding.as_deref(), &limits)
-                .map_err(|e| {
-                    (
-                        StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
-                        e.to_string(),
-                    )
-                })?;
-        let store = storage
-            .metrics_for_write(&tenant)
-            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let outcome = store
-            .append(&decoded.batch)
-            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        Ok::<_, (StatusCode, String)>((decoded, outcome))
+        ingest(
+            &storage,
+            &tenant,
+            &body,
+            content_type.as_deref(),
+            encoding.as_deref(),
+            &limits,
+        )
     })
     .await;
-    let (decoded, outcome) = match work {
+    let written = match work {
         Ok(Ok(x)) => x,
         Ok(Err((status, msg))) => return plain(status, msg),
         Err(e) => {
@@ -650,6 +643,7 @@ async fn remote_write_inner(state: &Arc<AppState>, headers: &HeaderMap, body: By
             )
         }
     };
+    let outcome = &written.outcome;
     if let Some((labels, sample, reject)) = &outcome.first_rejection {
         return plain(
             StatusCode::BAD_REQUEST,
@@ -657,29 +651,93 @@ async fn remote_write_inner(state: &Arc<AppState>, headers: &HeaderMap, body: By
                 "{}: {} of {} samples refused (first: series {labels} timestamp {}); the others were stored",
                 reject.message(),
                 outcome.rejected_total(),
-                decoded.samples,
+                written.samples,
                 sample.t
             ),
         );
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
-    if decoded.version == WriteVersion::V2 {
+    if written.version == WriteVersion::V2 {
         let h = resp.headers_mut();
+        // Native histograms are refused whole, so none is ever written.
         for (name, n) in [
-            ("x-prometheus-remote-write-samples-written", decoded.samples),
-            (
-                "x-prometheus-remote-write-histograms-written",
-                decoded.histograms,
-            ),
+            ("x-prometheus-remote-write-samples-written", written.samples),
+            ("x-prometheus-remote-write-histograms-written", 0),
             (
                 "x-prometheus-remote-write-exemplars-written",
-                decoded.exemplars,
+                written.exemplars,
             ),
         ] {
             h.insert(name, HeaderValue::from(n as u64));
         }
     }
     resp
+}
+
+/// What one remote write stored.
+struct Written {
+    version: WriteVersion,
+    samples: usize,
+    exemplars: usize,
+    outcome: strata_store::AppendOutcome,
+}
+
+/// Decode → validate → append → durable. Version 1 bodies take the borrowing decoder, so samples of
+/// known series cost no allocation; version 2 (symbol tables) goes through the owned decoder.
+fn ingest(
+    storage: &strata_store::Storage,
+    tenant: &str,
+    body: &[u8],
+    content_type: Option<&str>,
+    encoding: Option<&str>,
+    limits: &remote::DecodeLimits,
+) -> Result<Written, (StatusCode, String)> {
+    let refused = |e: remote::RemoteError| {
+        (
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            e.to_string(),
+        )
+    };
+    let failed = |e: strata_store::Error| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let version = remote::write_version(content_type, encoding).map_err(refused)?;
+    match version {
+        WriteVersion::V1 => {
+            let raw = remote::decompress(body, limits).map_err(refused)?;
+            let w = remote::decode_write_v1_borrowed(&raw, limits).map_err(refused)?;
+            let store = storage.metrics_for_write(tenant).map_err(failed)?;
+            let pairs: Vec<strata_store::LabelPairs<'_>> =
+                w.series.iter().map(|s| w.labels_of(s)).collect();
+            let inputs: Vec<strata_store::SeriesInput<'_>> = w
+                .series
+                .iter()
+                .zip(&pairs)
+                .map(|(s, labels)| strata_store::SeriesInput {
+                    labels,
+                    samples: &s.samples,
+                    exemplars: &s.exemplars,
+                })
+                .collect();
+            let outcome = store.append_series(&inputs, &w.metadata).map_err(failed)?;
+            Ok(Written {
+                version,
+                samples: w.samples,
+                exemplars: w.exemplars,
+                outcome,
+            })
+        }
+        WriteVersion::V2 => {
+            let decoded =
+                remote::decode_write(body, content_type, encoding, limits).map_err(refused)?;
+            let store = storage.metrics_for_write(tenant).map_err(failed)?;
+            let outcome = store.append(&decoded.batch).map_err(failed)?;
+            Ok(Written {
+                version,
+                samples: decoded.samples,
+                exemplars: decoded.exemplars,
+                outcome,
+            })
+        }
+    }
 }
 
 /// Remote read: SAMPLES or STREAMED_XOR_CHUNKS, whichever the client prefers.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::chunk::{XorEncoder, XorIter};
-use crate::model::{Exemplar, Label, Labels, Matcher, Sample, SeriesExemplars};
+use crate::model::{Exemplar, Label, Labels, Matcher, Sample, SeriesExemplars, SeriesLabels};
 use crate::postings::{self, PostingsIndex};
 
 /// Samples per head chunk before it is closed (Prometheus's target too).
@@ -446,8 +446,8 @@ impl Head {
     }
 
     /// The series reference for `labels`, creating the series if needed. `Ok(r)` = existing,
-    /// `Err(r)` = created now (the caller logs it to the WAL).
-    pub fn get_or_create(&self, labels: &Labels) -> Result<u32, u32> {
+    /// `Err((r, labels))` = created now, with its labels for the caller to log to the WAL.
+    pub fn get_or_create(&self, labels: &dyn SeriesLabels) -> Result<u32, (u32, Labels)> {
         let hash = labels.identity_hash();
         if let Some(r) = self.index.read().find(hash) {
             return Ok(r);
@@ -457,8 +457,9 @@ impl Head {
             return Ok(r);
         }
         let r = self.next_ref.fetch_add(1, Ordering::Relaxed) as u32;
-        idx.insert(r, hash, labels);
-        Err(r)
+        let labels = labels.to_labels();
+        idx.insert(r, hash, &labels);
+        Err((r, labels))
     }
 
     /// Re-creates a series with a known reference (WAL replay).
@@ -684,7 +685,7 @@ mod tests {
     }
 
     fn add(head: &Head, labels: &Labels, t: i64, v: f64) -> Result<Appended, Reject> {
-        let r = head.get_or_create(labels).unwrap_or_else(|r| r);
+        let r = head.get_or_create(labels).unwrap_or_else(|(r, _)| r);
         let s = head.series(r).unwrap();
         let mut s = s.lock();
         head.append(&mut s, t, v)

@@ -15,7 +15,8 @@ use crate::catalog::{BlockEntry, Catalog};
 use crate::error::{Error, Result};
 use crate::head::{Appended, Head, HeadOptions, Reject};
 use crate::model::{
-    Labels, Matcher, Metadata, MetricsReader, Sample, SeriesExemplars, SeriesSamples, WriteBatch,
+    Labels, Matcher, Metadata, MetricsReader, Sample, SeriesExemplars, SeriesInput, SeriesSamples,
+    WriteBatch,
 };
 use crate::wal::{self, Wal, WalOptions, WalRecord};
 
@@ -212,51 +213,71 @@ impl MetricsStore {
     /// Appends a batch and returns once what was stored is durable. Refused samples are counted and
     /// reported; the rest of the batch is still stored (as Prometheus does).
     pub fn append(&self, batch: &WriteBatch) -> Result<AppendOutcome> {
+        let inputs: Vec<SeriesInput<'_>> = batch
+            .series
+            .iter()
+            .map(|s| SeriesInput {
+                labels: &s.labels,
+                samples: &s.samples,
+                exemplars: &s.exemplars,
+            })
+            .collect();
+        self.append_series(&inputs, &batch.metadata)
+    }
+
+    /// [`append`](Self::append) for series whose labels may be borrowed from a request body: labels
+    /// are materialised only for series the head does not have yet.
+    pub fn append_series(
+        &self,
+        series: &[SeriesInput<'_>],
+        metadata: &[(String, Metadata)],
+    ) -> Result<AppendOutcome> {
         let mut out = AppendOutcome::default();
-        let mut new_series: Vec<(u32, &Labels)> = Vec::new();
-        let mut samples: Vec<(u32, i64, f64)> = Vec::with_capacity(batch.sample_count());
+        let mut new_series: Vec<(u32, Labels)> = Vec::new();
+        let mut samples: Vec<(u32, i64, f64)> =
+            Vec::with_capacity(series.iter().map(|s| s.samples.len()).sum());
         let mut exemplars: Vec<(u32, &crate::model::Exemplar)> = Vec::new();
         let ticket;
         {
             let _order = self.append_lock.lock();
-            for sw in &batch.series {
+            for sw in series {
                 if sw.samples.is_empty() && sw.exemplars.is_empty() {
                     continue;
                 }
-                let r = match self.head.get_or_create(&sw.labels) {
+                let r = match self.head.get_or_create(sw.labels) {
                     Ok(r) => r,
-                    Err(r) => {
-                        new_series.push((r, &sw.labels));
+                    Err((r, labels)) => {
+                        new_series.push((r, labels));
                         r
                     }
                 };
-                let Some(series) = self.head.series(r) else {
+                let Some(handle) = self.head.series(r) else {
                     continue;
                 };
-                let mut series = series.lock();
-                for s in &sw.samples {
-                    match self.head.append(&mut series, s.t, s.v) {
+                let mut handle = handle.lock();
+                for s in sw.samples {
+                    match self.head.append(&mut handle, s.t, s.v) {
                         Ok(Appended::Stored) => samples.push((r, s.t, s.v)),
                         Ok(Appended::Unchanged) => out.samples_unchanged += 1,
                         Err(rej) => {
                             *out.rejected.entry(rej.reason()).or_default() += 1;
                             self.stats.count_rejected(rej, 1);
                             if out.first_rejection.is_none() {
-                                out.first_rejection = Some((sw.labels.clone(), *s, rej));
+                                out.first_rejection = Some((sw.labels.to_labels(), *s, rej));
                             }
                         }
                     }
                 }
-                for e in &sw.exemplars {
-                    if self.head.add_exemplar(r, &mut series, e.clone()) {
+                for e in sw.exemplars {
+                    if self.head.add_exemplar(r, &mut handle, e.clone()) {
                         exemplars.push((r, e));
                     }
                 }
             }
             let mut changed_meta: Vec<(&str, &Metadata)> = Vec::new();
-            if !batch.metadata.is_empty() {
+            if !metadata.is_empty() {
                 let mut md = self.metadata.write();
-                for (family, m) in &batch.metadata {
+                for (family, m) in metadata {
                     if md.get(family) != Some(m) {
                         md.insert(family.clone(), m.clone());
                         changed_meta.push((family, m));
@@ -269,7 +290,8 @@ impl MetricsStore {
             let mut records = Vec::new();
             if !new_series.is_empty() {
                 let mut b = Vec::new();
-                wal::encode_series(&mut b, &new_series);
+                let refs: Vec<(u32, &Labels)> = new_series.iter().map(|(r, l)| (*r, l)).collect();
+                wal::encode_series(&mut b, &refs);
                 records.push(b);
             }
             if !samples.is_empty() {

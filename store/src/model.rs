@@ -111,14 +111,7 @@ impl Labels {
     /// that two of even a billion label sets collide is about 10^-21, so lookups need not compare
     /// labels — which, with interned strings, cost a cache miss per label.
     pub fn identity_hash(&self) -> u128 {
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for l in &self.0 {
-            h.update(l.name.as_bytes());
-            h.update(&[0xff]);
-            h.update(l.value.as_bytes());
-            h.update(&[0xff]);
-        }
-        h.digest128()
+        hash_label_pairs(self.0.iter().map(|l| (l.name.as_str(), l.value.as_str())))
     }
 
     /// Bytes of heap and inline storage this label set holds (for memory accounting).
@@ -177,6 +170,68 @@ impl<'a> IntoIterator for &'a Labels {
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter()
     }
+}
+
+/// The identity hash of a label set given as sorted, unique pairs with no empty value: the same for a
+/// [`Labels`] and for the same pairs borrowed from a request body.
+pub fn hash_label_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u128 {
+    thread_local! {
+        // One-shot XXH3 over a copy is several times faster than feeding the streaming hasher a few
+        // bytes at a time; the buffer is reused so hashing allocates nothing.
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        for (name, value) in pairs {
+            buf.extend_from_slice(name.as_bytes());
+            buf.push(0xff);
+            buf.extend_from_slice(value.as_bytes());
+            buf.push(0xff);
+        }
+        xxhash_rust::xxh3::xxh3_128(&buf)
+    })
+}
+
+/// What the ingest path needs of a series' label set: its identity, and the labels themselves only when
+/// the series is new. Decoders can hand over labels borrowed from a request body, so a sample of a known
+/// series costs no allocation.
+pub trait SeriesLabels {
+    fn identity_hash(&self) -> u128;
+    fn to_labels(&self) -> Labels;
+}
+
+impl SeriesLabels for Labels {
+    fn identity_hash(&self) -> u128 {
+        Labels::identity_hash(self)
+    }
+    fn to_labels(&self) -> Labels {
+        self.clone()
+    }
+}
+
+/// Label pairs borrowed from a request body: sorted by name, unique, with no empty value (checked in
+/// debug builds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabelPairs<'a>(pub &'a [(&'a str, &'a str)]);
+
+impl SeriesLabels for LabelPairs<'_> {
+    fn identity_hash(&self) -> u128 {
+        debug_assert!(
+            self.0.windows(2).all(|w| w[0].0 < w[1].0) && self.0.iter().all(|p| !p.1.is_empty())
+        );
+        hash_label_pairs(self.0.iter().copied())
+    }
+    fn to_labels(&self) -> Labels {
+        Labels::from_sorted(self.0.iter().map(|&(n, v)| Label::new(n, v)).collect())
+    }
+}
+
+/// One series of an append, however its labels were decoded.
+pub struct SeriesInput<'s> {
+    pub labels: &'s dyn SeriesLabels,
+    pub samples: &'s [Sample],
+    pub exemplars: &'s [Exemplar],
 }
 
 /// One float sample: milliseconds since the epoch and a value.
@@ -466,6 +521,19 @@ mod tests {
         let m = Matcher::new(MatchOp::NotRegex, "job", "n.*").unwrap();
         assert!(!m.matches("node") && m.matches(""));
         assert!(Matcher::new(MatchOp::Regex, "job", "(").is_err());
+    }
+
+    #[test]
+    fn borrowed_and_owned_labels_hash_alike() {
+        let owned = Labels::from_pairs([("__name__", "up"), ("job", "node")]);
+        let borrowed = LabelPairs(&[("__name__", "up"), ("job", "node")]);
+        assert_eq!(
+            SeriesLabels::identity_hash(&owned),
+            borrowed.identity_hash()
+        );
+        assert_eq!(borrowed.to_labels(), owned);
+        let other = LabelPairs(&[("__name__", "upj"), ("ob", "node")]);
+        assert_ne!(other.identity_hash(), borrowed.identity_hash());
     }
 
     #[test]

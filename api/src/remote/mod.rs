@@ -6,17 +6,21 @@
 //! Specs: `prometheus/docs:docs/specs/prw/remote_write_spec.md` (1.0),
 //! `remote_write_spec_2_0.md` (2.0), `prometheus:docs/querying/remote_read_api.md`.
 
+mod borrowed;
 pub mod prompb;
 mod read;
 mod write;
 pub mod write_v2;
 
+pub use borrowed::{decode_write_v1_borrowed, BorrowedSeries, BorrowedWrite};
 pub use read::{
     decode_chunked_frame, decode_read, decode_read_response, encode_chunked_frame,
     encode_read_request, encode_read_samples, ReadQuery, ReadRequestDecoded, ResponseType,
     XorChunk, CHUNKED_READ_CONTENT_TYPE,
 };
-pub use write::{decode_write, encode_write_v1, encode_write_v2, DecodedWrite, WriteVersion};
+pub use write::{
+    decode_write, encode_write_v1, encode_write_v2, write_version, DecodedWrite, WriteVersion,
+};
 
 /// `Content-Type` of a remote write 2.0 body.
 pub const CONTENT_TYPE_V2: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
@@ -108,6 +112,9 @@ pub enum RemoteError {
     /// `symbols[0]` of a 2.0 request is not the empty string.
     #[error("symbols[0] must be the empty string, got {0:?}")]
     FirstSymbolNotEmpty(String),
+    /// A protobuf body the hot-path decoder could not read (what and where).
+    #[error("{0}")]
+    Malformed(String),
     #[error("series {index}: {reason}")]
     InvalidSeries { index: usize, reason: String },
     #[error("metadata {index}: {reason}")]
@@ -135,6 +142,7 @@ impl RemoteError {
             RemoteError::Compress(_) => 500,
             RemoteError::Snappy(_)
             | RemoteError::Protobuf { .. }
+            | RemoteError::Malformed(_)
             | RemoteError::FirstSymbolNotEmpty(_)
             | RemoteError::InvalidSeries { .. }
             | RemoteError::InvalidMetadata { .. }
@@ -158,7 +166,7 @@ fn check_encoding(encoding: Option<&str>) -> Result<(), RemoteError> {
 
 /// Decompresses a snappy *block* body, refusing before any allocation when the length the header
 /// announces is over the limit.
-fn decompress(body: &[u8], limits: &DecodeLimits) -> Result<Vec<u8>, RemoteError> {
+pub fn decompress(body: &[u8], limits: &DecodeLimits) -> Result<Vec<u8>, RemoteError> {
     if body.len() > limits.max_body_bytes {
         return Err(RemoteError::BodyTooLarge {
             len: body.len(),

@@ -64,8 +64,46 @@ fn series_v2(labels_refs: Vec<u32>) -> write_v2::TimeSeries {
     }
 }
 
+/// The borrowing decoder as an owned batch, for comparison with [`decode_write`].
+fn borrowed_v1(body: &[u8], limits: &DecodeLimits) -> Result<DecodedWrite, RemoteError> {
+    let raw = decompress(body, limits)?;
+    let w = decode_write_v1_borrowed(&raw, limits)?;
+    Ok(DecodedWrite {
+        version: WriteVersion::V1,
+        batch: WriteBatch {
+            series: w
+                .series
+                .iter()
+                .map(|s| SeriesWrite {
+                    labels: strata_store::SeriesLabels::to_labels(&w.labels_of(s)),
+                    samples: s.samples.clone(),
+                    exemplars: s.exemplars.clone(),
+                })
+                .collect(),
+            metadata: w.metadata.clone(),
+        },
+        samples: w.samples,
+        exemplars: w.exemplars,
+        histograms: 0,
+    })
+}
+
+/// Decodes a 1.0 body with both decoders (the borrowing one the server uses for ingest, and prost's),
+/// asserts they agree, and returns the borrowing decoder's answer.
 fn decode_v1(body: &[u8]) -> Result<DecodedWrite, RemoteError> {
-    decode_write(body, V1, SNAPPY, &DecodeLimits::default())
+    let limits = DecodeLimits::default();
+    let owned = decode_write(body, V1, SNAPPY, &limits);
+    let borrowed = borrowed_v1(body, &limits);
+    match (&owned, &borrowed) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(bits(&a.batch), bits(&b.batch));
+            assert_eq!(a.batch.metadata, b.batch.metadata);
+            assert_eq!((a.samples, a.exemplars), (b.samples, b.exemplars));
+        }
+        (Err(a), Err(b)) => assert_eq!(a.status(), b.status(), "{a} vs {b}"),
+        _ => panic!("decoders disagree: prost {owned:?}, borrowing {borrowed:?}"),
+    }
+    borrowed
 }
 
 /// Asserts the error's status and that its message contains `needle`.
@@ -203,6 +241,26 @@ proptest! {
             prop_assert_eq!(d.samples, batch.sample_count());
             prop_assert_eq!(d.exemplars, exemplars);
             prop_assert_eq!(d.histograms, 0);
+        }
+    }
+
+    #[test]
+    fn borrowing_decoder_agrees_with_prost(batch in batch_strategy()) {
+        let d = decode_v1(&encode_write_v1(&batch).unwrap()).unwrap();
+        prop_assert_eq!(bits(&d.batch), bits(&batch));
+    }
+
+    #[test]
+    fn borrowing_decoder_never_panics(body in prop::collection::vec(any::<u8>(), 0..512)) {
+        let limits = DecodeLimits::default();
+        // Whatever it accepts, prost accepts identically (the reverse may differ only for inputs no
+        // sender writes, such as protobuf groups).
+        if let Ok(b) = borrowed_v1(&snappy(&body), &limits) {
+            let a = decode_write(&snappy(&body), V1, SNAPPY, &limits);
+            prop_assert!(a.is_ok(), "prost refused what the borrowing decoder took: {:?}", a);
+            prop_assert_eq!(bits(&a.unwrap().batch), bits(&b.batch));
+        } else if let Err(e) = borrowed_v1(&snappy(&body), &limits) {
+            prop_assert!(matches!(e.status(), 400 | 413), "{}", e);
         }
     }
 

@@ -49,8 +49,7 @@ pub fn decode_write(
     encoding: Option<&str>,
     limits: &DecodeLimits,
 ) -> Result<DecodedWrite, RemoteError> {
-    let version = negotiate_version(content_type)?;
-    check_encoding(encoding)?;
+    let version = write_version(content_type, encoding)?;
     let raw = decompress(body, limits)?;
     match version {
         WriteVersion::V1 => {
@@ -72,6 +71,17 @@ pub fn decode_write(
             validate_v2(req, limits)
         }
     }
+}
+
+/// Which message a request carries, from its `Content-Type` and `Content-Encoding` headers (415 when
+/// neither remote write version nor snappy).
+pub fn write_version(
+    content_type: Option<&str>,
+    encoding: Option<&str>,
+) -> Result<WriteVersion, RemoteError> {
+    let version = negotiate_version(content_type)?;
+    check_encoding(encoding)?;
+    Ok(version)
 }
 
 /// Picks the message from `Content-Type` (spec 2.0 "Content-Type"): `application/x-protobuf` alone or
@@ -261,7 +271,7 @@ impl DecodedWrite {
     }
 }
 
-fn check_series_count(count: usize, limits: &DecodeLimits) -> Result<(), RemoteError> {
+pub(crate) fn check_series_count(count: usize, limits: &DecodeLimits) -> Result<(), RemoteError> {
     if count > limits.max_series {
         return Err(RemoteError::TooMany {
             what: "series",
@@ -312,7 +322,7 @@ fn check_label_count(count: usize, limits: &DecodeLimits) -> Result<(), String> 
 
 /// Checks a label set as sent: count, name syntax, lengths, the metric name, and (for series) that names
 /// are strictly increasing, which rules out both unsorted and duplicate names.
-fn check_label_set<'a>(
+pub(crate) fn check_label_set<'a>(
     pairs: impl Iterator<Item = (&'a str, &'a str)>,
     count: usize,
     limits: &DecodeLimits,
@@ -375,7 +385,7 @@ fn series_labels(pairs: impl Iterator<Item = (String, String)>) -> Result<Labels
 }
 
 /// Keeps error messages short when the offending string is huge.
-fn excerpt(s: &str) -> String {
+pub(crate) fn excerpt(s: &str) -> String {
     const MAX_CHARS: usize = 64;
     match s.char_indices().nth(MAX_CHARS) {
         Some((cut, _)) => format!("{}…", &s[..cut]),
