@@ -147,7 +147,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn label<'a>(buf: &'a [u8]) -> Result<(&'a str, &'a str), RemoteError> {
+fn label(buf: &[u8]) -> Result<(&str, &str), RemoteError> {
     let mut r = Reader::new(buf, "prometheus.Label");
     let (mut name, mut value) = ("", "");
     while !r.done() {
