@@ -15,8 +15,8 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use strata_store::chunk::{
-    decode_dense, decode_values, encode_dense, encode_timestamps, encode_values, XorEncoder,
-    XorIter,
+    decode_dense, decode_timestamps, decode_values, encode_dense, encode_timestamps, encode_values,
+    XorEncoder, XorIter,
 };
 
 /// Deterministic SplitMix64, so figures are reproducible without a `rand` dependency.
@@ -348,9 +348,61 @@ fn print_decode_per_core() {
     }
 }
 
+/// Decode throughput over a whole node_exporter-like block (4 targets × 500 series × 480 samples): XOR
+/// chunks of 120 samples as the head holds them, and the block's columns (one shared timestamp column
+/// per target, a value column per series) as queries over persisted data read them.
+fn print_decode_block_mix() {
+    let (times, series) = node_exporter_like_block(4);
+    let samples: usize = series.iter().map(|s| s.values.len()).sum();
+    let chunks: Vec<Vec<u8>> = series
+        .iter()
+        .flat_map(|s| {
+            let pairs: Vec<(i64, f64)> = times[s.target]
+                .iter()
+                .copied()
+                .zip(s.values.iter().copied())
+                .collect();
+            pairs.chunks(120).map(xor_chunk).collect::<Vec<_>>()
+        })
+        .collect();
+    let xor = per_cpu_second(samples, || {
+        let mut n = 0usize;
+        for c in &chunks {
+            for (t, v) in XorIter::new(black_box(c)) {
+                n = n.wrapping_add(t as usize ^ v.to_bits() as usize);
+            }
+        }
+        n
+    });
+    let ts_cols: Vec<Vec<u8>> = times.iter().map(|t| encode_timestamps(t)).collect();
+    let val_cols: Vec<(usize, Vec<u8>)> = series
+        .iter()
+        .map(|s| (s.target, encode_values(&s.values)))
+        .collect();
+    let (mut ts, mut vs) = (Vec::new(), Vec::new());
+    let columns = per_cpu_second(samples, || {
+        let mut n = 0usize;
+        for (target, col) in &val_cols {
+            ts.clear();
+            vs.clear();
+            let ok = decode_timestamps(black_box(&ts_cols[*target]), &mut ts).is_ok()
+                && decode_values(black_box(col), &mut vs).is_ok();
+            n = n.wrapping_add(usize::from(ok) + ts.len() + vs.len());
+        }
+        n
+    });
+    let m = |x: Option<f64>| x.map_or("n/a".to_string(), |x| format!("{:.1}", x / 1e6));
+    println!(
+        "  node_exporter-like block ({samples} samples): XOR {:>7}   block columns {:>7}",
+        m(xor),
+        m(columns)
+    );
+}
+
 fn main() {
     print_bytes_per_sample();
     print_decode_per_core();
+    print_decode_block_mix();
     let mut c = Criterion::default().configure_from_args();
     bench_xor(&mut c);
     bench_dense(&mut c);
