@@ -288,6 +288,36 @@ fn truncate<T>(mut v: Vec<T>, limit: usize, warnings: &mut Vec<String>) -> Vec<T
     v
 }
 
+/// A `/series`, `/labels` or `/label/<name>/values` request: its selectors, range and limit, answered by
+/// `lookup` on the tenant's store off the async threads, truncated to the limit with Prometheus's warning.
+async fn metadata_lookup<T: Send + 'static>(
+    state: &AppState,
+    p: &Params,
+    headers: &HeaderMap,
+    require_match: bool,
+    lookup: impl FnOnce(&MetricsStore, &[Vec<Matcher>], i64, i64) -> strata_store::Result<Vec<T>>
+        + Send
+        + 'static,
+) -> Result<(Vec<T>, Vec<String>), ApiError> {
+    state
+        .counters
+        .metadata_queries
+        .fetch_add(1, Ordering::Relaxed);
+    let sels = selectors(p)?;
+    if require_match && sels.is_empty() {
+        return Err(ApiError::bad_data("no match[] parameter provided"));
+    }
+    let (start, end) = range_params(p)?;
+    let limit = limit_param(p)?;
+    let Some(store) = store_for_read(state, headers)? else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let found = blocking(move || Ok(lookup(&store, &sels, start, end)?)).await?;
+    let mut warnings = Vec::new();
+    let found = truncate(found, limit, &mut warnings);
+    Ok((found, warnings))
+}
+
 pub async fn series(
     State(state): State<Arc<AppState>>,
     method: Method,
@@ -295,33 +325,25 @@ pub async fn series(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> ApiResult {
-    state
-        .counters
-        .metadata_queries
-        .fetch_add(1, Ordering::Relaxed);
     let p = Params::parse(q.as_deref(), &method, &headers, &body)?;
-    let sels = selectors(&p)?;
-    if sels.is_empty() {
-        return Err(ApiError::bad_data("no match[] parameter provided"));
-    }
-    let (start, end) = range_params(&p)?;
-    let limit = limit_param(&p)?;
-    let Some(store) = store_for_read(&state, &headers)? else {
-        return Ok(success(json!([]), vec![]));
-    };
     let max = state.cfg.limits.max_series_per_query;
-    let series = blocking(move || Ok(store.series(&sels, start, end)?)).await?;
-    if max > 0 && series.len() > max {
-        return Err(ApiError {
-            kind: ErrorType::Execution,
-            message: format!(
+    let (series, warnings) = metadata_lookup(
+        &state,
+        &p,
+        &headers,
+        true,
+        move |store, sels, start, end| {
+            let series = store.series(sels, start, end)?;
+            if max > 0 && series.len() > max {
+                return Err(strata_store::Error::LimitExceeded(format!(
                 "query matched {} series, over the limit of {max} (limits.max_series_per_query)",
                 series.len()
-            ),
-        });
-    }
-    let mut warnings = Vec::new();
-    let series = truncate(series, limit, &mut warnings);
+            )));
+            }
+            Ok(series)
+        },
+    )
+    .await?;
     Ok(success(
         Value::Array(series.iter().map(labels_json).collect()),
         warnings,
@@ -335,20 +357,12 @@ pub async fn labels(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> ApiResult {
-    state
-        .counters
-        .metadata_queries
-        .fetch_add(1, Ordering::Relaxed);
     let p = Params::parse(q.as_deref(), &method, &headers, &body)?;
-    let sels = selectors(&p)?;
-    let (start, end) = range_params(&p)?;
-    let limit = limit_param(&p)?;
-    let Some(store) = store_for_read(&state, &headers)? else {
-        return Ok(success(json!([]), vec![]));
-    };
-    let names = blocking(move || Ok(store.label_names(&sels, start, end)?)).await?;
-    let mut warnings = Vec::new();
-    let names = truncate(names, limit, &mut warnings);
+    let (names, warnings) =
+        metadata_lookup(&state, &p, &headers, false, |store, sels, start, end| {
+            store.label_names(sels, start, end)
+        })
+        .await?;
     Ok(success(json!(names), warnings))
 }
 
@@ -384,24 +398,19 @@ pub async fn label_values(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    state
-        .counters
-        .metadata_queries
-        .fetch_add(1, Ordering::Relaxed);
     let p = Params::parse(q.as_deref(), &Method::GET, &headers, &[])?;
     let name = unescape_label_name(&name);
     if name.is_empty() {
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
-    let sels = selectors(&p)?;
-    let (start, end) = range_params(&p)?;
-    let limit = limit_param(&p)?;
-    let Some(store) = store_for_read(&state, &headers)? else {
-        return Ok(success(json!([]), vec![]));
-    };
-    let values = blocking(move || Ok(store.label_values(&name, &sels, start, end)?)).await?;
-    let mut warnings = Vec::new();
-    let values = truncate(values, limit, &mut warnings);
+    let (values, warnings) = metadata_lookup(
+        &state,
+        &p,
+        &headers,
+        false,
+        move |store, sels, start, end| store.label_values(&name, sels, start, end),
+    )
+    .await?;
     Ok(success(json!(values), warnings))
 }
 
@@ -1107,6 +1116,60 @@ pub async fn format_query_handler(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The configured series limit answers 422 `execution`, in-process through the router.
+    #[tokio::test]
+    async fn series_limit_is_enforced() {
+        use tower::ServiceExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::Config::default();
+        cfg.limits.max_series_per_query = 1;
+        let storage =
+            Arc::new(strata_store::Storage::open(dir.path(), cfg.metrics_config()).unwrap());
+        let batch = strata_store::WriteBatch {
+            series: ["a", "b"]
+                .iter()
+                .map(|j| strata_store::SeriesWrite {
+                    labels: Labels::from_pairs([("__name__", "up"), ("job", j)]),
+                    samples: vec![strata_store::Sample::new(1000, 1.0)],
+                    exemplars: vec![],
+                })
+                .collect(),
+            metadata: vec![],
+        };
+        storage
+            .metrics_for_write("default")
+            .unwrap()
+            .append(&batch)
+            .unwrap();
+        let app = crate::server::router(crate::server::AppState::new(storage, cfg));
+        let get = |q: &str| {
+            axum::http::Request::get(format!("/prometheus/api/v1/series?{q}"))
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let r = app
+            .clone()
+            .oneshot(get("match[]=up%7Bjob%3D%22a%22%7D"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = app.oneshot(get("match[]=up")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body = http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["errorType"], "execution");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains("limits.max_series_per_query"),
+            "{v}"
+        );
+    }
 
     #[test]
     fn values_format_like_go() {
