@@ -35,10 +35,7 @@ pub struct Catalog {
 impl Catalog {
     pub fn open(dir: &Path) -> Result<Catalog> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::LowSpace)
-            .open()?;
+        let db = open_db(dir)?;
         let blocks = db.open_tree("blocks")?;
         let series = db.open_tree("series")?;
         let c = Catalog { db, blocks, series };
@@ -116,6 +113,28 @@ impl Catalog {
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;
         Ok(())
+    }
+}
+
+/// Opens the sled database, waiting out a previous handle's file lock: sled releases it from a background
+/// thread after the last handle is dropped, so a store reopened in the same process (a tenant closed and
+/// opened again) can find it still held for a moment. Another process holding it is an error after 5 s.
+fn open_db(dir: &Path) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::LowSpace)
+            .open()
+        {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
     }
 }
 
