@@ -7,9 +7,9 @@ mod fixture_content;
 
 use std::path::Path;
 
-use fixture_content::{encode, series, wal_records};
+use fixture_content::{series, wal_records};
 use strata_store::block::BlockWriter;
-use strata_store::wal::{Wal, WalOptions};
+use strata_store::wal::{self, Wal, WalOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/new");
@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::remove_dir(out.join("blocks"))?;
     let wal = Wal::open(&out.join("wal"), 0, vec![], WalOptions::default())?;
     for r in wal_records() {
-        wal.log(encode(&r), 0)?.wait()?;
+        wal.log(wal::encode_record(&r), 0)?.wait()?;
     }
     println!("wrote {}", out.display());
     Ok(())

@@ -95,6 +95,26 @@ pub fn encode_metadata(buf: &mut Vec<u8>, metadata: &[(&str, &Metadata)]) {
     }
 }
 
+/// Encodes an owned record: the inverse of [`decode_record`]. The ingest path encodes from borrowed
+/// parts with the functions above instead, to avoid building records it would only throw away.
+pub fn encode_record(r: &WalRecord) -> Vec<u8> {
+    let mut b = Vec::new();
+    match r {
+        WalRecord::Series(s) => {
+            encode_series(&mut b, &s.iter().map(|(r, l)| (*r, l)).collect::<Vec<_>>())
+        }
+        WalRecord::Samples(s) => encode_samples(&mut b, s),
+        WalRecord::Exemplars(e) => {
+            encode_exemplars(&mut b, &e.iter().map(|(r, e)| (*r, e)).collect::<Vec<_>>())
+        }
+        WalRecord::Metadata(m) => encode_metadata(
+            &mut b,
+            &m.iter().map(|(f, m)| (f.as_str(), m)).collect::<Vec<_>>(),
+        ),
+    }
+    b
+}
+
 fn decode_labels(d: &mut Decoder<'_>) -> DecodeResult<Labels> {
     let n = d.uvarint()? as usize;
     let mut labels = Vec::with_capacity(n.min(256));
@@ -689,27 +709,12 @@ mod tests {
         ]
     }
 
-    fn encode(r: &WalRecord) -> Vec<u8> {
-        let mut b = Vec::new();
-        match r {
-            WalRecord::Series(s) => {
-                encode_series(&mut b, &s.iter().map(|(r, l)| (*r, l)).collect::<Vec<_>>())
-            }
-            WalRecord::Samples(s) => encode_samples(&mut b, s),
-            WalRecord::Exemplars(e) => {
-                encode_exemplars(&mut b, &e.iter().map(|(r, e)| (*r, e)).collect::<Vec<_>>())
-            }
-            WalRecord::Metadata(m) => encode_metadata(
-                &mut b,
-                &m.iter().map(|(f, m)| (f.as_str(), m)).collect::<Vec<_>>(),
-            ),
-        }
-        b
-    }
-
     fn same(a: &[WalRecord], b: &[WalRecord]) -> bool {
         // NaN != NaN, so compare through the debug rendering of bits-exact encodings.
-        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| encode(x) == encode(y))
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| encode_record(x) == encode_record(y))
     }
 
     #[test]
@@ -721,7 +726,7 @@ mod tests {
             let wal = Wal::open(dir.path(), r.next_segment, vec![], WalOptions::default()).unwrap();
             let tickets: Vec<_> = recs
                 .iter()
-                .map(|r| wal.log(encode(r), 0).unwrap())
+                .map(|r| wal.log(encode_record(r), 0).unwrap())
                 .collect();
             for t in tickets {
                 t.wait().unwrap();
@@ -740,7 +745,7 @@ mod tests {
         {
             let wal = Wal::open(dir.path(), 0, vec![], WalOptions::default()).unwrap();
             for r in &recs {
-                wal.log(encode(r), 0).unwrap().wait().unwrap();
+                wal.log(encode_record(r), 0).unwrap().wait().unwrap();
             }
         }
         let seg = segment_path(dir.path(), 0);
@@ -756,7 +761,7 @@ mod tests {
         assert_eq!(r.damaged_segments, 1);
         // Writing continues in a fresh segment after the repaired one.
         let wal = Wal::open(dir.path(), r.next_segment, vec![], WalOptions::default()).unwrap();
-        wal.log(encode(&recs[3]), 0).unwrap().wait().unwrap();
+        wal.log(encode_record(&recs[3]), 0).unwrap().wait().unwrap();
         drop(wal);
         let r = replay(dir.path()).unwrap();
         assert!(same(&r.records, &recs));
@@ -769,7 +774,7 @@ mod tests {
         {
             let wal = Wal::open(dir.path(), 0, vec![], WalOptions::default()).unwrap();
             for r in &recs {
-                wal.log(encode(r), 0).unwrap().wait().unwrap();
+                wal.log(encode_record(r), 0).unwrap().wait().unwrap();
             }
         }
         let seg = segment_path(dir.path(), 0);
@@ -786,9 +791,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let recs = sample_records();
         let wal = Wal::open(dir.path(), 0, vec![], WalOptions::default()).unwrap();
-        wal.log(encode(&recs[1]), 2000).unwrap().wait().unwrap();
-        wal.checkpoint(&[encode(&recs[0])], 3000).unwrap();
-        wal.log(encode(&recs[3]), 0).unwrap().wait().unwrap();
+        wal.log(encode_record(&recs[1]), 2000)
+            .unwrap()
+            .wait()
+            .unwrap();
+        wal.checkpoint(&[encode_record(&recs[0])], 3000).unwrap();
+        wal.log(encode_record(&recs[3]), 0).unwrap().wait().unwrap();
         drop(wal);
         let (segments, checkpoints) = list_dir(dir.path()).unwrap();
         assert_eq!(checkpoints, vec![1]);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 mod fixture_content;
 
-use fixture_content::{encode, series, wal_records};
+use fixture_content::{series, wal_records};
 use strata_store::block::Block;
 use strata_store::wal;
 use strata_store::{Labels, Sample};
@@ -40,7 +40,7 @@ fn v1_wal_replays() {
     }
     let replay = wal::replay(dir.path()).expect("the v1 WAL replays");
     assert_eq!(replay.damaged_segments, 0);
-    let got: Vec<Vec<u8>> = replay.records.iter().map(encode).collect();
-    let want: Vec<Vec<u8>> = wal_records().iter().map(encode).collect();
+    let got: Vec<Vec<u8>> = replay.records.iter().map(wal::encode_record).collect();
+    let want: Vec<Vec<u8>> = wal_records().iter().map(wal::encode_record).collect();
     assert_eq!(got, want);
 }

@@ -164,6 +164,17 @@ fn check_encoding(encoding: Option<&str>) -> Result<(), RemoteError> {
     }
 }
 
+/// A label set as protobuf labels (for the encoders of every message that carries one).
+fn labels_to_proto(labels: &strata_store::Labels) -> Vec<prompb::Label> {
+    labels
+        .iter()
+        .map(|l| prompb::Label {
+            name: l.name.clone(),
+            value: l.value.clone(),
+        })
+        .collect()
+}
+
 /// Decompresses a snappy *block* body, refusing before any allocation when the length the header
 /// announces is over the limit.
 pub fn decompress(body: &[u8], limits: &DecodeLimits) -> Result<Vec<u8>, RemoteError> {

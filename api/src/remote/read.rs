@@ -5,7 +5,7 @@
 use prost::Message;
 use strata_store::{Labels, MatchOp, Matcher, SeriesSamples};
 
-use super::{compress, decompress, prompb, DecodeLimits, RemoteError};
+use super::{compress, decompress, labels_to_proto, prompb, DecodeLimits, RemoteError};
 
 /// `Content-Type` of a STREAMED_XOR_CHUNKS answer (sent without `Content-Encoding`).
 pub const CHUNKED_READ_CONTENT_TYPE: &str =
@@ -125,16 +125,6 @@ fn read_query(q: prompb::Query, limits: &DecodeLimits) -> Result<ReadQuery, Stri
         matchers,
         hints: q.hints,
     })
-}
-
-fn labels_to_proto(labels: &Labels) -> Vec<prompb::Label> {
-    labels
-        .iter()
-        .map(|l| prompb::Label {
-            name: l.name.clone(),
-            value: l.value.clone(),
-        })
-        .collect()
 }
 
 /// Encodes the SAMPLES answer: one `QueryResult` per query, in the request's order, snappy-compressed.

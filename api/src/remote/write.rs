@@ -16,8 +16,8 @@ use strata_store::{
 };
 
 use super::{
-    check_encoding, compress, decompress, is_valid_label_name, is_valid_metric_name, prompb,
-    write_v2, DecodeLimits, RemoteError,
+    check_encoding, compress, decompress, is_valid_label_name, is_valid_metric_name,
+    labels_to_proto, prompb, write_v2, DecodeLimits, RemoteError,
 };
 
 /// Which remote write message a body holds.
@@ -396,21 +396,12 @@ pub(crate) fn excerpt(s: &str) -> String {
 /// Encodes a batch as a snappy-compressed 1.0 `WriteRequest`, the body a Prometheus sender would POST.
 /// A value of -0.0 arrives as 0.0: prost skips fields equal to their default, and -0.0 == 0.0.
 pub fn encode_write_v1(batch: &WriteBatch) -> Result<Vec<u8>, RemoteError> {
-    let to_proto = |labels: &Labels| -> Vec<prompb::Label> {
-        labels
-            .iter()
-            .map(|l| prompb::Label {
-                name: l.name.clone(),
-                value: l.value.clone(),
-            })
-            .collect()
-    };
     let req = prompb::WriteRequest {
         timeseries: batch
             .series
             .iter()
             .map(|s| prompb::TimeSeries {
-                labels: to_proto(&s.labels),
+                labels: labels_to_proto(&s.labels),
                 samples: s
                     .samples
                     .iter()
@@ -423,7 +414,7 @@ pub fn encode_write_v1(batch: &WriteBatch) -> Result<Vec<u8>, RemoteError> {
                     .exemplars
                     .iter()
                     .map(|e| prompb::Exemplar {
-                        labels: to_proto(&e.labels),
+                        labels: labels_to_proto(&e.labels),
                         value: e.value,
                         timestamp: e.t,
                     })

@@ -2,7 +2,7 @@
 //! (`tests/format_fixtures.rs`) and the example that writes a new version's
 //! (`examples/write_format_fixtures.rs`).
 
-use strata_store::wal::{self, WalRecord};
+use strata_store::wal::WalRecord;
 use strata_store::{stale_nan, Exemplar, Labels, Metadata, MetricType, Sample};
 
 /// The content both fixtures hold: a few series with regular, irregular, constant and special values.
@@ -67,22 +67,4 @@ pub fn wal_records() -> Vec<WalRecord> {
             },
         )]),
     ]
-}
-
-pub fn encode(r: &WalRecord) -> Vec<u8> {
-    let mut b = Vec::new();
-    match r {
-        WalRecord::Series(s) => {
-            wal::encode_series(&mut b, &s.iter().map(|(r, l)| (*r, l)).collect::<Vec<_>>())
-        }
-        WalRecord::Samples(s) => wal::encode_samples(&mut b, s),
-        WalRecord::Exemplars(e) => {
-            wal::encode_exemplars(&mut b, &e.iter().map(|(r, e)| (*r, e)).collect::<Vec<_>>())
-        }
-        WalRecord::Metadata(m) => wal::encode_metadata(
-            &mut b,
-            &m.iter().map(|(f, m)| (f.as_str(), m)).collect::<Vec<_>>(),
-        ),
-    }
-    b
 }
