@@ -18,8 +18,9 @@
 #   SYSTEMS [strata prom vm]        which systems to run
 #   RECV_CPUS [1] SENDER_CPUS [0]   taskset CPU lists for the server and for the sender/client
 #
-# Peak query memory is the growth of the server's peak RSS while the queries run (VmHWM is reset
-# through /proc/PID/clear_refs before the first query).
+# Each system is restarted after loading, so queries run in a fresh process over what it stored. Peak
+# query memory is the growth of the server's peak RSS while the queries run (VmHWM is reset through
+# /proc/PID/clear_refs before the first query).
 set -euo pipefail
 
 if [ -z "${STRATA_BENCH_COPY:-}" ]; then
@@ -122,10 +123,12 @@ load() { # URL
   log "loaded: $(jq -c '{samples_ok,samples_rejected,samples_per_second}' "$WORK/sender.json")"
 }
 
-start_system() { # SYSTEM DATA_DIR → sets pid, base (query API base URL)
+start_system() { # SYSTEM DATA_DIR [keep] → sets pid, base (query API base URL)
   local sys=$1 dir=$2
-  rm -rf "$dir"
-  mkdir -p "$dir"
+  if [ "${3:-}" != keep ]; then
+    rm -rf "$dir"
+    mkdir -p "$dir"
+  fi
   case $sys in
     strata)
       STRATA_RETENTION=100y taskset -c "$RECV_CPUS" "$STRATA_BIN" up --data-dir "$dir" --listen "127.0.0.1:$PORT" \
@@ -190,6 +193,10 @@ for sys in $SYSTEMS; do
   log "$sys: loading"
   load "$write"
   settle "$sys"
+  # Query a fresh process over what is on disk, so its memory is the queries' and not the load's.
+  stop_pid "$pid"
+  start_system "$sys" "$WORK/$sys-data" keep
+  sleep 5
   rss0=$(proc_kib "$pid" VmRSS)
   echo 5 >"/proc/$pid/clear_refs"
   qi=0

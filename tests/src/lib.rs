@@ -200,3 +200,31 @@ impl Drop for Peer {
         let _ = self.0.wait();
     }
 }
+
+/// The Python interpreter with the OpenTelemetry SDK and both OTLP exporters (`STRATA_OTEL_PYTHON`, else
+/// the venv `.ci/run` creates). When missing: panics under `STRATA_REQUIRE_ALL=1`, else skips loudly.
+pub fn otel_python() -> Option<PathBuf> {
+    let py = std::env::var("STRATA_OTEL_PYTHON")
+        .unwrap_or_else(|_| "/opt/strata-venv/bin/python3".into());
+    let ok = Command::new(&py)
+        .args([
+            "-c",
+            "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc.trace_exporter, \
+             opentelemetry.exporter.otlp.proto.http.trace_exporter",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let msg = format!(
+            "the OpenTelemetry Python SDK is not importable with {py} (set STRATA_OTEL_PYTHON)"
+        );
+        if require_all() {
+            panic!("STRATA_REQUIRE_ALL=1 and {msg}");
+        }
+        eprintln!("\n*** SKIPPED: {msg}. Install it (see .ci/run) to run this test. ***\n");
+        return None;
+    }
+    Some(PathBuf::from(py))
+}
