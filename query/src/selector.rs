@@ -138,14 +138,10 @@ fn select_instant(
             grid.end.saturating_sub(offset),
         ),
     };
-    let raw = fetch(
-        ev,
-        vs,
-        first_ref.saturating_sub(lookback).saturating_add(1),
-        last_ref,
-    )?;
-    let mut out = Vec::with_capacity(raw.len());
-    for s in raw {
+    let mut out = Vec::new();
+    let mint = first_ref.saturating_sub(lookback).saturating_add(1);
+    // Series by series: only one series' raw samples are held at a time, then its step points.
+    fetch_each(ev, vs, mint, last_ref, &mut |ev, s| {
         ev.check_interrupt()?;
         let mut points = Vec::new();
         let mut cursor = 0usize;
@@ -182,8 +178,48 @@ fn select_instant(
                 drop_name: false,
             });
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
+}
+
+/// Hands the series of a selector with samples in `[mint, maxt]` to `f` one at a time, in label order,
+/// accounting each series' raw samples against the query's budget only while `f` runs.
+fn fetch_each(
+    ev: &mut Evaluator<'_>,
+    vs: &VectorSelector,
+    mint: i64,
+    maxt: i64,
+    f: &mut dyn FnMut(&mut Evaluator<'_>, SeriesSamples) -> Result<()>,
+) -> Result<()> {
+    ev.check_interrupt()?;
+    if maxt < mint {
+        return Ok(());
+    }
+    let sets = matcher_sets(vs)?;
+    if sets.len() > 1 {
+        // `or` branches may select a series twice: merge them first.
+        for s in fetch(ev, vs, mint, maxt)? {
+            f(ev, s)?;
+        }
+        return Ok(());
+    }
+    let reader = ev.reader;
+    let mut failed: Option<QueryError> = None;
+    let walk = reader.select_each(&sets[0], mint, maxt, &mut |s| {
+        let n = s.samples.len();
+        let r = ev.hold(n).and_then(|()| f(ev, s));
+        ev.release(n);
+        r.map_err(|e| {
+            failed = Some(e);
+            strata_store::Error::LimitExceeded("query stopped".into())
+        })
+    });
+    match (walk, failed) {
+        (_, Some(e)) => Err(e),
+        (Err(e), None) => Err(e.into()),
+        (Ok(()), None) => Ok(()),
+    }
 }
 
 /// Samples of a range-vector argument plus how to cut the window for each evaluation time.

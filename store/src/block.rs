@@ -701,6 +701,32 @@ impl Block {
         Ok(out)
     }
 
+    /// Matching series with data overlapping the range, in label order, as ids whose samples
+    /// [`Block::samples_of`] decodes one series at a time.
+    pub fn select_ids(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<(Labels, u32)> {
+        self.matching(matchers)
+            .into_iter()
+            .filter_map(|id| {
+                let s = &self.series[id as usize];
+                s.segments
+                    .iter()
+                    .any(|g| g.max_t >= mint && g.min_t <= maxt)
+                    .then(|| (self.labels(s), id))
+            })
+            .collect()
+    }
+
+    /// Appends the samples in `[mint, maxt]` of series `id` (from [`Block::select_ids`]).
+    pub fn samples_of(&self, id: u32, mint: i64, maxt: i64, out: &mut Vec<Sample>) -> Result<()> {
+        match self.series.get(id as usize) {
+            Some(s) => self.series_samples(s, mint, maxt, out),
+            None => Err(Error::corrupt(
+                self.dir.join("index"),
+                "series id out of range",
+            )),
+        }
+    }
+
     /// Label sets of matching series with data overlapping the range, sorted.
     pub fn series_labels(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
         self.matching(matchers)

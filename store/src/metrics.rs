@@ -755,6 +755,59 @@ impl MetricsReader for MetricsStore {
             .collect())
     }
 
+    /// Streams the selection: label sets of every source first (cheap), then each series' samples
+    /// decoded and merged across blocks and head one series at a time.
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        f: &mut dyn FnMut(SeriesSamples) -> Result<()>,
+    ) -> Result<()> {
+        enum Source {
+            Block(usize, u32),
+            Head(Arc<parking_lot::Mutex<crate::head::MemSeries>>),
+        }
+        let blocks: Vec<Arc<Block>> = self
+            .blocks_snapshot()
+            .into_iter()
+            .filter(|b| b.overlaps(mint, maxt))
+            .collect();
+        // (labels, source order, where): equal labels sort blocks first, the head last, so a later
+        // source wins on equal timestamps as in `merge_samples`.
+        let mut entries: Vec<(Labels, usize, Source)> = Vec::new();
+        for (i, b) in blocks.iter().enumerate() {
+            for (labels, id) in b.select_ids(matchers, mint, maxt) {
+                entries.push((labels, i, Source::Block(i, id)));
+            }
+        }
+        for (labels, _, series) in self.head.select_series(matchers) {
+            entries.push((labels, blocks.len(), Source::Head(series)));
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut entries = entries.into_iter().peekable();
+        while let Some((labels, _, first)) = entries.next() {
+            let mut samples: Vec<Sample> = Vec::new();
+            let mut part: Vec<Sample> = Vec::new();
+            let mut source = Some(first);
+            while let Some(src) = source.take() {
+                part.clear();
+                match src {
+                    Source::Block(i, id) => blocks[i].samples_of(id, mint, maxt, &mut part)?,
+                    Source::Head(s) => s.lock().samples(mint, maxt, &mut part),
+                }
+                samples = merge_samples(samples, std::mem::take(&mut part));
+                if entries.peek().is_some_and(|(l, _, _)| *l == labels) {
+                    source = entries.next().map(|(_, _, s)| s);
+                }
+            }
+            if !samples.is_empty() {
+                f(SeriesSamples { labels, samples })?;
+            }
+        }
+        Ok(())
+    }
+
     fn series(&self, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
         Ok(self.labels_in_range(selectors, mint, maxt))
     }
@@ -879,6 +932,46 @@ mod tests {
             )
             .unwrap();
         assert_eq!(names, vec!["a".to_string()]);
+    }
+
+    /// Streaming selection hands out exactly what `select` returns, in the same order, with series
+    /// spread over several blocks and the head.
+    #[test]
+    fn select_each_streams_what_select_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        s.append(&batch("a", 0, 5 * 240, 15_000)).unwrap();
+        s.append(&batch("b", 0, 2 * 240, 15_000)).unwrap();
+        assert!(s.cut_blocks(false).unwrap() >= 1);
+        // The head holds the newest hours; "c" lives only there.
+        s.append(&batch("c", 4 * 3_600_000, 40, 15_000)).unwrap();
+        for (matchers, mint, maxt) in [
+            (vec![Matcher::equal("__name__", "m")], 0, i64::MAX),
+            (vec![Matcher::equal("job", "a")], 3_000_000, 15_000_000),
+            (
+                vec![Matcher::new(MatchOp::Regex, "job", "b|c").unwrap()],
+                0,
+                5 * 3_600_000,
+            ),
+            (vec![Matcher::equal("job", "none")], 0, i64::MAX),
+        ] {
+            let all = s.select(&matchers, mint, maxt).unwrap();
+            let mut streamed = Vec::new();
+            s.select_each(&matchers, mint, maxt, &mut |x| {
+                streamed.push(x);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(streamed, all, "{matchers:?} {mint}..{maxt}");
+        }
+        // An error from the callback stops the walk and comes back.
+        let mut seen = 0;
+        let r = s.select_each(&[Matcher::equal("__name__", "m")], 0, i64::MAX, &mut |_| {
+            seen += 1;
+            Err(Error::LimitExceeded("enough".into()))
+        });
+        assert!(matches!(r, Err(Error::LimitExceeded(_))));
+        assert_eq!(seen, 1);
     }
 
     #[test]

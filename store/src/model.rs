@@ -446,6 +446,22 @@ pub trait MetricsReader: Send + Sync {
     /// sample in range are left out.
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>>;
 
+    /// The series [`select`](MetricsReader::select) returns, in the same order, handed to `f` one at a
+    /// time so that only one series' samples need be in memory. An error from `f` stops the walk and
+    /// is returned. The default collects the selection first.
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        f: &mut dyn FnMut(SeriesSamples) -> Result<()>,
+    ) -> Result<()> {
+        for s in self.select(matchers, mint, maxt)? {
+            f(s)?;
+        }
+        Ok(())
+    }
+
     /// Label sets of series matching any of the selectors (each a conjunction of matchers) that have
     /// data overlapping the range, sorted and unique. An empty `selectors` matches every series.
     fn series(&self, selectors: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<Labels>>;
