@@ -82,23 +82,15 @@ impl Storage {
 
     /// The tenant's store, created when absent.
     pub fn metrics_for_write(&self, tenant: &str) -> Result<Arc<MetricsStore>> {
-        validate_tenant(tenant)?;
-        if let Some(s) = self.metrics.read().get(tenant) {
-            return Ok(s.clone());
-        }
-        let mut map = self.metrics.write();
-        if let Some(s) = map.get(tenant) {
-            return Ok(s.clone());
-        }
         let base = self.data_dir.join(tenant);
-        let store = Arc::new(MetricsStore::open(
-            &base.join("metrics"),
-            &base.join("catalog"),
-            self.cfg.clone(),
-            self.stats.clone(),
-        )?);
-        map.insert(tenant.to_owned(), store.clone());
-        Ok(store)
+        open_once(&self.metrics, tenant, || {
+            MetricsStore::open(
+                &base.join("metrics"),
+                &base.join("catalog"),
+                self.cfg.clone(),
+                self.stats.clone(),
+            )
+        })
     }
 
     /// The tenant's store if it has ever written anything.
@@ -108,14 +100,7 @@ impl Storage {
     }
 
     pub fn tenants(&self) -> Vec<(String, Arc<MetricsStore>)> {
-        let mut v: Vec<_> = self
-            .metrics
-            .read()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
+        sorted(&self.metrics)
     }
 
     pub fn close(&self) {
@@ -129,18 +114,10 @@ impl Storage {
 
     /// The tenant's trace store, created when absent.
     pub fn traces_for_write(&self, tenant: &str) -> Result<Arc<TraceStore>> {
-        validate_tenant(tenant)?;
-        if let Some(s) = self.traces.read().get(tenant) {
-            return Ok(s.clone());
-        }
-        let mut map = self.traces.write();
-        if let Some(s) = map.get(tenant) {
-            return Ok(s.clone());
-        }
         let dir = self.data_dir.join(tenant).join("traces");
-        let store = Arc::new(TraceStore::open(&dir, self.traces_cfg.clone())?);
-        map.insert(tenant.to_owned(), store.clone());
-        Ok(store)
+        open_once(&self.traces, tenant, || {
+            TraceStore::open(&dir, self.traces_cfg.clone())
+        })
     }
 
     /// The tenant's trace store if it has ever stored a span.
@@ -150,15 +127,37 @@ impl Storage {
     }
 
     pub fn trace_tenants(&self) -> Vec<(String, Arc<TraceStore>)> {
-        let mut v: Vec<_> = self
-            .traces
-            .read()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
+        sorted(&self.traces)
     }
+}
+
+/// The tenant's entry of `map`, opened (once, under the write lock) when absent.
+fn open_once<T>(
+    map: &RwLock<HashMap<String, Arc<T>>>,
+    tenant: &str,
+    open: impl FnOnce() -> Result<T>,
+) -> Result<Arc<T>> {
+    validate_tenant(tenant)?;
+    if let Some(s) = map.read().get(tenant) {
+        return Ok(s.clone());
+    }
+    let mut map = map.write();
+    if let Some(s) = map.get(tenant) {
+        return Ok(s.clone());
+    }
+    let store = Arc::new(open()?);
+    map.insert(tenant.to_owned(), store.clone());
+    Ok(store)
+}
+
+fn sorted<T>(map: &RwLock<HashMap<String, Arc<T>>>) -> Vec<(String, Arc<T>)> {
+    let mut v: Vec<_> = map
+        .read()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
 }
 
 #[cfg(test)]
