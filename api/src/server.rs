@@ -39,6 +39,7 @@ pub struct AppState {
     pub counters: ServerCounters,
     pub ready: AtomicBool,
     pub started: std::time::Instant,
+    pub span_metrics: crate::tempo::span_metrics::Registry,
 }
 
 impl AppState {
@@ -57,6 +58,7 @@ impl AppState {
             counters: ServerCounters::default(),
             ready: AtomicBool::new(true),
             started: std::time::Instant::now(),
+            span_metrics: Default::default(),
         })
     }
 }
@@ -121,6 +123,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         );
     Router::new()
         .nest("/prometheus", prom)
+        .nest("/tempo", crate::tempo::router())
         .route("/-/healthy", get(|| async { "Strata is Healthy.\n" }))
         .route("/-/ready", get(ready))
         .route("/metrics", get(self_metrics::render))
@@ -160,6 +163,11 @@ async fn maintenance_loop(storage: Arc<Storage>, every: Duration) {
                     tracing::error!(tenant, error = %e, "maintenance failed");
                 }
             }
+            for (tenant, store) in storage.trace_tenants() {
+                if let Err(e) = store.maintain(now_ms()) {
+                    tracing::error!(tenant, error = %e, "trace store maintenance failed");
+                }
+            }
         })
         .await;
         if let Err(e) = result {
@@ -175,7 +183,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let data_dir = cfg.data_dir.clone();
     let mcfg = cfg.metrics_config();
-    let storage = tokio::task::spawn_blocking(move || Storage::open(&data_dir, mcfg)).await??;
+    let tcfg = cfg.traces_config();
+    let storage =
+        tokio::task::spawn_blocking(move || Storage::open_with_traces(&data_dir, mcfg, tcfg))
+            .await??;
     let storage = Arc::new(storage);
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await
