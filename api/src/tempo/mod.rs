@@ -5,6 +5,8 @@
 
 pub mod convert;
 pub mod json;
+#[cfg(test)]
+mod router_tests;
 pub mod span_metrics;
 
 use std::collections::{BTreeMap, HashMap};
