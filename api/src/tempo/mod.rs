@@ -252,13 +252,7 @@ async fn trace_v1(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
-    let trace = find_trace(state, &headers, &id, &raw)
-        .await?
-        .ok_or_else(not_found)?;
-    if wants_protobuf(&headers) {
-        return Ok(protobuf(convert::to_otlp(&trace).encode_to_vec()));
-    }
-    Ok(axum::Json(json!({ "batches": json::resource_spans(&trace) })).into_response())
+    trace_response(state, headers, id, raw, false).await
 }
 
 async fn trace_v2(
@@ -267,56 +261,44 @@ async fn trace_v2(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
+    trace_response(state, headers, id, raw, true).await
+}
+
+/// v1 answers `tempopb.Trace` (protobuf) or `{"batches": …}`; v2 wraps the trace in
+/// `TraceByIDResponse` or `{"trace": {"resourceSpans": …}}`.
+async fn trace_response(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    id: String,
+    raw: Option<String>,
+    v2: bool,
+) -> ApiResult {
     let trace = find_trace(state, &headers, &id, &raw)
         .await?
         .ok_or_else(not_found)?;
-    if wants_protobuf(&headers) {
-        let resp = TraceByIdResponse {
-            trace: Some(convert::to_otlp(&trace)),
-            status: 0,
-            message: String::new(),
-        };
-        return Ok(protobuf(resp.encode_to_vec()));
-    }
-    Ok(
-        axum::Json(json!({ "trace": { "resourceSpans": json::resource_spans(&trace) } }))
-            .into_response(),
-    )
+    Ok(match (v2, wants_protobuf(&headers)) {
+        (false, true) => protobuf(convert::to_otlp(&trace).encode_to_vec()),
+        (true, true) => protobuf(
+            TraceByIdResponse {
+                trace: Some(convert::to_otlp(&trace)),
+                status: 0,
+                message: String::new(),
+            }
+            .encode_to_vec(),
+        ),
+        (false, false) => {
+            axum::Json(json!({ "batches": json::resource_spans(&trace) })).into_response()
+        }
+        (true, false) => {
+            axum::Json(json!({ "trace": { "resourceSpans": json::resource_spans(&trace) } }))
+                .into_response()
+        }
+    })
 }
 
 /// Go's `time.ParseDuration` for the forms Grafana sends (`100ms`, `1.5s`, `1h30m`), in nanoseconds.
 pub fn parse_go_duration(s: &str) -> Option<u64> {
-    let s = s.trim();
-    if s == "0" {
-        return Some(0);
-    }
-    let mut rest = s;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let v: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let mult = match &rest[..u] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        total += v * mult;
-        rest = &rest[u..];
-    }
-    Some(total as u64)
+    traceql::parse_duration(s).and_then(|d| u64::try_from(d).ok())
 }
 
 /// logfmt `k=v k2="v w"`, as Tempo's legacy `tags` parameter; a repeated key is an error.

@@ -19,8 +19,8 @@ use strata_store::traces::{Span, TraceId, TraceReader, TraceSummary, Value};
 
 pub use eval::{evaluate, required_terms, shown_fields, values, SpanRef, Typed};
 pub use parser::{
-    parse, parse_filter, Aggregate, AttrSel, CmpOp, Expr, Field, Intrinsic, Literal, ParseError,
-    Query, SpansetExpr, Stage,
+    parse, parse_duration, parse_filter, Aggregate, AttrSel, CmpOp, Expr, Field, Intrinsic,
+    Literal, ParseError, Query, SpansetExpr, Stage,
 };
 
 /// What to search and how much to return.

@@ -352,20 +352,42 @@ pub fn parse_filter(src: &str) -> Result<SpansetExpr, ParseError> {
     Ok(parse(src)?.spansets)
 }
 
-fn parse_duration(s: &str) -> Option<i64> {
-    let idx = s.find(|c: char| c.is_alphabetic() || c == 'µ')?;
-    let (num, unit) = s.split_at(idx);
-    let mult = match unit {
-        "ns" => 1.0,
-        "us" | "µs" => 1e3,
-        "ms" => 1e6,
-        "s" => 1e9,
-        "m" => 60e9,
-        "h" => 3600e9,
-        _ => return None,
+/// A Go duration (`100ms`, `1.5s`, `1h30m`, optionally signed) in nanoseconds, as TraceQL duration
+/// literals and Tempo's `minDuration`/`maxDuration` are written.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (sign, mut rest) = match s.strip_prefix('-') {
+        Some(r) => (-1.0, r),
+        None => (1.0, s.strip_prefix('+').unwrap_or(s)),
     };
-    let v: f64 = num.parse().ok()?;
-    Some((v * mult).round() as i64)
+    if rest == "0" {
+        return Some(0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let v: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        total += v * match &rest[..u] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[u..];
+    }
+    Some((sign * total).round() as i64)
 }
 
 impl Parser<'_> {
@@ -689,6 +711,10 @@ mod tests {
         assert!(parse("{ true }").is_ok());
         assert!(parse("{ span:duration >= 1.5s && trace:rootService != nil }").is_ok());
         assert!(parse("{ .n = -3 || .f < 2.5 }").is_ok());
+        assert_eq!(parse_duration("1h30m"), Some(5_400_000_000_000));
+        assert_eq!(parse_duration("-1.5s"), Some(-1_500_000_000));
+        assert_eq!(parse_duration("250us"), Some(250_000));
+        assert_eq!(parse_duration("5"), None);
     }
 
     #[test]
