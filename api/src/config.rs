@@ -486,6 +486,13 @@ mod tests {
         assert_eq!(c.validate().unwrap_err().key, "metrics.retention");
         c = Config::from_toml("[metrics]\nblock_range = \"7m\"\n").unwrap();
         assert_eq!(c.validate().unwrap_err().key, "metrics.block_range");
+        c = Config::from_toml("[traces]\ntrace_idle = \"soon\"\n").unwrap();
+        assert_eq!(c.validate().unwrap_err().key, "traces.trace_idle");
+        c = Config::from_toml("[traces]\nmax_spans_per_request = 0\n").unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().key,
+            "traces.max_spans_per_request"
+        );
         c = Config::from_toml("version = 2").unwrap();
         assert_eq!(c.validate().unwrap_err().key, "version");
     }
