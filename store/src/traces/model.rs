@@ -796,6 +796,53 @@ pub(crate) mod tests {
         assert_eq!((s.start_unix_nano, s.end_unix_nano), (1000, 1050));
     }
 
+    fn value_strategy() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Empty),
+            ".{0,12}".prop_map(Value::Str),
+            any::<i64>().prop_map(Value::Int),
+            any::<f64>()
+                .prop_filter("NaN never equals itself", |f| !f.is_nan())
+                .prop_map(Value::Double),
+            any::<bool>().prop_map(Value::Bool),
+            proptest::collection::vec(any::<u8>(), 0..8).prop_map(Value::Bytes),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec(("[a-z.]{0,6}", inner), 0..4).prop_map(|kvs| {
+                    Value::KvList(kvs.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect())
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_span_round_trips(
+            attrs in proptest::collection::vec(("[a-z.]{1,8}", value_strategy()), 0..6),
+            start in proptest::prelude::any::<u64>(),
+            dur in proptest::prelude::any::<u64>(),
+            kind in 0i32..6,
+            status in 0i32..3,
+            parent in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..=8),
+        ) {
+            let mut s = span(3, 4, None, "n", start, 0);
+            s.end_time_unix_nano = start.wrapping_add(dur);
+            s.kind = SpanKind::from_i32(kind);
+            s.status_code = StatusCode::from_i32(status);
+            s.parent_span_id = parent;
+            s.attributes = attrs.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect();
+            s.events[0].time_unix_nano = start.wrapping_sub(dur);
+            let b = vec![batch("svc", vec![s])];
+            let mut buf = Vec::new();
+            put_batches(&mut buf, &b, ResourceRef::Inline, true);
+            let back = get_batches(&mut Decoder::new(&buf), None, None).unwrap();
+            proptest::prop_assert_eq!(back, b);
+        }
+    }
+
     #[test]
     fn truncated_input_is_an_error_not_a_panic() {
         let b = vec![batch("a", vec![span(1, 1, None, "root", 1000, 50)])];
