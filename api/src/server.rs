@@ -212,6 +212,8 @@ pub async fn run(
     let every = Duration::from_secs(cfg.server.maintenance_interval_secs);
     let state = AppState::new(storage.clone(), cfg);
     let maintenance = tokio::spawn(maintenance_loop(storage.clone(), every));
+    let span_metrics = tokio::spawn(span_metrics_loop(state.clone()));
+    let flush_state = state.clone();
 
     // One shutdown signal fans out to every listener.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -258,10 +260,32 @@ pub async fn run(
         }
     }
     maintenance.abort();
+    span_metrics.abort();
+    tokio::task::spawn_blocking(move || {
+        crate::tempo::span_metrics::flush(&flush_state, crate::tempo::now_ms())
+    })
+    .await?;
     tracing::info!("shutting down: flushing stores");
     tokio::task::spawn_blocking(move || storage.close()).await?;
     tracing::info!("shutdown complete");
     result
+}
+
+/// Writes the span metrics generated from traces into the metrics store, like a scrape.
+async fn span_metrics_loop(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(crate::tempo::span_metrics::FLUSH_INTERVAL);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let state = state.clone();
+        let flushed = tokio::task::spawn_blocking(move || {
+            crate::tempo::span_metrics::flush(&state, crate::tempo::now_ms())
+        })
+        .await;
+        if let Err(e) = flushed {
+            tracing::error!(error = %e, "span metrics flush panicked");
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -78,9 +78,11 @@ pub fn ingest(
         .storage
         .traces_for_write(tenant)
         .map_err(|e| IngestError::InvalidArgument(e.to_string()))?;
-    let metrics = t
-        .generate_metrics
-        .then(|| span_metrics::observe(&decoded.batches));
+    if t.generate_metrics {
+        state
+            .span_metrics
+            .observe(tenant, &decoded.batches, now_ms());
+    }
     let stored = store
         .append(decoded.batches)
         .map_err(|e| IngestError::Unavailable(e.to_string()))?;
@@ -89,12 +91,14 @@ pub fn ingest(
     if !stored.reason.is_empty() {
         out.reason = stored.reason;
     }
-    if let Some(batch) = metrics {
-        if let Err(e) = span_metrics::write(state, tenant, batch) {
-            tracing::warn!(tenant, error = %e, "span metrics were not stored");
-        }
-    }
     Ok(out)
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 pub fn router() -> Router<Arc<AppState>> {

@@ -598,6 +598,7 @@ async fn span_metrics_and_service_graph_reach_the_metrics_store() {
     let dir = tempfile::tempdir().unwrap();
     let (state, app) = app(dir.path());
     super::ingest(&state, "default", checkout_trace(0x11)).unwrap();
+    super::span_metrics::flush(&state, super::now_ms());
     let q = |expr: &str| {
         format!(
             "/prometheus/api/v1/query?query={}",

@@ -11,10 +11,13 @@
 //! A client (or producer) span is paired with the server (or consumer) span whose parent it is; halves
 //! wait up to [`PAIR_WAIT_MS`] for each other. A root server span gets the virtual client `user`; an
 //! unpaired client span naming a peer (`peer.service`, `db.name`, `db.system`) a virtual server.
-//! Counters live in memory and are written cumulatively (a restart is a counter reset). Every written
-//! series carries an exemplar whose `traceID` label points at the last trace that moved it.
+//! Counters live in memory, grouped by label set (no allocation per span), and the label sets that moved
+//! are written cumulatively every [`FLUSH_INTERVAL`] and at shutdown, as a scrape would; a restart is a
+//! counter reset. Call counts, request totals, `_count` and the bucket of the last observation carry an
+//! exemplar whose `traceID` label names the last trace that moved them.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use parking_lot::Mutex;
 use strata_store::traces::{hex, ResourceSpans, SpanId, SpanKind, StatusCode, TraceId, Value};
@@ -31,59 +34,127 @@ const BUCKETS: &[f64] = &[
 pub const PAIR_WAIT_MS: i64 = 10_000;
 /// Unpaired halves kept per tenant; past it the oldest are expired early.
 const MAX_PENDING: usize = 100_000;
-/// Series kept per tenant; past it new series are not generated (counted in the log).
-const MAX_SERIES: usize = 100_000;
+/// Label sets (span groups plus edges) kept per tenant; new ones past it are not generated.
+const MAX_GROUPS: usize = 20_000;
+/// How often the generated series are written into the metrics store, like a scrape interval.
+pub const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// What the generator needs of a span.
+/// What pairing needs of a client or server span.
 #[derive(Debug, Clone)]
 pub struct SpanFact {
     pub service: String,
-    pub name: String,
     pub kind: SpanKind,
     pub status: StatusCode,
     pub duration_s: f64,
     pub trace_id: TraceId,
-    pub span_id: SpanId,
-    pub parent: Option<SpanId>,
     /// `peer.service`, else `db.name`, else `db.system`: names a server that sends no spans.
     pub peer: Option<String>,
     pub database: bool,
 }
 
-pub fn observe(batches: &[ResourceSpans]) -> Vec<SpanFact> {
-    let mut out = Vec::new();
-    for rs in batches {
-        let service = rs.resource.service_name().to_owned();
-        for ss in &rs.scope_spans {
-            for s in &ss.spans {
-                let attr = |k: &str| {
-                    s.attributes
-                        .iter()
-                        .find(|kv| kv.key == k)
-                        .and_then(|kv| match &kv.value {
-                            Value::Str(v) if !v.is_empty() => Some(v.clone()),
-                            _ => None,
-                        })
-                };
-                let db = attr("db.name").or_else(|| attr("db.system"));
-                out.push(SpanFact {
-                    service: service.clone(),
-                    name: s.name.clone(),
-                    kind: s.kind,
-                    status: s.status_code,
-                    duration_s: s.duration_nanos() as f64 / 1e9,
-                    trace_id: s.trace_id,
-                    span_id: s.span_id,
-                    parent: <[u8; 8]>::try_from(s.parent_span_id.as_slice())
-                        .ok()
-                        .filter(|p| *p != [0; 8]),
-                    database: db.is_some() && attr("peer.service").is_none(),
-                    peer: attr("peer.service").or(db),
-                });
-            }
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    /// Observations per bucket (not cumulative); the `+Inf` bucket is `count`.
+    buckets: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+    /// The last observation with its trace, and the bucket it fell in.
+    exemplar: Option<(TraceId, f64)>,
+}
+
+impl Histogram {
+    fn observe(&mut self, v: f64, trace: TraceId) {
+        if let Some(i) = BUCKETS.iter().position(|le| v <= *le) {
+            self.buckets[i] += 1;
         }
+        self.sum += v;
+        self.count += 1;
+        self.exemplar = Some((trace, v));
     }
-    out
+
+    fn write(&self, base: &str, labels: &[(&str, &str)], t: i64, out: &mut Vec<SeriesWrite>) {
+        let ex_bucket = self.exemplar.map(|(_, v)| {
+            BUCKETS
+                .iter()
+                .position(|le| v <= *le)
+                .unwrap_or(BUCKETS.len())
+        });
+        let mut cumulative = 0;
+        let bucket = format!("{base}_bucket");
+        for (i, le) in BUCKETS
+            .iter()
+            .map(f64::to_string)
+            .chain(["+Inf".to_owned()])
+            .enumerate()
+        {
+            cumulative = if i < BUCKETS.len() {
+                cumulative + self.buckets[i]
+            } else {
+                self.count
+            };
+            let mut l = labels.to_vec();
+            l.push(("le", &le));
+            let ex = self.exemplar.filter(|_| ex_bucket == Some(i));
+            out.push(series(&bucket, &l, cumulative as f64, ex, t));
+        }
+        out.push(series(&format!("{base}_sum"), labels, self.sum, None, t));
+        out.push(series(
+            &format!("{base}_count"),
+            labels,
+            self.count as f64,
+            self.exemplar,
+            t,
+        ));
+    }
+}
+
+fn series(
+    name: &str,
+    labels: &[(&str, &str)],
+    v: f64,
+    exemplar: Option<(TraceId, f64)>,
+    t: i64,
+) -> SeriesWrite {
+    SeriesWrite {
+        labels: Labels::from_pairs(
+            std::iter::once(("__name__", name)).chain(labels.iter().copied()),
+        ),
+        samples: vec![Sample::new(t, v)],
+        exemplars: exemplar
+            .map(|(trace, value)| Exemplar {
+                labels: Labels::from_pairs([("traceID", hex(&trace))]),
+                value,
+                t,
+            })
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// Spans of one service, name, kind and status.
+#[derive(Debug, Clone)]
+struct SpanGroup {
+    service: String,
+    name: String,
+    kind: SpanKind,
+    status: StatusCode,
+    calls: u64,
+    latency: Histogram,
+    dirty: bool,
+}
+
+/// Requests from one client to one server.
+#[derive(Debug, Clone, Default)]
+struct Edge {
+    client: String,
+    server: String,
+    connection_type: &'static str,
+    total: u64,
+    failed: u64,
+    server_seconds: Histogram,
+    client_seconds: Histogram,
+    last_trace: Option<TraceId>,
+    dirty: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -92,77 +163,30 @@ enum Half {
     Server(SpanFact),
 }
 
-/// A series' labels, `__name__` first.
-type SeriesKey = Vec<(String, String)>;
-/// Cumulative value and the last exemplar (trace, value).
-type SeriesValue = (f64, Option<(TraceId, f64)>);
-
 #[derive(Default)]
 struct TenantState {
-    /// Series (labels with `__name__`) → cumulative value and the last exemplar (trace, value).
-    series: HashMap<SeriesKey, SeriesValue>,
+    /// Keyed by a 64-bit hash of (service, name, kind, status): no allocation per span.
+    spans: HashMap<u64, SpanGroup>,
+    edges: HashMap<(String, String, &'static str), Edge>,
     /// (trace id, the client span's id) → the half that arrived, with its arrival time.
     pending: HashMap<(TraceId, SpanId), (i64, Half)>,
 }
 
-/// Per-tenant generator state.
+/// Per-tenant generator state: counters in memory, written out by [`Registry::collect`].
 #[derive(Default)]
 pub struct Registry {
     tenants: Mutex<HashMap<String, TenantState>>,
 }
 
-struct Update<'a> {
-    state: &'a mut TenantState,
-    touched: Vec<SeriesKey>,
+fn group_key(service: &str, name: &str, kind: SpanKind, status: StatusCode) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    (service, name, kind, status).hash(&mut h);
+    h.finish()
 }
 
-impl Update<'_> {
-    fn add(
-        &mut self,
-        name: &str,
-        labels: &[(&str, &str)],
-        by: f64,
-        exemplar: Option<(TraceId, f64)>,
-    ) {
-        let mut key: SeriesKey = Vec::with_capacity(labels.len() + 1);
-        key.push(("__name__".into(), name.into()));
-        key.extend(
-            labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
-        if !self.state.series.contains_key(&key) && self.state.series.len() >= MAX_SERIES {
-            return;
-        }
-        let e = self.state.series.entry(key.clone()).or_insert((0.0, None));
-        e.0 += by;
-        if exemplar.is_some() {
-            e.1 = exemplar;
-        }
-        self.touched.push(key);
-    }
-
-    fn histogram(&mut self, base: &str, labels: &[(&str, &str)], v: f64, trace: TraceId) {
-        let bucket = format!("{base}_bucket");
-        let mut exemplar = Some((trace, v));
-        for le in BUCKETS {
-            let le_s = le.to_string();
-            let mut l = labels.to_vec();
-            l.push(("le", &le_s));
-            // The exemplar goes to the smallest bucket holding the value.
-            let hit = v <= *le;
-            self.add(
-                &bucket,
-                &l,
-                if hit { 1.0 } else { 0.0 },
-                if hit { exemplar.take() } else { None },
-            );
-        }
-        let mut l = labels.to_vec();
-        l.push(("le", "+Inf"));
-        self.add(&bucket, &l, 1.0, exemplar.take());
-        self.add(&format!("{base}_sum"), labels, v, None);
-        self.add(&format!("{base}_count"), labels, 1.0, Some((trace, v)));
+impl TenantState {
+    fn groups(&self) -> usize {
+        self.spans.len() + self.edges.len()
     }
 
     fn edge(
@@ -170,59 +194,50 @@ impl Update<'_> {
         client: Option<&SpanFact>,
         server: Option<&SpanFact>,
         server_name: &str,
-        connection_type: &str,
+        connection_type: &'static str,
     ) {
-        let client_name = client.map_or("user", |c| c.service.as_str()).to_owned();
-        let labels = [
-            ("client", client_name.as_str()),
-            ("server", server_name),
-            ("connection_type", connection_type),
-        ];
-        let trace = client.or(server).map(|f| f.trace_id).unwrap_or_default();
-        self.add(
-            "traces_service_graph_request_total",
-            &labels,
-            1.0,
-            Some((trace, 1.0)),
+        let client_name = client.map_or("user", |c| c.service.as_str());
+        let key = (
+            client_name.to_owned(),
+            server_name.to_owned(),
+            connection_type,
         );
-        let failed = [client, server]
+        if !self.edges.contains_key(&key) && self.groups() >= MAX_GROUPS {
+            return;
+        }
+        let e = self.edges.entry(key).or_insert_with(|| Edge {
+            client: client_name.to_owned(),
+            server: server_name.to_owned(),
+            connection_type,
+            ..Default::default()
+        });
+        e.total += 1;
+        if [client, server]
             .iter()
             .flatten()
-            .any(|f| f.status == StatusCode::Error);
-        self.add(
-            "traces_service_graph_request_failed_total",
-            &labels,
-            if failed { 1.0 } else { 0.0 },
-            None,
-        );
+            .any(|f| f.status == StatusCode::Error)
+        {
+            e.failed += 1;
+        }
         if let Some(s) = server {
-            self.histogram(
-                "traces_service_graph_request_server_seconds",
-                &labels,
-                s.duration_s,
-                s.trace_id,
-            );
+            e.server_seconds.observe(s.duration_s, s.trace_id);
         }
         if let Some(c) = client {
-            self.histogram(
-                "traces_service_graph_request_client_seconds",
-                &labels,
-                c.duration_s,
-                c.trace_id,
-            );
+            e.client_seconds.observe(c.duration_s, c.trace_id);
         }
+        e.last_trace = client.or(server).map(|f| f.trace_id);
+        e.dirty = true;
     }
 
     fn expire(&mut self, before_ms: i64) {
         let expired: Vec<(TraceId, SpanId)> = self
-            .state
             .pending
             .iter()
             .filter(|(_, (t, _))| *t < before_ms)
             .map(|(k, _)| *k)
             .collect();
         for k in expired {
-            if let Some((_, Half::Client(c))) = self.state.pending.remove(&k) {
+            if let Some((_, Half::Client(c))) = self.pending.remove(&k) {
                 if let Some(peer) = c.peer.clone() {
                     let ct = if c.database {
                         "database"
@@ -235,55 +250,38 @@ impl Update<'_> {
         }
     }
 
-    fn span(&mut self, f: SpanFact, now_ms: i64) {
-        let labels = [
-            ("service", f.service.as_str()),
-            ("span_name", f.name.as_str()),
-            ("span_kind", f.kind.otlp_name()),
-            ("status_code", f.status.otlp_name()),
-        ];
-        self.add(
-            "traces_spanmetrics_calls_total",
-            &labels,
-            1.0,
-            Some((f.trace_id, 1.0)),
-        );
-        self.histogram(
-            "traces_spanmetrics_latency",
-            &labels,
-            f.duration_s,
-            f.trace_id,
-        );
-        let messaging = matches!(f.kind, SpanKind::Producer | SpanKind::Consumer);
-        let ct = if messaging { "messaging_system" } else { "" };
+    fn pair(&mut self, f: SpanFact, span_id: SpanId, parent: Option<SpanId>, now_ms: i64) {
+        let ct = if matches!(f.kind, SpanKind::Producer | SpanKind::Consumer) {
+            "messaging_system"
+        } else {
+            ""
+        };
         match f.kind {
-            SpanKind::Server | SpanKind::Consumer => match f.parent {
+            SpanKind::Server | SpanKind::Consumer => match parent {
                 None => {
                     let server = f.service.clone();
                     self.edge(None, Some(&f), &server, ct);
                 }
-                Some(p) => match self.state.pending.remove(&(f.trace_id, p)) {
+                Some(p) => match self.pending.remove(&(f.trace_id, p)) {
                     Some((_, Half::Client(c))) => {
                         let server = f.service.clone();
                         self.edge(Some(&c), Some(&f), &server, ct);
                     }
                     _ => {
-                        self.state
-                            .pending
+                        self.pending
                             .insert((f.trace_id, p), (now_ms, Half::Server(f)));
                     }
                 },
             },
             SpanKind::Client | SpanKind::Producer => {
-                match self.state.pending.remove(&(f.trace_id, f.span_id)) {
+                match self.pending.remove(&(f.trace_id, span_id)) {
                     Some((_, Half::Server(s))) => {
                         let server = s.service.clone();
                         self.edge(Some(&f), Some(&s), &server, ct);
                     }
                     _ => {
-                        self.state
-                            .pending
-                            .insert((f.trace_id, f.span_id), (now_ms, Half::Client(f)));
+                        self.pending
+                            .insert((f.trace_id, span_id), (now_ms, Half::Client(f)));
                     }
                 }
             }
@@ -293,48 +291,146 @@ impl Update<'_> {
 }
 
 impl Registry {
-    /// Applies the spans to the tenant's counters; returns the series they moved, with current values.
-    pub fn apply(&self, tenant: &str, facts: Vec<SpanFact>, now_ms: i64) -> WriteBatch {
+    /// Counts the spans of one ingest request for `tenant`.
+    pub fn observe(&self, tenant: &str, batches: &[ResourceSpans], now_ms: i64) {
         let mut tenants = self.tenants.lock();
         let state = tenants.entry(tenant.to_owned()).or_default();
-        let mut u = Update {
-            state,
-            touched: Vec::new(),
-        };
-        let early = if u.state.pending.len() > MAX_PENDING {
+        let early = if state.pending.len() > MAX_PENDING {
             now_ms
         } else {
             now_ms - PAIR_WAIT_MS
         };
-        u.expire(early);
-        for f in facts {
-            u.span(f, now_ms);
-        }
-        let Update { state, mut touched } = u;
-        touched.sort();
-        touched.dedup();
-        let series = touched
-            .into_iter()
-            .filter_map(|key| {
-                let (v, ex) = state.series.get(&key)?;
-                Some(SeriesWrite {
-                    labels: Labels::from_pairs(key.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-                    samples: vec![Sample::new(now_ms, *v)],
-                    exemplars: ex
+        state.expire(early);
+        for rs in batches {
+            let service = rs.resource.service_name();
+            for s in rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()) {
+                let duration_s = s.duration_nanos() as f64 / 1e9;
+                let key = group_key(service, &s.name, s.kind, s.status_code);
+                if !state.spans.contains_key(&key) && state.groups() >= MAX_GROUPS {
+                    continue;
+                }
+                let g = state.spans.entry(key).or_insert_with(|| SpanGroup {
+                    service: service.to_owned(),
+                    name: s.name.clone(),
+                    kind: s.kind,
+                    status: s.status_code,
+                    calls: 0,
+                    latency: Histogram::default(),
+                    dirty: false,
+                });
+                g.calls += 1;
+                g.latency.observe(duration_s, s.trace_id);
+                g.dirty = true;
+                if matches!(s.kind, SpanKind::Internal | SpanKind::Unspecified) {
+                    continue;
+                }
+                let attr = |k: &str| {
+                    s.attributes
                         .iter()
-                        .map(|(t, value)| Exemplar {
-                            labels: Labels::from_pairs([("traceID", hex(t))]),
-                            value: *value,
-                            t: now_ms,
+                        .find(|kv| kv.key == k)
+                        .and_then(|kv| match &kv.value {
+                            Value::Str(v) if !v.is_empty() => Some(v.clone()),
+                            _ => None,
                         })
-                        .collect(),
-                })
-            })
-            .collect();
-        WriteBatch {
-            series,
-            metadata: metadata(),
+                };
+                let db = attr("db.name").or_else(|| attr("db.system"));
+                let peer_service = attr("peer.service");
+                let fact = SpanFact {
+                    service: service.to_owned(),
+                    kind: s.kind,
+                    status: s.status_code,
+                    duration_s,
+                    trace_id: s.trace_id,
+                    database: db.is_some() && peer_service.is_none(),
+                    peer: peer_service.or(db),
+                };
+                let parent = <[u8; 8]>::try_from(s.parent_span_id.as_slice())
+                    .ok()
+                    .filter(|p| *p != [0; 8]);
+                state.pair(fact, s.span_id, parent, now_ms);
+            }
         }
+    }
+
+    /// The series that changed since the last call, per tenant, with their cumulative values at `now_ms`.
+    pub fn collect(&self, now_ms: i64) -> Vec<(String, WriteBatch)> {
+        let mut tenants = self.tenants.lock();
+        let mut out = Vec::new();
+        for (tenant, state) in tenants.iter_mut() {
+            state.expire(now_ms - PAIR_WAIT_MS);
+            let mut series_out = Vec::new();
+            for g in state.spans.values_mut().filter(|g| g.dirty) {
+                g.dirty = false;
+                let labels = [
+                    ("service", g.service.as_str()),
+                    ("span_name", g.name.as_str()),
+                    ("span_kind", g.kind.otlp_name()),
+                    ("status_code", g.status.otlp_name()),
+                ];
+                series_out.push(series(
+                    "traces_spanmetrics_calls_total",
+                    &labels,
+                    g.calls as f64,
+                    g.latency.exemplar.map(|(t, _)| (t, 1.0)),
+                    now_ms,
+                ));
+                g.latency.write(
+                    "traces_spanmetrics_latency",
+                    &labels,
+                    now_ms,
+                    &mut series_out,
+                );
+            }
+            for e in state.edges.values_mut().filter(|e| e.dirty) {
+                e.dirty = false;
+                let labels = [
+                    ("client", e.client.as_str()),
+                    ("server", e.server.as_str()),
+                    ("connection_type", e.connection_type),
+                ];
+                let ex = e.last_trace.map(|t| (t, 1.0));
+                series_out.push(series(
+                    "traces_service_graph_request_total",
+                    &labels,
+                    e.total as f64,
+                    ex,
+                    now_ms,
+                ));
+                series_out.push(series(
+                    "traces_service_graph_request_failed_total",
+                    &labels,
+                    e.failed as f64,
+                    None,
+                    now_ms,
+                ));
+                if e.server_seconds.count > 0 {
+                    e.server_seconds.write(
+                        "traces_service_graph_request_server_seconds",
+                        &labels,
+                        now_ms,
+                        &mut series_out,
+                    );
+                }
+                if e.client_seconds.count > 0 {
+                    e.client_seconds.write(
+                        "traces_service_graph_request_client_seconds",
+                        &labels,
+                        now_ms,
+                        &mut series_out,
+                    );
+                }
+            }
+            if !series_out.is_empty() {
+                out.push((
+                    tenant.clone(),
+                    WriteBatch {
+                        series: series_out,
+                        metadata: metadata(),
+                    },
+                ));
+            }
+        }
+        out
     }
 }
 
@@ -381,52 +477,59 @@ fn metadata() -> Vec<(String, Metadata)> {
     ]
 }
 
-/// Applies `facts` and writes the moved series into the tenant's metrics store.
-pub fn write(state: &AppState, tenant: &str, facts: Vec<SpanFact>) -> Result<(), String> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    let batch = state.span_metrics.apply(tenant, facts, now);
-    if batch.series.is_empty() {
-        return Ok(());
+/// Writes what changed since the last flush into each tenant's metrics store.
+pub fn flush(state: &AppState, now_ms: i64) {
+    for (tenant, batch) in state.span_metrics.collect(now_ms) {
+        let result = state
+            .storage
+            .metrics_for_write(&tenant)
+            .and_then(|store| store.append(&batch));
+        if let Err(e) = result {
+            tracing::warn!(tenant, error = %e, "span metrics were not stored");
+        }
     }
-    let store = state
-        .storage
-        .metrics_for_write(tenant)
-        .map_err(|e| e.to_string())?;
-    store.append(&batch).map_err(|e| e.to_string())?;
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use strata_store::traces::{KeyValue, Resource, ScopeSpans, Span};
+
     use super::*;
 
-    fn fact(
+    fn span(
         service: &str,
         kind: SpanKind,
         id: u8,
         parent: Option<u8>,
         status: StatusCode,
-    ) -> SpanFact {
-        SpanFact {
-            service: service.into(),
-            name: "op".into(),
-            kind,
-            status,
-            duration_s: 0.1,
-            trace_id: [1; 16],
-            span_id: [id; 8],
-            parent: parent.map(|p| [p; 8]),
-            peer: None,
-            database: false,
+    ) -> ResourceSpans {
+        ResourceSpans {
+            resource: Arc::new(Resource {
+                attributes: vec![KeyValue::new("service.name", Value::Str(service.into()))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Default::default(),
+                spans: vec![Span {
+                    trace_id: [1; 16],
+                    span_id: [id; 8],
+                    parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+                    name: "op".into(),
+                    kind,
+                    status_code: status,
+                    start_time_unix_nano: 0,
+                    end_time_unix_nano: 100_000_000,
+                    ..Default::default()
+                }],
+            }],
         }
     }
 
-    fn value(b: &WriteBatch, name: &str, pairs: &[(&str, &str)]) -> Option<f64> {
-        b.series
-            .iter()
+    fn value(b: &[(String, WriteBatch)], name: &str, pairs: &[(&str, &str)]) -> Option<f64> {
+        b.iter()
+            .flat_map(|(_, b)| &b.series)
             .find(|s| {
                 s.labels.get("__name__") == Some(name)
                     && pairs.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
@@ -437,14 +540,15 @@ mod tests {
     #[test]
     fn pairs_client_and_server_across_requests_and_roots_get_user() {
         let r = Registry::default();
-        let b = r.apply(
+        r.observe(
             "t",
-            vec![
-                fact("front", SpanKind::Server, 1, None, StatusCode::Unset),
-                fact("front", SpanKind::Client, 2, Some(1), StatusCode::Unset),
+            &[
+                span("front", SpanKind::Server, 1, None, StatusCode::Unset),
+                span("front", SpanKind::Client, 2, Some(1), StatusCode::Unset),
             ],
             1_000,
         );
+        let b = r.collect(1_000);
         assert_eq!(
             value(
                 &b,
@@ -454,9 +558,9 @@ mod tests {
             Some(1.0)
         );
         // the server half arrives in a later request
-        let b = r.apply(
+        r.observe(
             "t",
-            vec![fact(
+            &[span(
                 "cart",
                 SpanKind::Server,
                 3,
@@ -465,6 +569,7 @@ mod tests {
             )],
             2_000,
         );
+        let b = r.collect(2_000);
         assert_eq!(
             value(
                 &b,
@@ -497,9 +602,17 @@ mod tests {
             ),
             Some(0.0)
         );
+        assert_eq!(
+            value(
+                &b,
+                "traces_service_graph_request_server_seconds_bucket",
+                &[("client", "front"), ("le", "+Inf")]
+            ),
+            Some(1.0)
+        );
         let ex = b
-            .series
             .iter()
+            .flat_map(|(_, b)| &b.series)
             .find(|s| s.labels.get("__name__") == Some("traces_service_graph_request_total"))
             .unwrap();
         assert_eq!(
@@ -518,25 +631,19 @@ mod tests {
             ),
             Some(1.0)
         );
-        // counters are cumulative
-        let b = r.apply(
+        // only what changed is written again, with cumulative values
+        assert!(r.collect(2_500).is_empty());
+        r.observe(
             "t",
-            vec![fact("cart", SpanKind::Server, 9, None, StatusCode::Unset)],
+            &[span("cart", SpanKind::Server, 9, None, StatusCode::Unset)],
             3_000,
         );
-        assert_eq!(
-            value(
-                &b,
-                "traces_spanmetrics_calls_total",
-                &[("service", "cart"), ("status_code", "STATUS_CODE_UNSET")]
-            ),
-            Some(1.0)
-        );
-        let b = r.apply(
+        r.observe(
             "t",
-            vec![fact("cart", SpanKind::Server, 10, None, StatusCode::Unset)],
-            4_000,
+            &[span("cart", SpanKind::Server, 10, None, StatusCode::Unset)],
+            3_000,
         );
+        let b = r.collect(3_000);
         assert_eq!(
             value(
                 &b,
@@ -545,16 +652,32 @@ mod tests {
             ),
             Some(2.0)
         );
+        assert_eq!(
+            value(
+                &b,
+                "traces_spanmetrics_latency_count",
+                &[("service", "cart"), ("status_code", "STATUS_CODE_UNSET")]
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(
+                &b,
+                "traces_spanmetrics_latency_sum",
+                &[("service", "cart"), ("status_code", "STATUS_CODE_UNSET")]
+            ),
+            Some(0.2)
+        );
     }
 
     #[test]
     fn unpaired_client_with_a_peer_expires_into_a_virtual_server() {
         let r = Registry::default();
-        let mut c = fact("api", SpanKind::Client, 5, Some(4), StatusCode::Unset);
-        c.peer = Some("postgres".into());
-        c.database = true;
-        r.apply("t", vec![c], 1_000);
-        let b = r.apply("t", vec![], 1_000 + PAIR_WAIT_MS + 1);
+        let mut c = span("api", SpanKind::Client, 5, Some(4), StatusCode::Unset);
+        c.scope_spans[0].spans[0].attributes =
+            vec![KeyValue::new("db.system", Value::Str("postgres".into()))];
+        r.observe("t", &[c], 1_000);
+        let b = r.collect(1_000 + PAIR_WAIT_MS + 1);
         assert_eq!(
             value(
                 &b,

@@ -147,31 +147,43 @@ pub struct TraceStore {
     pub spans_ingested: AtomicU64,
 }
 
-fn encode_spans(batches: &[ResourceSpans]) -> Vec<u8> {
-    let mut buf = vec![REC_SPANS];
-    model::put_batches(&mut buf, batches, ResourceRef::Inline, true);
+/// One trace's spans in WAL form (trace ids inline).
+fn encode_trace(t: &Trace) -> Vec<u8> {
+    let mut buf = Vec::new();
+    model::put_batches(&mut buf, &t.batches, ResourceRef::Inline, true);
     buf
 }
 
-fn decode_spans(p: &[u8]) -> std::result::Result<Vec<ResourceSpans>, String> {
-    match p.split_first() {
-        Some((&REC_SPANS, rest)) => {
-            let mut d = Decoder::new(rest);
-            let b = model::get_batches(&mut d, None, None).map_err(|e| e.to_string())?;
-            if d.is_empty() {
-                Ok(b)
-            } else {
-                Err("trailing bytes".into())
-            }
-        }
-        _ => Err("unknown trace WAL record type".into()),
+/// A WAL payload: the record type, the number of traces, then each trace's encoding.
+fn wal_payload<'a>(traces: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut buf = vec![REC_SPANS];
+    crate::encoding::put_uvarint(&mut buf, traces.len() as u64);
+    for t in traces {
+        buf.extend_from_slice(t);
     }
+    buf
 }
 
-fn encoded_size(t: &Trace) -> usize {
-    let mut buf = Vec::new();
-    model::put_batches(&mut buf, &t.batches, ResourceRef::Inline, true);
-    buf.len()
+/// Decodes a WAL payload into traces, each with its encoded size.
+fn decode_traces(p: &[u8]) -> std::result::Result<Vec<(Trace, usize)>, String> {
+    let Some((&REC_SPANS, rest)) = p.split_first() else {
+        return Err("unknown trace WAL record type".into());
+    };
+    let mut d = Decoder::new(rest);
+    let n = d.uvarint().map_err(|e| e.to_string())? as usize;
+    let mut out = Vec::with_capacity(n.min(1 << 16));
+    for _ in 0..n {
+        let before = d.position();
+        let batches = model::get_batches(&mut d, None, None).map_err(|e| e.to_string())?;
+        let size = d.position() - before;
+        for t in group_by_trace(batches) {
+            out.push((t, size));
+        }
+    }
+    if !d.is_empty() {
+        return Err("trailing bytes".into());
+    }
+    Ok(out)
 }
 
 impl TraceStore {
@@ -185,8 +197,8 @@ impl TraceStore {
         let now = now_ms();
         let mut head = Head::default();
         for (i, p) in replay.checkpoint.iter().chain(&replay.payloads).enumerate() {
-            match decode_spans(p) {
-                Ok(b) => insert_head(&mut head, b, now),
+            match decode_traces(p) {
+                Ok(traces) => insert_head(&mut head, traces, now),
                 Err(e) if i < replay.checkpoint.len() => {
                     return Err(Error::corrupt(wal_dir.join("checkpoint"), e));
                 }
@@ -225,13 +237,14 @@ impl TraceStore {
     /// trace past `max_trace_bytes` are refused and counted.
     pub fn append(&self, batches: Vec<ResourceSpans>) -> Result<TraceAppend> {
         let mut out = TraceAppend::default();
-        let traces = group_by_trace(batches);
-        let mut accepted: Vec<Trace> = Vec::with_capacity(traces.len());
+        let mut accepted: Vec<(Trace, usize)> = Vec::new();
+        let mut encoded: Vec<Vec<u8>> = Vec::new();
         {
             let head = self.head.read();
-            for t in traces {
+            for t in group_by_trace(batches) {
+                let bytes = encode_trace(&t);
                 let have = head.traces.get(&t.trace_id).map_or(0, |h| h.bytes);
-                if have + encoded_size(&t) > self.cfg.max_trace_bytes {
+                if have + bytes.len() > self.cfg.max_trace_bytes {
                     out.rejected += t.span_count() as u64;
                     out.reason = format!(
                         "trace {} exceeds the per-trace limit of {} bytes",
@@ -239,20 +252,21 @@ impl TraceStore {
                         self.cfg.max_trace_bytes
                     );
                 } else {
-                    accepted.push(t);
+                    accepted.push((t, bytes.len()));
+                    encoded.push(bytes);
                 }
             }
         }
         if accepted.is_empty() {
             return Ok(out);
         }
-        let batches: Vec<ResourceSpans> = accepted.into_iter().flat_map(|t| t.batches).collect();
-        let n: u64 = batches.iter().map(|b| b.span_count() as u64).sum();
-        let payload = encode_spans(&batches);
+        let n: u64 = accepted.iter().map(|(t, _)| t.span_count() as u64).sum();
+        let payload = wal_payload(encoded.iter().map(Vec::as_slice));
+        drop(encoded);
         let ticket = {
             let _g = self.gate.read();
             let ticket = self.wal.log(payload, now_ms())?;
-            insert_head(&mut self.head.write(), batches, now_ms());
+            insert_head(&mut self.head.write(), accepted, now_ms());
             ticket
         };
         ticket.wait()?;
@@ -329,9 +343,11 @@ impl TraceStore {
             Err(e) => {
                 // Put the traces back: they are still in the WAL, and the next cut retries.
                 let mut head = self.head.write();
-                for t in taken {
-                    insert_head(&mut head, t.batches, now_ms);
-                }
+                let traces = taken.into_iter().map(|t| {
+                    let size = encode_trace(&t).len();
+                    (t, size)
+                });
+                insert_head(&mut head, traces.collect(), now_ms);
                 *self.flushing.write() = Arc::new(Vec::new());
                 return Err(e);
             }
@@ -344,7 +360,10 @@ impl TraceStore {
             .read()
             .traces
             .values()
-            .map(|h| encode_spans(&h.trace.batches))
+            .map(|h| {
+                let t = encode_trace(&h.trace);
+                wal_payload(std::iter::once(t.as_slice()))
+            })
             .collect();
         self.wal.checkpoint(&records, i64::MAX)?;
         Ok(taken.len())
@@ -488,9 +507,8 @@ impl TraceStore {
 
 use block::BlockWriter;
 
-fn insert_head(head: &mut Head, batches: Vec<ResourceSpans>, now_ms: i64) {
-    for t in group_by_trace(batches) {
-        let size = encoded_size(&t);
+fn insert_head(head: &mut Head, traces: Vec<(Trace, usize)>, now_ms: i64) {
+    for (t, size) in traces {
         head.bytes += size;
         match head.traces.get_mut(&t.trace_id) {
             Some(h) => {
