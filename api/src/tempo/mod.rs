@@ -86,12 +86,35 @@ pub fn ingest(
     let stored = store
         .append(decoded.batches)
         .map_err(|e| IngestError::Unavailable(e.to_string()))?;
+    if store.head_over_limit() {
+        cut_in_background(store.clone());
+    }
     out.accepted = stored.accepted;
     out.rejected += stored.rejected;
     if !stored.reason.is_empty() {
         out.reason = stored.reason;
     }
     Ok(out)
+}
+
+/// Cuts a head that outgrew `traces.max_head_bytes` now, on its own thread, rather than at the next
+/// maintenance tick; at most one such cut runs at a time.
+fn cut_in_background(store: Arc<TraceStore>) {
+    static CUTTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if CUTTING.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("trace-cut".into())
+        .spawn(move || {
+            if let Err(e) = store.cut(now_ms(), false) {
+                tracing::error!(error = %e, "cutting the trace head failed");
+            }
+            CUTTING.store(false, std::sync::atomic::Ordering::Release);
+        });
+    if spawned.is_err() {
+        CUTTING.store(false, std::sync::atomic::Ordering::Release);
+    }
 }
 
 pub fn now_ms() -> i64 {

@@ -69,6 +69,100 @@ impl DictValue {
 /// Attribute keys and their values in a block. `None` values: too many distinct values to keep.
 pub type Dictionary = BTreeMap<(AttrScope, String), Option<BTreeMap<DictValue, Vec<u32>>>>;
 
+/// The dictionary while a block is written: hash maps looked up by `&str`, so adding a span's
+/// attributes allocates only for keys and values not seen before.
+#[derive(Default)]
+struct DictBuilder {
+    keys: [HashMap<String, KeyValues>; 2],
+}
+
+#[derive(Default)]
+struct KeyValues {
+    /// Past [`MAX_DICT_VALUES_PER_KEY`] the key keeps no values.
+    overflow: bool,
+    strings: HashMap<String, Vec<u32>>,
+    others: HashMap<DictValue, Vec<u32>>,
+}
+
+impl KeyValues {
+    fn len(&self) -> usize {
+        self.strings.len() + self.others.len()
+    }
+}
+
+fn push_ordinal(p: &mut Vec<u32>, ordinal: u32) {
+    if p.last() != Some(&ordinal) {
+        p.push(ordinal);
+    }
+}
+
+impl DictBuilder {
+    fn add(&mut self, scope: AttrScope, key: &str, v: &Value, ordinal: u32) {
+        let map = &mut self.keys[scope as usize];
+        let kv = match map.get_mut(key) {
+            Some(kv) => kv,
+            None => map.entry(key.to_owned()).or_default(),
+        };
+        if kv.overflow {
+            return;
+        }
+        match v {
+            Value::Str(s) => {
+                if let Some(p) = kv.strings.get_mut(s.as_str()) {
+                    push_ordinal(p, ordinal);
+                    return;
+                }
+            }
+            other => match DictValue::from_value(other) {
+                None => return,
+                Some(dv) => {
+                    if let Some(p) = kv.others.get_mut(&dv) {
+                        push_ordinal(p, ordinal);
+                        return;
+                    }
+                }
+            },
+        }
+        if kv.len() >= MAX_DICT_VALUES_PER_KEY {
+            *kv = KeyValues {
+                overflow: true,
+                ..Default::default()
+            };
+            return;
+        }
+        match v {
+            Value::Str(s) => {
+                kv.strings.insert(s.clone(), vec![ordinal]);
+            }
+            other => {
+                if let Some(dv) = DictValue::from_value(other) {
+                    kv.others.insert(dv, vec![ordinal]);
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Dictionary {
+        let mut dict = Dictionary::new();
+        for (scope, map) in [AttrScope::Resource, AttrScope::Span]
+            .into_iter()
+            .zip(self.keys)
+        {
+            for (key, kv) in map {
+                let values = (!kv.overflow).then(|| {
+                    kv.strings
+                        .into_iter()
+                        .map(|(s, p)| (DictValue::Str(s), p))
+                        .chain(kv.others)
+                        .collect()
+                });
+                dict.insert((scope, key), values);
+            }
+        }
+        dict
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlockMeta {
     pub format_version: u32,
@@ -147,7 +241,7 @@ pub struct BlockWriter {
     entries: Vec<TraceEntry>,
     resources: Vec<Arc<Resource>>,
     resource_ids: HashMap<Arc<Resource>, u32>,
-    dict: Dictionary,
+    dict: DictBuilder,
     spans: u64,
     last_id: Option<TraceId>,
 }
@@ -175,7 +269,7 @@ impl BlockWriter {
             entries: Vec::new(),
             resources: Vec::new(),
             resource_ids: HashMap::new(),
-            dict: Dictionary::new(),
+            dict: DictBuilder::default(),
             spans: 0,
             last_id: None,
         })
@@ -205,18 +299,16 @@ impl BlockWriter {
                 false,
             );
         }
-        for (res, _, span) in trace.spans() {
-            for kv in &res.attributes {
-                add_posting(
-                    &mut self.dict,
-                    AttrScope::Resource,
-                    &kv.key,
-                    &kv.value,
-                    ordinal,
-                );
+        for rs in &trace.batches {
+            // A resource's attributes are the same for all its spans: add them once per group.
+            for kv in &rs.resource.attributes {
+                self.dict
+                    .add(AttrScope::Resource, &kv.key, &kv.value, ordinal);
             }
-            for kv in &span.attributes {
-                add_posting(&mut self.dict, AttrScope::Span, &kv.key, &kv.value, ordinal);
+            for span in rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()) {
+                for kv in &span.attributes {
+                    self.dict.add(AttrScope::Span, &kv.key, &kv.value, ordinal);
+                }
             }
         }
         self.spans += trace.span_count() as u64;
@@ -296,7 +388,8 @@ impl BlockWriter {
             put_uvarint(&mut body, e.summary.duration_nanos());
             put_uvarint(&mut body, u64::from(e.summary.span_count));
         }
-        put_dictionary(&mut body, &self.dict);
+        let dict = std::mem::take(&mut self.dict).finish();
+        put_dictionary(&mut body, &dict);
         let index = seal(INDEX_MAGIC, &body, &self.tmp)?;
         let mut bloom = Bloom::with_capacity(self.entries.len());
         for e in &self.entries {
@@ -349,29 +442,6 @@ impl BlockWriter {
             sync_dir(parent)?;
         }
         Ok(meta)
-    }
-}
-
-fn add_posting(dict: &mut Dictionary, scope: AttrScope, key: &str, v: &Value, ordinal: u32) {
-    let Some(dv) = DictValue::from_value(v) else {
-        dict.entry((scope, key.to_owned()))
-            .or_insert_with(|| Some(BTreeMap::new()));
-        return;
-    };
-    let slot = match dict.get_mut(&(scope, key.to_owned())) {
-        Some(s) => s,
-        None => dict
-            .entry((scope, key.to_owned()))
-            .or_insert_with(|| Some(BTreeMap::new())),
-    };
-    let Some(values) = slot else { return };
-    if !values.contains_key(&dv) && values.len() >= MAX_DICT_VALUES_PER_KEY {
-        *slot = None;
-        return;
-    }
-    let postings = values.entry(dv).or_default();
-    if postings.last() != Some(&ordinal) {
-        postings.push(ordinal);
     }
 }
 

@@ -70,10 +70,30 @@ pub struct TraceAppend {
     pub reason: String,
 }
 
+/// A trace in the head, kept as the WAL encodings of its parts (a fraction of the decoded size);
+/// decoded when read or cut.
+#[derive(Clone)]
 struct HeadTrace {
-    trace: Trace,
+    chunks: Vec<Vec<u8>>,
     bytes: usize,
     last_append_ms: i64,
+}
+
+impl HeadTrace {
+    fn decode(&self, trace_id: TraceId) -> Result<Trace> {
+        let mut t = Trace {
+            trace_id,
+            batches: Vec::new(),
+        };
+        for c in &self.chunks {
+            let batches = model::get_batches(&mut Decoder::new(c), None, None)
+                .map_err(|e| Error::corrupt("trace head", e.to_string()))?;
+            for rs in batches {
+                model::push_batch(&mut t.batches, rs);
+            }
+        }
+        Ok(t)
+    }
 }
 
 #[derive(Default)]
@@ -139,7 +159,7 @@ pub struct TraceStore {
     gate: RwLock<()>,
     head: RwLock<Head>,
     /// Traces taken from the head and being written into a block: still readable.
-    flushing: RwLock<Arc<Vec<Trace>>>,
+    flushing: RwLock<Arc<Vec<(TraceId, HeadTrace)>>>,
     blocks: RwLock<Vec<Arc<Block>>>,
     next_seq: AtomicU64,
     /// One cut or compaction at a time.
@@ -154,36 +174,38 @@ fn encode_trace(t: &Trace) -> Vec<u8> {
     buf
 }
 
-/// A WAL payload: the record type, the number of traces, then each trace's encoding.
-fn wal_payload<'a>(traces: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u8> {
+/// A WAL payload: the record type, the number of parts, then per part the trace id and its encoding.
+fn wal_payload<'a>(parts: impl ExactSizeIterator<Item = (&'a TraceId, &'a [u8])>) -> Vec<u8> {
     let mut buf = vec![REC_SPANS];
-    crate::encoding::put_uvarint(&mut buf, traces.len() as u64);
-    for t in traces {
-        buf.extend_from_slice(t);
+    crate::encoding::put_uvarint(&mut buf, parts.len() as u64);
+    for (id, body) in parts {
+        buf.extend_from_slice(id);
+        crate::encoding::put_bytes(&mut buf, body);
     }
     buf
 }
 
-/// Decodes a WAL payload into traces, each with its encoded size.
-fn decode_traces(p: &[u8]) -> std::result::Result<Vec<(Trace, usize)>, String> {
+/// Splits a WAL payload into its (trace id, encoded part) pairs.
+fn decode_parts(p: &[u8]) -> std::result::Result<Vec<(TraceId, Vec<u8>)>, String> {
     let Some((&REC_SPANS, rest)) = p.split_first() else {
         return Err("unknown trace WAL record type".into());
     };
     let mut d = Decoder::new(rest);
-    let n = d.uvarint().map_err(|e| e.to_string())? as usize;
-    let mut out = Vec::with_capacity(n.min(1 << 16));
-    for _ in 0..n {
-        let before = d.position();
-        let batches = model::get_batches(&mut d, None, None).map_err(|e| e.to_string())?;
-        let size = d.position() - before;
-        for t in group_by_trace(batches) {
-            out.push((t, size));
+    let parts = (|| {
+        let n = d.uvarint()? as usize;
+        let mut out = Vec::with_capacity(n.min(1 << 16));
+        for _ in 0..n {
+            let mut id = [0u8; 16];
+            id.copy_from_slice(d.bytes(16)?);
+            out.push((id, d.len_bytes()?.to_vec()));
         }
-    }
+        Ok(out)
+    })()
+    .map_err(|e: crate::encoding::DecodeError| e.to_string())?;
     if !d.is_empty() {
         return Err("trailing bytes".into());
     }
-    Ok(out)
+    Ok(parts)
 }
 
 impl TraceStore {
@@ -197,8 +219,8 @@ impl TraceStore {
         let now = now_ms();
         let mut head = Head::default();
         for (i, p) in replay.checkpoint.iter().chain(&replay.payloads).enumerate() {
-            match decode_traces(p) {
-                Ok(traces) => insert_head(&mut head, traces, now),
+            match decode_parts(p) {
+                Ok(parts) => insert_head(&mut head, parts, now),
                 Err(e) if i < replay.checkpoint.len() => {
                     return Err(Error::corrupt(wal_dir.join("checkpoint"), e));
                 }
@@ -237,32 +259,31 @@ impl TraceStore {
     /// trace past `max_trace_bytes` are refused and counted.
     pub fn append(&self, batches: Vec<ResourceSpans>) -> Result<TraceAppend> {
         let mut out = TraceAppend::default();
-        let mut accepted: Vec<(Trace, usize)> = Vec::new();
-        let mut encoded: Vec<Vec<u8>> = Vec::new();
+        let mut accepted: Vec<(TraceId, Vec<u8>)> = Vec::new();
+        let mut n = 0u64;
         {
             let head = self.head.read();
             for t in group_by_trace(batches) {
                 let bytes = encode_trace(&t);
                 let have = head.traces.get(&t.trace_id).map_or(0, |h| h.bytes);
+                let spans = t.span_count() as u64;
                 if have + bytes.len() > self.cfg.max_trace_bytes {
-                    out.rejected += t.span_count() as u64;
+                    out.rejected += spans;
                     out.reason = format!(
                         "trace {} exceeds the per-trace limit of {} bytes",
                         hex(&t.trace_id),
                         self.cfg.max_trace_bytes
                     );
                 } else {
-                    accepted.push((t, bytes.len()));
-                    encoded.push(bytes);
+                    n += spans;
+                    accepted.push((t.trace_id, bytes));
                 }
             }
         }
         if accepted.is_empty() {
             return Ok(out);
         }
-        let n: u64 = accepted.iter().map(|(t, _)| t.span_count() as u64).sum();
-        let payload = wal_payload(encoded.iter().map(Vec::as_slice));
-        drop(encoded);
+        let payload = wal_payload(accepted.iter().map(|(id, b)| (id, b.as_slice())));
         let ticket = {
             let _g = self.gate.read();
             let ticket = self.wal.log(payload, now_ms())?;
@@ -273,6 +294,12 @@ impl TraceStore {
         self.spans_ingested.fetch_add(n, Ordering::Relaxed);
         out.accepted = n;
         Ok(out)
+    }
+
+    /// True when the head has grown past `max_head_bytes` and should be cut now, not at the next
+    /// maintenance tick.
+    pub fn head_over_limit(&self) -> bool {
+        self.head.read().bytes > self.cfg.max_head_bytes
     }
 
     pub fn head_bytes(&self) -> usize {
@@ -299,7 +326,7 @@ impl TraceStore {
     /// Returns the number of traces written.
     pub fn cut(&self, now_ms: i64, force: bool) -> Result<usize> {
         let _bg = self.background.lock();
-        let taken: Vec<Trace> = {
+        let taken: Arc<Vec<(TraceId, HeadTrace)>> = {
             let _g = self.gate.write();
             let mut head = self.head.write();
             let all = force || head.bytes > self.cfg.max_head_bytes;
@@ -314,11 +341,12 @@ impl TraceStore {
             for id in ids {
                 if let Some(h) = head.traces.remove(&id) {
                     head.bytes -= h.bytes;
-                    taken.push(h.trace);
+                    taken.push((id, h));
                 }
             }
-            taken.sort_by_key(|t| t.trace_id);
-            *self.flushing.write() = Arc::new(taken.clone());
+            taken.sort_by_key(|(id, _)| *id);
+            let taken = Arc::new(taken);
+            *self.flushing.write() = taken.clone();
             taken
         };
         if taken.is_empty() {
@@ -331,8 +359,8 @@ impl TraceStore {
                 &block_id(seq),
                 self.cfg.page_bytes,
             )?;
-            for t in &taken {
-                w.add(t)?;
+            for (id, h) in taken.iter() {
+                w.add(&h.decode(*id)?)?;
             }
             w.finish(seq, 0, Vec::new())?;
             Block::open(&self.dir.join("blocks").join(block_id(seq)))
@@ -343,11 +371,10 @@ impl TraceStore {
             Err(e) => {
                 // Put the traces back: they are still in the WAL, and the next cut retries.
                 let mut head = self.head.write();
-                let traces = taken.into_iter().map(|t| {
-                    let size = encode_trace(&t).len();
-                    (t, size)
-                });
-                insert_head(&mut head, traces.collect(), now_ms);
+                for (id, h) in taken.iter() {
+                    let parts = h.chunks.iter().map(|c| (*id, c.clone())).collect();
+                    insert_head(&mut head, parts, now_ms);
+                }
                 *self.flushing.write() = Arc::new(Vec::new());
                 return Err(e);
             }
@@ -359,11 +386,8 @@ impl TraceStore {
             .head
             .read()
             .traces
-            .values()
-            .map(|h| {
-                let t = encode_trace(&h.trace);
-                wal_payload(std::iter::once(t.as_slice()))
-            })
+            .iter()
+            .map(|(id, h)| wal_payload(h.chunks.iter().map(|c| (id, c.as_slice()))))
             .collect();
         self.wal.checkpoint(&records, i64::MAX)?;
         Ok(taken.len())
@@ -492,41 +516,38 @@ impl TraceStore {
         self.wal.close();
     }
 
-    fn head_snapshot(&self) -> Vec<Trace> {
-        let mut v: Vec<Trace> = self
+    /// Every trace in the head and in a cut under way, decoded.
+    fn head_snapshot(&self) -> Result<Vec<Trace>> {
+        let parts: Vec<(TraceId, HeadTrace)> = self
             .head
             .read()
             .traces
-            .values()
-            .map(|h| h.trace.clone())
+            .iter()
+            .map(|(id, h)| (*id, h.clone()))
             .collect();
-        v.extend(self.flushing.read().iter().cloned());
-        v
+        let flushing = self.flushing.read().clone();
+        parts
+            .iter()
+            .chain(flushing.iter())
+            .map(|(id, h)| h.decode(*id))
+            .collect()
     }
 }
 
 use block::BlockWriter;
 
-fn insert_head(head: &mut Head, traces: Vec<(Trace, usize)>, now_ms: i64) {
-    for (t, size) in traces {
+fn insert_head(head: &mut Head, parts: Vec<(TraceId, Vec<u8>)>, now_ms: i64) {
+    for (id, chunk) in parts {
+        let size = chunk.len();
         head.bytes += size;
-        match head.traces.get_mut(&t.trace_id) {
-            Some(h) => {
-                h.trace.merge(t);
-                h.bytes += size;
-                h.last_append_ms = now_ms;
-            }
-            None => {
-                head.traces.insert(
-                    t.trace_id,
-                    HeadTrace {
-                        trace: t,
-                        bytes: size,
-                        last_append_ms: now_ms,
-                    },
-                );
-            }
-        }
+        let h = head.traces.entry(id).or_insert_with(|| HeadTrace {
+            chunks: Vec::new(),
+            bytes: 0,
+            last_append_ms: now_ms,
+        });
+        h.chunks.push(chunk);
+        h.bytes += size;
+        h.last_append_ms = now_ms;
     }
 }
 
@@ -603,11 +624,13 @@ impl TraceReader for TraceStore {
                 add(t);
             }
         }
-        for t in self.flushing.read().iter().filter(|t| &t.trace_id == id) {
-            add(t.clone());
+        let flushing = self.flushing.read().clone();
+        for (_, h) in flushing.iter().filter(|(t, _)| t == id) {
+            add(h.decode(*id)?);
         }
-        if let Some(h) = self.head.read().traces.get(id) {
-            add(h.trace.clone());
+        let in_head = self.head.read().traces.get(id).cloned();
+        if let Some(h) = in_head {
+            add(h.decode(*id)?);
         }
         Ok(match (found, range) {
             (Some(t), Some((s, e))) if !t.overlaps(s, e) => None,
@@ -617,7 +640,7 @@ impl TraceReader for TraceStore {
 
     fn scan(&self, req: &ScanRequest, visit: &mut dyn FnMut(&Trace) -> bool) -> Result<ScanStats> {
         let mut stats = ScanStats::default();
-        for t in self.head_snapshot() {
+        for t in self.head_snapshot()? {
             if req.admits(&t.summary()) {
                 stats.inspected_traces += 1;
                 if !visit(&t) {
@@ -657,7 +680,7 @@ impl TraceReader for TraceStore {
 
     fn tag_names(&self, start_ns: u64, end_ns: u64) -> Result<BTreeSet<(AttrScope, String)>> {
         let mut out = BTreeSet::new();
-        for t in self.head_snapshot() {
+        for t in self.head_snapshot()? {
             head_tags(&t, &mut out);
         }
         for b in self.blocks() {
@@ -677,7 +700,7 @@ impl TraceReader for TraceStore {
         limit: usize,
     ) -> Result<BTreeSet<DictValue>> {
         let mut out = BTreeSet::new();
-        for t in self.head_snapshot() {
+        for t in self.head_snapshot()? {
             for (res, _, span) in t.spans() {
                 let attrs = match scope {
                     AttrScope::Resource => &res.attributes,

@@ -87,12 +87,19 @@ impl Resource {
     }
 }
 
-/// Hashes the keys only: equal resources hash alike, and a block's resource table dedupes by value.
+/// Hashes keys and string, integer and boolean values (equal resources hash alike), so a block's
+/// resource table dedupes by value with few collisions.
 impl std::hash::Hash for Resource {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.schema_url.hash(state);
         for kv in &self.attributes {
             kv.key.hash(state);
+            match &kv.value {
+                Value::Str(s) => s.hash(state),
+                Value::Int(i) => i.hash(state),
+                Value::Bool(b) => b.hash(state),
+                _ => {}
+            }
         }
     }
 }
