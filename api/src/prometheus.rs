@@ -942,28 +942,123 @@ fn query_controls(state: &AppState, p: &Params) -> Result<(QueryControls, Option
     Ok((controls, timeout))
 }
 
-fn sample_json(t: i64, v: f64) -> Value {
-    json!([format_timestamp(t), format_value(v)])
+/// A query answer written straight to bytes in Prometheus's envelope: large matrices are most of a
+/// query's cost when built as `serde_json::Value` trees first.
+fn query_response(out: &QueryOutput) -> Response {
+    let mut b: Vec<u8> = Vec::with_capacity(256 + result_size_hint(&out.value));
+    b.extend_from_slice(b"{\"status\":\"success\",\"data\":{\"resultType\":\"");
+    match &out.value {
+        QueryValue::Scalar(t, v) => {
+            b.extend_from_slice(b"scalar\",\"result\":");
+            write_point(&mut b, *t, *v);
+        }
+        QueryValue::String(t, text) => {
+            b.extend_from_slice(b"string\",\"result\":[");
+            write_timestamp(&mut b, *t);
+            b.push(b',');
+            write_json_str(&mut b, text);
+            b.push(b']');
+        }
+        QueryValue::Vector(v) => {
+            b.extend_from_slice(b"vector\",\"result\":[");
+            for (i, (labels, t, x)) in v.iter().enumerate() {
+                if i > 0 {
+                    b.push(b',');
+                }
+                b.extend_from_slice(b"{\"metric\":");
+                write_labels(&mut b, labels);
+                b.extend_from_slice(b",\"value\":");
+                write_point(&mut b, *t, *x);
+                b.push(b'}');
+            }
+            b.push(b']');
+        }
+        QueryValue::Matrix(m) => {
+            b.extend_from_slice(b"matrix\",\"result\":[");
+            for (i, (labels, samples)) in m.iter().enumerate() {
+                if i > 0 {
+                    b.push(b',');
+                }
+                b.extend_from_slice(b"{\"metric\":");
+                write_labels(&mut b, labels);
+                b.extend_from_slice(b",\"values\":[");
+                for (j, s) in samples.iter().enumerate() {
+                    if j > 0 {
+                        b.push(b',');
+                    }
+                    write_point(&mut b, s.t, s.v);
+                }
+                b.extend_from_slice(b"]}");
+            }
+            b.push(b']');
+        }
+    }
+    b.push(b'}');
+    for (key, notes) in [("warnings", &out.warnings), ("infos", &out.infos)] {
+        if !notes.is_empty() {
+            b.extend_from_slice(format!(",\"{key}\":[").as_bytes());
+            for (i, n) in notes.iter().enumerate() {
+                if i > 0 {
+                    b.push(b',');
+                }
+                write_json_str(&mut b, n);
+            }
+            b.push(b']');
+        }
+    }
+    b.push(b'}');
+    ([(header::CONTENT_TYPE, "application/json")], b).into_response()
 }
 
-fn result_json(value: &QueryValue) -> Value {
-    match value {
-        QueryValue::Scalar(t, v) => json!({"resultType": "scalar", "result": sample_json(*t, *v)}),
-        QueryValue::String(t, s) => {
-            json!({"resultType": "string", "result": [format_timestamp(*t), s]})
-        }
-        QueryValue::Vector(v) => json!({
-            "resultType": "vector",
-            "result": v.iter().map(|(l, t, x)| json!({"metric": labels_json(l), "value": sample_json(*t, *x)})).collect::<Vec<_>>(),
-        }),
-        QueryValue::Matrix(m) => json!({
-            "resultType": "matrix",
-            "result": m.iter().map(|(l, samples)| json!({
-                "metric": labels_json(l),
-                "values": samples.iter().map(|s| sample_json(s.t, s.v)).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        }),
+fn result_size_hint(v: &QueryValue) -> usize {
+    match v {
+        QueryValue::Matrix(m) => m.iter().map(|(_, s)| 64 + s.len() * 28).sum(),
+        QueryValue::Vector(v) => v.len() * 96,
+        _ => 64,
     }
+}
+
+/// `[<seconds>,"<value>"]`.
+fn write_point(b: &mut Vec<u8>, t: i64, v: f64) {
+    b.push(b'[');
+    write_timestamp(b, t);
+    b.extend_from_slice(b",\"");
+    b.extend_from_slice(format_value(v).as_bytes());
+    b.extend_from_slice(b"\"]");
+}
+
+/// Unix seconds with up to 3 decimals, as [`format_timestamp`] gives them.
+fn write_timestamp(b: &mut Vec<u8>, ms: i64) {
+    use std::io::Write;
+    if ms < 0 {
+        b.push(b'-');
+    }
+    let abs = ms.unsigned_abs();
+    let _ = write!(b, "{}", abs / 1000);
+    let frac = abs % 1000;
+    if frac != 0 {
+        let digits = format!("{frac:03}");
+        b.push(b'.');
+        b.extend_from_slice(digits.trim_end_matches('0').as_bytes());
+    }
+}
+
+fn write_json_str(b: &mut Vec<u8>, s: &str) {
+    // Writing a `str` to a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut *b, s);
+}
+
+fn write_labels(b: &mut Vec<u8>, labels: &Labels) {
+    b.push(b'{');
+    for (i, l) in labels.iter().enumerate() {
+        if i > 0 {
+            b.push(b',');
+        }
+        write_json_str(b, &l.name);
+        b.push(b':');
+        write_json_str(b, &l.value);
+    }
+    b.push(b'}');
 }
 
 fn reader_for(state: &AppState, headers: &HeaderMap) -> Result<Arc<dyn MetricsReader>, ApiError> {
@@ -1036,11 +1131,7 @@ pub async fn query(
         controls,
     )
     .await?;
-    Ok(success_with(
-        result_json(&out.value),
-        out.warnings,
-        out.infos,
-    ))
+    Ok(query_response(&out))
 }
 
 /// Prometheus's resolution limit for range queries.
@@ -1094,11 +1185,7 @@ pub async fn query_range(
         controls,
     )
     .await?;
-    Ok(success_with(
-        result_json(&out.value),
-        out.warnings,
-        out.infos,
-    ))
+    Ok(query_response(&out))
 }
 
 pub async fn format_query_handler(
@@ -1168,6 +1255,57 @@ mod tests {
                 .unwrap()
                 .contains("limits.max_series_per_query"),
             "{v}"
+        );
+    }
+
+    #[tokio::test]
+    async fn query_answers_are_written_in_prometheus_shape() {
+        use strata_query::Value as QueryValue;
+        let body = |value: QueryValue, warnings: Vec<String>| async move {
+            let out = QueryOutput {
+                value,
+                warnings,
+                infos: vec![],
+            };
+            let r = query_response(&out);
+            assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+            let bytes = http_body_util::BodyExt::collect(r.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            serde_json::from_slice::<Value>(&bytes).unwrap()
+        };
+        let labels = Labels::from_pairs([("__name__", "up"), ("path", "/a\"b\\c")]);
+        let m = QueryValue::Matrix(vec![(
+            labels.clone(),
+            vec![
+                strata_store::Sample::new(1_700_000_000_000, 1.0),
+                strata_store::Sample::new(1_700_000_000_120, f64::NAN),
+                strata_store::Sample::new(-1_500, f64::NEG_INFINITY),
+                strata_store::Sample::new(5, 1e-7),
+            ],
+        )]);
+        assert_eq!(
+            body(m, vec!["careful".into()]).await,
+            json!({"status": "success", "warnings": ["careful"], "data": {"resultType": "matrix", "result": [{
+                "metric": {"__name__": "up", "path": "/a\"b\\c"},
+                "values": [[1_700_000_000, "1"], [1_700_000_000.12, "NaN"], [-1.5, "-Inf"], [0.005, "1e-07"]]
+            }]}})
+        );
+        let v = QueryValue::Vector(vec![(labels, 4_000, 2.5)]);
+        assert_eq!(
+            body(v, vec![]).await,
+            json!({"status": "success", "data": {"resultType": "vector", "result": [
+                {"metric": {"__name__": "up", "path": "/a\"b\\c"}, "value": [4, "2.5"]}
+            ]}})
+        );
+        assert_eq!(
+            body(QueryValue::Scalar(4_000, 2.0), vec![]).await,
+            json!({"status": "success", "data": {"resultType": "scalar", "result": [4, "2"]}})
+        );
+        assert_eq!(
+            body(QueryValue::String(1_001, "x\ny".into()), vec![]).await,
+            json!({"status": "success", "data": {"resultType": "string", "result": [1.001, "x\ny"]}})
         );
     }
 

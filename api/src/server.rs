@@ -101,6 +101,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(prometheus::format_query_handler).post(prometheus::format_query_handler),
         )
         .route("/api/v1/write", post(prometheus::remote_write))
+        .route(
+            "/api/v1/otlp/v1/metrics",
+            post(otlp::http::prometheus_otlp_metrics),
+        )
         .route("/api/v1/read", post(prometheus::remote_read))
         .route(
             "/api/v1/series",

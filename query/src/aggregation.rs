@@ -222,6 +222,10 @@ fn aggregate_by_group(
         });
         series_group.push(i);
     }
+    let steps = grid.steps();
+    if op != T_QUANTILE && out.len().saturating_mul(steps) <= SERIES_MAJOR_CELLS {
+        return aggregate_series_major(ev, op, input, &series_group, out, grid);
+    }
     let mut accumulators: Vec<Accumulator> =
         (0..out.len()).map(|_| Accumulator::default()).collect();
     let mut cursors = vec![0usize; input.len()];
@@ -250,6 +254,54 @@ fn aggregate_by_group(
         ev.hold(produced)?;
         ev.release(produced);
     }
+    out.retain(|s| !s.points.is_empty());
+    Ok(out)
+}
+
+/// Groups × steps up to which [`aggregate_series_major`] keeps one accumulator per cell.
+const SERIES_MAJOR_CELLS: usize = 1 << 18;
+
+/// The same fold as the step-major loop, walking each series' points in order into an accumulator per
+/// (group, step). Every cell still receives its values in input-series order, so results are identical
+/// (Kahan and incremental-mean state included), but memory is read sequentially instead of touching
+/// every series at every step.
+fn aggregate_series_major(
+    ev: &mut Evaluator<'_>,
+    op: TokenId,
+    input: Vec<Series>,
+    series_group: &[usize],
+    mut out: Vec<Series>,
+    grid: Grid,
+) -> Result<Vec<Series>> {
+    let steps = grid.steps();
+    let mut cells: Vec<Accumulator> = (0..out.len() * steps)
+        .map(|_| Accumulator::default())
+        .collect();
+    for (i, s) in input.iter().enumerate() {
+        ev.check_interrupt()?;
+        let row = series_group[i] * steps;
+        for p in &s.points {
+            let step = ((p.t - grid.start) / grid.interval.max(1)) as usize;
+            if let Some(acc) = cells.get_mut(row + step) {
+                acc.add(op, p.v, s.drop_name);
+            }
+        }
+    }
+    drop(input);
+    let mut produced = 0;
+    for (g, series) in out.iter_mut().enumerate() {
+        for (step, acc) in cells[g * steps..(g + 1) * steps].iter_mut().enumerate() {
+            ev.check_interrupt()?;
+            if acc.count > 0.0 {
+                series.drop_name |= acc.drop_name;
+                let v = acc.finish(op, f64::NAN);
+                series.points.push(Sample::new(grid.ts(step), v));
+                produced += 1;
+            }
+        }
+    }
+    ev.hold(produced)?;
+    ev.release(produced);
     out.retain(|s| !s.points.is_empty());
     Ok(out)
 }

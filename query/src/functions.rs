@@ -11,7 +11,7 @@ use crate::annotations;
 use crate::error::{QueryError, Result};
 use crate::evaluator::{Evaluator, Grid};
 use crate::histogram;
-use crate::selector::{self, RangeSource};
+use crate::selector::{self, RangeSource, WindowCursor};
 use crate::value::{merge_same_label_sets, Evaluated, Series};
 
 /// Strips redundant parentheses, as Prometheus does for function arguments before evaluating.
@@ -640,6 +640,7 @@ fn eval_range_function(
     for s in &source.series {
         ev.check_interrupt()?;
         let mut points: Vec<Sample> = Vec::new();
+        let mut cursor = WindowCursor::default();
         for (step, ts) in grid.times().enumerate() {
             if step % 1024 == 1023 {
                 ev.check_interrupt()?;
@@ -651,7 +652,7 @@ fn eval_range_function(
                 continue;
             }
             let end = source.window_end(ts);
-            let window = RangeSource::window(&s.points, end, source.range);
+            let window = cursor.window(&s.points, end, source.range);
             if window.is_empty() {
                 continue;
             }

@@ -59,6 +59,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// OTLP metrics on the Prometheus path (`/prometheus/api/v1/otlp/v1/metrics`), as Prometheus serves them.
+pub async fn prometheus_otlp_metrics(
+    state: State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    export::<Metrics>(state, headers, body).await
+}
+
 async fn export<S: Signal>(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -9,7 +9,7 @@
 mod borrowed;
 pub mod prompb;
 mod read;
-mod write;
+pub(crate) mod write;
 pub mod write_v2;
 
 pub use borrowed::{decode_write_v1_borrowed, BorrowedSeries, BorrowedWrite};
