@@ -576,6 +576,7 @@ fn scope_name(s: AttrScope) -> &'static str {
     match s {
         AttrScope::Resource => "resource",
         AttrScope::Span => "span",
+        AttrScope::Intrinsic => "intrinsic",
     }
 }
 
@@ -627,7 +628,9 @@ async fn tags_v1(
     let by_scope = tag_names(&state, &headers, &pairs).await?;
     let mut names: Vec<String> = by_scope
         .into_iter()
-        .filter(|(s, _)| scope.is_none_or(|want| want == scope_name(*s)))
+        .filter(|(s, _)| {
+            *s != AttrScope::Intrinsic && scope.is_none_or(|want| want == scope_name(*s))
+        })
         .flat_map(|(_, v)| v)
         .collect();
     names.sort();

@@ -369,6 +369,26 @@ pub fn required_terms(q: &Query) -> Vec<Vec<(AttrScope, String, DictValue)>> {
                 Some(v)
             }
             Expr::Cmp {
+                field: Field::Intrinsic(Intrinsic::Name),
+                op: CmpOp::Eq,
+                value: Literal::Str(s),
+                ..
+            } => Some(vec![(
+                AttrScope::Intrinsic,
+                "name".into(),
+                DictValue::Str(s.clone()),
+            )]),
+            Expr::Cmp {
+                field: Field::Intrinsic(Intrinsic::Status),
+                op: CmpOp::Eq,
+                value: Literal::Status(c),
+                ..
+            } => Some(vec![(
+                AttrScope::Intrinsic,
+                "status".into(),
+                DictValue::Int(*c as i64),
+            )]),
+            Expr::Cmp {
                 field: Field::Attr { scope, name },
                 op: CmpOp::Eq,
                 value,

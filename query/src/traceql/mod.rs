@@ -412,7 +412,8 @@ mod tests {
             }
         }
         let q = parse(r#"{ resource.service.name = "even" && status = error } | select(span.http.status_code)"#).unwrap();
-        assert_eq!(required_terms(&q).len(), 1);
+        // the service equality and `status = error` both come from postings
+        assert_eq!(required_terms(&q).len(), 2);
         let r = search(&store, &q, &SearchOptions::default()).unwrap();
         let mut ids: Vec<u8> = r.traces.iter().map(|t| t.summary.trace_id[0]).collect();
         ids.sort_unstable();

@@ -35,6 +35,8 @@ const MAX_DICT_VALUES_PER_KEY: usize = 5_000;
 pub enum AttrScope {
     Resource = 0,
     Span = 1,
+    /// Span intrinsics with postings: `name` (the span name) and `status` (the status code, an int).
+    Intrinsic = 2,
 }
 
 /// An attribute value as the dictionary keeps it (hashable; doubles by their bits).
@@ -73,7 +75,7 @@ pub type Dictionary = BTreeMap<(AttrScope, String), Option<BTreeMap<DictValue, V
 /// attributes allocates only for keys and values not seen before.
 #[derive(Default)]
 struct DictBuilder {
-    keys: [HashMap<String, KeyValues>; 2],
+    keys: [HashMap<String, KeyValues>; 3],
 }
 
 #[derive(Default)]
@@ -97,6 +99,19 @@ fn push_ordinal(p: &mut Vec<u32>, ordinal: u32) {
 }
 
 impl DictBuilder {
+    /// [`add`](Self::add) for a string value given by reference (span names).
+    fn add_str(&mut self, scope: AttrScope, key: &str, v: &str, ordinal: u32) {
+        if let Some(p) = self.keys[scope as usize]
+            .get_mut(key)
+            .filter(|kv| !kv.overflow)
+            .and_then(|kv| kv.strings.get_mut(v))
+        {
+            push_ordinal(p, ordinal);
+            return;
+        }
+        self.add(scope, key, &Value::Str(v.to_owned()), ordinal);
+    }
+
     fn add(&mut self, scope: AttrScope, key: &str, v: &Value, ordinal: u32) {
         let map = &mut self.keys[scope as usize];
         let kv = match map.get_mut(key) {
@@ -144,7 +159,7 @@ impl DictBuilder {
 
     fn finish(self) -> Dictionary {
         let mut dict = Dictionary::new();
-        for (scope, map) in [AttrScope::Resource, AttrScope::Span]
+        for (scope, map) in [AttrScope::Resource, AttrScope::Span, AttrScope::Intrinsic]
             .into_iter()
             .zip(self.keys)
         {
@@ -309,6 +324,11 @@ impl BlockWriter {
                 for kv in &span.attributes {
                     self.dict.add(AttrScope::Span, &kv.key, &kv.value, ordinal);
                 }
+                self.dict
+                    .add_str(AttrScope::Intrinsic, "name", &span.name, ordinal);
+                let status = Value::Int(span.status_code as i64);
+                self.dict
+                    .add(AttrScope::Intrinsic, "status", &status, ordinal);
             }
         }
         self.spans += trace.span_count() as u64;
@@ -492,6 +512,7 @@ fn get_dictionary(d: &mut Decoder<'_>, traces: u32) -> DecodeResult<Dictionary> 
         let scope = match d.u8()? {
             0 => AttrScope::Resource,
             1 => AttrScope::Span,
+            2 => AttrScope::Intrinsic,
             _ => return Err(DecodeError("unknown attribute scope")),
         };
         let key = d.str()?.to_owned();
@@ -817,6 +838,14 @@ mod tests {
             .iter()
             .all(|&o| b.summary(o as usize).trace_id[0].is_multiple_of(2)));
         assert_eq!(b.summary(0).root_span_name, "root");
+        let names = b.dict[&(AttrScope::Intrinsic, "name".to_owned())]
+            .as_ref()
+            .unwrap();
+        assert_eq!(names[&DictValue::Str("child".into())].len(), 20);
+        let status = b.dict[&(AttrScope::Intrinsic, "status".to_owned())]
+            .as_ref()
+            .unwrap();
+        assert_eq!(status.keys().collect::<Vec<_>>(), [&DictValue::Int(2)]);
     }
 
     #[test]

@@ -705,6 +705,14 @@ impl TraceReader for TraceStore {
                 let attrs = match scope {
                     AttrScope::Resource => &res.attributes,
                     AttrScope::Span => &span.attributes,
+                    AttrScope::Intrinsic => {
+                        match key {
+                            "name" => out.insert(DictValue::Str(span.name.clone())),
+                            "status" => out.insert(DictValue::Int(span.status_code as i64)),
+                            _ => false,
+                        };
+                        continue;
+                    }
                 };
                 for kv in attrs.iter().filter(|kv| kv.key == key) {
                     if let Some(v) = DictValue::from_value(&kv.value) {
