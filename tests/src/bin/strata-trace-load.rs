@@ -420,7 +420,7 @@ fn ingest(args: &[String]) -> Result<()> {
                 while sent.load(Ordering::Relaxed) < total {
                     let (req, n, ids) = g.request(batch);
                     for id in ids {
-                        if traces % 1000 == 0 {
+                        if traces.is_multiple_of(1000) {
                             kept.push(id);
                         }
                         traces += 1;
