@@ -18,6 +18,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub limits: LimitsConfig,
     pub metrics: MetricsStoreConfig,
+    pub traces: TracesStoreConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -75,6 +76,97 @@ pub struct MetricsStoreConfig {
     pub wal_fsync: bool,
 }
 
+/// The trace store and the Tempo API (`[traces]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracesStoreConfig {
+    /// Blocks whose newest span is older than this are deleted; `0` keeps traces forever.
+    pub retention: String,
+    /// A trace goes from memory into a block once no span arrived for it for this long.
+    pub trace_idle: String,
+    /// The in-memory traces are all cut into a block past this many bytes.
+    pub max_head_bytes: usize,
+    /// Spans that would grow one trace past this are refused (OTLP partial success).
+    pub max_trace_bytes: usize,
+    /// Largest attribute value accepted; a larger one refuses the request (400).
+    pub max_attribute_value_bytes: usize,
+    /// Spans in one OTLP request; more refuses it (429).
+    pub max_spans_per_request: usize,
+    /// Traces one search or autocomplete request evaluates at most.
+    pub max_search_inspected_traces: u64,
+    /// Largest `limit` a search may ask for.
+    pub max_search_limit: usize,
+    /// fsync the trace WAL before acknowledging. Turn off only for benchmarks.
+    pub wal_fsync: bool,
+    /// Generate span metrics and service graph series into the metrics store.
+    pub generate_metrics: bool,
+}
+
+impl Default for TracesStoreConfig {
+    fn default() -> Self {
+        TracesStoreConfig {
+            retention: "14d".into(),
+            trace_idle: "30s".into(),
+            max_head_bytes: 256 << 20,
+            max_trace_bytes: 16 << 20,
+            max_attribute_value_bytes: 64 << 10,
+            max_spans_per_request: 100_000,
+            max_search_inspected_traces: 1_000_000,
+            max_search_limit: 10_000,
+            wal_fsync: true,
+            generate_metrics: true,
+        }
+    }
+}
+
+impl Config {
+    /// The trace store settings (call after [`validate`](Self::validate)).
+    pub fn traces_config(&self) -> strata_store::traces::TracesConfig {
+        let t = &self.traces;
+        strata_store::traces::TracesConfig {
+            trace_idle_secs: (parse_duration_ms(&t.trace_idle).unwrap_or(30_000) / 1000).max(1)
+                as u64,
+            max_head_bytes: t.max_head_bytes,
+            max_trace_bytes: t.max_trace_bytes,
+            retention_secs: (parse_duration_ms(&t.retention).unwrap_or(0) / 1000) as u64,
+            wal_fsync: t.wal_fsync,
+            ..Default::default()
+        }
+    }
+
+    fn validate_traces(&self) -> Result<(), ConfigError> {
+        let t = &self.traces;
+        for (key, v) in [
+            ("traces.retention", &t.retention),
+            ("traces.trace_idle", &t.trace_idle),
+        ] {
+            parse_duration_ms(v)
+                .ok_or_else(|| err(key, format!("{v:?} is not a duration like 30s")))?;
+        }
+        for (key, v) in [
+            ("traces.max_head_bytes", t.max_head_bytes),
+            ("traces.max_trace_bytes", t.max_trace_bytes),
+            (
+                "traces.max_attribute_value_bytes",
+                t.max_attribute_value_bytes,
+            ),
+            ("traces.max_spans_per_request", t.max_spans_per_request),
+            ("traces.max_search_limit", t.max_search_limit),
+        ] {
+            if v == 0 {
+                return Err(err(key, "must be greater than 0"));
+            }
+        }
+        if t.max_search_inspected_traces == 0 {
+            return Err(err(
+                "traces.max_search_inspected_traces",
+                "must be greater than 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -83,6 +175,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             limits: LimitsConfig::default(),
             metrics: MetricsStoreConfig::default(),
+            traces: TracesStoreConfig::default(),
         }
     }
 }
@@ -330,7 +423,7 @@ impl Config {
                 format!("{:?} is not a duration like 10m", m.out_of_order_window),
             )
         })?;
-        Ok(())
+        self.validate_traces()
     }
 
     pub fn decode_limits(&self) -> crate::remote::DecodeLimits {
@@ -393,6 +486,13 @@ mod tests {
         assert_eq!(c.validate().unwrap_err().key, "metrics.retention");
         c = Config::from_toml("[metrics]\nblock_range = \"7m\"\n").unwrap();
         assert_eq!(c.validate().unwrap_err().key, "metrics.block_range");
+        c = Config::from_toml("[traces]\ntrace_idle = \"soon\"\n").unwrap();
+        assert_eq!(c.validate().unwrap_err().key, "traces.trace_idle");
+        c = Config::from_toml("[traces]\nmax_spans_per_request = 0\n").unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().key,
+            "traces.max_spans_per_request"
+        );
         c = Config::from_toml("version = 2").unwrap();
         assert_eq!(c.validate().unwrap_err().key, "version");
     }

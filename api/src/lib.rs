@@ -11,6 +11,7 @@ pub mod prometheus;
 pub mod remote;
 pub mod self_metrics;
 pub mod server;
+pub mod tempo;
 
 /// The Prometheus version whose API and PromQL semantics Strata answers as (`/status/buildinfo`).
 pub const PROMETHEUS_COMPAT_VERSION: &str = "3.8.0";

@@ -42,6 +42,7 @@ pub struct AppState {
     pub counters: ServerCounters,
     pub ready: AtomicBool,
     pub started: std::time::Instant,
+    pub span_metrics: crate::tempo::span_metrics::Registry,
 }
 
 impl AppState {
@@ -60,6 +61,7 @@ impl AppState {
             counters: ServerCounters::default(),
             ready: AtomicBool::new(true),
             started: std::time::Instant::now(),
+            span_metrics: Default::default(),
         })
     }
 }
@@ -128,6 +130,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         );
     Router::new()
         .nest("/prometheus", prom)
+        .nest("/tempo", crate::tempo::router())
         .route("/-/healthy", get(|| async { "Strata is Healthy.\n" }))
         .route("/-/ready", get(ready))
         .route("/metrics", get(self_metrics::render))
@@ -167,6 +170,11 @@ async fn maintenance_loop(storage: Arc<Storage>, every: Duration) {
                     tracing::error!(tenant, error = %e, "maintenance failed");
                 }
             }
+            for (tenant, store) in storage.trace_tenants() {
+                if let Err(e) = store.maintain(now_ms()) {
+                    tracing::error!(tenant, error = %e, "trace store maintenance failed");
+                }
+            }
         })
         .await;
         if let Err(e) = result {
@@ -190,7 +198,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let data_dir = cfg.data_dir.clone();
     let mcfg = cfg.metrics_config();
-    let storage = tokio::task::spawn_blocking(move || Storage::open(&data_dir, mcfg)).await??;
+    let tcfg = cfg.traces_config();
+    let storage =
+        tokio::task::spawn_blocking(move || Storage::open_with_traces(&data_dir, mcfg, tcfg))
+            .await??;
     let storage = Arc::new(storage);
     let listener = bind(&cfg.server.listen, "server.listen").await?;
     let grpc = match cfg.server.otlp_grpc_listen.as_str() {
@@ -205,6 +216,8 @@ pub async fn run(
     let every = Duration::from_secs(cfg.server.maintenance_interval_secs);
     let state = AppState::new(storage.clone(), cfg);
     let maintenance = tokio::spawn(maintenance_loop(storage.clone(), every));
+    let span_metrics = tokio::spawn(span_metrics_loop(state.clone()));
+    let flush_state = state.clone();
 
     // One shutdown signal fans out to every listener.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -251,10 +264,32 @@ pub async fn run(
         }
     }
     maintenance.abort();
+    span_metrics.abort();
+    tokio::task::spawn_blocking(move || {
+        crate::tempo::span_metrics::flush(&flush_state, crate::tempo::now_ms())
+    })
+    .await?;
     tracing::info!("shutting down: flushing stores");
     tokio::task::spawn_blocking(move || storage.close()).await?;
     tracing::info!("shutdown complete");
     result
+}
+
+/// Writes the span metrics generated from traces into the metrics store, like a scrape.
+async fn span_metrics_loop(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(crate::tempo::span_metrics::FLUSH_INTERVAL);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let state = state.clone();
+        let flushed = tokio::task::spawn_blocking(move || {
+            crate::tempo::span_metrics::flush(&state, crate::tempo::now_ms())
+        })
+        .await;
+        if let Err(e) = flushed {
+            tracing::error!(error = %e, "span metrics flush panicked");
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -25,6 +25,7 @@ mod functions;
 mod histogram;
 pub mod memory;
 mod selector;
+pub mod traceql;
 mod value;
 
 pub use engine::{format_query, Engine, EngineOptions, QueryControls};

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod model;
 pub mod postings;
 pub mod tenants;
+pub mod traces;
 pub mod wal;
 
 pub use error::{Error, Result};

@@ -283,11 +283,55 @@ pub struct Replay {
     pub segments: Vec<(u64, i64)>,
 }
 
+/// Replay of a WAL directory before its payloads are decoded, for stores whose records are not the
+/// metrics head's (the segment framing is shared; the payload is the store's own).
+#[derive(Debug, Default)]
+pub struct RawReplay {
+    /// Payloads of the newest checkpoint (damage there is corruption, not a torn write).
+    pub checkpoint: Vec<Vec<u8>>,
+    /// Payloads of the segments after it, in write order.
+    pub payloads: Vec<Vec<u8>>,
+    /// Segments whose tail was cut off after a torn write.
+    pub damaged_segments: usize,
+    pub next_segment: u64,
+    /// Each replayed segment with the newest time `max_t_of` found in it.
+    pub segments: Vec<(u64, i64)>,
+}
+
 /// Reads the newest checkpoint and every segment after it, in order, repairing a torn tail.
 pub fn replay(dir: &Path) -> Result<Replay> {
+    let cp_path = dir.join("checkpoint");
+    let raw = replay_raw(dir, |p| match decode_record(p) {
+        Ok(WalRecord::Samples(s)) => s.iter().fold(i64::MIN, |m, x| m.max(x.1)),
+        _ => i64::MIN,
+    })?;
+    let mut out = Replay {
+        damaged_segments: raw.damaged_segments,
+        next_segment: raw.next_segment,
+        segments: raw.segments,
+        ..Default::default()
+    };
+    for r in &raw.checkpoint {
+        out.records
+            .push(decode_record(r).map_err(|e| Error::corrupt(&cp_path, e.to_string()))?);
+    }
+    for r in &raw.payloads {
+        match decode_record(r) {
+            Ok(rec) => out.records.push(rec),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "undecodable WAL record skipped");
+                out.damaged_segments += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// [`replay`] without decoding: `max_t_of` gives the newest time a payload holds (for truncation).
+pub fn replay_raw(dir: &Path, max_t_of: impl Fn(&[u8]) -> i64) -> Result<RawReplay> {
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let (segments, checkpoints) = list_dir(dir)?;
-    let mut out = Replay::default();
+    let mut out = RawReplay::default();
     let first = checkpoints.last().copied();
     if let Some(cp) = first {
         let path = checkpoint_path(dir, cp);
@@ -296,30 +340,14 @@ pub fn replay(dir: &Path) -> Result<Replay> {
             // Checkpoints are written to a temp file and renamed after fsync, so damage is real corruption.
             return Err(Error::corrupt(path, "checkpoint is damaged"));
         }
-        for r in records {
-            out.records
-                .push(decode_record(&r).map_err(|e| Error::corrupt(&path, e.to_string()))?);
-        }
+        out.checkpoint = records;
     }
     let start = first.unwrap_or(0);
     for &seg in segments.iter().filter(|&&s| s >= start) {
         let path = segment_path(dir, seg);
         let (records, valid_len, damaged) = read_records(&path, SEGMENT_MAGIC)?;
-        let mut max_t = i64::MIN;
-        for r in &records {
-            match decode_record(r) {
-                Ok(rec) => {
-                    if let WalRecord::Samples(s) = &rec {
-                        max_t = s.iter().fold(max_t, |m, x| m.max(x.1));
-                    }
-                    out.records.push(rec)
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "undecodable WAL record skipped");
-                    out.damaged_segments += 1;
-                }
-            }
-        }
+        let max_t = records.iter().fold(i64::MIN, |m, r| m.max(max_t_of(r)));
+        out.payloads.extend(records);
         if damaged {
             out.damaged_segments += 1;
             tracing::warn!(path = %path.display(), valid_len, "torn WAL tail cut off");

@@ -1,0 +1,867 @@
+//! Immutable trace blocks: traces sorted by trace id in zstd pages, a trace-id index with a summary per
+//! trace, a bloom filter on trace ids, a per-block dictionary of attribute values with postings (trace
+//! ordinals) for search and autocomplete, and `meta.json`, written last so a block appears atomically.
+//! The layout is drawn in `docs/formats.md` ("Trace blocks").
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::encoding::{put_str, put_uvarint, DecodeError, DecodeResult, Decoder};
+use crate::error::{Error, Result};
+
+use super::model::{
+    get_batches, get_resource, put_batches, put_resource, Resource, ResourceRef, Trace, TraceId,
+    TraceSummary, Value,
+};
+
+const DATA_MAGIC: &[u8; 4] = b"STTD";
+const INDEX_MAGIC: &[u8; 4] = b"STTI";
+const BLOOM_MAGIC: &[u8; 4] = b"STTB";
+pub const BLOCK_FORMAT_VERSION: u32 = 1;
+const ZSTD_LEVEL: i32 = 3;
+/// A key with more distinct values than this in one block keeps no postings (values of ids, urls...):
+/// its conditions are checked on the spans instead.
+const MAX_DICT_VALUES_PER_KEY: usize = 5_000;
+
+/// Where an attribute lives, as TraceQL scopes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AttrScope {
+    Resource = 0,
+    Span = 1,
+    /// Span intrinsics with postings: `name` (the span name) and `status` (the status code, an int).
+    Intrinsic = 2,
+}
+
+/// An attribute value as the dictionary keeps it (hashable; doubles by their bits).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DictValue {
+    Str(String),
+    Int(i64),
+    Double(u64),
+    Bool(bool),
+}
+
+impl DictValue {
+    pub fn from_value(v: &Value) -> Option<DictValue> {
+        Some(match v {
+            Value::Str(s) => DictValue::Str(s.clone()),
+            Value::Int(i) => DictValue::Int(*i),
+            Value::Double(f) => DictValue::Double(f.to_bits()),
+            Value::Bool(b) => DictValue::Bool(*b),
+            _ => return None,
+        })
+    }
+    pub fn to_value(&self) -> Value {
+        match self {
+            DictValue::Str(s) => Value::Str(s.clone()),
+            DictValue::Int(i) => Value::Int(*i),
+            DictValue::Double(b) => Value::Double(f64::from_bits(*b)),
+            DictValue::Bool(b) => Value::Bool(*b),
+        }
+    }
+}
+
+/// Attribute keys and their values in a block. `None` values: too many distinct values to keep.
+pub type Dictionary = BTreeMap<(AttrScope, String), Option<BTreeMap<DictValue, Vec<u32>>>>;
+
+/// The dictionary while a block is written: hash maps looked up by `&str`, so adding a span's
+/// attributes allocates only for keys and values not seen before.
+#[derive(Default)]
+struct DictBuilder {
+    keys: [HashMap<String, KeyValues>; 3],
+}
+
+#[derive(Default)]
+struct KeyValues {
+    /// Past [`MAX_DICT_VALUES_PER_KEY`] the key keeps no values.
+    overflow: bool,
+    strings: HashMap<String, Vec<u32>>,
+    others: HashMap<DictValue, Vec<u32>>,
+}
+
+impl KeyValues {
+    fn len(&self) -> usize {
+        self.strings.len() + self.others.len()
+    }
+}
+
+fn push_ordinal(p: &mut Vec<u32>, ordinal: u32) {
+    if p.last() != Some(&ordinal) {
+        p.push(ordinal);
+    }
+}
+
+impl DictBuilder {
+    /// [`add`](Self::add) for a string value given by reference (span names).
+    fn add_str(&mut self, scope: AttrScope, key: &str, v: &str, ordinal: u32) {
+        if let Some(p) = self.keys[scope as usize]
+            .get_mut(key)
+            .filter(|kv| !kv.overflow)
+            .and_then(|kv| kv.strings.get_mut(v))
+        {
+            push_ordinal(p, ordinal);
+            return;
+        }
+        self.add(scope, key, &Value::Str(v.to_owned()), ordinal);
+    }
+
+    fn add(&mut self, scope: AttrScope, key: &str, v: &Value, ordinal: u32) {
+        let map = &mut self.keys[scope as usize];
+        let kv = match map.get_mut(key) {
+            Some(kv) => kv,
+            None => map.entry(key.to_owned()).or_default(),
+        };
+        if kv.overflow {
+            return;
+        }
+        match v {
+            Value::Str(s) => {
+                if let Some(p) = kv.strings.get_mut(s.as_str()) {
+                    push_ordinal(p, ordinal);
+                    return;
+                }
+            }
+            other => match DictValue::from_value(other) {
+                None => return,
+                Some(dv) => {
+                    if let Some(p) = kv.others.get_mut(&dv) {
+                        push_ordinal(p, ordinal);
+                        return;
+                    }
+                }
+            },
+        }
+        if kv.len() >= MAX_DICT_VALUES_PER_KEY {
+            *kv = KeyValues {
+                overflow: true,
+                ..Default::default()
+            };
+            return;
+        }
+        match v {
+            Value::Str(s) => {
+                kv.strings.insert(s.clone(), vec![ordinal]);
+            }
+            other => {
+                if let Some(dv) = DictValue::from_value(other) {
+                    kv.others.insert(dv, vec![ordinal]);
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Dictionary {
+        let mut dict = Dictionary::new();
+        for (scope, map) in [AttrScope::Resource, AttrScope::Span, AttrScope::Intrinsic]
+            .into_iter()
+            .zip(self.keys)
+        {
+            for (key, kv) in map {
+                let values = (!kv.overflow).then(|| {
+                    kv.strings
+                        .into_iter()
+                        .map(|(s, p)| (DictValue::Str(s), p))
+                        .chain(kv.others)
+                        .collect()
+                });
+                dict.insert((scope, key), values);
+            }
+        }
+        dict
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockMeta {
+    pub format_version: u32,
+    pub id: String,
+    /// Creation order; compaction keeps the smallest of its sources.
+    pub seq: u64,
+    pub level: u32,
+    pub min_time_unix_nano: u64,
+    pub max_time_unix_nano: u64,
+    pub traces: u64,
+    pub spans: u64,
+    pub data_bytes: u64,
+    pub index_bytes: u64,
+    pub bloom_bytes: u64,
+    /// Blocks this one replaces (compaction); on open, a replaced block still on disk is removed.
+    #[serde(default)]
+    pub replaces: Vec<String>,
+}
+
+impl BlockMeta {
+    pub fn total_bytes(&self) -> u64 {
+        self.data_bytes + self.index_bytes + self.bloom_bytes
+    }
+}
+
+struct TraceEntry {
+    trace_id: TraceId,
+    page: u32,
+    offset: u32,
+    len: u32,
+    summary: TraceSummary,
+}
+
+/// Bloom filter on trace ids: `k` probes by double hashing the id's XXH3-128.
+struct Bloom {
+    k: u32,
+    bits: Vec<u64>,
+}
+
+impl Bloom {
+    fn with_capacity(n: usize) -> Bloom {
+        // ~10 bits per id and 7 probes: ~1% false positives, Tempo's default rate.
+        let words = (n * 10).div_ceil(64).max(1);
+        Bloom {
+            k: 7,
+            bits: vec![0; words],
+        }
+    }
+    fn probes(&self, id: &TraceId) -> impl Iterator<Item = usize> + '_ {
+        let h = xxhash_rust::xxh3::xxh3_128(id);
+        let (h1, h2) = (h as u64, (h >> 64) as u64 | 1);
+        let m = (self.bits.len() * 64) as u64;
+        (0..u64::from(self.k)).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % m) as usize)
+    }
+    fn insert(&mut self, id: &TraceId) {
+        let p: Vec<usize> = self.probes(id).collect();
+        for b in p {
+            self.bits[b / 64] |= 1 << (b % 64);
+        }
+    }
+    fn may_contain(&self, id: &TraceId) -> bool {
+        self.probes(id)
+            .all(|b| self.bits[b / 64] & (1 << (b % 64)) != 0)
+    }
+}
+
+/// Writes a block from traces given in ascending trace-id order (merges must combine equal ids first).
+pub struct BlockWriter {
+    dir: PathBuf,
+    tmp: PathBuf,
+    data: File,
+    data_len: u64,
+    page_bytes: usize,
+    page: Vec<u8>,
+    pages: Vec<(u64, u32)>,
+    entries: Vec<TraceEntry>,
+    resources: Vec<Arc<Resource>>,
+    resource_ids: HashMap<Arc<Resource>, u32>,
+    dict: DictBuilder,
+    spans: u64,
+    last_id: Option<TraceId>,
+}
+
+impl BlockWriter {
+    pub fn create(blocks_dir: &Path, id: &str, page_bytes: usize) -> Result<BlockWriter> {
+        let dir = blocks_dir.join(id);
+        let tmp = blocks_dir.join(format!("{id}.tmp"));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        }
+        fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let path = tmp.join("data");
+        let mut data = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        data.write_all(&header(DATA_MAGIC))
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(BlockWriter {
+            dir,
+            tmp,
+            data,
+            data_len: 8,
+            page_bytes,
+            page: Vec::with_capacity(page_bytes * 2),
+            pages: Vec::new(),
+            entries: Vec::new(),
+            resources: Vec::new(),
+            resource_ids: HashMap::new(),
+            dict: DictBuilder::default(),
+            spans: 0,
+            last_id: None,
+        })
+    }
+
+    pub fn add(&mut self, trace: &Trace) -> Result<()> {
+        debug_assert!(
+            self.last_id.is_none_or(|l| l < trace.trace_id),
+            "traces out of order"
+        );
+        self.last_id = Some(trace.trace_id);
+        let ordinal = self.entries.len() as u32;
+        let offset = self.page.len();
+        {
+            let resources = &mut self.resources;
+            let ids = &mut self.resource_ids;
+            let mut lookup = |r: &Arc<Resource>| -> u32 {
+                *ids.entry(r.clone()).or_insert_with(|| {
+                    resources.push(r.clone());
+                    (resources.len() - 1) as u32
+                })
+            };
+            put_batches(
+                &mut self.page,
+                &trace.batches,
+                ResourceRef::Table(&mut lookup),
+                false,
+            );
+        }
+        for rs in &trace.batches {
+            // A resource's attributes are the same for all its spans: add them once per group.
+            for kv in &rs.resource.attributes {
+                self.dict
+                    .add(AttrScope::Resource, &kv.key, &kv.value, ordinal);
+            }
+            for span in rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()) {
+                for kv in &span.attributes {
+                    self.dict.add(AttrScope::Span, &kv.key, &kv.value, ordinal);
+                }
+                self.dict
+                    .add_str(AttrScope::Intrinsic, "name", &span.name, ordinal);
+                let status = Value::Int(span.status_code as i64);
+                self.dict
+                    .add(AttrScope::Intrinsic, "status", &status, ordinal);
+            }
+        }
+        self.spans += trace.span_count() as u64;
+        self.entries.push(TraceEntry {
+            trace_id: trace.trace_id,
+            page: self.pages.len() as u32,
+            offset: offset as u32,
+            len: (self.page.len() - offset) as u32,
+            summary: trace.summary(),
+        });
+        if self.page.len() >= self.page_bytes {
+            self.flush_page()?;
+        }
+        Ok(())
+    }
+
+    fn flush_page(&mut self) -> Result<()> {
+        if self.page.is_empty() {
+            return Ok(());
+        }
+        let z =
+            zstd::bulk::compress(&self.page, ZSTD_LEVEL).map_err(|e| Error::io(&self.tmp, e))?;
+        let mut framed = Vec::with_capacity(z.len() + 8);
+        framed.extend_from_slice(&(z.len() as u32).to_le_bytes());
+        framed.extend_from_slice(&crc32c::crc32c(&z).to_le_bytes());
+        framed.extend_from_slice(&z);
+        self.data
+            .write_all(&framed)
+            .map_err(|e| Error::io(&self.tmp, e))?;
+        self.pages.push((self.data_len, framed.len() as u32));
+        self.data_len += framed.len() as u64;
+        self.page.clear();
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Writes index, bloom and `meta.json`, syncs, and renames the directory into place.
+    pub fn finish(mut self, seq: u64, level: u32, replaces: Vec<String>) -> Result<BlockMeta> {
+        self.flush_page()?;
+        self.data.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
+        let mut body = Vec::new();
+        put_uvarint(&mut body, self.resources.len() as u64);
+        for r in &self.resources {
+            put_resource(&mut body, r);
+        }
+        put_uvarint(&mut body, self.pages.len() as u64);
+        for (off, len) in &self.pages {
+            put_uvarint(&mut body, *off);
+            put_uvarint(&mut body, u64::from(*len));
+        }
+        let mut strings: HashMap<&str, u64> = HashMap::new();
+        let mut table: Vec<&str> = Vec::new();
+        for e in &self.entries {
+            for s in [&e.summary.root_service_name, &e.summary.root_span_name] {
+                strings.entry(s.as_str()).or_insert_with(|| {
+                    table.push(s);
+                    (table.len() - 1) as u64
+                });
+            }
+        }
+        put_uvarint(&mut body, table.len() as u64);
+        for s in &table {
+            put_str(&mut body, s);
+        }
+        put_uvarint(&mut body, self.entries.len() as u64);
+        for e in &self.entries {
+            body.extend_from_slice(&e.trace_id);
+            put_uvarint(&mut body, u64::from(e.page));
+            put_uvarint(&mut body, u64::from(e.offset));
+            put_uvarint(&mut body, u64::from(e.len));
+            put_uvarint(&mut body, strings[e.summary.root_service_name.as_str()]);
+            put_uvarint(&mut body, strings[e.summary.root_span_name.as_str()]);
+            put_uvarint(&mut body, e.summary.start_unix_nano);
+            put_uvarint(&mut body, e.summary.duration_nanos());
+            put_uvarint(&mut body, u64::from(e.summary.span_count));
+        }
+        let dict = std::mem::take(&mut self.dict).finish();
+        put_dictionary(&mut body, &dict);
+        let index = seal(INDEX_MAGIC, &body, &self.tmp)?;
+        let mut bloom = Bloom::with_capacity(self.entries.len());
+        for e in &self.entries {
+            bloom.insert(&e.trace_id);
+        }
+        let mut bbody = Vec::with_capacity(bloom.bits.len() * 8 + 8);
+        put_uvarint(&mut bbody, u64::from(bloom.k));
+        put_uvarint(&mut bbody, bloom.bits.len() as u64);
+        for w in &bloom.bits {
+            bbody.extend_from_slice(&w.to_le_bytes());
+        }
+        let bloom_bytes = framed_file(BLOOM_MAGIC, &bbody);
+        write_synced(&self.tmp.join("index"), &index)?;
+        write_synced(&self.tmp.join("bloom"), &bloom_bytes)?;
+        let id = self
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let meta = BlockMeta {
+            format_version: BLOCK_FORMAT_VERSION,
+            id,
+            seq,
+            level,
+            min_time_unix_nano: self
+                .entries
+                .iter()
+                .map(|e| e.summary.start_unix_nano)
+                .min()
+                .unwrap_or(0),
+            max_time_unix_nano: self
+                .entries
+                .iter()
+                .map(|e| e.summary.end_unix_nano)
+                .max()
+                .unwrap_or(0),
+            traces: self.entries.len() as u64,
+            spans: self.spans,
+            data_bytes: self.data_len,
+            index_bytes: index.len() as u64,
+            bloom_bytes: bloom_bytes.len() as u64,
+            replaces,
+        };
+        let json = serde_json::to_vec_pretty(&meta)
+            .map_err(|e| Error::corrupt(&self.tmp, e.to_string()))?;
+        write_synced(&self.tmp.join("meta.json"), &json)?;
+        sync_dir(&self.tmp)?;
+        fs::rename(&self.tmp, &self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        if let Some(parent) = self.dir.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(meta)
+    }
+}
+
+fn put_dictionary(buf: &mut Vec<u8>, dict: &Dictionary) {
+    put_uvarint(buf, dict.len() as u64);
+    for ((scope, key), values) in dict {
+        buf.push(*scope as u8);
+        put_str(buf, key);
+        let Some(values) = values else {
+            buf.push(0);
+            continue;
+        };
+        buf.push(1);
+        put_uvarint(buf, values.len() as u64);
+        for (v, postings) in values {
+            match v {
+                DictValue::Str(s) => {
+                    buf.push(1);
+                    put_str(buf, s);
+                }
+                DictValue::Int(i) => {
+                    buf.push(2);
+                    crate::encoding::put_varint(buf, *i);
+                }
+                DictValue::Double(b) => {
+                    buf.push(3);
+                    buf.extend_from_slice(&b.to_le_bytes());
+                }
+                DictValue::Bool(b) => {
+                    buf.push(4);
+                    buf.push(u8::from(*b));
+                }
+            }
+            put_uvarint(buf, postings.len() as u64);
+            let mut prev = 0u32;
+            for &p in postings {
+                put_uvarint(buf, u64::from(p - prev));
+                prev = p;
+            }
+        }
+    }
+}
+
+fn get_dictionary(d: &mut Decoder<'_>, traces: u32) -> DecodeResult<Dictionary> {
+    let n = d.uvarint()? as usize;
+    let mut dict = Dictionary::new();
+    for _ in 0..n {
+        let scope = match d.u8()? {
+            0 => AttrScope::Resource,
+            1 => AttrScope::Span,
+            2 => AttrScope::Intrinsic,
+            _ => return Err(DecodeError("unknown attribute scope")),
+        };
+        let key = d.str()?.to_owned();
+        if d.u8()? == 0 {
+            dict.insert((scope, key), None);
+            continue;
+        }
+        let nv = d.uvarint()? as usize;
+        let mut values = BTreeMap::new();
+        for _ in 0..nv {
+            let v = match d.u8()? {
+                1 => DictValue::Str(d.str()?.to_owned()),
+                2 => DictValue::Int(d.varint()?),
+                3 => DictValue::Double(d.u64_le()?),
+                4 => DictValue::Bool(d.u8()? != 0),
+                _ => return Err(DecodeError("unknown dictionary value tag")),
+            };
+            let np = d.uvarint()? as usize;
+            let mut postings = Vec::with_capacity(np.min(traces as usize));
+            let mut prev = 0u64;
+            for _ in 0..np {
+                prev += d.uvarint()?;
+                if prev >= u64::from(traces) {
+                    return Err(DecodeError("posting out of range"));
+                }
+                postings.push(prev as u32);
+            }
+            values.insert(v, postings);
+        }
+        dict.insert((scope, key), Some(values));
+    }
+    Ok(dict)
+}
+
+fn header(magic: &[u8; 4]) -> Vec<u8> {
+    let mut h = Vec::with_capacity(8);
+    h.extend_from_slice(magic);
+    h.extend_from_slice(&BLOCK_FORMAT_VERSION.to_le_bytes());
+    h
+}
+
+/// `magic, version, u32 CRC-32C of the body, body`.
+fn framed_file(magic: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut out = header(magic);
+    out.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+fn seal(magic: &[u8; 4], body: &[u8], path: &Path) -> Result<Vec<u8>> {
+    let z = zstd::bulk::compress(body, ZSTD_LEVEL).map_err(|e| Error::io(path, e))?;
+    Ok(framed_file(magic, &z))
+}
+
+fn unframe(path: &Path, magic: &[u8; 4], data: &[u8]) -> Result<Vec<u8>> {
+    if data.len() < 12 || &data[..4] != magic {
+        return Err(Error::corrupt(path, "bad magic"));
+    }
+    let version = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
+    if version != BLOCK_FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            path: path.to_owned(),
+            version,
+        });
+    }
+    let crc = u32::from_le_bytes([data[8], data[9], data[10], data[11]]);
+    if crc32c::crc32c(&data[12..]) != crc {
+        return Err(Error::corrupt(path, "checksum mismatch"));
+    }
+    Ok(data[12..].to_vec())
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).map_err(|e| Error::io(path, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    f.sync_all().map_err(|e| Error::io(path, e))
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// An open block: index, bloom and dictionary in memory; pages read from disk on demand.
+pub struct Block {
+    pub meta: BlockMeta,
+    dir: PathBuf,
+    data: File,
+    pages: Vec<(u64, u32)>,
+    resources: Vec<Arc<Resource>>,
+    entries: Vec<TraceEntry>,
+    bloom: Bloom,
+    pub dict: Dictionary,
+    /// The last page decompressed: scans and repeated lookups read pages in runs.
+    page_cache: Mutex<Option<(u32, Arc<Vec<u8>>)>>,
+}
+
+impl Block {
+    pub fn open(dir: &Path) -> Result<Block> {
+        let mpath = dir.join("meta.json");
+        let meta: BlockMeta =
+            serde_json::from_slice(&fs::read(&mpath).map_err(|e| Error::io(&mpath, e))?)
+                .map_err(|e| Error::corrupt(&mpath, e.to_string()))?;
+        if meta.format_version != BLOCK_FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                path: mpath,
+                version: meta.format_version,
+            });
+        }
+        let ipath = dir.join("index");
+        let raw = fs::read(&ipath).map_err(|e| Error::io(&ipath, e))?;
+        let z = unframe(&ipath, INDEX_MAGIC, &raw)?;
+        let body = zstd::stream::decode_all(&z[..]).map_err(|e| Error::io(&ipath, e))?;
+        let corrupt = |e: DecodeError| Error::corrupt(&ipath, e.to_string());
+        let mut d = Decoder::new(&body);
+        let (resources, pages, entries, dict) = (|| {
+            let n = d.uvarint()? as usize;
+            let mut resources = Vec::with_capacity(n.min(1 << 16));
+            for _ in 0..n {
+                resources.push(Arc::new(get_resource(&mut d)?));
+            }
+            let n = d.uvarint()? as usize;
+            let mut pages = Vec::with_capacity(n.min(1 << 16));
+            for _ in 0..n {
+                pages.push((d.uvarint()?, d.uvarint()? as u32));
+            }
+            let n = d.uvarint()? as usize;
+            let mut strings = Vec::with_capacity(n.min(1 << 16));
+            for _ in 0..n {
+                strings.push(d.str()?.to_owned());
+            }
+            let string = |i: u64| {
+                strings
+                    .get(i as usize)
+                    .cloned()
+                    .ok_or(DecodeError("string index out of range"))
+            };
+            let n = d.uvarint()? as usize;
+            let mut entries = Vec::with_capacity(n.min(1 << 20));
+            for _ in 0..n {
+                let mut trace_id = [0u8; 16];
+                trace_id.copy_from_slice(d.bytes(16)?);
+                let page = d.uvarint()? as u32;
+                let offset = d.uvarint()? as u32;
+                let len = d.uvarint()? as u32;
+                if page as usize >= pages.len() {
+                    return Err(DecodeError("page index out of range"));
+                }
+                let root_service_name = string(d.uvarint()?)?;
+                let root_span_name = string(d.uvarint()?)?;
+                let start = d.uvarint()?;
+                let dur = d.uvarint()?;
+                let span_count = d.uvarint()? as u32;
+                entries.push(TraceEntry {
+                    trace_id,
+                    page,
+                    offset,
+                    len,
+                    summary: TraceSummary {
+                        trace_id,
+                        root_service_name,
+                        root_span_name,
+                        start_unix_nano: start,
+                        end_unix_nano: start.saturating_add(dur),
+                        span_count,
+                    },
+                });
+            }
+            let dict = get_dictionary(&mut d, entries.len() as u32)?;
+            Ok((resources, pages, entries, dict))
+        })()
+        .map_err(corrupt)?;
+        let bpath = dir.join("bloom");
+        let raw = fs::read(&bpath).map_err(|e| Error::io(&bpath, e))?;
+        let bbody = unframe(&bpath, BLOOM_MAGIC, &raw)?;
+        let mut d = Decoder::new(&bbody);
+        let bloom = (|| {
+            let k = d.uvarint()? as u32;
+            let n = d.uvarint()? as usize;
+            if n == 0 || n > d.remaining() / 8 {
+                return Err(DecodeError("bad bloom size"));
+            }
+            let mut bits = Vec::with_capacity(n);
+            for _ in 0..n {
+                bits.push(d.u64_le()?);
+            }
+            Ok(Bloom { k, bits })
+        })()
+        .map_err(|e: DecodeError| Error::corrupt(&bpath, e.to_string()))?;
+        let dpath = dir.join("data");
+        let data = File::open(&dpath).map_err(|e| Error::io(&dpath, e))?;
+        Ok(Block {
+            meta,
+            dir: dir.to_owned(),
+            data,
+            pages,
+            resources,
+            entries,
+            bloom,
+            dict,
+            page_cache: Mutex::new(None),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn summary(&self, ordinal: usize) -> &TraceSummary {
+        &self.entries[ordinal].summary
+    }
+
+    fn page(&self, page: u32) -> Result<Arc<Vec<u8>>> {
+        if let Some((p, bytes)) = self.page_cache.lock().as_ref() {
+            if *p == page {
+                return Ok(bytes.clone());
+            }
+        }
+        let dpath = self.dir.join("data");
+        let (off, len) = self.pages[page as usize];
+        let mut framed = vec![0u8; len as usize];
+        self.data
+            .read_exact_at(&mut framed, off)
+            .map_err(|e| Error::io(&dpath, e))?;
+        if framed.len() < 8 {
+            return Err(Error::corrupt(&dpath, "short page"));
+        }
+        let zlen = u32::from_le_bytes([framed[0], framed[1], framed[2], framed[3]]) as usize;
+        let crc = u32::from_le_bytes([framed[4], framed[5], framed[6], framed[7]]);
+        let z = &framed[8..];
+        if z.len() != zlen || crc32c::crc32c(z) != crc {
+            return Err(Error::corrupt(&dpath, "page checksum mismatch"));
+        }
+        let bytes = Arc::new(zstd::stream::decode_all(z).map_err(|e| Error::io(&dpath, e))?);
+        *self.page_cache.lock() = Some((page, bytes.clone()));
+        Ok(bytes)
+    }
+
+    /// Reads the trace at an index position.
+    pub fn read(&self, ordinal: usize) -> Result<Trace> {
+        let e = &self.entries[ordinal];
+        let page = self.page(e.page)?;
+        let (start, end) = (e.offset as usize, e.offset as usize + e.len as usize);
+        let dpath = self.dir.join("data");
+        let slice = page
+            .get(start..end)
+            .ok_or_else(|| Error::corrupt(&dpath, "trace outside its page"))?;
+        let batches = get_batches(
+            &mut Decoder::new(slice),
+            Some(&self.resources),
+            Some(e.trace_id),
+        )
+        .map_err(|err| Error::corrupt(&dpath, err.to_string()))?;
+        Ok(Trace {
+            trace_id: e.trace_id,
+            batches,
+        })
+    }
+
+    /// The bloom filter first (most blocks do not hold a given id), then a binary search of the index.
+    pub fn find(&self, id: &TraceId) -> Result<Option<Trace>> {
+        if !self.bloom.may_contain(id) {
+            return Ok(None);
+        }
+        match self.entries.binary_search_by(|e| e.trace_id.cmp(id)) {
+            Ok(i) => self.read(i).map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::tests::{batch, span};
+    use super::*;
+
+    fn trace(id: u8, service: &str) -> Trace {
+        Trace {
+            trace_id: [id; 16],
+            batches: vec![batch(
+                service,
+                vec![
+                    span(id, 1, None, "root", 1_000 * u64::from(id), 500),
+                    span(id, 2, Some(1), "child", 1_000 * u64::from(id) + 10, 100),
+                ],
+            )],
+        }
+    }
+
+    #[test]
+    fn block_round_trips_and_finds_by_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = BlockWriter::create(dir.path(), "b1", 200).unwrap();
+        let traces: Vec<Trace> = (1..=20)
+            .map(|i| trace(i, if i % 2 == 0 { "even" } else { "odd" }))
+            .collect();
+        for t in &traces {
+            w.add(t).unwrap();
+        }
+        let meta = w.finish(1, 0, vec![]).unwrap();
+        assert_eq!(meta.traces, 20);
+        assert_eq!(meta.spans, 40);
+        let b = Block::open(&dir.path().join("b1")).unwrap();
+        for t in &traces {
+            assert_eq!(b.find(&t.trace_id).unwrap().as_ref(), Some(t));
+        }
+        assert!(b.find(&[0xee; 16]).unwrap().is_none());
+        let values = b.dict[&(AttrScope::Resource, "service.name".to_owned())]
+            .as_ref()
+            .unwrap();
+        let even = &values[&DictValue::Str("even".into())];
+        assert_eq!(even.len(), 10);
+        assert!(even
+            .iter()
+            .all(|&o| b.summary(o as usize).trace_id[0].is_multiple_of(2)));
+        assert_eq!(b.summary(0).root_span_name, "root");
+        let names = b.dict[&(AttrScope::Intrinsic, "name".to_owned())]
+            .as_ref()
+            .unwrap();
+        assert_eq!(names[&DictValue::Str("child".into())].len(), 20);
+        let status = b.dict[&(AttrScope::Intrinsic, "status".to_owned())]
+            .as_ref()
+            .unwrap();
+        assert_eq!(status.keys().collect::<Vec<_>>(), [&DictValue::Int(2)]);
+    }
+
+    #[test]
+    fn damaged_index_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = BlockWriter::create(dir.path(), "b1", 200).unwrap();
+        w.add(&trace(1, "a")).unwrap();
+        w.finish(1, 0, vec![]).unwrap();
+        let ipath = dir.path().join("b1/index");
+        let mut raw = fs::read(&ipath).unwrap();
+        let last = raw.len() - 1;
+        raw[last] ^= 0xff;
+        fs::write(&ipath, raw).unwrap();
+        assert!(matches!(
+            Block::open(&dir.path().join("b1")),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+}
