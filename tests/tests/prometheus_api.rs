@@ -8,6 +8,17 @@ use strata_tests::{http, Strata};
 
 const BIN: &str = env!("CARGO_BIN_EXE_strata-e2e");
 
+fn remote_write(s: &Strata, batch: &WriteBatch) {
+    let r = http()
+        .post(s.url("/prometheus/api/v1/write"))
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .body(remote::encode_write_v1(batch).unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+}
+
 fn write_counters(s: &Strata) {
     // Two series of a counter at 15 s for 10 minutes from t = 1,700,000,000 s.
     let base = 1_700_000_000_000i64;
@@ -25,14 +36,7 @@ fn write_counters(s: &Strata) {
             .collect(),
         metadata: vec![],
     };
-    let r = http()
-        .post(s.url("/prometheus/api/v1/write"))
-        .header("Content-Type", "application/x-protobuf")
-        .header("Content-Encoding", "snappy")
-        .body(remote::encode_write_v1(&batch).unwrap())
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    remote_write(s, &batch);
 }
 
 #[test]
@@ -167,14 +171,7 @@ fn grafana_lookups_golden() {
         }],
         metadata: vec![],
     };
-    let r = http()
-        .post(s.url("/prometheus/api/v1/write"))
-        .header("Content-Type", "application/x-protobuf")
-        .header("Content-Encoding", "snappy")
-        .body(remote::encode_write_v1(&batch).unwrap())
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    remote_write(&s, &batch);
     let client = http();
     let get = |path: &str, q: &[(&str, &str)]| -> serde_json::Value {
         let r = client.get(s.url(path)).query(q).send().unwrap();

@@ -370,16 +370,7 @@ fn histogram_point(
     }
     let value = |v: f64| if stale { strata_store::stale_nan() } else { v };
     let base = target.point_labels(name, &p.attributes);
-    let with = |suffix: &str, extra: Option<(&str, String)>| {
-        let mut pairs = base.clone();
-        let n = pairs.last_mut().expect("__name__ is last");
-        n.1 = format!("{name}{suffix}");
-        if let Some((k, v)) = extra {
-            pairs.retain(|(pk, _)| pk != k);
-            pairs.push((k.to_owned(), v));
-        }
-        label_set(pairs)
-    };
+    let with = |suffix: &str, extra: Option<(&str, String)>| derived(&base, name, suffix, extra);
     let mut exs = exemplars(&p.exemplars, t);
     let mut cumulative = 0u64;
     for (i, count) in p.bucket_counts.iter().enumerate() {
@@ -413,20 +404,29 @@ fn histogram_point(
     Ok(())
 }
 
+/// A classic-histogram or summary series of one point: the base labels with `name` + `suffix` as the
+/// metric name and `extra` (`le` or `quantile`) set.
+fn derived(
+    base: &[(String, String)],
+    name: &str,
+    suffix: &str,
+    extra: Option<(&str, String)>,
+) -> Labels {
+    let mut pairs = base.to_vec();
+    pairs.last_mut().expect("__name__ is last").1 = format!("{name}{suffix}");
+    if let Some((k, v)) = extra {
+        pairs.retain(|(pk, _)| pk != k);
+        pairs.push((k.to_owned(), v));
+    }
+    label_set(pairs)
+}
+
 fn summary_point(series: &mut Series, target: &Target, name: &str, p: &SummaryDataPoint) {
     let t = nanos_to_ms(p.time_unix_nano);
     let stale = p.flags & NO_RECORDED_VALUE != 0;
     let value = |v: f64| if stale { strata_store::stale_nan() } else { v };
     let base = target.point_labels(name, &p.attributes);
-    let with = |suffix: &str, extra: Option<(&str, String)>| {
-        let mut pairs = base.clone();
-        pairs.last_mut().expect("__name__ is last").1 = format!("{name}{suffix}");
-        if let Some((k, v)) = extra {
-            pairs.retain(|(pk, _)| pk != k);
-            pairs.push((k.to_owned(), v));
-        }
-        label_set(pairs)
-    };
+    let with = |suffix: &str, extra: Option<(&str, String)>| derived(&base, name, suffix, extra);
     for q in &p.quantile_values {
         series.add(
             with("", Some(("quantile", format_bound(q.quantile)))),
