@@ -289,8 +289,8 @@ pub struct Replay {
 pub struct RawReplay {
     /// Payloads of the newest checkpoint (damage there is corruption, not a torn write).
     pub checkpoint: Vec<Vec<u8>>,
-    /// Payloads of the segments after it, in write order.
-    pub payloads: Vec<Vec<u8>>,
+    /// Payloads of the segments after it, in write order, each with its segment's index.
+    pub payloads: Vec<(u64, Vec<u8>)>,
     /// Segments whose tail was cut off after a torn write.
     pub damaged_segments: usize,
     pub next_segment: u64,
@@ -315,7 +315,7 @@ pub fn replay(dir: &Path) -> Result<Replay> {
         out.records
             .push(decode_record(r).map_err(|e| Error::corrupt(&cp_path, e.to_string()))?);
     }
-    for r in &raw.payloads {
+    for (_, r) in &raw.payloads {
         match decode_record(r) {
             Ok(rec) => out.records.push(rec),
             Err(e) => {
@@ -347,7 +347,7 @@ pub fn replay_raw(dir: &Path, max_t_of: impl Fn(&[u8]) -> i64) -> Result<RawRepl
         let path = segment_path(dir, seg);
         let (records, valid_len, damaged) = read_records(&path, SEGMENT_MAGIC)?;
         let max_t = records.iter().fold(i64::MIN, |m, r| m.max(max_t_of(r)));
-        out.payloads.extend(records);
+        out.payloads.extend(records.into_iter().map(|r| (seg, r)));
         if damaged {
             out.damaged_segments += 1;
             tracing::warn!(path = %path.display(), valid_len, "torn WAL tail cut off");

@@ -218,7 +218,8 @@ impl TraceStore {
         let replay = wal::replay_raw(&wal_dir, |_| 0)?;
         let now = now_ms();
         let mut head = Head::default();
-        for (i, p) in replay.checkpoint.iter().chain(&replay.payloads).enumerate() {
+        let payloads = replay.payloads.iter().map(|(_, p)| p);
+        for (i, p) in replay.checkpoint.iter().chain(payloads).enumerate() {
             match decode_parts(p) {
                 Ok(parts) => insert_head(&mut head, parts, now),
                 Err(e) if i < replay.checkpoint.len() => {
