@@ -304,7 +304,10 @@ pub fn replay(dir: &Path) -> Result<Replay> {
     let start = first.unwrap_or(0);
     for &seg in segments.iter().filter(|&&s| s >= start) {
         let path = segment_path(dir, seg);
-        let (records, valid_len, damaged) = read_records(&path, SEGMENT_MAGIC)?;
+        let Some((records, damaged)) = read_segment_repairing(&path)? else {
+            out.next_segment = seg + 1;
+            continue;
+        };
         let mut max_t = i64::MIN;
         for r in &records {
             match decode_record(r) {
@@ -322,25 +325,59 @@ pub fn replay(dir: &Path) -> Result<Replay> {
         }
         if damaged {
             out.damaged_segments += 1;
-            tracing::warn!(path = %path.display(), valid_len, "torn WAL tail cut off");
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(|e| Error::io(&path, e))?;
-            if valid_len < HEADER_LEN {
-                drop(f);
-                fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-            } else {
-                f.set_len(valid_len).map_err(|e| Error::io(&path, e))?;
-                f.sync_all().map_err(|e| Error::io(&path, e))?;
-            }
         }
-        if valid_len >= HEADER_LEN {
-            out.segments.push((seg, max_t));
-        }
+        out.segments.push((seg, max_t));
         out.next_segment = seg + 1;
     }
     out.next_segment = out.next_segment.max(start);
+    Ok(out)
+}
+
+/// Reads one segment's records, cutting a torn tail off the file. `None` when the segment held nothing
+/// (a crash right after creating it) and was removed; the flag tells whether a tail was cut.
+fn read_segment_repairing(path: &Path) -> Result<Option<(Vec<Vec<u8>>, bool)>> {
+    let (records, valid_len, damaged) = read_records(path, SEGMENT_MAGIC)?;
+    if damaged {
+        tracing::warn!(path = %path.display(), valid_len, "torn WAL tail cut off");
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        if valid_len < HEADER_LEN {
+            drop(f);
+            fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+        } else {
+            f.set_len(valid_len).map_err(|e| Error::io(path, e))?;
+            f.sync_all().map_err(|e| Error::io(path, e))?;
+        }
+    }
+    Ok((valid_len >= HEADER_LEN).then_some((records, damaged)))
+}
+
+/// Raw payloads of a WAL directory, for stores that keep their own payload format in this segment
+/// layout (the flow store).
+#[derive(Debug, Default)]
+pub struct RawReplay {
+    /// `(segment index, payloads)`, in order.
+    pub segments: Vec<(u64, Vec<Vec<u8>>)>,
+    /// Segment index to continue writing at.
+    pub next_segment: u64,
+    /// Segments whose torn tail was cut off.
+    pub damaged_segments: usize,
+}
+
+/// Reads every segment in order, repairing torn tails. Checkpoints are not read.
+pub fn replay_raw(dir: &Path) -> Result<RawReplay> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let (segments, _) = list_dir(dir)?;
+    let mut out = RawReplay::default();
+    for seg in segments {
+        out.next_segment = seg + 1;
+        if let Some((records, damaged)) = read_segment_repairing(&segment_path(dir, seg))? {
+            out.damaged_segments += usize::from(damaged);
+            out.segments.push((seg, records));
+        }
+    }
     Ok(out)
 }
 
@@ -518,6 +555,17 @@ impl Wal {
             fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
         }
         self.segments.lock().retain(|s| s.index >= first_kept);
+        Ok(())
+    }
+
+    /// Deletes every segment before `index` (their records are durable elsewhere).
+    pub fn remove_segments_before(&self, index: u64) -> Result<()> {
+        let (segments, _) = list_dir(&self.dir)?;
+        for s in segments.into_iter().filter(|&s| s < index) {
+            let p = segment_path(&self.dir, s);
+            fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+        }
+        self.segments.lock().retain(|s| s.index >= index);
         Ok(())
     }
 
