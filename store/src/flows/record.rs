@@ -294,7 +294,7 @@ flow_fields! {
     "http.latency_sum_us" => http.latency_sum_us: U64, "us", "Sum of request-to-response latencies.";
     "http.latency_max_us" => http.latency_max_us: U64, "us", "Largest request-to-response latency.";
     "http.methods" => http.methods: StrList, "", "Request methods seen.";
-    "http.trace_ids" => http.trace_ids: StoredList, "", "A few W3C trace ids from `traceparent` headers (at most 8).";
+    "http.trace_ids" => http.trace_ids: StoredList, "", "A few W3C trace ids from `traceparent` headers (the agent keeps at most 8).";
     "dns.query" => dns.query: Str, "", "Queried name (no trailing dot).";
     "dns.qtype" => dns.qtype: Str, "", "Query type: `A`, `AAAA`, `CNAME`, `SRV`, …";
     "dns.rcode" => dns.rcode: Str, "", "Response code: `NOERROR`, `NXDOMAIN`, `SERVFAIL`, …; empty without a response.";
@@ -385,6 +385,37 @@ mod tests {
         assert!(r.set_field(0, FieldValue::U64(1)).is_err());
         assert_eq!(field_index("dst.workload"), Some(12));
         assert_eq!(field_index("nope"), None);
+    }
+
+    #[test]
+    fn schema_document_lists_every_field() {
+        let doc = include_str!("../../../docs/flow-schema.md");
+        let rows: Vec<Vec<&str>> = doc
+            .lines()
+            .filter(|l| {
+                l.starts_with("| ")
+                    && l.split('|')
+                        .nth(1)
+                        .is_some_and(|c| c.trim().parse::<usize>().is_ok())
+            })
+            .map(|l| l.split('|').map(str::trim).collect())
+            .collect();
+        assert_eq!(rows.len(), FIELDS.len(), "docs/flow-schema.md field table");
+        for (i, (row, f)) in rows.iter().zip(FIELDS).enumerate() {
+            let kind = match f.kind {
+                FieldKind::Str => "string",
+                FieldKind::U64 => "uint",
+                FieldKind::Time => "time",
+                FieldKind::Ip => "ip",
+                FieldKind::StrList => "string list",
+                FieldKind::StoredList => "string list, stored",
+                FieldKind::Counts => "counts",
+            };
+            assert_eq!(row[1], i.to_string());
+            assert_eq!(row[2], format!("`{}`", f.name));
+            assert_eq!(row[3], kind, "{}", f.name);
+            assert_eq!(row[4], f.unit, "{}", f.name);
+        }
     }
 
     #[test]
