@@ -25,9 +25,9 @@ pub struct Config {
 pub struct ServerConfig {
     /// The one HTTP listener: Prometheus API, remote write/read, operations endpoints.
     pub listen: String,
-    /// OTLP gRPC listener (used once OTLP ingest arrives).
+    /// OTLP gRPC listener; empty disables it.
     pub otlp_grpc_listen: String,
-    /// OTLP HTTP listener (used once OTLP ingest arrives).
+    /// OTLP HTTP listener; empty disables it.
     pub otlp_http_listen: String,
     /// Log format: `text` or `json`.
     pub log_format: String,
@@ -266,6 +266,9 @@ impl Config {
             ("server.otlp_grpc_listen", &self.server.otlp_grpc_listen),
             ("server.otlp_http_listen", &self.server.otlp_http_listen),
         ] {
+            if addr.is_empty() && key != "server.listen" {
+                continue;
+            }
             addr.parse::<SocketAddr>()
                 .map_err(|e| err(key, format!("{addr:?} is not host:port ({e})")))?;
         }

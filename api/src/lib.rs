@@ -1,11 +1,12 @@
 //! Owns the protocols and the process: configuration, the HTTP server (Prometheus API, remote write and
-//! read, operations endpoints), protocol codecs, tenancy, limits and the `strata` CLI. Knows nothing of
+//! read, operations endpoints), the OTLP listeners, protocol codecs, tenancy, limits and the `strata` CLI. Knows nothing of
 //! storage internals: it decodes requests into `strata-store` model types and reads through its traits.
 
 pub mod cli;
 pub mod config;
 pub mod import;
 pub mod openmetrics;
+pub mod otlp;
 pub mod prometheus;
 pub mod remote;
 pub mod self_metrics;

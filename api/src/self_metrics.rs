@@ -137,6 +137,20 @@ pub fn render_text(state: &AppState) -> String {
     let _ = writeln!(o, "strata_http_requests_total {}", load(&c.http_requests));
     family(
         &mut o,
+        "strata_otlp_requests_total",
+        "counter",
+        "OTLP export requests received (gRPC and HTTP).",
+    );
+    let _ = writeln!(o, "strata_otlp_requests_total {}", load(&c.otlp_requests));
+    family(
+        &mut o,
+        "strata_otlp_errors_total",
+        "counter",
+        "OTLP export requests refused as a whole.",
+    );
+    let _ = writeln!(o, "strata_otlp_errors_total {}", load(&c.otlp_errors));
+    family(
+        &mut o,
         "strata_blocks_cut_total",
         "counter",
         "Blocks written from the head.",

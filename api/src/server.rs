@@ -15,6 +15,7 @@ use axum::Router;
 use strata_store::{Storage, DEFAULT_TENANT};
 
 use crate::config::Config;
+use crate::otlp;
 use crate::prometheus;
 use crate::remote::DecodeLimits;
 use crate::self_metrics;
@@ -29,6 +30,8 @@ pub struct ServerCounters {
     pub query_errors: AtomicU64,
     pub metadata_queries: AtomicU64,
     pub http_requests: AtomicU64,
+    pub otlp_requests: AtomicU64,
+    pub otlp_errors: AtomicU64,
 }
 
 pub struct AppState {
@@ -168,7 +171,15 @@ async fn maintenance_loop(storage: Arc<Storage>, every: Duration) {
     }
 }
 
-/// Runs the server until `shutdown` resolves, then drains requests and closes the stores.
+/// Binds `addr` for the listener named by config `key`.
+async fn bind(addr: &str, key: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} ({key}): {e}"))
+}
+
+/// Runs the server until `shutdown` resolves, then drains requests and closes the stores. The HTTP
+/// listener always runs; each OTLP listener runs unless its address is empty.
 pub async fn run(
     cfg: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -177,26 +188,69 @@ pub async fn run(
     let mcfg = cfg.metrics_config();
     let storage = tokio::task::spawn_blocking(move || Storage::open(&data_dir, mcfg)).await??;
     let storage = Arc::new(storage);
-    let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot listen on {} (server.listen): {e}",
-                cfg.server.listen
-            )
-        })?;
+    let listener = bind(&cfg.server.listen, "server.listen").await?;
+    let grpc = match cfg.server.otlp_grpc_listen.as_str() {
+        "" => None,
+        a => Some(bind(a, "server.otlp_grpc_listen").await?),
+    };
+    let otlp_http = match cfg.server.otlp_http_listen.as_str() {
+        "" => None,
+        a => Some(bind(a, "server.otlp_http_listen").await?),
+    };
     tracing::info!(addr = %listener.local_addr()?, data_dir = %cfg.data_dir.display(), "Strata listening");
     let every = Duration::from_secs(cfg.server.maintenance_interval_secs);
     let state = AppState::new(storage.clone(), cfg);
     let maintenance = tokio::spawn(maintenance_loop(storage.clone(), every));
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+
+    // One shutdown signal fans out to every listener.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let mut servers = tokio::task::JoinSet::new();
+    if let Some(l) = grpc {
+        tracing::info!(addr = %l.local_addr()?, "OTLP gRPC listening");
+        servers.spawn(otlp::grpc::serve(l, state.clone(), stopped()));
+    }
+    if let Some(l) = otlp_http {
+        tracing::info!(addr = %l.local_addr()?, "OTLP HTTP listening");
+        let app = otlp::http::router(state.clone());
+        let stop = stopped();
+        servers.spawn(async move {
+            axum::serve(l, app).with_graceful_shutdown(stop).await?;
+            Ok(())
+        });
+    }
+    let app = router(state);
+    let stop = stopped();
+    servers.spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await?;
+        Ok(())
+    });
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    // Listeners end together at shutdown; one that fails stops the others.
+    let mut result = Ok(());
+    while let Some(done) = servers.join_next().await {
+        let r = done.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(e) = r {
+            tracing::error!(error = %e, "listener failed");
+            result = Err(e);
+            servers.abort_all();
+        }
+    }
     maintenance.abort();
     tracing::info!("shutting down: flushing stores");
     tokio::task::spawn_blocking(move || storage.close()).await?;
     tracing::info!("shutdown complete");
-    Ok(())
+    result
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -67,6 +67,9 @@ pub fn http() -> reqwest::blocking::Client {
 pub struct Strata {
     pub child: Child,
     pub port: u16,
+    /// OTLP gRPC and HTTP ports.
+    pub otlp_grpc_port: u16,
+    pub otlp_http_port: u16,
     pub data_dir: PathBuf,
     bin: PathBuf,
     extra: Vec<String>,
@@ -75,10 +78,16 @@ pub struct Strata {
 impl Strata {
     /// Starts `strata up` on a free port with `data_dir`, waiting until it answers `/-/ready`.
     pub fn start(bin: &str, data_dir: &Path, extra: &[&str]) -> Strata {
-        let port = free_port();
+        let ports = Ports {
+            http: free_port(),
+            otlp_grpc: free_port(),
+            otlp_http: free_port(),
+        };
         let mut s = Strata {
-            child: spawn(Path::new(bin), data_dir, port, extra),
-            port,
+            child: spawn(Path::new(bin), data_dir, ports, extra),
+            port: ports.http,
+            otlp_grpc_port: ports.otlp_grpc,
+            otlp_http_port: ports.otlp_http,
             data_dir: data_dir.to_owned(),
             bin: PathBuf::from(bin),
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -89,6 +98,16 @@ impl Strata {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// A URL on the OTLP/HTTP listener, e.g. `otlp_url("/v1/traces")`.
+    pub fn otlp_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.otlp_http_port)
+    }
+
+    /// The OTLP/gRPC endpoint, as OpenTelemetry exporters take it.
+    pub fn otlp_grpc_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.otlp_grpc_port)
     }
 
     fn wait_ready(&mut self) {
@@ -129,18 +148,34 @@ impl Strata {
     /// Starts the server again on the same port and data directory.
     pub fn restart(&mut self) {
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
-        self.child = spawn(&self.bin, &self.data_dir, self.port, &extra);
+        let ports = Ports {
+            http: self.port,
+            otlp_grpc: self.otlp_grpc_port,
+            otlp_http: self.otlp_http_port,
+        };
+        self.child = spawn(&self.bin, &self.data_dir, ports, &extra);
         self.wait_ready();
     }
 }
 
-fn spawn(bin: &Path, data_dir: &Path, port: u16, extra: &[&str]) -> Child {
+#[derive(Clone, Copy)]
+struct Ports {
+    http: u16,
+    otlp_grpc: u16,
+    otlp_http: u16,
+}
+
+fn spawn(bin: &Path, data_dir: &Path, ports: Ports, extra: &[&str]) -> Child {
     Command::new(bin)
         .arg("up")
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
+        .arg(format!("127.0.0.1:{}", ports.http))
+        .arg("--otlp-grpc-listen")
+        .arg(format!("127.0.0.1:{}", ports.otlp_grpc))
+        .arg("--otlp-http-listen")
+        .arg(format!("127.0.0.1:{}", ports.otlp_http))
         .args(extra)
         .env("STRATA_LOG", "warn")
         .stdout(Stdio::null())

@@ -142,3 +142,134 @@ fn grafana_health_check_and_queries() {
     assert!(v["data"]["version"].as_str().unwrap().starts_with("3."));
     assert!(v["data"].get("features").is_none());
 }
+
+/// The editor's and autocomplete's requests exactly as Grafana sends them (methods, parameter forms),
+/// answered with the exact bodies Prometheus gives for the same data.
+#[test]
+fn grafana_lookups_golden() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Strata::start(BIN, dir.path(), &[]);
+    write_counters(&s);
+    // A histogram bucket series with one exemplar, as an instrumented service sends it.
+    let batch = WriteBatch {
+        series: vec![SeriesWrite {
+            labels: Labels::from_pairs([
+                ("__name__", "request_latency_seconds_bucket"),
+                ("job", "a"),
+                ("le", "0.5"),
+            ]),
+            samples: vec![Sample::new(1_700_000_030_000, 3.0)],
+            exemplars: vec![strata_store::Exemplar {
+                labels: Labels::from_pairs([("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736")]),
+                value: 0.31,
+                t: 1_700_000_030_500,
+            }],
+        }],
+        metadata: vec![],
+    };
+    let r = http()
+        .post(s.url("/prometheus/api/v1/write"))
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .body(remote::encode_write_v1(&batch).unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let client = http();
+    let get = |path: &str, q: &[(&str, &str)]| -> serde_json::Value {
+        let r = client.get(s.url(path)).query(q).send().unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        r.json().unwrap()
+    };
+    let ok = |data: serde_json::Value| json!({"status": "success", "data": data});
+    // Integer seconds, as Grafana's metadata calls send them, and its 40,000 limit.
+    let range = [("start", "1700000000"), ("end", "1700000600")];
+    assert_eq!(
+        get(
+            "/prometheus/api/v1/label/__name__/values",
+            &[range[0], range[1], ("limit", "40000")]
+        ),
+        ok(json!([
+            "http_requests_total",
+            "request_latency_seconds_bucket"
+        ]))
+    );
+    assert_eq!(
+        get(
+            "/prometheus/api/v1/labels",
+            &[range[0], range[1], ("limit", "40000")]
+        ),
+        ok(json!(["__name__", "job", "le"]))
+    );
+    assert_eq!(
+        get(
+            "/prometheus/api/v1/labels",
+            &[("match[]", "http_requests_total"), range[0], range[1]]
+        ),
+        ok(json!(["__name__", "job"]))
+    );
+    assert_eq!(
+        get(
+            "/prometheus/api/v1/label/job/values",
+            &[
+                ("match[]", "{__name__=\"request_latency_seconds_bucket\"}"),
+                range[0],
+                range[1]
+            ]
+        ),
+        ok(json!(["a"]))
+    );
+    // Series: POST form (Grafana's default method), the fallback client's default matcher.
+    let v: serde_json::Value = client
+        .post(s.url("/prometheus/api/v1/series"))
+        .form(&[
+            ("match[]", "{__name__!=\"\",job=\"b\"}"),
+            range[0],
+            range[1],
+            ("limit", "40000"),
+        ])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        v,
+        ok(json!([{"__name__": "http_requests_total", "job": "b"}]))
+    );
+    // Exemplars as a panel asks for them (start/end aligned to the step), and the support probe with
+    // milliseconds read as seconds (an empty answer, not an error).
+    assert_eq!(
+        get(
+            "/prometheus/api/v1/query_exemplars",
+            &[
+                ("query", "request_latency_seconds_bucket"),
+                ("start", "1700000000"),
+                ("end", "1700000060")
+            ]
+        ),
+        ok(json!([{
+            "seriesLabels": {"__name__": "request_latency_seconds_bucket", "job": "a", "le": "0.5"},
+            "exemplars": [{
+                "labels": {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"},
+                "value": "0.31",
+                "timestamp": 1_700_000_030.5
+            }]
+        }]))
+    );
+    assert_eq!(
+        get(
+            "/prometheus/api/v1/query_exemplars",
+            &[
+                ("query", "test"),
+                ("start", "1700000000000"),
+                ("end", "1700000600000")
+            ]
+        ),
+        ok(json!([]))
+    );
+    // Recording-rule expansion: no rules, in Prometheus's shape.
+    assert_eq!(
+        get("/prometheus/api/v1/rules", &[]),
+        ok(json!({"groups": []}))
+    );
+}
