@@ -390,33 +390,45 @@ pub struct FlowStorage {
 }
 
 impl FlowStorage {
-    /// Opens the tenants that already have flows (replaying their WAL) and starts the background
-    /// thread.
-    pub fn open(data_dir: &Path, cfg: FlowConfig) -> Result<Arc<FlowStorage>> {
-        fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
-        let s = Arc::new(FlowStorage {
+    /// The flow stores under `data_dir`; nothing is read until [`FlowStorage::start`] or first use.
+    pub fn new(data_dir: &Path, cfg: FlowConfig) -> Arc<FlowStorage> {
+        Arc::new(FlowStorage {
             data_dir: data_dir.to_owned(),
             cfg,
             stores: RwLock::new(HashMap::new()),
             stop: Arc::new((Mutex::new(false), Condvar::new())),
             background: Mutex::new(None),
             closed: AtomicBool::new(false),
-        });
+        })
+    }
+
+    /// Opens the tenants that already have flows (replaying their WAL) and starts the background
+    /// thread that commits and applies retention.
+    pub fn start(self: &Arc<Self>) -> Result<()> {
+        let data_dir = &self.data_dir;
+        fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
         for e in fs::read_dir(data_dir).map_err(|e| Error::io(data_dir, e))? {
             let e = e.map_err(|err| Error::io(data_dir, err))?;
             let name = e.file_name().to_string_lossy().into_owned();
             if e.path().join("flows").is_dir() && validate_tenant(&name).is_ok() {
-                s.for_write(&name)?;
+                self.for_write(&name)?;
             }
         }
-        let weak = Arc::downgrade(&s);
-        let stop = s.stop.clone();
-        let every = s.cfg.commit_interval;
+        let weak = Arc::downgrade(self);
+        let stop = self.stop.clone();
+        let every = self.cfg.commit_interval;
         let handle = std::thread::Builder::new()
             .name("flow-commit".into())
             .spawn(move || background_loop(weak, stop, every))
             .map_err(|e| Error::io(data_dir, e))?;
-        *s.background.lock() = Some(handle);
+        *self.background.lock() = Some(handle);
+        Ok(())
+    }
+
+    /// [`FlowStorage::new`] then [`FlowStorage::start`].
+    pub fn open(data_dir: &Path, cfg: FlowConfig) -> Result<Arc<FlowStorage>> {
+        let s = FlowStorage::new(data_dir, cfg);
+        s.start()?;
         Ok(s)
     }
 
@@ -446,7 +458,13 @@ impl FlowStorage {
     /// The tenant's store if it has ever held flows.
     pub fn for_read(&self, tenant: &str) -> Result<Option<Arc<FlowStore>>> {
         validate_tenant(tenant)?;
-        Ok(self.stores.read().get(tenant).cloned())
+        if let Some(s) = self.stores.read().get(tenant) {
+            return Ok(Some(s.clone()));
+        }
+        if self.data_dir.join(tenant).join("flows").is_dir() {
+            return self.for_write(tenant).map(Some);
+        }
+        Ok(None)
     }
 
     pub fn tenants(&self) -> Vec<(String, Arc<FlowStore>)> {
