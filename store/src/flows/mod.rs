@@ -362,6 +362,17 @@ impl FlowStore {
         parts + self.wal.bytes_written()
     }
 
+    /// Committed index bytes by part and field over every partition (see [`Partition::space_by_field`]).
+    pub fn space_by_field(&self) -> Result<BTreeMap<(String, String), u64>> {
+        let mut out = BTreeMap::new();
+        for p in self.partitions.read().values() {
+            for (k, v) in p.space_by_field()? {
+                *out.entry(k).or_default() += v;
+            }
+        }
+        Ok(out)
+    }
+
     pub fn partition_count(&self) -> usize {
         self.partitions.read().len()
     }

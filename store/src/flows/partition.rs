@@ -4,6 +4,7 @@
 //! being written hold an indexing heap. Each commit records, as its payload, the WAL segment from
 //! which records are not yet in this index.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -169,6 +170,33 @@ impl Partition {
             }
         }
         Ok(())
+    }
+
+    /// Bytes of the committed index by part (`postings`, `termdict`, `fast`, `store`, `fieldnorms`)
+    /// and field, summed over segments: where the disk goes.
+    pub fn space_by_field(&self) -> Result<BTreeMap<(String, String), u64>> {
+        let usage = self
+            .reader
+            .searcher()
+            .space_usage()
+            .map_err(|e| Error::io(&self.dir, e))?;
+        let mut out = BTreeMap::new();
+        for seg in usage.segments() {
+            for (part, per_field) in [
+                ("postings", seg.postings()),
+                ("termdict", seg.termdict()),
+                ("fast", seg.fast_fields()),
+                ("fieldnorms", seg.fieldnorms()),
+            ] {
+                for f in per_field.fields() {
+                    *out.entry((part.to_owned(), f.field_name().to_owned()))
+                        .or_default() += f.total().get_bytes();
+                }
+            }
+            *out.entry(("store".to_owned(), String::new())).or_default() +=
+                seg.store().total().get_bytes();
+        }
+        Ok(out)
     }
 
     /// Bytes the partition takes on disk.

@@ -309,9 +309,17 @@ pub fn field_count() -> usize {
     FIELDS.len()
 }
 
-/// The index of a field in [`FIELDS`].
+/// The index of a field in [`FIELDS`]. Looked up per OTLP attribute, so hashed, not scanned.
 pub fn field_index(name: &str) -> Option<usize> {
-    FIELDS.iter().position(|f| f.name == name)
+    static BY_NAME: std::sync::LazyLock<std::collections::HashMap<&'static str, usize>> =
+        std::sync::LazyLock::new(|| {
+            FIELDS
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.name, i))
+                .collect()
+        });
+    BY_NAME.get(name).copied()
 }
 
 /// Limits on one record, checked at ingest so a bad sender cannot blow up the index.

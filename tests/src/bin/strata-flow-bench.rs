@@ -428,6 +428,14 @@ fn direct(o: &Opts) -> Result<()> {
     store.close();
     let secs = start.elapsed().as_secs_f64();
     let disk = dir_bytes(std::path::Path::new(dir));
+    let mut space: Vec<_> = store.space_by_field()?.into_iter().collect();
+    space.sort_by_key(|e| std::cmp::Reverse(e.1));
+    for ((part, field), bytes) in space.iter().take(40) {
+        eprintln!(
+            "{part:>10} {field:<22} {:>8.2} B/record",
+            *bytes as f64 / d.n as f64
+        );
+    }
     println!(
         "{}",
         json!({
