@@ -7,7 +7,9 @@ use std::ops::Bound;
 
 use strata_store::flows::index::{to_ipv6, FlowSchema};
 use strata_store::flows::record::{field_index, FieldKind, FIELDS};
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, RegexQuery, TermQuery};
+use tantivy::query::{
+    AllQuery, BooleanQuery, ExistsQuery, Occur, Query, RangeQuery, RegexQuery, TermQuery,
+};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::Term;
 
@@ -107,7 +109,35 @@ fn comparison(c: &Comparison, schema: &FlowSchema) -> Result<Box<dyn Query>, Fil
                     ))
                 }
             };
-            Ok(ordered(c.op, || Term::from_field_u64(field, v)))
+            let absent_is_zero = def.kind == FieldKind::U64;
+            let op = match c.op {
+                // Absent is 0, so `!= 0` is "present".
+                Op::Ne if v == 0 && absent_is_zero => Op::Gt,
+                op => op,
+            };
+            let q = ordered(op, || Term::from_field_u64(field, v));
+            // The store leaves zeros out of the columns: where 0 satisfies the comparison, records
+            // without the value match too (`!=` is a negation, so it includes them already). For
+            // per-code counts, absent means no code at all.
+            let zero_matches = match op {
+                Op::Eq => v == 0,
+                Op::Ne | Op::Gt => false,
+                Op::Ge => v == 0,
+                Op::Lt => v > 0,
+                Op::Le => true,
+                Op::Match | Op::NotMatch => false,
+            };
+            Ok(if absent_is_zero && zero_matches {
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Should, q),
+                    (
+                        Occur::Should,
+                        not(Box::new(ExistsQuery::new(def.name.to_owned(), false))),
+                    ),
+                ]))
+            } else {
+                q
+            })
         }
         FieldKind::Time => {
             let v = time_value(&c.value).ok_or_else(|| {

@@ -218,3 +218,30 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn absent_numbers_compare_as_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = FlowConfig {
+        retention_ns: 0,
+        writer_heap_bytes: 15_000_000,
+        ..FlowConfig::default()
+    };
+    let store = FlowStore::open(dir.path(), cfg).unwrap();
+    store.append(&golden(), T0).unwrap();
+    store.commit().unwrap();
+    // Only notify-1 retransmitted; the others have no value, which is 0.
+    let cases: &[(&str, &[&str])] = &[
+        ("tcp.retransmits=0", &["jobs-1", "jobs-2", "web-1"]),
+        ("tcp.retransmits!=3", &["jobs-1", "jobs-2", "web-1"]),
+        ("tcp.retransmits!=0", &["notify-1"]),
+        ("tcp.retransmits<3", &["jobs-1", "jobs-2", "web-1"]),
+        ("tcp.retransmits<=3", &["jobs-1", "jobs-2", "notify-1", "web-1"]),
+        ("tcp.retransmits>=0", &["jobs-1", "jobs-2", "notify-1", "web-1"]),
+        ("tcp.retransmits>0", &["notify-1"]),
+        ("http.status<300", &["jobs-1", "jobs-2"]),
+    ];
+    for (filter, expected) in cases {
+        assert_eq!(pods(&store, filter), *expected, "{filter}");
+    }
+}

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 use tantivy::directory::MmapDirectory;
+use tantivy::indexer::LogMergePolicy;
 use tantivy::store::{Compressor, ZstdCompressor};
 use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument};
 
@@ -123,10 +124,15 @@ impl Partition {
     pub fn add(&self, docs: Vec<TantivyDocument>, opts: &PartitionOptions) -> Result<()> {
         let mut w = self.writer.lock();
         if w.is_none() {
-            let writer = self
+            let writer: IndexWriter = self
                 .index
                 .writer_with_num_threads(opts.writer_threads, opts.writer_heap_bytes)
                 .map_err(|e| tantivy_error(&self.dir, e))?;
+            // Merge sooner than tantivy's default (8 segments of a level): every segment repeats the
+            // dictionaries of its columns and terms, so fewer segments are smaller and faster to query.
+            let mut policy = LogMergePolicy::default();
+            policy.set_min_num_segments(4);
+            writer.set_merge_policy(Box::new(policy));
             *w = Some(WriterState { writer, pending: 0 });
         }
         let state = w.as_mut().expect("writer opened above");
