@@ -69,6 +69,20 @@ fn golden() -> Vec<FlowRecord> {
     out
 }
 
+/// A store holding the golden records, committed.
+fn golden_store() -> (tempfile::TempDir, FlowStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = FlowConfig {
+        retention_ns: 0,
+        writer_heap_bytes: 15_000_000,
+        ..FlowConfig::default()
+    };
+    let store = FlowStore::open(dir.path(), cfg).unwrap();
+    store.append(&golden(), T0).unwrap();
+    store.commit().unwrap();
+    (dir, store)
+}
+
 fn pods(store: &FlowStore, filter: &str) -> Vec<String> {
     let q = filter_query(filter, store.schema()).unwrap_or_else(|e| panic!("{filter}: {e}"));
     let mut out = Vec::new();
@@ -92,15 +106,7 @@ fn pods(store: &FlowStore, filter: &str) -> Vec<String> {
 
 #[test]
 fn every_operator_selects_the_golden_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = FlowConfig {
-        retention_ns: 0,
-        writer_heap_bytes: 15_000_000,
-        ..FlowConfig::default()
-    };
-    let store = FlowStore::open(dir.path(), cfg).unwrap();
-    store.append(&golden(), T0).unwrap();
-    store.commit().unwrap();
+    let (_dir, store) = golden_store();
     let cases: &[(&str, &[&str])] = &[
         ("", &["jobs-1", "jobs-2", "notify-1", "web-1"]),
         (
@@ -221,23 +227,21 @@ proptest::proptest! {
 
 #[test]
 fn absent_numbers_compare_as_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = FlowConfig {
-        retention_ns: 0,
-        writer_heap_bytes: 15_000_000,
-        ..FlowConfig::default()
-    };
-    let store = FlowStore::open(dir.path(), cfg).unwrap();
-    store.append(&golden(), T0).unwrap();
-    store.commit().unwrap();
+    let (_dir, store) = golden_store();
     // Only notify-1 retransmitted; the others have no value, which is 0.
     let cases: &[(&str, &[&str])] = &[
         ("tcp.retransmits=0", &["jobs-1", "jobs-2", "web-1"]),
         ("tcp.retransmits!=3", &["jobs-1", "jobs-2", "web-1"]),
         ("tcp.retransmits!=0", &["notify-1"]),
         ("tcp.retransmits<3", &["jobs-1", "jobs-2", "web-1"]),
-        ("tcp.retransmits<=3", &["jobs-1", "jobs-2", "notify-1", "web-1"]),
-        ("tcp.retransmits>=0", &["jobs-1", "jobs-2", "notify-1", "web-1"]),
+        (
+            "tcp.retransmits<=3",
+            &["jobs-1", "jobs-2", "notify-1", "web-1"],
+        ),
+        (
+            "tcp.retransmits>=0",
+            &["jobs-1", "jobs-2", "notify-1", "web-1"],
+        ),
         ("tcp.retransmits>0", &["notify-1"]),
         ("http.status<300", &["jobs-1", "jobs-2"]),
     ];
