@@ -19,6 +19,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub metrics: MetricsStoreConfig,
     pub traces: TracesStoreConfig,
+    pub flows: FlowsStoreConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -176,6 +177,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             metrics: MetricsStoreConfig::default(),
             traces: TracesStoreConfig::default(),
+            flows: FlowsStoreConfig::default(),
         }
     }
 }
@@ -219,6 +221,123 @@ impl Default for MetricsStoreConfig {
             out_of_order_window: "0".into(),
             max_exemplars: 100_000,
             wal_fsync: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowsStoreConfig {
+    /// Width of a time partition (one index each), e.g. `1h`.
+    pub partition: String,
+    /// Age past which whole partitions are deleted, e.g. `7d`; `0` keeps flows forever.
+    pub retention: String,
+    /// How often written flows are committed to the indexes and become searchable.
+    pub commit_interval: String,
+    /// Indexing memory of one partition being written (at least 15 MB per writer thread).
+    pub writer_heap_bytes: usize,
+    /// Indexing threads of one partition being written.
+    pub writer_threads: usize,
+    /// Partitions written at once (each holds `writer_heap_bytes`).
+    pub max_open_writers: usize,
+    /// zstd level of the document store.
+    pub zstd_level: i32,
+    /// fsync the flow WAL before acknowledging. Turn off only for benchmarks.
+    pub wal_fsync: bool,
+    /// Most records one search may return (`limit`).
+    pub max_search_limit: usize,
+    /// Most groups one aggregation may return (`top`).
+    pub max_aggregate_top: usize,
+}
+
+impl Default for FlowsStoreConfig {
+    fn default() -> Self {
+        FlowsStoreConfig {
+            partition: "1h".into(),
+            retention: "7d".into(),
+            commit_interval: "5s".into(),
+            writer_heap_bytes: 64 << 20,
+            writer_threads: 1,
+            max_open_writers: 4,
+            zstd_level: 3,
+            wal_fsync: true,
+            max_search_limit: 100_000,
+            max_aggregate_top: 10_000,
+        }
+    }
+}
+
+impl FlowsStoreConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let partition = parse_duration_ms(&self.partition).ok_or_else(|| {
+            err(
+                "flows.partition",
+                format!("{:?} is not a duration like 1h", self.partition),
+            )
+        })?;
+        if partition < 60_000 {
+            return Err(err("flows.partition", "must be at least 1m"));
+        }
+        parse_duration_ms(&self.retention).ok_or_else(|| {
+            err(
+                "flows.retention",
+                format!("{:?} is not a duration like 7d", self.retention),
+            )
+        })?;
+        let commit = parse_duration_ms(&self.commit_interval).unwrap_or(0);
+        if commit < 100 {
+            return Err(err(
+                "flows.commit_interval",
+                format!(
+                    "{:?} is not a duration of at least 100ms",
+                    self.commit_interval
+                ),
+            ));
+        }
+        if self.writer_threads == 0 || self.max_open_writers == 0 {
+            return Err(err(
+                "flows.writer_threads",
+                "flows.writer_threads and flows.max_open_writers must be at least 1",
+            ));
+        }
+        if self.writer_heap_bytes < 15_000_000 * self.writer_threads {
+            return Err(err(
+                "flows.writer_heap_bytes",
+                "must be at least 15000000 per writer thread",
+            ));
+        }
+        if !(1..=22).contains(&self.zstd_level) {
+            return Err(err("flows.zstd_level", "must be between 1 and 22"));
+        }
+        if self.max_search_limit == 0 || self.max_aggregate_top == 0 {
+            return Err(err(
+                "flows.max_search_limit",
+                "flows.max_search_limit and flows.max_aggregate_top must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The store's settings (call after `validate`).
+    pub fn store_config(&self) -> strata_store::flows::FlowConfig {
+        const NS_PER_MS: i64 = 1_000_000;
+        strata_store::flows::FlowConfig {
+            partition_ns: parse_duration_ms(&self.partition).unwrap_or(3_600_000) * NS_PER_MS,
+            retention_ns: parse_duration_ms(&self.retention)
+                .unwrap_or(0)
+                .saturating_mul(NS_PER_MS),
+            commit_interval: std::time::Duration::from_millis(
+                parse_duration_ms(&self.commit_interval).unwrap_or(5000) as u64,
+            ),
+            writer_heap_bytes: self.writer_heap_bytes,
+            writer_threads: self.writer_threads,
+            max_open_writers: self.max_open_writers,
+            zstd_level: self.zstd_level,
+            wal: strata_store::wal::WalOptions {
+                fsync: self.wal_fsync,
+                ..Default::default()
+            },
+            ..Default::default()
         }
     }
 }
@@ -423,7 +542,8 @@ impl Config {
                 format!("{:?} is not a duration like 10m", m.out_of_order_window),
             )
         })?;
-        self.validate_traces()
+        self.validate_traces()?;
+        self.flows.validate()
     }
 
     pub fn decode_limits(&self) -> crate::remote::DecodeLimits {

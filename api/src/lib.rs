@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod flows;
 pub mod import;
 pub mod openmetrics;
 pub mod otlp;

@@ -12,6 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use strata_store::flows::FlowStorage;
 use strata_store::{Storage, DEFAULT_TENANT};
 
 use crate::config::Config;
@@ -36,6 +37,7 @@ pub struct ServerCounters {
 
 pub struct AppState {
     pub storage: Arc<Storage>,
+    pub flows: Arc<FlowStorage>,
     pub engine: Arc<strata_query::Engine>,
     pub cfg: Arc<Config>,
     pub limits: DecodeLimits,
@@ -53,7 +55,9 @@ impl AppState {
             max_concurrency: cfg.limits.max_concurrent_queries,
             ..Default::default()
         });
+        let flows = FlowStorage::new(storage.data_dir(), cfg.flows.store_config());
         Arc::new(AppState {
+            flows,
             engine: Arc::new(engine),
             limits: cfg.decode_limits(),
             storage,
@@ -131,6 +135,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .nest("/prometheus", prom)
         .nest("/tempo", crate::tempo::router())
+        .merge(crate::flows::routes())
         .route("/-/healthy", get(|| async { "Strata is Healthy.\n" }))
         .route("/-/ready", get(ready))
         .route("/metrics", get(self_metrics::render))
@@ -215,6 +220,8 @@ pub async fn run(
     tracing::info!(addr = %listener.local_addr()?, data_dir = %cfg.data_dir.display(), "Strata listening");
     let every = Duration::from_secs(cfg.server.maintenance_interval_secs);
     let state = AppState::new(storage.clone(), cfg);
+    let flows = state.flows.clone();
+    tokio::task::spawn_blocking(move || flows.start()).await??;
     let maintenance = tokio::spawn(maintenance_loop(storage.clone(), every));
     let span_metrics = tokio::spawn(span_metrics_loop(state.clone()));
     let flush_state = state.clone();
@@ -241,6 +248,7 @@ pub async fn run(
             Ok(())
         });
     }
+    let state_flows = state.flows.clone();
     let app = router(state);
     let stop = stopped();
     servers.spawn(async move {
@@ -270,7 +278,12 @@ pub async fn run(
     })
     .await?;
     tracing::info!("shutting down: flushing stores");
-    tokio::task::spawn_blocking(move || storage.close()).await?;
+    let flows = state_flows;
+    tokio::task::spawn_blocking(move || {
+        storage.close();
+        flows.close();
+    })
+    .await?;
     tracing::info!("shutdown complete");
     result
 }

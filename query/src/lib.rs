@@ -21,6 +21,7 @@ mod binary;
 mod engine;
 mod error;
 mod evaluator;
+pub mod flowql;
 mod functions;
 mod histogram;
 pub mod memory;

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod chunk;
 pub mod encoding;
 pub mod error;
+pub mod flows;
 pub mod head;
 pub mod metrics;
 pub mod model;

@@ -549,6 +549,17 @@ impl Wal {
         Ok(())
     }
 
+    /// Deletes every segment before `index` (their records are durable elsewhere).
+    pub fn remove_segments_before(&self, index: u64) -> Result<()> {
+        let (segments, _) = list_dir(&self.dir)?;
+        for s in segments.into_iter().filter(|&s| s < index) {
+            let p = segment_path(&self.dir, s);
+            fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+        }
+        self.segments.lock().retain(|s| s.index >= index);
+        Ok(())
+    }
+
     pub fn fsyncs(&self) -> u64 {
         self.fsyncs.load(Ordering::Relaxed)
     }

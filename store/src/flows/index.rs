@@ -1,0 +1,218 @@
+//! How a flow record maps onto a tantivy document, and back. Identity and protocol fields are exact
+//! (raw-tokenized) terms and fast columns; numbers, times and addresses are fast columns only (range
+//! filters run on the columns, so an inverted index for them would be paid for twice); the few
+//! list-valued fields that are only shown, never filtered on, go to the zstd-compressed document store
+//! in one compact blob. A record is rebuilt from its columns plus that blob, so nothing is stored twice.
+//! Numbers that are 0 are not written (absent reads back as 0).
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use tantivy::columnar::{Column, StrColumn};
+use tantivy::schema::{
+    Field, IndexRecordOption, IpAddrOptions, NumericOptions, Schema, TextFieldIndexing,
+    TextOptions, Value, STORED,
+};
+use tantivy::store::StoreReader;
+use tantivy::{DocId, SegmentReader, TantivyDocument};
+
+use super::codec::{decode_fields, encode_fields};
+use super::record::{FieldKind, FieldRef, FieldValue, FlowRecord, FIELDS};
+use crate::encoding::Decoder;
+
+/// The tantivy field holding the blob of document-store-only fields.
+const STORED_FIELD: &str = "_stored";
+
+fn is_stored_only(kind: FieldKind) -> bool {
+    matches!(kind, FieldKind::StoredList | FieldKind::Counts)
+}
+
+/// The tantivy schema of a flow partition, with the tantivy field of each record field.
+#[derive(Debug, Clone)]
+pub struct FlowSchema {
+    pub schema: Schema,
+    /// Indexed by the position in [`FIELDS`]; `None` for document-store-only fields.
+    fields: Vec<Option<Field>>,
+    stored: Field,
+}
+
+impl Default for FlowSchema {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FlowSchema {
+    pub fn new() -> FlowSchema {
+        let mut b = Schema::builder();
+        let exact = TextOptions::default()
+            .set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer("raw")
+                    .set_index_option(IndexRecordOption::Basic)
+                    .set_fieldnorms(false),
+            )
+            .set_fast(None);
+        let number = NumericOptions::default().set_fast();
+        let fields = FIELDS
+            .iter()
+            .map(|f| match f.kind {
+                FieldKind::Str | FieldKind::StrList => {
+                    Some(b.add_text_field(f.name, exact.clone()))
+                }
+                FieldKind::U64 => Some(b.add_u64_field(f.name, number.clone())),
+                // The codes of a per-code count are a multi-valued column, so `http.status>=500`
+                // matches a record that saw any 5xx; the counts live in the blob.
+                FieldKind::Counts => Some(b.add_u64_field(f.name, number.clone())),
+                FieldKind::Time => Some(b.add_i64_field(f.name, number.clone())),
+                FieldKind::Ip => {
+                    Some(b.add_ip_addr_field(f.name, IpAddrOptions::default().set_fast()))
+                }
+                FieldKind::StoredList => None,
+            })
+            .collect();
+        let stored = b.add_bytes_field(STORED_FIELD, STORED);
+        FlowSchema {
+            schema: b.build(),
+            fields,
+            stored,
+        }
+    }
+
+    /// The tantivy field of record field `i`, when it is indexed or columnar.
+    pub fn field(&self, i: usize) -> Option<Field> {
+        self.fields[i]
+    }
+
+    pub fn to_document(&self, r: &FlowRecord) -> TantivyDocument {
+        let mut doc = TantivyDocument::new();
+        let mut has_blob = false;
+        for (i, def) in FIELDS.iter().enumerate() {
+            let v = r.field(i);
+            has_blob |= is_stored_only(def.kind) && !v.is_empty();
+            let Some(field) = self.fields[i] else {
+                continue;
+            };
+            match v {
+                FieldRef::Str(s) if !s.is_empty() => doc.add_text(field, s),
+                FieldRef::Str(_) => {}
+                // Zero is absent: most numbers are zero on most records (HTTP, DNS, retransmits), and
+                // a sparse column costs far less than a dense one. Filters treat absent as 0.
+                FieldRef::U64(0) => {}
+                FieldRef::U64(n) => doc.add_u64(field, n),
+                FieldRef::Time(t) => doc.add_i64(field, t),
+                FieldRef::Ip(Some(ip)) => doc.add_ip_addr(field, to_ipv6(ip)),
+                FieldRef::Ip(None) => {}
+                FieldRef::List(l) => {
+                    for s in l {
+                        doc.add_text(field, s);
+                    }
+                }
+                FieldRef::Counts(c) => {
+                    for &(code, _) in c {
+                        doc.add_u64(field, code);
+                    }
+                }
+            }
+        }
+        if has_blob {
+            let mut blob = Vec::new();
+            encode_fields(&mut blob, r, is_stored_only);
+            doc.add_bytes(self.stored, &blob);
+        }
+        doc
+    }
+}
+
+pub fn to_ipv6(ip: IpAddr) -> Ipv6Addr {
+    match ip {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    }
+}
+
+fn from_ipv6(a: Ipv6Addr) -> IpAddr {
+    match a.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(a),
+    }
+}
+
+enum ColumnOf {
+    Str(StrColumn),
+    U64(Column<u64>),
+    I64(Column<i64>),
+    Ip(Column<Ipv6Addr>),
+    Absent,
+}
+
+/// Rebuilds records of one segment from its columns and document store.
+pub struct SegmentRecords {
+    columns: Vec<ColumnOf>,
+    store: StoreReader,
+    stored: Field,
+}
+
+impl SegmentRecords {
+    pub fn open(schema: &FlowSchema, segment: &SegmentReader) -> tantivy::Result<SegmentRecords> {
+        let ff = segment.fast_fields();
+        let mut columns = Vec::with_capacity(FIELDS.len());
+        for (i, def) in FIELDS.iter().enumerate() {
+            let col = match (def.kind, schema.fields[i]) {
+                (_, None) | (FieldKind::Counts, _) => ColumnOf::Absent,
+                (FieldKind::Str | FieldKind::StrList, _) => {
+                    ff.str(def.name)?.map_or(ColumnOf::Absent, ColumnOf::Str)
+                }
+                (FieldKind::U64, _) => ff
+                    .column_opt::<u64>(def.name)?
+                    .map_or(ColumnOf::Absent, ColumnOf::U64),
+                (FieldKind::Time, _) => ff
+                    .column_opt::<i64>(def.name)?
+                    .map_or(ColumnOf::Absent, ColumnOf::I64),
+                (FieldKind::Ip, _) => ff
+                    .column_opt::<Ipv6Addr>(def.name)?
+                    .map_or(ColumnOf::Absent, ColumnOf::Ip),
+                (FieldKind::StoredList, _) => ColumnOf::Absent,
+            };
+            columns.push(col);
+        }
+        Ok(SegmentRecords {
+            columns,
+            store: segment.get_store_reader(8)?,
+            stored: schema.stored,
+        })
+    }
+
+    pub fn read(&self, doc: DocId) -> tantivy::Result<FlowRecord> {
+        let mut r = FlowRecord::default();
+        let mut text = String::new();
+        for (i, col) in self.columns.iter().enumerate() {
+            let v = match col {
+                ColumnOf::Absent => continue,
+                ColumnOf::Str(c) => {
+                    let mut values = Vec::new();
+                    for ord in c.term_ords(doc) {
+                        text.clear();
+                        c.ord_to_str(ord, &mut text)?;
+                        values.push(text.clone());
+                    }
+                    if FIELDS[i].kind == FieldKind::StrList {
+                        FieldValue::List(values)
+                    } else {
+                        FieldValue::Str(values.into_iter().next().unwrap_or_default())
+                    }
+                }
+                ColumnOf::U64(c) => FieldValue::U64(c.first(doc).unwrap_or(0)),
+                ColumnOf::I64(c) => FieldValue::Time(c.first(doc).unwrap_or(0)),
+                ColumnOf::Ip(c) => FieldValue::Ip(c.first(doc).map(from_ipv6)),
+            };
+            let _ = r.set_field(i, v);
+        }
+        let doc: TantivyDocument = self.store.get(doc)?;
+        if let Some(blob) = doc.get_first(self.stored).and_then(|v| v.as_bytes()) {
+            decode_fields(&mut Decoder::new(blob), &mut r).map_err(|e| {
+                tantivy::TantivyError::InternalError(format!("flow document blob: {e}"))
+            })?;
+        }
+        Ok(r)
+    }
+}

@@ -1,0 +1,565 @@
+//! The flow store: per tenant, flow records in tantivy indexes partitioned by time (`partition`), made
+//! durable by a WAL before they are acknowledged, searchable once the next index commit lands.
+//!
+//! Ingest: validate → group by partition → log the batch to the WAL and add the documents to the
+//! partitions' writers (one lock, so the WAL order and the index order agree) → wait for the WAL fsync
+//! → acknowledge. Background: every commit interval, rotate the WAL, commit every open writer with the
+//! new segment number as payload, then delete the older segments; apply retention by deleting whole
+//! partitions. After a crash, the WAL segments at or after a partition's payload are replayed into it.
+
+pub mod aggregate;
+pub mod codec;
+pub mod index;
+pub mod partition;
+pub mod record;
+pub mod search;
+#[cfg(test)]
+pub(crate) mod testdata;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::tenants::validate_tenant;
+use crate::wal::{self, Wal, WalOptions};
+use index::FlowSchema;
+use partition::{Partition, PartitionOptions};
+pub use record::{FieldDef, FieldKind, FieldRef, FieldValue, FlowRecord, FIELDS};
+
+const NS_PER_SEC: i64 = 1_000_000_000;
+
+/// Settings of the flow stores; the server maps its config file onto this.
+#[derive(Debug, Clone)]
+pub struct FlowConfig {
+    /// Width of a time partition (one tantivy index each).
+    pub partition_ns: i64,
+    /// Partitions entirely older than this are deleted; 0 keeps flows forever.
+    pub retention_ns: i64,
+    /// Records whose `interval.end` is further ahead of the clock than this are refused.
+    pub max_future_ns: i64,
+    /// How often written records are committed to the indexes (and become searchable).
+    pub commit_interval: Duration,
+    /// Indexing memory of one open partition writer (tantivy needs at least 15 MB per thread).
+    pub writer_heap_bytes: usize,
+    pub writer_threads: usize,
+    /// Partitions written at once; a batch that needs more commits and closes the others first.
+    pub max_open_writers: usize,
+    /// zstd level of the document store.
+    pub zstd_level: i32,
+    pub wal: WalOptions,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            partition_ns: 3600 * NS_PER_SEC,
+            retention_ns: 7 * 24 * 3600 * NS_PER_SEC,
+            max_future_ns: 3600 * NS_PER_SEC,
+            commit_interval: Duration::from_secs(5),
+            writer_heap_bytes: 64 << 20,
+            writer_threads: 1,
+            max_open_writers: 4,
+            zstd_level: 3,
+            wal: WalOptions::default(),
+        }
+    }
+}
+
+impl FlowConfig {
+    fn partition_options(&self) -> PartitionOptions {
+        PartitionOptions {
+            writer_heap_bytes: self.writer_heap_bytes.max(15_000_000 * self.writer_threads),
+            writer_threads: self.writer_threads.max(1),
+            zstd_level: self.zstd_level,
+            docstore_block_bytes: 64 << 10,
+        }
+    }
+}
+
+/// What one append did: records are accepted or refused one by one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlowAppendOutcome {
+    pub accepted: u64,
+    pub rejected: u64,
+    /// Why the first refused record was refused.
+    pub first_error: Option<String>,
+}
+
+/// Counters of one tenant's flow store.
+#[derive(Debug, Default)]
+pub struct FlowStats {
+    pub records_appended: AtomicU64,
+    pub records_rejected: AtomicU64,
+    pub commits: AtomicU64,
+    pub partitions_dropped: AtomicU64,
+}
+
+/// One tenant's flow store.
+pub struct FlowStore {
+    dir: PathBuf,
+    cfg: FlowConfig,
+    popts: PartitionOptions,
+    schema: FlowSchema,
+    partitions: RwLock<BTreeMap<i64, Arc<Partition>>>,
+    wal: Wal,
+    /// Held while logging and indexing a batch, and while committing: the WAL order and the index
+    /// order agree, and a commit's WAL cut-off separates indexed records from the rest.
+    ingest: Mutex<()>,
+    pub stats: FlowStats,
+}
+
+impl FlowStore {
+    /// Opens (or creates) the store in `dir`, replaying the WAL into the partitions.
+    pub fn open(dir: &Path, cfg: FlowConfig) -> Result<FlowStore> {
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let schema = FlowSchema::new();
+        let popts = cfg.partition_options();
+        let mut partitions = BTreeMap::new();
+        for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some((start, width)) = partition::parse_dir_name(&name) {
+                let p = Partition::open(dir, start, width, &schema, &popts)?;
+                partitions.insert(start, Arc::new(p));
+            }
+        }
+        let wal_dir = dir.join("wal");
+        // The flow WAL has no checkpoints; its payloads carry no sample times.
+        let replay = wal::replay_raw(&wal_dir, |_| i64::MIN)?;
+        if replay.damaged_segments > 0 {
+            tracing::warn!(dir = %wal_dir.display(), damaged = replay.damaged_segments, "flow WAL had torn tails");
+        }
+        let wal = Wal::open(&wal_dir, replay.next_segment, Vec::new(), cfg.wal.clone())?;
+        let store = FlowStore {
+            dir: dir.to_owned(),
+            popts,
+            schema,
+            partitions: RwLock::new(partitions),
+            wal,
+            ingest: Mutex::new(()),
+            stats: FlowStats::default(),
+            cfg,
+        };
+        let mut replayed = 0u64;
+        for (segment, payload) in replay.payloads {
+            let records = match codec::decode_batch(&payload) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(segment, error = %e, "undecodable flow WAL record skipped");
+                    continue;
+                }
+            };
+            for (start, docs) in store.documents_by_partition(records.iter()) {
+                let p = store.partition_for_write(start)?;
+                if segment >= p.committed_wal_segment() {
+                    replayed += docs.len() as u64;
+                    p.add(docs, &store.popts)?;
+                }
+            }
+        }
+        // Everything replayed is committed at once, so the old segments can go.
+        store.commit()?;
+        if replayed > 0 {
+            tracing::info!(dir = %dir.display(), replayed, "flow WAL replayed");
+        }
+        Ok(store)
+    }
+
+    pub fn config(&self) -> &FlowConfig {
+        &self.cfg
+    }
+
+    pub fn schema(&self) -> &FlowSchema {
+        &self.schema
+    }
+
+    fn partition_start(&self, t: i64) -> i64 {
+        t.div_euclid(self.cfg.partition_ns) * self.cfg.partition_ns
+    }
+
+    /// The records as index documents, grouped by the partition they belong to.
+    fn documents_by_partition<'a>(
+        &self,
+        records: impl Iterator<Item = &'a FlowRecord>,
+    ) -> BTreeMap<i64, Vec<tantivy::TantivyDocument>> {
+        let mut groups: BTreeMap<i64, Vec<_>> = BTreeMap::new();
+        for r in records {
+            groups
+                .entry(self.partition_start(r.interval_end))
+                .or_default()
+                .push(self.schema.to_document(r));
+        }
+        groups
+    }
+
+    fn partition_for_write(&self, start: i64) -> Result<Arc<Partition>> {
+        if let Some(p) = self.partitions.read().get(&start) {
+            return Ok(p.clone());
+        }
+        let mut map = self.partitions.write();
+        if let Some(p) = map.get(&start) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(Partition::open(
+            &self.dir,
+            start,
+            self.cfg.partition_ns,
+            &self.schema,
+            &self.popts,
+        )?);
+        map.insert(start, p.clone());
+        Ok(p)
+    }
+
+    /// Partitions that may hold records with `interval.end` in `[start, end]`, oldest first.
+    pub fn partitions_overlapping(&self, start: i64, end: i64) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .values()
+            .filter(|p| p.start_ns <= end && p.end_ns() > start)
+            .cloned()
+            .collect()
+    }
+
+    /// Appends records; returns once every accepted record is durable in the WAL. `now_ns` is the
+    /// clock, for the retention and future bounds.
+    pub fn append(&self, records: &[FlowRecord], now_ns: i64) -> Result<FlowAppendOutcome> {
+        let mut out = FlowAppendOutcome::default();
+        let mut accepted = Vec::with_capacity(records.len());
+        let oldest = if self.cfg.retention_ns > 0 {
+            now_ns.saturating_sub(self.cfg.retention_ns)
+        } else {
+            i64::MIN
+        };
+        let newest = now_ns.saturating_add(self.cfg.max_future_ns);
+        for r in records {
+            let verdict = r.validate().and_then(|()| {
+                if r.interval_end < oldest {
+                    Err("interval.end is older than the flow retention".to_owned())
+                } else if r.interval_end > newest {
+                    Err("interval.end is too far in the future".to_owned())
+                } else {
+                    Ok(())
+                }
+            });
+            match verdict {
+                Ok(()) => accepted.push(r),
+                Err(e) => {
+                    out.rejected += 1;
+                    out.first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.stats
+            .records_rejected
+            .fetch_add(out.rejected, Ordering::Relaxed);
+        if accepted.is_empty() {
+            return Ok(out);
+        }
+        let mut payload = Vec::with_capacity(accepted.len() * 128);
+        codec::encode_batch(&mut payload, accepted.iter().copied());
+        let groups = self.documents_by_partition(accepted.iter().copied());
+        let ticket = {
+            let _guard = self.ingest.lock();
+            let open = self
+                .partitions
+                .read()
+                .values()
+                .filter(|p| p.has_writer())
+                .count();
+            let new = groups
+                .keys()
+                .filter(|s| {
+                    !self
+                        .partitions
+                        .read()
+                        .get(s)
+                        .is_some_and(|p| p.has_writer())
+                })
+                .count();
+            if open + new > self.cfg.max_open_writers.max(1) {
+                // Memory bound: commit and close every writer before opening more.
+                self.commit_locked(true)?;
+            }
+            let ticket = self.wal.log(payload, i64::MIN)?;
+            for (start, docs) in groups {
+                self.partition_for_write(start)?.add(docs, &self.popts)?;
+            }
+            ticket
+        };
+        ticket.wait()?;
+        out.accepted = accepted.len() as u64;
+        self.stats
+            .records_appended
+            .fetch_add(out.accepted, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// Commits every open writer, making what was appended searchable, and drops the WAL segments
+    /// whose records are now in the indexes.
+    pub fn commit(&self) -> Result<()> {
+        let _guard = self.ingest.lock();
+        self.commit_locked(false)
+    }
+
+    fn commit_locked(&self, close_all: bool) -> Result<()> {
+        let segment = self.wal.rotate()?;
+        let partitions: Vec<_> = self.partitions.read().values().cloned().collect();
+        for p in partitions {
+            p.commit(segment, close_all)?;
+        }
+        self.wal.remove_segments_before(segment)?;
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Deletes the partitions that lie entirely before `now_ns - retention`.
+    pub fn apply_retention(&self, now_ns: i64) -> Result<usize> {
+        if self.cfg.retention_ns <= 0 {
+            return Ok(0);
+        }
+        let cutoff = now_ns.saturating_sub(self.cfg.retention_ns);
+        let _guard = self.ingest.lock();
+        let doomed: Vec<_> = {
+            let mut map = self.partitions.write();
+            let keys: Vec<i64> = map
+                .values()
+                .filter(|p| p.end_ns() <= cutoff)
+                .map(|p| p.start_ns)
+                .collect();
+            keys.iter().filter_map(|k| map.remove(k)).collect()
+        };
+        let n = doomed.len();
+        for p in doomed {
+            // A doomed partition has nothing pending: appends refuse records older than the
+            // retention, and the WAL only holds records since the last commit.
+            let dir = p.dir().to_owned();
+            drop(p);
+            fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            tracing::info!(dir = %dir.display(), "flow partition dropped by retention");
+        }
+        self.stats
+            .partitions_dropped
+            .fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// Bytes on disk: partitions and WAL.
+    pub fn disk_bytes(&self) -> u64 {
+        let parts: u64 = self
+            .partitions
+            .read()
+            .values()
+            .map(|p| p.disk_bytes())
+            .sum();
+        parts + self.wal.bytes_written()
+    }
+
+    /// Committed index bytes by part and field over every partition (see [`Partition::space_by_field`]).
+    pub fn space_by_field(&self) -> Result<BTreeMap<(String, String), u64>> {
+        let mut out = BTreeMap::new();
+        for p in self.partitions.read().values() {
+            for (k, v) in p.space_by_field()? {
+                *out.entry(k).or_default() += v;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn partition_count(&self) -> usize {
+        self.partitions.read().len()
+    }
+
+    /// Commits and stops the WAL writer.
+    pub fn close(&self) {
+        {
+            let _guard = self.ingest.lock();
+            if let Err(e) = self.commit_locked(true) {
+                tracing::error!(dir = %self.dir.display(), error = %e, "flow store commit at close failed");
+            }
+        }
+        self.wal.close();
+    }
+}
+
+/// The flow stores of every tenant, under `<data_dir>/<tenant>/flows/`, opened on first use, with one
+/// background thread that commits them and applies retention.
+pub struct FlowStorage {
+    data_dir: PathBuf,
+    cfg: FlowConfig,
+    stores: RwLock<HashMap<String, Arc<FlowStore>>>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    background: Mutex<Option<std::thread::JoinHandle<()>>>,
+    closed: AtomicBool,
+}
+
+impl FlowStorage {
+    /// The flow stores under `data_dir`; nothing is read until [`FlowStorage::start`] or first use.
+    pub fn new(data_dir: &Path, cfg: FlowConfig) -> Arc<FlowStorage> {
+        Arc::new(FlowStorage {
+            data_dir: data_dir.to_owned(),
+            cfg,
+            stores: RwLock::new(HashMap::new()),
+            stop: Arc::new((Mutex::new(false), Condvar::new())),
+            background: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Opens the tenants that already have flows (replaying their WAL) and starts the background
+    /// thread that commits and applies retention.
+    pub fn start(self: &Arc<Self>) -> Result<()> {
+        let data_dir = &self.data_dir;
+        fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
+        for e in fs::read_dir(data_dir).map_err(|e| Error::io(data_dir, e))? {
+            let e = e.map_err(|err| Error::io(data_dir, err))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().join("flows").is_dir() && validate_tenant(&name).is_ok() {
+                self.for_write(&name)?;
+            }
+        }
+        let weak = Arc::downgrade(self);
+        let stop = self.stop.clone();
+        let every = self.cfg.commit_interval;
+        let handle = std::thread::Builder::new()
+            .name("flow-commit".into())
+            .spawn(move || background_loop(weak, stop, every))
+            .map_err(|e| Error::io(data_dir, e))?;
+        *self.background.lock() = Some(handle);
+        Ok(())
+    }
+
+    /// [`FlowStorage::new`] then [`FlowStorage::start`].
+    pub fn open(data_dir: &Path, cfg: FlowConfig) -> Result<Arc<FlowStorage>> {
+        let s = FlowStorage::new(data_dir, cfg);
+        s.start()?;
+        Ok(s)
+    }
+
+    pub fn config(&self) -> &FlowConfig {
+        &self.cfg
+    }
+
+    /// The tenant's store, created when absent.
+    pub fn for_write(&self, tenant: &str) -> Result<Arc<FlowStore>> {
+        validate_tenant(tenant)?;
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(Error::ShuttingDown);
+        }
+        if let Some(s) = self.stores.read().get(tenant) {
+            return Ok(s.clone());
+        }
+        let mut map = self.stores.write();
+        if let Some(s) = map.get(tenant) {
+            return Ok(s.clone());
+        }
+        let dir = self.data_dir.join(tenant).join("flows");
+        let store = Arc::new(FlowStore::open(&dir, self.cfg.clone())?);
+        map.insert(tenant.to_owned(), store.clone());
+        Ok(store)
+    }
+
+    /// The tenant's store if it has ever held flows.
+    pub fn for_read(&self, tenant: &str) -> Result<Option<Arc<FlowStore>>> {
+        validate_tenant(tenant)?;
+        if let Some(s) = self.stores.read().get(tenant) {
+            return Ok(Some(s.clone()));
+        }
+        if self.data_dir.join(tenant).join("flows").is_dir() {
+            return self.for_write(tenant).map(Some);
+        }
+        Ok(None)
+    }
+
+    pub fn tenants(&self) -> Vec<(String, Arc<FlowStore>)> {
+        let mut v: Vec<_> = self
+            .stores
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Commits every tenant now (tests and shutdown).
+    pub fn commit_all(&self) -> Result<()> {
+        for (_, s) in self.tenants() {
+            s.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Stops the background thread, commits and closes every tenant.
+    pub fn close(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        {
+            let (lock, cv) = &*self.stop;
+            *lock.lock() = true;
+            cv.notify_all();
+        }
+        if let Some(h) = self.background.lock().take() {
+            // The background thread may itself hold the last handle and be running this.
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+        for (_, s) in self.tenants() {
+            s.close();
+        }
+    }
+}
+
+impl Drop for FlowStorage {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn background_loop(
+    storage: std::sync::Weak<FlowStorage>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    every: Duration,
+) {
+    loop {
+        {
+            let (lock, cv) = &*stop;
+            let mut stopped = lock.lock();
+            if !*stopped {
+                cv.wait_for(&mut stopped, every);
+            }
+            if *stopped {
+                return;
+            }
+        }
+        let Some(storage) = storage.upgrade() else {
+            return;
+        };
+        for (tenant, store) in storage.tenants() {
+            if let Err(e) = store.commit() {
+                tracing::error!(tenant, error = %e, "flow commit failed");
+            }
+            if let Err(e) = store.apply_retention(now_ns()) {
+                tracing::error!(tenant, error = %e, "flow retention failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,220 @@
+//! One time partition of a tenant's flows: a tantivy index under `flows/<start>_<width>/` holding the
+//! records whose `interval.end` falls in `[start, start + width)` (Unix seconds in the name). Its
+//! writer is opened on the first record and dropped once a commit finds it idle, so only partitions
+//! being written hold an indexing heap. Each commit records, as its payload, the WAL segment from
+//! which records are not yet in this index.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+use tantivy::directory::MmapDirectory;
+use tantivy::indexer::LogMergePolicy;
+use tantivy::store::{Compressor, ZstdCompressor};
+use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument};
+
+use super::index::FlowSchema;
+use crate::error::{Error, Result};
+
+/// Settings of the partitions' indexes.
+#[derive(Debug, Clone)]
+pub struct PartitionOptions {
+    pub writer_heap_bytes: usize,
+    pub writer_threads: usize,
+    pub zstd_level: i32,
+    pub docstore_block_bytes: usize,
+}
+
+pub(crate) fn tantivy_error(path: &Path, e: tantivy::TantivyError) -> Error {
+    Error::corrupt(path, format!("flow index: {e}"))
+}
+
+struct WriterState {
+    writer: IndexWriter,
+    /// Documents added since the last commit.
+    pending: u64,
+}
+
+pub struct Partition {
+    pub start_ns: i64,
+    pub width_ns: i64,
+    dir: PathBuf,
+    index: Index,
+    pub reader: IndexReader,
+    writer: Mutex<Option<WriterState>>,
+    /// Records in WAL segments from this one on may be missing from the index (commit payload).
+    committed_wal_segment: Mutex<u64>,
+}
+
+pub fn dir_name(start_ns: i64, width_ns: i64) -> String {
+    format!("{}_{}", start_ns / 1_000_000_000, width_ns / 1_000_000_000)
+}
+
+/// Parses a partition directory name back into `(start_ns, width_ns)`.
+pub fn parse_dir_name(name: &str) -> Option<(i64, i64)> {
+    let (s, w) = name.split_once('_')?;
+    let (s, w): (i64, i64) = (s.parse().ok()?, w.parse().ok()?);
+    (w > 0).then_some((s.checked_mul(1_000_000_000)?, w.checked_mul(1_000_000_000)?))
+}
+
+impl Partition {
+    /// Opens the partition's index, creating it when absent.
+    pub fn open(
+        base: &Path,
+        start_ns: i64,
+        width_ns: i64,
+        schema: &FlowSchema,
+        opts: &PartitionOptions,
+    ) -> Result<Partition> {
+        let dir = base.join(dir_name(start_ns, width_ns));
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let mmap = MmapDirectory::open(&dir).map_err(|e| Error::corrupt(&dir, e.to_string()))?;
+        let settings = IndexSettings {
+            docstore_compression: Compressor::Zstd(ZstdCompressor {
+                compression_level: Some(opts.zstd_level),
+            }),
+            docstore_blocksize: opts.docstore_block_bytes,
+            ..IndexSettings::default()
+        };
+        let index = Index::builder()
+            .schema(schema.schema.clone())
+            .settings(settings)
+            .open_or_create(mmap)
+            .map_err(|e| tantivy_error(&dir, e))?;
+        let committed = index
+            .load_metas()
+            .map_err(|e| tantivy_error(&dir, e))?
+            .payload
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(|e| tantivy_error(&dir, e))?;
+        Ok(Partition {
+            start_ns,
+            width_ns,
+            dir,
+            index,
+            reader,
+            writer: Mutex::new(None),
+            committed_wal_segment: Mutex::new(committed),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn end_ns(&self) -> i64 {
+        self.start_ns.saturating_add(self.width_ns)
+    }
+
+    pub fn committed_wal_segment(&self) -> u64 {
+        *self.committed_wal_segment.lock()
+    }
+
+    pub fn has_writer(&self) -> bool {
+        self.writer.lock().is_some()
+    }
+
+    /// Adds documents, opening the writer when needed.
+    pub fn add(&self, docs: Vec<TantivyDocument>, opts: &PartitionOptions) -> Result<()> {
+        let mut w = self.writer.lock();
+        if w.is_none() {
+            let writer: IndexWriter = self
+                .index
+                .writer_with_num_threads(opts.writer_threads, opts.writer_heap_bytes)
+                .map_err(|e| tantivy_error(&self.dir, e))?;
+            // Merge sooner than tantivy's default (8 segments of a level): every segment repeats the
+            // dictionaries of its columns and terms, so fewer segments are smaller and faster to query.
+            let mut policy = LogMergePolicy::default();
+            policy.set_min_num_segments(4);
+            writer.set_merge_policy(Box::new(policy));
+            *w = Some(WriterState { writer, pending: 0 });
+        }
+        let state = w.as_mut().expect("writer opened above");
+        for d in docs {
+            state
+                .writer
+                .add_document(d)
+                .map_err(|e| tantivy_error(&self.dir, e))?;
+            state.pending += 1;
+        }
+        Ok(())
+    }
+
+    /// Commits what was added, recording `wal_segment` as the first segment whose records may not be
+    /// in the index; drops the writer when nothing had been added since the last commit (or `close`).
+    pub fn commit(&self, wal_segment: u64, close: bool) -> Result<()> {
+        let mut w = self.writer.lock();
+        let Some(state) = w.as_mut() else {
+            return Ok(());
+        };
+        let idle = state.pending == 0;
+        if !idle {
+            let mut prepared = state
+                .writer
+                .prepare_commit()
+                .map_err(|e| tantivy_error(&self.dir, e))?;
+            prepared.set_payload(&wal_segment.to_string());
+            prepared.commit().map_err(|e| tantivy_error(&self.dir, e))?;
+            state.pending = 0;
+            *self.committed_wal_segment.lock() = wal_segment;
+            self.reader
+                .reload()
+                .map_err(|e| tantivy_error(&self.dir, e))?;
+        }
+        if idle || close {
+            if let Some(state) = w.take() {
+                state
+                    .writer
+                    .wait_merging_threads()
+                    .map_err(|e| tantivy_error(&self.dir, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of the committed index by part (`postings`, `termdict`, `fast`, `store`, `fieldnorms`)
+    /// and field, summed over segments: where the disk goes.
+    pub fn space_by_field(&self) -> Result<BTreeMap<(String, String), u64>> {
+        let usage = self
+            .reader
+            .searcher()
+            .space_usage()
+            .map_err(|e| Error::io(&self.dir, e))?;
+        let mut out = BTreeMap::new();
+        for seg in usage.segments() {
+            for (part, per_field) in [
+                ("postings", seg.postings()),
+                ("termdict", seg.termdict()),
+                ("fast", seg.fast_fields()),
+                ("fieldnorms", seg.fieldnorms()),
+            ] {
+                for f in per_field.fields() {
+                    *out.entry((part.to_owned(), f.field_name().to_owned()))
+                        .or_default() += f.total().get_bytes();
+                }
+            }
+            *out.entry(("store".to_owned(), String::new())).or_default() +=
+                seg.store().total().get_bytes();
+        }
+        Ok(out)
+    }
+
+    /// Bytes the partition takes on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.metadata().ok())
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+}

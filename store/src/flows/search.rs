@@ -1,0 +1,180 @@
+//! The query path over a tenant's flow partitions: matching records in time order, and the values of
+//! a field for autocomplete. Filters arrive as tantivy queries; the store adds the time range and prunes
+//! partitions that lie outside it.
+
+use std::collections::BTreeSet;
+use std::ops::Bound;
+
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery};
+use tantivy::{DocAddress, Order, Term};
+
+use super::index::SegmentRecords;
+use super::partition::{tantivy_error, Partition};
+use super::record::{field_index, FieldKind, FlowRecord, FIELDS};
+use super::FlowStore;
+use crate::error::{Error, Result};
+
+/// Time order of the answers (by `interval.end`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortOrder {
+    Asc,
+    Desc,
+}
+
+/// One search: records matching `filter` whose `interval.end` lies in `[start_ns, end_ns]`.
+pub struct SearchRequest<'a> {
+    pub filter: &'a dyn Query,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub limit: usize,
+    pub order: SortOrder,
+}
+
+impl std::fmt::Debug for SearchRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchRequest")
+            .field("filter", &self.filter)
+            .field("start_ns", &self.start_ns)
+            .field("end_ns", &self.end_ns)
+            .field("limit", &self.limit)
+            .field("order", &self.order)
+            .finish()
+    }
+}
+
+/// The filter restricted to `interval.end` in `[start, end]`.
+pub fn time_bounded(store: &FlowStore, filter: &dyn Query, start: i64, end: i64) -> BooleanQuery {
+    let field = store
+        .schema()
+        .field(field_index("interval.end").expect("interval.end is in the schema"))
+        .expect("interval.end is a column");
+    let range = RangeQuery::new(
+        Bound::Included(Term::from_field_i64(field, start)),
+        Bound::Included(Term::from_field_i64(field, end)),
+    );
+    BooleanQuery::new(vec![
+        (Occur::Must, filter.box_clone()),
+        (Occur::Must, Box::new(range)),
+    ])
+}
+
+impl FlowStore {
+    /// Calls `emit` with each matching record, newest first for [`SortOrder::Desc`], until `limit`
+    /// records were emitted or `emit` answers `false`. Returns how many were emitted.
+    pub fn search(
+        &self,
+        req: &SearchRequest<'_>,
+        emit: &mut dyn FnMut(FlowRecord) -> bool,
+    ) -> Result<usize> {
+        if req.limit == 0 || req.start_ns > req.end_ns {
+            return Ok(0);
+        }
+        let mut partitions = self.partitions_overlapping(req.start_ns, req.end_ns);
+        if req.order == SortOrder::Desc {
+            partitions.reverse();
+        }
+        let query = time_bounded(self, req.filter, req.start_ns, req.end_ns);
+        let mut emitted = 0;
+        // Partitions do not overlap in time, so walking them in order and each in order is a merge.
+        for p in partitions {
+            let remaining = req.limit - emitted;
+            let (n, stop) = self.search_partition(&p, &query, remaining, req.order, emit)?;
+            emitted += n;
+            if stop || emitted >= req.limit {
+                break;
+            }
+        }
+        Ok(emitted)
+    }
+
+    fn search_partition(
+        &self,
+        p: &Partition,
+        query: &dyn Query,
+        limit: usize,
+        order: SortOrder,
+        emit: &mut dyn FnMut(FlowRecord) -> bool,
+    ) -> Result<(usize, bool)> {
+        let searcher = p.reader.searcher();
+        let order = match order {
+            SortOrder::Asc => Order::Asc,
+            SortOrder::Desc => Order::Desc,
+        };
+        let top = TopDocs::with_limit(limit).order_by_fast_field::<i64>("interval.end", order);
+        let hits: Vec<(Option<i64>, DocAddress)> = searcher
+            .search(query, &top)
+            .map_err(|e| tantivy_error(p.dir(), e))?;
+        let mut segments: Vec<Option<SegmentRecords>> = (0..searcher.segment_readers().len())
+            .map(|_| None)
+            .collect();
+        let mut n = 0;
+        for (_, addr) in hits {
+            let seg = addr.segment_ord as usize;
+            if segments[seg].is_none() {
+                segments[seg] = Some(
+                    SegmentRecords::open(self.schema(), searcher.segment_reader(addr.segment_ord))
+                        .map_err(|e| tantivy_error(p.dir(), e))?,
+                );
+            }
+            let record = segments[seg]
+                .as_ref()
+                .expect("opened above")
+                .read(addr.doc_id)
+                .map_err(|e| tantivy_error(p.dir(), e))?;
+            n += 1;
+            if !emit(record) {
+                return Ok((n, true));
+            }
+        }
+        Ok((n, false))
+    }
+
+    /// Distinct values of a text field starting with `prefix`, in byte order, at most `limit`, from
+    /// the partitions overlapping `[start_ns, end_ns]`.
+    pub fn field_values(
+        &self,
+        field: &str,
+        prefix: &str,
+        start_ns: i64,
+        end_ns: i64,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let i = field_index(field)
+            .filter(|&i| matches!(FIELDS[i].kind, FieldKind::Str | FieldKind::StrList))
+            .ok_or_else(|| Error::InvalidMatcher(format!("{field} is not a text field")))?;
+        let tfield = self.schema().field(i).expect("text fields are indexed");
+        let mut values = BTreeSet::new();
+        for p in self.partitions_overlapping(start_ns, end_ns) {
+            let searcher = p.reader.searcher();
+            for seg in searcher.segment_readers() {
+                let inverted = seg
+                    .inverted_index(tfield)
+                    .map_err(|e| tantivy_error(p.dir(), e))?;
+                let mut stream = inverted
+                    .terms()
+                    .range()
+                    .ge(prefix.as_bytes())
+                    .into_stream()
+                    .map_err(|e| Error::io(p.dir(), e))?;
+                while stream.advance() {
+                    let key = stream.key();
+                    if !key.starts_with(prefix.as_bytes()) {
+                        break;
+                    }
+                    // Past the limit, only values that sort before what we hold can still matter.
+                    if values.len() >= limit
+                        && values.last().is_some_and(|l: &String| key >= l.as_bytes())
+                    {
+                        break;
+                    }
+                    values.insert(String::from_utf8_lossy(key).into_owned());
+                    if values.len() > limit {
+                        values.pop_last();
+                    }
+                }
+            }
+        }
+        Ok(values.into_iter().collect())
+    }
+}

@@ -1,0 +1,300 @@
+use std::ops::Bound;
+
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::IndexRecordOption;
+use tantivy::Term;
+
+use super::aggregate::{AggFn, AggregateRequest};
+use super::record::field_index;
+use super::search::{SearchRequest, SortOrder};
+use super::testdata::sample_records;
+use super::*;
+
+const T0: i64 = 1_764_194_400 * NS_PER_SEC; // an hour boundary
+
+fn test_config() -> FlowConfig {
+    FlowConfig {
+        retention_ns: 0,
+        commit_interval: Duration::from_secs(3600),
+        writer_heap_bytes: 15_000_000,
+        ..FlowConfig::default()
+    }
+}
+
+fn term(store: &FlowStore, field: &str, value: &str) -> Box<dyn Query> {
+    let f = store.schema().field(field_index(field).unwrap()).unwrap();
+    Box::new(TermQuery::new(
+        Term::from_field_text(f, value),
+        IndexRecordOption::Basic,
+    ))
+}
+
+fn at_least(store: &FlowStore, field: &str, v: u64) -> Box<dyn Query> {
+    let f = store.schema().field(field_index(field).unwrap()).unwrap();
+    Box::new(RangeQuery::new(
+        Bound::Included(Term::from_field_u64(f, v)),
+        Bound::Unbounded,
+    ))
+}
+
+fn all(store: &FlowStore, filter: &dyn Query, order: SortOrder) -> Vec<FlowRecord> {
+    let mut out = Vec::new();
+    store
+        .search(
+            &SearchRequest {
+                filter,
+                start_ns: i64::MIN,
+                end_ns: i64::MAX,
+                limit: 1_000_000,
+                order,
+            },
+            &mut |r| {
+                out.push(r);
+                true
+            },
+        )
+        .unwrap();
+    out
+}
+
+#[test]
+fn records_read_back_exactly_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FlowStore::open(dir.path(), test_config()).unwrap();
+    let records = sample_records(300, T0);
+    let out = store.append(&records, T0).unwrap();
+    assert_eq!(out.accepted, 300);
+    // Not searchable before the commit.
+    assert!(all(&store, &AllQuery, SortOrder::Desc).is_empty());
+    store.commit().unwrap();
+    let got = all(&store, &AllQuery, SortOrder::Desc);
+    let mut expected = records.clone();
+    expected.reverse();
+    assert_eq!(got, expected);
+    assert_eq!(all(&store, &AllQuery, SortOrder::Asc), records);
+    // 300 s of records span one hourly partition.
+    assert_eq!(store.partition_count(), 1);
+}
+
+#[test]
+fn filters_select_the_expected_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FlowStore::open(dir.path(), test_config()).unwrap();
+    let records = sample_records(400, T0);
+    store.append(&records, T0).unwrap();
+    store.commit().unwrap();
+    let q = BooleanQuery::new(vec![
+        (Occur::Must, term(&store, "dst.workload", "server-1")),
+        (Occur::Must, at_least(&store, "http.status", 500)),
+    ]);
+    let got = all(&store, &q, SortOrder::Asc);
+    let expected: Vec<_> = records
+        .iter()
+        .filter(|r| r.dst.workload == "server-1" && r.http.status.iter().any(|s| s.0 >= 500))
+        .cloned()
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+    let got = all(
+        &store,
+        &*term(&store, "http.methods", "GET"),
+        SortOrder::Asc,
+    );
+    assert_eq!(
+        got.len(),
+        records
+            .iter()
+            .filter(|r| !r.http.methods.is_empty())
+            .count()
+    );
+}
+
+#[test]
+fn time_range_and_limit_are_honoured_across_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FlowStore::open(dir.path(), test_config()).unwrap();
+    // One record every 1000 s: spans several hourly partitions.
+    let mut records = sample_records(20, T0);
+    for (i, r) in records.iter_mut().enumerate() {
+        r.interval_end = T0 + i as i64 * 1000 * NS_PER_SEC;
+        r.interval_start = r.interval_end - NS_PER_SEC;
+    }
+    store.append(&records, T0 + 20_000 * NS_PER_SEC).unwrap();
+    store.commit().unwrap();
+    assert!(store.partition_count() >= 5);
+    let mut got = Vec::new();
+    let start = T0 + 3000 * NS_PER_SEC;
+    let end = T0 + 15_000 * NS_PER_SEC;
+    store
+        .search(
+            &SearchRequest {
+                filter: &AllQuery,
+                start_ns: start,
+                end_ns: end,
+                limit: 4,
+                order: SortOrder::Desc,
+            },
+            &mut |r| {
+                got.push(r.interval_end);
+                true
+            },
+        )
+        .unwrap();
+    let expected: Vec<i64> = (3..=15)
+        .rev()
+        .map(|i| T0 + i * 1000 * NS_PER_SEC)
+        .take(4)
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn aggregation_groups_and_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FlowStore::open(dir.path(), test_config()).unwrap();
+    let records = sample_records(500, T0);
+    // Two batches, two commits: groups are merged across segments.
+    store.append(&records[..200], T0).unwrap();
+    store.commit().unwrap();
+    store.append(&records[200..], T0).unwrap();
+    store.commit().unwrap();
+    let req = AggregateRequest::new(
+        &["src.workload", "dst.workload"],
+        vec![
+            AggFn::parse("sum(bytes_tx)").unwrap(),
+            AggFn::Count,
+            AggFn::parse("max(tcp.srtt_us)").unwrap(),
+        ],
+        3,
+    )
+    .unwrap();
+    let rows = store
+        .aggregate(&AllQuery, i64::MIN, i64::MAX, &req)
+        .unwrap();
+    let mut model: HashMap<Vec<String>, (u64, u64, u64)> = HashMap::new();
+    for r in &records {
+        let e = model
+            .entry(vec![r.src.workload.clone(), r.dst.workload.clone()])
+            .or_default();
+        e.0 += r.bytes_tx;
+        e.1 += 1;
+        e.2 = e.2.max(r.tcp.srtt_us);
+    }
+    let mut expected: Vec<_> = model.into_iter().collect();
+    expected.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(&b.0)));
+    assert_eq!(rows.len(), 3);
+    for (row, (key, (sum, count, max))) in rows.iter().zip(expected) {
+        assert_eq!(row.key, key);
+        assert_eq!(row.values, vec![sum as f64, count as f64, max as f64]);
+    }
+    assert!(AggFn::parse("sum(src.workload)").is_err());
+    assert!(AggregateRequest::new(&["src.ip"], vec![AggFn::Count], 1).is_err());
+}
+
+#[test]
+fn field_values_complete_a_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FlowStore::open(dir.path(), test_config()).unwrap();
+    store.append(&sample_records(100, T0), T0).unwrap();
+    store.commit().unwrap();
+    let v = store
+        .field_values("src.workload", "client-", i64::MIN, i64::MAX, 3)
+        .unwrap();
+    assert_eq!(v, vec!["client-0", "client-1", "client-2"]);
+    let v = store
+        .field_values("dst.name", "", i64::MIN, i64::MAX, 10)
+        .unwrap();
+    assert_eq!(v, vec!["api.twilio.com"]);
+    assert!(store
+        .field_values("bytes_tx", "", i64::MIN, i64::MAX, 10)
+        .is_err());
+}
+
+#[test]
+fn acknowledged_records_survive_a_crash_before_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = sample_records(250, T0);
+    {
+        let store = FlowStore::open(dir.path(), test_config()).unwrap();
+        store.append(&records[..100], T0).unwrap();
+        store.commit().unwrap();
+        store.append(&records[100..], T0).unwrap();
+        // Dropped without close: the writers' uncommitted documents are lost, as in a crash; only
+        // the WAL has the last 150.
+    }
+    let store = FlowStore::open(dir.path(), test_config()).unwrap();
+    assert_eq!(all(&store, &AllQuery, SortOrder::Asc), records);
+    drop(store);
+    // And a clean reopen replays nothing twice.
+    let store = FlowStore::open(dir.path(), test_config()).unwrap();
+    assert_eq!(all(&store, &AllQuery, SortOrder::Asc).len(), 250);
+}
+
+#[test]
+fn retention_drops_whole_old_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = FlowConfig {
+        retention_ns: 2 * 3600 * NS_PER_SEC,
+        ..test_config()
+    };
+    let store = FlowStore::open(dir.path(), cfg).unwrap();
+    let mut records = sample_records(6, T0);
+    for (i, r) in records.iter_mut().enumerate() {
+        r.interval_end = T0 + i as i64 * 3600 * NS_PER_SEC + NS_PER_SEC;
+        r.interval_start = r.interval_end - NS_PER_SEC;
+    }
+    let now = T0 + 6 * 3600 * NS_PER_SEC;
+    // The first four are older than the retention and refused.
+    let out = store.append(&records, now).unwrap();
+    assert_eq!((out.accepted, out.rejected), (2, 4));
+    assert!(out.first_error.unwrap().contains("retention"));
+    store.commit().unwrap();
+    assert_eq!(store.partition_count(), 2);
+    let dropped = store.apply_retention(now + 3600 * NS_PER_SEC).unwrap();
+    assert_eq!(dropped, 1);
+    assert_eq!(store.partition_count(), 1);
+    assert_eq!(
+        all(&store, &AllQuery, SortOrder::Asc),
+        records[5..].to_vec()
+    );
+    let dirs = fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            partition::parse_dir_name(&e.as_ref().unwrap().file_name().to_string_lossy()).is_some()
+        })
+        .count();
+    assert_eq!(dirs, 1);
+}
+
+#[test]
+fn invalid_records_are_refused_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FlowStore::open(dir.path(), test_config()).unwrap();
+    let mut records = sample_records(3, T0);
+    records[1].interval_end = 0;
+    records[2].src.port = 70_000;
+    let out = store.append(&records, T0).unwrap();
+    assert_eq!((out.accepted, out.rejected), (1, 2));
+    let far = sample_records(1, T0 + 10 * 3600 * NS_PER_SEC);
+    assert_eq!(store.append(&far, T0).unwrap().rejected, 1);
+}
+
+#[test]
+fn tenants_are_isolated() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FlowStorage::open(dir.path(), test_config()).unwrap();
+    s.for_write("team-a")
+        .unwrap()
+        .append(&sample_records(10, T0), T0)
+        .unwrap();
+    s.commit_all().unwrap();
+    assert!(s.for_read("team-b").unwrap().is_none());
+    assert!(s.for_write("../x").is_err());
+    let b = s.for_write("team-b").unwrap();
+    assert!(all(&b, &AllQuery, SortOrder::Asc).is_empty());
+    s.close();
+    drop(s);
+    let s = FlowStorage::open(dir.path(), test_config()).unwrap();
+    let a = s.for_read("team-a").unwrap().unwrap();
+    assert_eq!(all(&a, &AllQuery, SortOrder::Asc).len(), 10);
+}
