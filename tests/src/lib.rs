@@ -76,24 +76,35 @@ pub struct Strata {
 }
 
 impl Strata {
-    /// Starts `strata up` on a free port with `data_dir`, waiting until it answers `/-/ready`.
+    /// Starts `strata up` on free ports with `data_dir`, waiting until it answers `/-/ready`. A port
+    /// found free can be taken by another process before the server binds it; then the server exits at
+    /// once and is started again on other ports.
     pub fn start(bin: &str, data_dir: &Path, extra: &[&str]) -> Strata {
-        let ports = Ports {
-            http: free_port(),
-            otlp_grpc: free_port(),
-            otlp_http: free_port(),
-        };
-        let mut s = Strata {
-            child: spawn(Path::new(bin), data_dir, ports, extra),
-            port: ports.http,
-            otlp_grpc_port: ports.otlp_grpc,
-            otlp_http_port: ports.otlp_http,
-            data_dir: data_dir.to_owned(),
-            bin: PathBuf::from(bin),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        s.wait_ready();
-        s
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let ports = Ports {
+                http: free_port(),
+                otlp_grpc: free_port(),
+                otlp_http: free_port(),
+            };
+            let mut s = Strata {
+                child: spawn(Path::new(bin), data_dir, ports, extra),
+                port: ports.http,
+                otlp_grpc_port: ports.otlp_grpc,
+                otlp_http_port: ports.otlp_http,
+                data_dir: data_dir.to_owned(),
+                bin: PathBuf::from(bin),
+                extra: extra.iter().map(|s| s.to_string()).collect(),
+            };
+            match s.try_wait_ready() {
+                Ok(()) => return s,
+                Err(status) if attempt < 3 => {
+                    eprintln!("strata exited during start-up ({status}); retrying on other ports");
+                }
+                Err(status) => panic!("strata exited during start-up: {status}"),
+            }
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -111,23 +122,37 @@ impl Strata {
     }
 
     fn wait_ready(&mut self) {
+        if let Err(status) = self.try_wait_ready() {
+            panic!("strata exited during start-up: {status}");
+        }
+    }
+
+    /// Waits for `/-/ready`; `Err` with the exit status if the server exited first.
+    fn try_wait_ready(&mut self) -> Result<(), std::process::ExitStatus> {
         let client = http();
         let url = self.url("/-/ready");
+        let mut exited = None;
         let ok = wait_for(Duration::from_secs(60), || {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("strata exited during start-up: {status}");
+                exited = Some(status);
+                return Some(false);
             }
             client
                 .get(&url)
                 .send()
                 .ok()
                 .filter(|r| r.status().is_success())
+                .map(|_| true)
         });
+        if let Some(status) = exited {
+            return Err(status);
+        }
         assert!(
-            ok.is_some(),
+            ok == Some(true),
             "strata did not become ready on port {}",
             self.port
         );
+        Ok(())
     }
 
     /// SIGKILL: no shutdown path runs.
