@@ -44,7 +44,23 @@ impl Encoding {
     fn body<M: prost::Message + serde::Serialize>(self, m: &M) -> Vec<u8> {
         match self {
             Encoding::Protobuf => m.encode_to_vec(),
-            Encoding::Json => serde_json::to_vec(m).unwrap_or_default(),
+            Encoding::Json => {
+                let mut v = serde_json::to_value(m).unwrap_or_default();
+                int64_as_strings(&mut v);
+                serde_json::to_vec(&v).unwrap_or_default()
+            }
+        }
+    }
+}
+
+/// OTLP/JSON writes 64-bit integers as decimal strings; the partial-success counts
+/// (`rejectedSpans`, `rejectedLogRecords`, `rejectedDataPoints`) are the only ones in a response.
+fn int64_as_strings(v: &mut serde_json::Value) {
+    if let Some(ps) = v.get_mut("partialSuccess").and_then(|p| p.as_object_mut()) {
+        for (key, count) in ps.iter_mut() {
+            if key.starts_with("rejected") && count.is_number() {
+                *count = serde_json::Value::String(count.to_string());
+            }
         }
     }
 }
@@ -274,6 +290,28 @@ mod tests {
             .unwrap()
             .message
             .contains("tenant"));
+    }
+
+    #[test]
+    fn json_partial_success_counts_are_strings() {
+        use opentelemetry_proto::tonic::collector::trace::v1::{
+            ExportTracePartialSuccess, ExportTraceServiceResponse,
+        };
+        let r = ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: 3,
+                error_message: "bad ids".into(),
+            }),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&Encoding::Json.body(&r)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"partialSuccess": {"rejectedSpans": "3", "errorMessage": "bad ids"}})
+        );
+        let ok: serde_json::Value =
+            serde_json::from_slice(&Encoding::Json.body(&ExportTraceServiceResponse::default()))
+                .unwrap();
+        assert!(ok.get("partialSuccess").is_none_or(|p| p.is_null()), "{ok}");
     }
 
     #[tokio::test]
