@@ -114,6 +114,10 @@ impl<'a> Reader<'a> {
     /// Field number and wire type of the next key.
     fn key(&mut self) -> Result<(u64, u64), RemoteError> {
         let k = self.varint()?;
+        // A key is a 32-bit varint (field number < 2^29), as every protobuf decoder requires.
+        if k > u64::from(u32::MAX) {
+            return Err(self.err("invalid key: more than 32 bits"));
+        }
         if k >> 3 == 0 {
             return Err(self.err("field number 0"));
         }

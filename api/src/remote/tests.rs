@@ -234,8 +234,14 @@ proptest! {
         prop_assert_eq!(v2.version, WriteVersion::V2);
         prop_assert_eq!(bits(&v1.batch), bits(&batch));
         prop_assert_eq!(bits(&v2.batch), bits(&batch));
+        // 2.0 carries metadata per series, so families come back in series order: compare as sets.
+        let sorted = |m: &[(String, Metadata)]| {
+            let mut m = m.to_vec();
+            m.sort_by(|a, b| a.0.cmp(&b.0));
+            m
+        };
         prop_assert_eq!(&v1.batch.metadata, &batch.metadata);
-        prop_assert_eq!(&v2.batch.metadata, &batch.metadata);
+        prop_assert_eq!(sorted(&v2.batch.metadata), sorted(&batch.metadata));
         let exemplars: usize = batch.series.iter().map(|s| s.exemplars.len()).sum();
         for d in [&v1, &v2] {
             prop_assert_eq!(d.samples, batch.sample_count());
@@ -776,4 +782,15 @@ fn chunked_frames_round_trip_and_check_crc() {
     corrupt[first_len - 1] ^= 1;
     let err = decode_chunked_frame(&corrupt, &limits).unwrap_err();
     assert!(err.to_string().contains("checksum mismatch"), "{err}");
+}
+
+/// A key whose varint exceeds 32 bits is refused by both decoders (found by the property test above).
+#[test]
+fn keys_wider_than_32_bits_are_refused() {
+    // Key 0x1_0000_0059: field 11 with wire type 1 plus bit 32, then a length-delimited payload.
+    let body = [0xd9, 0x80, 0x80, 0x80, 0x10, 0x00];
+    let limits = DecodeLimits::default();
+    assert!(decode_write(&snappy(&body), V1, SNAPPY, &limits).is_err());
+    let e = borrowed_v1(&snappy(&body), &limits).unwrap_err();
+    assert!(e.to_string().contains("32 bits"), "{e}");
 }
