@@ -4,7 +4,7 @@
 //! The path of data, top-down: [`kernel_features`] says what the host offers; [`loader`] loads and
 //! attaches what it can; [`event_reader`] drains the ring into [`events`] (decoded with [`http`]
 //! and [`dns`]); [`flow_table`] scans the per-socket kernel counters on a timer and, with the
-//! close summaries, turns them into per-interval deltas;
+//! close summaries, turns them into per-interval deltas; [`identity`] names both ends of each;
 //! [`clock`] turns the kernel's monotonic timestamps into wall time.
 
 pub mod clock;
@@ -14,6 +14,7 @@ pub mod event_reader;
 pub mod events;
 pub mod flow_table;
 pub mod http;
+pub mod identity;
 pub mod kernel_features;
 pub mod loader;
 
