@@ -12,6 +12,7 @@ pub mod dns;
 pub mod error;
 pub mod event_reader;
 pub mod events;
+pub mod exporter;
 pub mod flow_table;
 pub mod http;
 pub mod identity;
