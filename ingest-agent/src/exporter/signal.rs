@@ -370,7 +370,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn numbers(resource: &ResourceLogs) -> Vec<i64> {
+    pub(crate) fn numbers(resource: &ResourceLogs) -> Vec<i64> {
         resource
             .scope_logs
             .iter()
