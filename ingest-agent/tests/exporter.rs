@@ -48,6 +48,8 @@ enum Answer {
     Fail(Code),
     /// RESOURCE_EXHAUSTED carrying a `google.rpc.RetryInfo` delay.
     SlowDown(Duration),
+    /// No answer for this long, then UNAVAILABLE.
+    Hang(Duration),
     /// Accepted, with this many items refused in `partial_success`.
     Reject(i64, &'static str),
 }
@@ -134,11 +136,7 @@ impl Collector {
 
     /// Records the request and answers it as scripted: the partial-success count and message,
     /// or the failure.
-    #[allow(
-        clippy::result_large_err,
-        reason = "the failure is the service's own answer, a tonic Status by value"
-    )]
-    fn answer<T>(
+    async fn answer<T>(
         &self,
         signal: SignalKind,
         request: &Request<T>,
@@ -153,42 +151,41 @@ impl Collector {
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_owned)
         };
-        let mut recorded = self.recorded.lock().unwrap();
-        recorded.attempts.push((signal, Instant::now()));
-        let answer = recorded
-            .script
-            .get_mut(&signal)
-            .and_then(VecDeque::pop_front);
-        let rejected = match answer {
-            Some(Answer::Fail(code)) => {
-                drop(recorded);
-                self.changed.notify_waiters();
-                return Err(Status::new(code, "scripted failure"));
+        let answer = {
+            let mut recorded = self.recorded.lock().unwrap();
+            recorded.attempts.push((signal, Instant::now()));
+            let answer = recorded
+                .script
+                .get_mut(&signal)
+                .and_then(VecDeque::pop_front);
+            if let None | Some(Answer::Reject(..)) = answer {
+                recorded.received.push(Received {
+                    signal,
+                    items,
+                    numbers,
+                    gzip: text("grpc-encoding").as_deref() == Some("gzip"),
+                    tenant: text("x-scope-orgid"),
+                    agent_header: text("x-agent"),
+                    resources_intact,
+                });
             }
-            Some(Answer::SlowDown(delay)) => {
-                drop(recorded);
-                self.changed.notify_waiters();
-                return Err(Status::with_details(
-                    Code::ResourceExhausted,
-                    "slow down",
-                    retry_info(delay).into(),
-                ));
-            }
-            Some(Answer::Reject(count, message)) => (count, message.to_owned()),
-            None => (0, String::new()),
+            answer
         };
-        recorded.received.push(Received {
-            signal,
-            items,
-            numbers,
-            gzip: text("grpc-encoding").as_deref() == Some("gzip"),
-            tenant: text("x-scope-orgid"),
-            agent_header: text("x-agent"),
-            resources_intact,
-        });
-        drop(recorded);
         self.changed.notify_waiters();
-        Ok(rejected)
+        match answer {
+            None => Ok((0, String::new())),
+            Some(Answer::Reject(count, message)) => Ok((count, message.to_owned())),
+            Some(Answer::Fail(code)) => Err(Status::new(code, "scripted failure")),
+            Some(Answer::SlowDown(delay)) => Err(Status::with_details(
+                Code::ResourceExhausted,
+                "slow down",
+                retry_info(delay).into(),
+            )),
+            Some(Answer::Hang(delay)) => {
+                tokio::time::sleep(delay).await;
+                Err(Status::unavailable("answered too late"))
+            }
+        }
     }
 }
 
@@ -215,13 +212,15 @@ impl LogsService for Collector {
             .resource_logs
             .iter()
             .all(|r| node_resource(&r.resource));
-        let (rejected, error_message) = self.answer(
-            SignalKind::Logs,
-            &request,
-            records().count(),
-            numbers,
-            intact,
-        )?;
+        let (rejected, error_message) = self
+            .answer(
+                SignalKind::Logs,
+                &request,
+                records().count(),
+                numbers,
+                intact,
+            )
+            .await?;
         Ok(Response::new(ExportLogsServiceResponse {
             partial_success: (rejected > 0).then_some(ExportLogsPartialSuccess {
                 rejected_log_records: rejected,
@@ -252,7 +251,8 @@ impl MetricsService for Collector {
             .resource_metrics
             .iter()
             .all(|r| node_resource(&r.resource));
-        self.answer(SignalKind::Metrics, &request, points, Vec::new(), intact)?;
+        self.answer(SignalKind::Metrics, &request, points, Vec::new(), intact)
+            .await?;
         Ok(Response::new(ExportMetricsServiceResponse::default()))
     }
 }
@@ -274,7 +274,8 @@ impl TraceService for Collector {
             .resource_spans
             .iter()
             .all(|r| node_resource(&r.resource));
-        self.answer(SignalKind::Spans, &request, spans, Vec::new(), intact)?;
+        self.answer(SignalKind::Spans, &request, spans, Vec::new(), intact)
+            .await?;
         Ok(Response::new(ExportTraceServiceResponse::default()))
     }
 }
@@ -627,6 +628,60 @@ async fn resource_exhausted_waits_the_delay_the_store_asks_for() {
         attempts[1] - attempts[0]
     );
     assert_eq!(stats.spans.retries.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn an_attempt_without_an_answer_times_out_and_is_retried() {
+    let (collector, addr) = running_collector();
+    collector.script(SignalKind::Logs, [Answer::Hang(Duration::from_secs(2))]);
+    let exporter = Exporter::spawn(&ExporterConfig {
+        timeout: "100ms".into(),
+        ..config(addr)
+    })
+    .expect("exporter");
+    let stats = exporter.stats();
+    exporter.logs(vec![logs(0..5, 5)]);
+    collector.wait_for_items(SignalKind::Logs, 5).await;
+    eventually("the answer to be counted", || {
+        stats.logs.sent_items.load(Ordering::Relaxed) == 5
+    })
+    .await;
+    let attempts = collector.attempts(SignalKind::Logs);
+    assert_eq!(attempts.len(), 2);
+    assert!(
+        attempts[1] - attempts[0] < Duration::from_secs(2),
+        "not waited out"
+    );
+    assert_eq!(stats.logs.retries.load(Ordering::Relaxed), 1);
+    let last_error = stats.logs.last_error().expect("the timeout is remembered");
+    assert!(last_error.starts_with("DeadlineExceeded"), "{last_error}");
+}
+
+#[tokio::test]
+async fn a_batch_still_failing_after_max_elapsed_is_given_up() {
+    let (collector, addr) = running_collector();
+    collector.script(
+        SignalKind::Spans,
+        std::iter::repeat_n(Answer::Fail(Code::Unavailable), 10_000),
+    );
+    let exporter = Exporter::spawn(&ExporterConfig {
+        retry: RetryConfig {
+            max_elapsed: "100ms".into(),
+            ..config(addr).retry
+        },
+        ..config(addr)
+    })
+    .expect("exporter");
+    let stats = exporter.stats();
+    exporter.spans(vec![spans(4)]);
+    eventually("the batch to be given up", || {
+        stats.spans.dropped_gave_up.load(Ordering::Relaxed) == 4
+    })
+    .await;
+    let attempts = collector.attempts(SignalKind::Spans).len() as u64;
+    assert!(attempts >= 2, "retried before giving up");
+    assert_eq!(stats.spans.retries.load(Ordering::Relaxed), attempts - 1);
+    assert_eq!(stats.spans.sent_items.load(Ordering::Relaxed), 0);
 }
 
 #[tokio::test]

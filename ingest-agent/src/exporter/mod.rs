@@ -316,8 +316,8 @@ impl<S: Signal> Sender<S> {
         }
         let mut request = tonic::Request::new(batch.resources.clone());
         *request.metadata_mut() = self.settings.metadata.clone();
-        // The server may stop working on it when we stop waiting.
-        request.set_timeout(timeout);
+        // No `grpc-timeout` header: tonic would enforce it too, racing this timeout with a
+        // CANCELLED of its own, and the store finishes a write it has begun regardless.
         match tokio::time::timeout(timeout, S::export(&mut self.client, request)).await {
             Ok(answer) => answer,
             Err(_) => Err(Status::deadline_exceeded(format!(

@@ -181,13 +181,15 @@ impl<S: Signal> Queue<S> {
     }
 
     pub fn lock(&self) -> MutexGuard<'_, QueueState<S>> {
-        // A panic while holding the lock leaves the batcher consistent between statements.
+        // A panic under the lock must not wedge the pipeline's pushes; the state it leaves is at
+        // worst short of the batch being moved.
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Never waits: a full queue drops its oldest batch instead.
+    /// Never waits. Queue: `queue_capacity` full batches; when full: drop the oldest, count its
+    /// items in `dropped_queue_full`.
     pub fn push(&self, resources: Vec<S::Resource>) {
         let items: usize = resources.iter().map(S::items).sum();
         let mut state = self.lock();
