@@ -1,5 +1,5 @@
 //! The exporter's settings as written in the agent's TOML file (`[exporter]`, `[exporter.retry]`),
-//! checked by [`ExporterConfig::validate`] and resolved into [`Settings`] for the senders.
+//! checked by [`ExporterConfig::validate`] and resolved into `Settings` for the senders.
 //! Durations use the Prometheus syntax the store's config uses: `250ms`, `5s`, `1m30s`, `0`.
 
 use std::collections::BTreeMap;

@@ -3,10 +3,10 @@
 //! and the collector services, not how the records were made.
 //!
 //! The path, top-down: the pipeline hands resources to [`Exporter::logs`], [`Exporter::metrics`]
-//! or [`Exporter::spans`], which never wait; each signal's [`queue`] cuts them into batches of at
+//! or [`Exporter::spans`], which never wait; each signal's `queue` cuts them into batches of at
 //! most `max_batch_items` items; one sender task per signal takes the next batch when it is full
 //! or `flush_interval` old, and exports it on its own connection, so a slow or failing signal
-//! holds up no other. A failed export is retried with backoff ([`retry`]) until it succeeds, is
+//! holds up no other. A failed export is retried with backoff (`retry`) until it succeeds, is
 //! refused for good, or has failed for `retry.max_elapsed`. Every outcome is counted in
 //! [`ExporterStats`]. Connections are made lazily and remade after a failure, so the agent may
 //! start before the store.
@@ -278,20 +278,8 @@ impl<S: Signal> Sender<S> {
                 Verdict::Retry { after: None } => backoff.next_delay(retry::random_unit()),
             };
             let retry_at = Instant::now() + delay;
-            if retry_at > first_attempt + self.settings.max_elapsed
-                || !wait_for_retry(&self.queue, retry_at).await
-            {
-                stats.dropped_gave_up.fetch_add(items, Ordering::Relaxed);
-                if let Some(suppressed) = self.gave_up_warning.allow() {
-                    tracing::warn!(
-                        signal,
-                        items,
-                        code = ?status.code(),
-                        error = status.message(),
-                        suppressed,
-                        "export still failing; batch dropped"
-                    );
-                }
+            if retry_at > first_attempt + self.settings.max_elapsed {
+                self.give_up(items, &status);
                 return;
             }
             if let Some(suppressed) = self.retry_warning.allow() {
@@ -304,7 +292,11 @@ impl<S: Signal> Sender<S> {
                     "export failed; retrying"
                 );
             }
-            stats.retries.fetch_add(1, Ordering::Relaxed);
+            if !wait_for_retry(&self.queue, retry_at).await {
+                self.give_up(items, &status);
+                return;
+            }
+            self.queue.stats().retries.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -323,6 +315,24 @@ impl<S: Signal> Sender<S> {
             Err(_) => Err(Status::deadline_exceeded(format!(
                 "no answer within {timeout:?}"
             ))),
+        }
+    }
+
+    /// Drops a batch still failing after `retry.max_elapsed`, or at a shutdown's deadline.
+    fn give_up(&mut self, items: u64, status: &Status) {
+        self.queue
+            .stats()
+            .dropped_gave_up
+            .fetch_add(items, Ordering::Relaxed);
+        if let Some(suppressed) = self.gave_up_warning.allow() {
+            tracing::warn!(
+                signal = S::KIND.as_str(),
+                items,
+                code = ?status.code(),
+                error = status.message(),
+                suppressed,
+                "export still failing; batch dropped"
+            );
         }
     }
 
