@@ -511,6 +511,7 @@ async fn stream_events(
     loop {
         let line = tokio::select! {
             _ = tokio::time::sleep_until(deadline) => return,
+            _ = lines.closed() => return,
             _ = bookmark_tick.tick(), if bookmarks => {
                 let object = json!({
                     "kind": kind.name(), "apiVersion": "v1",
