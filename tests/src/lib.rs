@@ -2,6 +2,8 @@
 //! promtool, node_exporter), crash and restart. The helpers here start processes, and skip loudly when a
 //! tool or privilege is missing — or fail instead under `STRATA_REQUIRE_ALL=1`.
 
+pub mod kube_api;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,9 +1,9 @@
 //! Service identity of both ends of every observed socket (DESIGN §3). The local end is found from
 //! the cgroup id the kernel reports: [`cgroup`] maps it to a cgroup path and the path to a pod,
-//! container or host unit; [`pods`] holds the Kubernetes pods and nodes that [`watch`] keeps
-//! current. The remote end is found from its address: a pod or node by IP, else the DNS name the
-//! client resolved ([`external`], learned by snooping answers), else a configured CIDR label,
-//! else `world`. [`Resolver`] ties them together behind one cheap-to-clone handle.
+//! container or host unit; [`pods`] holds the Kubernetes pods and nodes that the `watch` module
+//! keeps current. The remote end is found from its address: a pod or node by IP, else the DNS
+//! name the client resolved ([`external`], learned by snooping answers), else a configured CIDR
+//! label, else `world`. [`Resolver`] ties them together behind one cheap-to-clone handle.
 //!
 //! Knows nothing of the kernel programs beyond the cgroup id, and nothing of export formats: an
 //! [`Identity`]'s fields are the flow-record fields `src.*`/`dst.*` of `docs/flow-schema.md`.
