@@ -20,7 +20,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the store with local storage (and the node agent once this build has one and runs as root).
+    /// Run the store with local storage, and the node agent when running as root.
     Up(Overrides),
     /// Run the store from a config file.
     Serve {
@@ -63,6 +63,12 @@ struct Overrides {
     otlp_grpc_listen: Option<String>,
     #[arg(long)]
     otlp_http_listen: Option<String>,
+    /// Run the node agent in this process: auto (when root), on, off.
+    #[arg(long, value_name = "MODE")]
+    agent: Option<String>,
+    /// The node agent's TOML file (see `strata-agent --help`).
+    #[arg(long, value_name = "FILE")]
+    agent_config: Option<PathBuf>,
 }
 
 impl Overrides {
@@ -78,6 +84,12 @@ impl Overrides {
         }
         if let Some(v) = self.otlp_http_listen {
             cfg.server.otlp_http_listen = v;
+        }
+        if let Some(v) = self.agent {
+            cfg.agent.mode = v;
+        }
+        if let Some(v) = self.agent_config {
+            cfg.agent.config = Some(v);
         }
     }
 }
@@ -133,16 +145,80 @@ fn serve(config: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
     overrides.apply(&mut cfg);
     cfg.validate()?;
     init_logging(cfg.server.log_format == "json");
-    let privileged = unsafe_free_is_root();
-    tracing::info!(
-        privileged,
-        "node agent: not part of this build yet; running the store only"
-    );
+    let agent = agent_config(&cfg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    rt.block_on(crate::server::run(cfg, crate::server::shutdown_signal()))
+    rt.block_on(async move {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let agent = agent.map(|(agent, required)| {
+            let mut stopped = stopped.clone();
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            tokio::spawn(async move {
+                let result = strata_agent::agent::run(agent, shutdown).await;
+                match result {
+                    Ok(()) => Ok(()),
+                    Err(err) if required => Err(err),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "node agent could not run; the store runs alone");
+                        Ok(())
+                    }
+                }
+            })
+        });
+        let shutdown = async move {
+            crate::server::shutdown_signal().await;
+            let _ = stop.send(true);
+        };
+        let served = crate::server::run(cfg, shutdown).await;
+        if let Some(agent) = agent {
+            match agent.await {
+                Ok(Err(err)) => return Err(anyhow::Error::new(err).context("node agent failed")),
+                Err(err) => return Err(anyhow::Error::new(err).context("node agent panicked")),
+                Ok(Ok(())) => {}
+            }
+        }
+        served
+    })
+}
+
+/// The in-process agent's configuration and whether it must run, or `None` when it does not run.
+fn agent_config(cfg: &Config) -> anyhow::Result<Option<(strata_agent::config::AgentConfig, bool)>> {
+    let privileged = unsafe_free_is_root();
+    let required = match cfg.agent.mode.as_str() {
+        "off" => return Ok(None),
+        "on" => true,
+        _ if !privileged => {
+            tracing::info!("node agent: not running as root; running the store only");
+            return Ok(None);
+        }
+        _ => false,
+    };
+    let mut agent = strata_agent::config::AgentConfig::load(cfg.agent.config.as_deref())
+        .context("agent.config")?;
+    if cfg.agent.config.is_none() {
+        // All in one process: the server's own /metrics is the place to look.
+        agent.listen.clear();
+    }
+    if agent.exporter.endpoint == strata_agent::exporter::config::DEFAULT_ENDPOINT {
+        if cfg.server.otlp_grpc_listen.is_empty() {
+            anyhow::bail!("agent: the in-process agent exports over OTLP gRPC, but server.otlp_grpc_listen is empty");
+        }
+        agent.exporter.endpoint = format!("http://{}", local_address(&cfg.server.otlp_grpc_listen));
+    }
+    agent.validate().context("agent.config")?;
+    Ok(Some((agent, required)))
+}
+
+/// A listen address as a local client reaches it: `0.0.0.0:4317` → `127.0.0.1:4317`.
+fn local_address(listen: &str) -> String {
+    match listen.rsplit_once(':') {
+        Some(("0.0.0.0" | "" | "[::]", port)) => format!("127.0.0.1:{port}"),
+        _ => listen.to_owned(),
+    }
 }
 
 /// True when running as root (the agent needs it); read from /proc to avoid `unsafe` FFI.

@@ -20,6 +20,28 @@ pub struct Config {
     pub metrics: MetricsStoreConfig,
     pub traces: TracesStoreConfig,
     pub flows: FlowsStoreConfig,
+    pub agent: AgentSection,
+}
+
+/// `[agent]`: the node agent running inside the server (the all-in-one `strata up`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentSection {
+    /// `auto` runs it when the server runs as root, `on` always (failing to start it is then an
+    /// error), `off` never.
+    pub mode: String,
+    /// The agent's own TOML file (`strata-agent --config`); its exporter endpoint defaults to
+    /// this server's OTLP gRPC listener.
+    pub config: Option<PathBuf>,
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        AgentSection {
+            mode: "auto".into(),
+            config: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -178,6 +200,7 @@ impl Default for Config {
             metrics: MetricsStoreConfig::default(),
             traces: TracesStoreConfig::default(),
             flows: FlowsStoreConfig::default(),
+            agent: AgentSection::default(),
         }
     }
 }
@@ -425,7 +448,8 @@ impl Config {
     }
 
     /// Environment overrides: `STRATA_DATA_DIR`, `STRATA_LISTEN`, `STRATA_OTLP_GRPC_LISTEN`,
-    /// `STRATA_OTLP_HTTP_LISTEN`, `STRATA_LOG_FORMAT`, `STRATA_RETENTION`, `STRATA_WAL_FSYNC`.
+    /// `STRATA_OTLP_HTTP_LISTEN`, `STRATA_LOG_FORMAT`, `STRATA_RETENTION`, `STRATA_WAL_FSYNC`,
+    /// `STRATA_AGENT`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = get("STRATA_DATA_DIR") {
             self.data_dir = v.into();
@@ -438,6 +462,9 @@ impl Config {
         }
         if let Some(v) = get("STRATA_OTLP_HTTP_LISTEN") {
             self.server.otlp_http_listen = v;
+        }
+        if let Some(v) = get("STRATA_AGENT") {
+            self.agent.mode = v;
         }
         if let Some(v) = get("STRATA_LOG_FORMAT") {
             self.server.log_format = v;
@@ -472,6 +499,12 @@ impl Config {
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(err("data_dir", "must not be empty"));
+        }
+        if !["auto", "on", "off"].contains(&self.agent.mode.as_str()) {
+            return Err(err(
+                "agent.mode",
+                format!("{:?} is not one of auto, on, off", self.agent.mode),
+            ));
         }
         for (key, addr) in [
             ("server.listen", &self.server.listen),

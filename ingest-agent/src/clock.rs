@@ -26,7 +26,7 @@ impl SystemClock {
             .unwrap_or_default()
             .as_nanos() as i128;
         SystemClock {
-            boot_wall_ns: wall - i128::from(read_monotonic_ns()),
+            boot_wall_ns: wall - i128::from(monotonic_now_ns()),
         }
     }
 }
@@ -37,7 +37,8 @@ impl Default for SystemClock {
     }
 }
 
-fn read_monotonic_ns() -> u64 {
+/// Now on CLOCK_MONOTONIC, the kernel programs' clock.
+pub fn monotonic_now_ns() -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -49,7 +50,7 @@ fn read_monotonic_ns() -> u64 {
 
 impl Clock for SystemClock {
     fn monotonic_ns(&self) -> u64 {
-        read_monotonic_ns()
+        monotonic_now_ns()
     }
 
     fn wall_time(&self, monotonic_ns: u64) -> SystemTime {

@@ -7,16 +7,24 @@
 //! close summaries, turns them into per-interval deltas; [`identity`] names both ends of each;
 //! [`clock`] turns the kernel's monotonic timestamps into wall time.
 
+pub mod agent;
+pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod dns;
 pub mod error;
 pub mod event_reader;
 pub mod events;
 pub mod exporter;
+pub mod flow_records;
 pub mod flow_table;
+pub mod golden_metrics;
 pub mod http;
 pub mod identity;
 pub mod kernel_features;
 pub mod loader;
+pub mod otlp;
+pub mod self_metrics;
+pub mod spans;
 
 pub use error::{Error, Result};

@@ -3,6 +3,7 @@
 //! tool or privilege is missing — or fail instead under `STRATA_REQUIRE_ALL=1`.
 
 pub mod kube_api;
+pub mod pods;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -203,6 +204,13 @@ fn spawn(bin: &Path, data_dir: &Path, ports: Ports, extra: &[&str]) -> Child {
         .arg(format!("127.0.0.1:{}", ports.otlp_grpc))
         .arg("--otlp-http-listen")
         .arg(format!("127.0.0.1:{}", ports.otlp_http))
+        // The node agent observes the whole host; only tests about it turn it on.
+        .args(
+            (!extra.iter().any(|arg| arg.starts_with("--agent")))
+                .then_some(["--agent", "off"])
+                .into_iter()
+                .flatten(),
+        )
         .args(extra)
         .env("STRATA_LOG", "warn")
         .stdout(Stdio::null())

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
 
+use crate::config::duration::parse as parse_duration;
 use crate::error::{Error, Result};
 
 /// Where and how the agent sends its OTLP signals.
@@ -246,45 +247,6 @@ fn positive_duration(key: &str, value: &str, example: &str) -> Result<Duration> 
             format!("{value:?} is not a duration like {example}"),
         )),
     }
-}
-
-/// Parses a Prometheus-style duration (`250ms`, `90s`, `1h30m`, `0`), as the store's config does.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    if text == "0" {
-        return Some(Duration::ZERO);
-    }
-    if text.is_empty() {
-        return None;
-    }
-    let mut total_ms: u64 = 0;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return None;
-        }
-        let count: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit_ms: u64 = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            "y" => 365 * 86_400_000,
-            _ => return None,
-        };
-        total_ms = total_ms.checked_add(count.checked_mul(unit_ms)?)?;
-        rest = &rest[unit_len..];
-    }
-    Some(Duration::from_millis(total_ms))
 }
 
 #[cfg(test)]

@@ -283,7 +283,7 @@ flow_fields! {
     "tcp.retransmits" => tcp.retransmits: U64, "", "Segments retransmitted in the interval.";
     "tcp.srtt_us" => tcp.srtt_us: U64, "us", "Smoothed RTT at the end of the interval.";
     "tcp.srtt_min_us" => tcp.srtt_min_us: U64, "us", "Smallest smoothed RTT seen in the interval.";
-    "tcp.connect" => tcp.connect: Str, "", "Connect outcome: `ok`, `refused`, `timeout` or `reset`.";
+    "tcp.connect" => tcp.connect: Str, "", "How the connection went: `ok`, `refused`, `timeout`, `reset`, `unreachable`, `aborted` or `failed`.";
     "http.requests" => http.requests: U64, "", "HTTP/1.x requests seen.";
     "http.responses_1xx" => http.responses_1xx: U64, "", "Responses with a 1xx status.";
     "http.responses_2xx" => http.responses_2xx: U64, "", "Responses with a 2xx status.";

@@ -1,0 +1,202 @@
+//! One span per observed HTTP/1.x exchange that carried a W3C `traceparent`, in the trace the
+//! header names. The server end's span is a child of the header's parent id, with an id of its
+//! own; the client end's span takes the header's parent id as its id, because a client sends
+//! its own span's id in `traceparent` (W3C Trace Context §3.2.2.4) — so when both ends are
+//! observed the server span hangs under the client span, as an instrumented pair would.
+
+use std::collections::HashMap;
+use std::time::UNIX_EPOCH;
+
+use opentelemetry_proto::tonic::trace::v1::{
+    span, status, ResourceSpans, ScopeSpans, Span, Status,
+};
+
+use crate::clock::Clock;
+use crate::events::{HttpExchange, Role};
+use crate::http::TraceParent;
+use crate::identity::Identity;
+use crate::otlp;
+
+/// The id of the span the agent makes for the server end of an exchange. Derived from the
+/// exchange, so the metrics' exemplars name the same span without sharing state.
+pub fn server_span_id(exchange: &HttpExchange) -> [u8; 8] {
+    let mut x = exchange.sock_cookie
+        ^ exchange.request_ns.rotate_left(29)
+        ^ exchange.cgroup_id.rotate_left(47);
+    // splitmix64 finaliser: spreads every input bit over the id.
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    // An all-zero span id is invalid.
+    x.max(1).to_be_bytes()
+}
+
+/// The span id the agent reports for `exchange`'s end, with the trace it belongs to.
+pub fn span_ids(exchange: &HttpExchange) -> Option<([u8; 16], [u8; 8])> {
+    let traceparent = exchange.request.as_ref()?.traceparent.as_ref()?;
+    let span_id = match exchange.role {
+        Role::Client => traceparent.parent_id,
+        Role::Server | Role::Unknown => server_span_id(exchange),
+    };
+    Some((traceparent.trace_id, span_id))
+}
+
+fn unix_ns(clock: &dyn Clock, monotonic_ns: u64) -> u64 {
+    clock
+        .wall_time(monotonic_ns)
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+        })
+}
+
+/// The span for one end of an exchange; `None` without a `traceparent`.
+pub fn span_of(exchange: &HttpExchange, clock: &dyn Clock, peer: &Identity) -> Option<Span> {
+    let request = exchange.request.as_ref()?;
+    let traceparent: &TraceParent = request.traceparent.as_ref()?;
+    let (trace_id, span_id) = span_ids(exchange)?;
+    let server = exchange.role != Role::Client;
+    let mut attributes = vec![
+        otlp::string("http.request.method", request.method.as_str()),
+        otlp::string("url.path", request.path()),
+        otlp::string(
+            "network.protocol.version",
+            format!("1.{}", request.version.minor),
+        ),
+        otlp::string(
+            "network.peer.address",
+            exchange.endpoints.remote.ip().to_string(),
+        ),
+        otlp::int(
+            "network.peer.port",
+            u64::from(exchange.endpoints.remote.port()),
+        ),
+    ];
+    let host = request
+        .host
+        .as_deref()
+        .map(|host| host.rsplit_once(':').map_or(host, |(name, _)| name));
+    let server_port = if server {
+        exchange.endpoints.local.port()
+    } else {
+        exchange.endpoints.remote.port()
+    };
+    if let Some(host) = host.filter(|host| !host.is_empty()) {
+        attributes.push(otlp::string("server.address", host));
+    }
+    attributes.push(otlp::int("server.port", u64::from(server_port)));
+    if server {
+        attributes.push(otlp::string(
+            "client.address",
+            exchange.endpoints.remote.ip().to_string(),
+        ));
+    } else {
+        let name = otlp::service_name(peer);
+        if name != "unknown" {
+            attributes.push(otlp::string("peer.service", name));
+        }
+    }
+    let mut span_status = Status::default();
+    if let Some(status) = &exchange.status {
+        attributes.push(otlp::int(
+            "http.response.status_code",
+            u64::from(status.code),
+        ));
+        // Semantic conventions: a server span fails on 5xx, a client span on 4xx and 5xx.
+        let failed = if server {
+            status.code >= 500
+        } else {
+            status.code >= 400
+        };
+        if failed {
+            span_status.code = status::StatusCode::Error as i32;
+            attributes.push(otlp::string("error.type", status.code.to_string()));
+        }
+    }
+    Some(Span {
+        trace_id: trace_id.to_vec(),
+        span_id: span_id.to_vec(),
+        parent_span_id: if server {
+            traceparent.parent_id.to_vec()
+        } else {
+            Vec::new()
+        },
+        flags: u32::from(traceparent.flags),
+        name: request.method.as_str().to_owned(),
+        kind: if server {
+            span::SpanKind::Server
+        } else {
+            span::SpanKind::Client
+        } as i32,
+        start_time_unix_nano: unix_ns(clock, exchange.request_ns),
+        end_time_unix_nano: unix_ns(clock, exchange.response_ns.max(exchange.request_ns)),
+        attributes,
+        status: Some(span_status),
+        ..Span::default()
+    })
+}
+
+/// Spans waiting for export, grouped by the service they belong to.
+#[derive(Debug)]
+pub struct SpanBatch {
+    by_service: HashMap<Identity, Vec<Span>>,
+    len: usize,
+    // spans between two exports: `max_spans`; when full: new spans are dropped and counted.
+    max_spans: usize,
+    dropped: u64,
+}
+
+impl SpanBatch {
+    pub fn new(max_spans: usize) -> SpanBatch {
+        SpanBatch {
+            by_service: HashMap::new(),
+            len: 0,
+            max_spans: max_spans.max(1),
+            dropped: 0,
+        }
+    }
+
+    pub fn push(&mut self, service: &Identity, span: Span) {
+        if self.len >= self.max_spans {
+            self.dropped += 1;
+            return;
+        }
+        self.len += 1;
+        match self.by_service.get_mut(service) {
+            Some(spans) => spans.push(span),
+            None => {
+                self.by_service.insert(service.clone(), vec![span]);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Everything pushed since the last drain, one resource per service.
+    pub fn drain(&mut self) -> Vec<ResourceSpans> {
+        self.len = 0;
+        self.by_service
+            .drain()
+            .map(|(service, spans)| ResourceSpans {
+                resource: Some(otlp::service_resource(&service)),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(otlp::scope()),
+                    spans,
+                    ..ScopeSpans::default()
+                }],
+                ..ResourceSpans::default()
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,182 @@
+"""Test workloads for the node agent's end-to-end tests, standard library only.
+
+Each mode is one program a pod runs:
+  http-server PORT                  HTTP/1.1 server; GET /work?sleep_ms=N&status=C sleeps and answers C
+  http-client URL COUNT [--traceparent] [--path P]
+                                    COUNT keep-alive GETs; prints one JSON line per request
+                                    (status, trace_id and parent_id of the traceparent it sent)
+  tcp-sink PORT REPLY               accepts one connection, reads to EOF, answers REPLY bytes;
+                                    prints the bytes it read
+  tcp-send HOST PORT BYTES          sends BYTES, half-closes, reads to EOF; prints the bytes read
+  connect HOST PORT TIMEOUT         one connect attempt; prints ok, refused or timeout
+  dns-server PORT NAME=IP...        answers A queries for the names given, NXDOMAIN otherwise
+  resolve NAME                      resolves through the system resolver; prints the address
+                                    or NXDOMAIN
+"""
+
+import http.client
+import http.server
+import json
+import os
+import socket
+import struct
+import sys
+import time
+import urllib.parse
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+        sleep_ms = int(query.get("sleep_ms", ["0"])[0])
+        status = int(query.get("status", ["200"])[0])
+        if sleep_ms:
+            time.sleep(sleep_ms / 1000)
+        body = b"ok\n" if status < 400 else b"failed\n"
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def http_server(port):
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", int(port)), Handler)
+    server.daemon_threads = True
+    print("listening", flush=True)
+    server.serve_forever()
+
+
+def http_client(url, count, *options):
+    parsed = urllib.parse.urlparse(url)
+    traced = "--traceparent" in options
+    path = parsed.path or "/"
+    if parsed.query:
+        path += "?" + parsed.query
+    connection = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=10)
+    for _ in range(int(count)):
+        headers = {}
+        trace_id = parent_id = ""
+        if traced:
+            trace_id = os.urandom(16).hex()
+            parent_id = os.urandom(8).hex()
+            headers["traceparent"] = f"00-{trace_id}-{parent_id}-01"
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        print(json.dumps({"status": response.status, "trace_id": trace_id, "parent_id": parent_id}), flush=True)
+    connection.close()
+
+
+def tcp_sink(port, reply):
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("0.0.0.0", int(port)))
+    listener.listen(1)
+    print("listening", flush=True)
+    connection, _ = listener.accept()
+    received = 0
+    while True:
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        received += len(chunk)
+    connection.sendall(b"r" * int(reply))
+    connection.close()
+    print(received, flush=True)
+
+
+def tcp_send(host, port, count):
+    connection = socket.create_connection((host, int(port)), timeout=30)
+    remaining = int(count)
+    block = b"s" * 65536
+    while remaining:
+        sent = connection.send(block[: min(remaining, len(block))])
+        remaining -= sent
+    connection.shutdown(socket.SHUT_WR)
+    received = 0
+    while True:
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        received += len(chunk)
+    connection.close()
+    print(received, flush=True)
+
+
+def connect(host, port, timeout):
+    attempt = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    attempt.settimeout(float(timeout))
+    try:
+        attempt.connect((host, int(port)))
+        print("ok", flush=True)
+    except ConnectionRefusedError:
+        print("refused", flush=True)
+    except (socket.timeout, TimeoutError):
+        print("timeout", flush=True)
+    finally:
+        attempt.close()
+
+
+def dns_server(port, *entries):
+    zone = {}
+    for entry in entries:
+        name, address = entry.split("=")
+        zone[name.lower().rstrip(".")] = address
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("0.0.0.0", int(port)))
+    print("listening", flush=True)
+    while True:
+        query, client = server.recvfrom(512)
+        if len(query) < 12:
+            continue
+        ident, _flags, qdcount = struct.unpack("!HHH", query[:6])
+        if qdcount != 1:
+            continue
+        labels, offset = [], 12
+        while offset < len(query) and query[offset]:
+            length = query[offset]
+            labels.append(query[offset + 1 : offset + 1 + length].decode("ascii", "replace"))
+            offset += 1 + length
+        question_end = offset + 5
+        question = query[12:question_end]
+        qtype = struct.unpack("!H", query[offset + 1 : offset + 3])[0]
+        name = ".".join(labels).lower()
+        address = zone.get(name)
+        if address is None:
+            header = struct.pack("!HHHHHH", ident, 0x8183, 1, 0, 0, 0)
+            server.sendto(header + question, client)
+        elif qtype == 1:
+            header = struct.pack("!HHHHHH", ident, 0x8180, 1, 1, 0, 0)
+            answer = struct.pack("!HHHIH", 0xC00C, 1, 1, 300, 4) + socket.inet_aton(address)
+            server.sendto(header + question + answer, client)
+        else:
+            header = struct.pack("!HHHHHH", ident, 0x8180, 1, 0, 0, 0)
+            server.sendto(header + question, client)
+
+
+def resolve(name):
+    try:
+        infos = socket.getaddrinfo(name, 80, socket.AF_INET, socket.SOCK_STREAM)
+        print(infos[0][4][0], flush=True)
+    except socket.gaierror:
+        print("NXDOMAIN", flush=True)
+
+
+MODES = {
+    "http-server": http_server,
+    "http-client": http_client,
+    "tcp-sink": tcp_sink,
+    "tcp-send": tcp_send,
+    "connect": connect,
+    "dns-server": dns_server,
+    "resolve": resolve,
+}
+
+if __name__ == "__main__":
+    MODES[sys.argv[1]](*sys.argv[2:])

@@ -1,0 +1,562 @@
+//! The node agent end to end, as root: pods are network namespaces on a bridge, each process in
+//! a cgroup laid out as the kubelet lays it out; a fixture Kubernetes API serves those pods; the
+//! `strata-agent` binary watches the traffic and exports to a `strata` server. Every assertion
+//! goes through the store's public APIs: flow search, PromQL, exemplars and Tempo.
+//!
+//! Needs root, `ip`, `nft`, `python3`, cgroup2 and kernel BTF; skips loudly without them and fails
+//! under `STRATA_REQUIRE_ALL=1`.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use serde_json::Value;
+use strata_tests::kube_api::{self, KubeApi};
+use strata_tests::pods::{Node, Pod};
+use strata_tests::{free_port, http, require_all, wait_for, Peer, Strata};
+
+const STRATA: &str = env!("CARGO_BIN_EXE_strata-e2e");
+const AGENT: &str = env!("CARGO_BIN_EXE_strata-agent-e2e");
+const APP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/agent/app.py");
+const NODE: &str = "node-a";
+const NODE_IP: &str = "192.0.2.10";
+
+/// Ends the test with a loud message, or fails it under `STRATA_REQUIRE_ALL=1`.
+fn skip(why: &str) {
+    assert!(!require_all(), "STRATA_REQUIRE_ALL=1, but {why}");
+    eprintln!("\n*** SKIPPED: {why} ***\n");
+}
+
+/// A node with pods, the fixture API that knows them, a store, and the agent.
+struct Cluster {
+    node: Node,
+    strata: Strata,
+    api: KubeApi,
+    agent: Peer,
+    agent_port: u16,
+    runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// `None` (after a loud skip) when this machine cannot run it.
+    fn start(pods: &[(&str, &str, &str)]) -> Option<(Cluster, Vec<Pod>)> {
+        if !std::path::Path::new("/sys/kernel/btf/vmlinux").is_file() {
+            skip("no kernel BTF at /sys/kernel/btf/vmlinux");
+            return None;
+        }
+        let mut node = match Node::create(NODE) {
+            Ok(node) => node,
+            Err(why) => {
+                skip(&why);
+                return None;
+            }
+        };
+        let added: Vec<Pod> = pods
+            .iter()
+            .map(|(namespace, workload, kind)| node.add_pod(namespace, workload, kind))
+            .collect();
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let api = runtime.block_on(KubeApi::start()).expect("fixture API");
+        api.apply_node(kube_api::node(NODE, NODE_IP));
+        for pod in &added {
+            api.apply_pod(&pod.spec(NODE, NODE_IP));
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let strata = Strata::start(STRATA, &dir.path().join("strata"), &[]);
+        let agent_port = free_port();
+        let agent = Peer(
+            Command::new(AGENT)
+                .args(["--endpoint", &strata.otlp_grpc_endpoint()])
+                .args(["--interval", "1s", "--node-name", NODE])
+                .args(["--kubernetes", &api.url()])
+                .args(["--listen", &format!("127.0.0.1:{agent_port}")])
+                .env("STRATA_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("start strata-agent"),
+        );
+        let cluster = Cluster {
+            node,
+            strata,
+            api,
+            agent,
+            agent_port,
+            runtime,
+            _dir: dir,
+        };
+        // Ready once the hooks are attached and the first pod list has arrived.
+        let pods_known = wait_for(Duration::from_secs(30), || {
+            let metrics = cluster.agent_metrics()?;
+            let known = metric_value(
+                &metrics,
+                "strata_agent_identity_cache_entries{cache=\"pods\"}",
+            )?;
+            (known >= added.len() as f64).then_some(())
+        });
+        assert!(
+            pods_known.is_some(),
+            "the agent did not learn the pods: {:?}",
+            cluster.agent_metrics()
+        );
+        Some((cluster, added))
+    }
+
+    fn agent_metrics(&self) -> Option<String> {
+        http()
+            .get(format!("http://127.0.0.1:{}/metrics", self.agent_port))
+            .send()
+            .ok()?
+            .text()
+            .ok()
+    }
+
+    /// Flow records matching `query` over the last hour.
+    fn flows(&self, query: &str) -> Vec<Value> {
+        let now = now_s();
+        let body: Value = http()
+            .get(self.strata.url("/api/v1/flows"))
+            .query(&[
+                ("query", query),
+                ("start", &(now - 3600).to_string()),
+                ("end", &(now + 60).to_string()),
+                ("limit", "1000"),
+            ])
+            .send()
+            .expect("flow search")
+            .json()
+            .expect("flow JSON");
+        body["flows"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits for flow records matching `query` until `done` holds over them.
+    fn flows_until(&self, query: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let found = wait_for(Duration::from_secs(40), || {
+            let flows = self.flows(query);
+            done(&flows).then_some(flows)
+        });
+        found.unwrap_or_else(|| panic!("flows for {query}: {:#?}", self.flows(query)))
+    }
+
+    /// The value of a PromQL expression now, when it has one.
+    fn promql(&self, expr: &str) -> Option<f64> {
+        let body: Value = http()
+            .get(self.strata.url("/prometheus/api/v1/query"))
+            .query(&[("query", expr)])
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+
+    fn promql_until(&self, expr: &str, done: impl Fn(f64) -> bool) -> f64 {
+        wait_for(Duration::from_secs(40), || {
+            self.promql(expr).filter(|v| done(*v))
+        })
+        .unwrap_or_else(|| panic!("{expr} = {:?}", self.promql(expr)))
+    }
+}
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// Starts `argv` in `pod` and waits for its "listening" line; killed when dropped.
+fn serve(pod: &Pod, argv: &[&str]) -> Peer {
+    let mut child = pod.spawn(argv);
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read");
+    assert_eq!(line.trim(), "listening", "{argv:?}");
+    // Keep reading, so what it prints later does not break its pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    Peer(child)
+}
+
+fn sum(flows: &[Value], field: &str) -> u64 {
+    flows.iter().filter_map(|flow| flow[field].as_u64()).sum()
+}
+
+fn b64(hex: &str) -> String {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[test]
+fn http_and_tcp_golden_signals_by_workload() {
+    let Some((cluster, pods)) = Cluster::start(&[
+        ("tenant-jobs", "resumes", "Deployment"),
+        ("tenant-jobs", "core-api", "Deployment"),
+    ]) else {
+        return;
+    };
+    let (resumes, core_api) = (&pods[0], &pods[1]);
+    let core_ip = core_api.ip.to_string();
+    let _http = serve(core_api, &["python3", APP, "http-server", "8080"]);
+    let _sink = serve(core_api, &["python3", APP, "tcp-sink", "9000", "12345"]);
+
+    // TCP bytes in both directions, exactly.
+    let received = resumes.run(&["python3", APP, "tcp-send", &core_ip, "9000", "70000"]);
+    assert_eq!(received.trim(), "12345");
+    // HTTP: slow successes with trace context, then failures.
+    let url = format!("http://{core_ip}:8080/work?sleep_ms=100");
+    let traced = resumes.run(&["python3", APP, "http-client", &url, "5", "--traceparent"]);
+    let failing = format!("http://{core_ip}:8080/work?status=500");
+    resumes.run(&["python3", APP, "http-client", &failing, "3"]);
+
+    let pair = r#"src.namespace="tenant-jobs" and src.workload="resumes" and dst.namespace="tenant-jobs" and dst.workload="core-api""#;
+    let tcp = cluster.flows_until(&format!("{pair} and dst.port=9000"), |flows| {
+        sum(flows, "bytes_tx") >= 70_000 && sum(flows, "bytes_rx") >= 12_345
+    });
+    assert_eq!(sum(&tcp, "bytes_tx"), 70_000, "{tcp:#?}");
+    assert_eq!(sum(&tcp, "bytes_rx"), 12_345, "{tcp:#?}");
+    let first = &tcp[0];
+    assert_eq!(first["src.pod"], resumes.name.as_str());
+    assert_eq!(first["dst.pod"], core_api.name.as_str());
+    assert_eq!(first["src.workload_kind"], "Deployment");
+    assert_eq!(first["dst.ip"], core_ip.as_str());
+    assert_eq!(first["protocol"], "tcp");
+    assert_eq!(first["observer.node"], NODE);
+    assert!(
+        tcp.iter().any(|flow| flow["tcp.connect"] == "ok"),
+        "{tcp:#?}"
+    );
+
+    let http_flows = cluster.flows_until(&format!("{pair} and dst.port=8080"), |flows| {
+        sum(flows, "http.requests") >= 8
+    });
+    assert_eq!(sum(&http_flows, "http.requests"), 8);
+    assert_eq!(sum(&http_flows, "http.responses_2xx"), 5);
+    assert_eq!(sum(&http_flows, "http.responses_5xx"), 3);
+    let errors = cluster.flows(&format!("{pair} and http.status>=500"));
+    assert!(
+        !errors.is_empty(),
+        "the status filter finds the failing flows"
+    );
+
+    // Golden signals through PromQL, for exactly the pair.
+    let labels = r#"src_namespace="tenant-jobs",src_workload="resumes",dst_namespace="tenant-jobs",dst_workload="core-api""#;
+    for side in ["server", "client"] {
+        let ok = format!(
+            r#"sum(http_{side}_request_duration_seconds_count{{{labels},http_response_status_code="200"}})"#
+        );
+        assert_eq!(cluster.promql_until(&ok, |v| v >= 5.0), 5.0, "{ok}");
+        let failed = format!(
+            r#"sum(http_{side}_request_duration_seconds_count{{{labels},http_response_status_code="500"}})"#
+        );
+        assert_eq!(cluster.promql_until(&failed, |v| v >= 3.0), 3.0, "{failed}");
+    }
+    let mean = format!(
+        r#"sum(http_server_request_duration_seconds_sum{{{labels},http_response_status_code="200"}}) / sum(http_server_request_duration_seconds_count{{{labels},http_response_status_code="200"}})"#
+    );
+    let mean = cluster.promql(&mean).expect("mean latency");
+    assert!(
+        (0.1..1.0).contains(&mean),
+        "the server sleeps 100 ms: mean {mean}"
+    );
+    let slow = format!(
+        r#"sum(http_server_request_duration_seconds_bucket{{{labels},http_response_status_code="200",le="0.075"}})"#
+    );
+    assert_eq!(
+        cluster.promql(&slow),
+        Some(0.0),
+        "none of the slow requests is under 75 ms"
+    );
+    let bytes =
+        format!(r#"sum(network_tcp_bytes_total{{{labels},network_io_direction="transmit"}})"#);
+    assert!(cluster.promql_until(&bytes, |v| v >= 70_000.0) >= 70_000.0);
+
+    // Every traced request became a server span under the client's id, and a client span.
+    let sent: Vec<Value> = traced
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("client line"))
+        .collect();
+    assert_eq!(sent.len(), 5);
+    for request in &sent {
+        let trace_id = request["trace_id"].as_str().expect("trace id");
+        let parent_id = request["parent_id"].as_str().expect("parent id");
+        let trace: Value = wait_for(Duration::from_secs(30), || {
+            let response = http()
+                .get(
+                    cluster
+                        .strata
+                        .url(&format!("/tempo/api/v2/traces/{trace_id}")),
+                )
+                .send()
+                .ok()?;
+            response
+                .status()
+                .is_success()
+                .then(|| response.json().ok())?
+        })
+        .unwrap_or_else(|| panic!("trace {trace_id} not found"));
+        let spans: Vec<(&Value, &Value)> = trace["trace"]["resourceSpans"]
+            .as_array()
+            .expect("resourceSpans")
+            .iter()
+            .flat_map(|resource| {
+                resource["scopeSpans"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|scope| scope["spans"].as_array().into_iter().flatten())
+                    .map(move |span| (&resource["resource"], span))
+            })
+            .collect();
+        let server = spans
+            .iter()
+            .find(|(_, span)| span["kind"] == "SPAN_KIND_SERVER")
+            .unwrap_or_else(|| panic!("no server span in {trace:#}"));
+        assert_eq!(
+            server.1["parentSpanId"],
+            b64(parent_id).as_str(),
+            "{trace:#}"
+        );
+        let service = server.0["attributes"]
+            .as_array()
+            .expect("resource attributes")
+            .iter()
+            .find(|kv| kv["key"] == "service.name")
+            .map(|kv| kv["value"]["stringValue"].clone());
+        assert_eq!(service, Some(Value::from("core-api")));
+        let client = spans
+            .iter()
+            .find(|(_, span)| span["kind"] == "SPAN_KIND_CLIENT")
+            .unwrap_or_else(|| panic!("no client span in {trace:#}"));
+        assert_eq!(client.1["spanId"], b64(parent_id).as_str(), "{trace:#}");
+    }
+
+    // The latency histogram's exemplars open those traces.
+    let trace_ids: BTreeSet<&str> = sent.iter().filter_map(|r| r["trace_id"].as_str()).collect();
+    let now = now_s();
+    let exemplars: Value = http()
+        .get(cluster.strata.url("/prometheus/api/v1/query_exemplars"))
+        .query(&[
+            (
+                "query",
+                format!("http_server_request_duration_seconds_bucket{{{labels}}}"),
+            ),
+            ("start", (now - 600).to_string()),
+            ("end", (now + 60).to_string()),
+        ])
+        .send()
+        .expect("exemplars")
+        .json()
+        .expect("exemplar JSON");
+    let found: BTreeSet<String> = exemplars["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|series| series["exemplars"].as_array().into_iter().flatten())
+        .filter_map(|exemplar| exemplar["labels"]["trace_id"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        found.iter().any(|id| trace_ids.contains(id.as_str())),
+        "exemplars {found:?} name none of {trace_ids:?}"
+    );
+
+    // The agent reports what it lost: nothing, at this rate.
+    let metrics = cluster.agent_metrics().expect("agent metrics");
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("strata_agent_lost_total"))
+    {
+        assert!(line.ends_with(" 0"), "{line}");
+    }
+    let _ = (&cluster.api, &cluster.agent, &cluster.runtime);
+}
+
+#[test]
+fn network_faults_show_as_retransmits_rtt_and_failed_connects() {
+    let Some((cluster, pods)) = Cluster::start(&[
+        ("tenant-jobs", "notifications", "Deployment"),
+        ("tenant-jobs", "ledger", "StatefulSet"),
+        ("tenant-jobs", "blackhole", "Deployment"),
+    ]) else {
+        return;
+    };
+    let (client, server, blackhole) = (&pods[0], &pods[1], &pods[2]);
+    let server_ip = server.ip.to_string();
+
+    // A clean transfer, then the same with 10% of the client's packets lost.
+    let _clean = serve(server, &["python3", APP, "tcp-sink", "9001", "100"]);
+    client.run(&["python3", APP, "tcp-send", &server_ip, "9001", "2000000"]);
+    cluster.node.lose_from(client, 10);
+    let _lossy = serve(server, &["python3", APP, "tcp-sink", "9002", "100"]);
+    client.run(&["python3", APP, "tcp-send", &server_ip, "9002", "2000000"]);
+    cluster.node.lose_from(client, 0);
+
+    let pair = r#"src.workload="notifications" and dst.workload="ledger""#;
+    let clean = cluster.flows_until(&format!("{pair} and dst.port=9001"), |f| {
+        sum(f, "bytes_tx") >= 2_000_000
+    });
+    assert!(
+        sum(&clean, "tcp.retransmits") <= 2,
+        "a clean link barely retransmits: {clean:#?}"
+    );
+    let lossy = cluster.flows_until(&format!("{pair} and dst.port=9002"), |f| {
+        sum(f, "bytes_tx") >= 2_000_000
+    });
+    assert!(
+        sum(&lossy, "tcp.retransmits") >= 10,
+        "10% loss retransmits: {lossy:#?}"
+    );
+    assert!(!cluster
+        .flows(&format!("{pair} and tcp.retransmits>0"))
+        .is_empty());
+    let clean_srtt = clean
+        .iter()
+        .filter_map(|f| f["tcp.srtt_us"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        (1..20_000).contains(&clean_srtt),
+        "RTT over a veth: {clean_srtt} us"
+    );
+    let lossy_srtt = lossy
+        .iter()
+        .filter_map(|f| f["tcp.srtt_us"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert!(lossy_srtt > 0, "{lossy:#?}");
+
+    let labels = r#"src_workload="notifications",dst_workload="ledger""#;
+    let retransmits = format!("sum(network_tcp_retransmits_total{{{labels}}})");
+    assert!(cluster.promql_until(&retransmits, |v| v >= 10.0) >= 10.0);
+    let rtt = format!("sum(network_tcp_rtt_seconds_count{{{labels}}})");
+    assert!(
+        cluster.promql_until(&rtt, |v| v >= 2.0) >= 2.0,
+        "one RTT observation per connection and interval"
+    );
+
+    // Refused: nothing listens. Timeout: the SYN-ACKs never come back.
+    assert_eq!(
+        client
+            .run(&["python3", APP, "connect", &server_ip, "9999", "5"])
+            .trim(),
+        "refused"
+    );
+    cluster.node.lose_from(blackhole, 100);
+    cluster.node.sysctl(client, "net.ipv4.tcp_syn_retries=1");
+    let blackhole_ip = blackhole.ip.to_string();
+    let _listener = serve(blackhole, &["python3", APP, "tcp-sink", "9004", "0"]);
+    assert_eq!(
+        client
+            .run(&["python3", APP, "connect", &blackhole_ip, "9004", "30"])
+            .trim(),
+        "timeout"
+    );
+    let refused = cluster.flows_until(&format!(r#"{pair} and tcp.connect="refused""#), |f| {
+        !f.is_empty()
+    });
+    assert_eq!(refused[0]["dst.port"], 9999);
+    let timeout = cluster.flows_until(
+        r#"src.workload="notifications" and dst.workload="blackhole" and tcp.connect="timeout""#,
+        |f| !f.is_empty(),
+    );
+    assert_eq!(timeout[0]["dst.port"], 9004);
+    let outcomes =
+        r#"sum by (outcome) (network_tcp_connections_total{src_workload="notifications"})"#;
+    let refused_count =
+        r#"sum(network_tcp_connections_total{src_workload="notifications",outcome="refused"})"#;
+    assert!(
+        cluster.promql_until(refused_count, |v| v >= 1.0) >= 1.0,
+        "{:?}",
+        cluster.promql(outcomes)
+    );
+    let timeout_count =
+        r#"sum(network_tcp_connections_total{src_workload="notifications",outcome="timeout"})"#;
+    assert!(cluster.promql_until(timeout_count, |v| v >= 1.0) >= 1.0);
+}
+
+#[test]
+fn dns_names_external_destinations() {
+    let Some((mut cluster, pods)) = Cluster::start(&[
+        ("tenant-jobs", "notifications", "Deployment"),
+        ("kube-system", "coredns", "Deployment"),
+    ]) else {
+        return;
+    };
+    let (client, dns) = (&pods[0], &pods[1]);
+    // The external service: reachable on the node's bridge, unknown to Kubernetes.
+    let external = cluster.node.add_pod("", "twilio", "");
+    let external_ip: Ipv4Addr = external.ip;
+    let zone = format!("api.twilio.com={external_ip}");
+    let _dns = serve(dns, &["python3", APP, "dns-server", "53", &zone]);
+    let _api = serve(&external, &["python3", APP, "tcp-sink", "443", "4096"]);
+    cluster.node.resolver(client, dns.ip);
+
+    assert_eq!(
+        client
+            .run(&["python3", APP, "resolve", "api.twilio.com"])
+            .trim(),
+        external_ip.to_string()
+    );
+    assert_eq!(
+        client
+            .run(&["python3", APP, "resolve", "nope.example.com"])
+            .trim(),
+        "NXDOMAIN"
+    );
+    let received = client.run(&[
+        "python3",
+        APP,
+        "tcp-send",
+        &external_ip.to_string(),
+        "443",
+        "5000",
+    ]);
+    assert_eq!(received.trim(), "4096");
+
+    let lookups = cluster.flows_until(
+        r#"src.workload="notifications" and dst.workload="coredns" and dns.query="api.twilio.com""#,
+        |f| !f.is_empty(),
+    );
+    let answered = lookups
+        .iter()
+        .find(|f| f["dns.qtype"] == "A")
+        .expect("an A lookup");
+    assert_eq!(answered["dns.rcode"], "NOERROR");
+    assert_eq!(answered["protocol"], "udp");
+    assert_eq!(answered["dst.namespace"], "kube-system");
+    assert!(answered["dns.answers"]
+        .as_array()
+        .is_some_and(|a| a.contains(&Value::from(external_ip.to_string()))));
+    let nx = cluster.flows_until(
+        r#"src.workload="notifications" and dns.rcode="NXDOMAIN""#,
+        |f| !f.is_empty(),
+    );
+    assert_eq!(nx[0]["dns.query"], "nope.example.com");
+
+    let external_flows = cluster.flows_until(
+        r#"src.workload="notifications" and dst.name="api.twilio.com""#,
+        |f| sum(f, "bytes_tx") >= 5000,
+    );
+    assert_eq!(sum(&external_flows, "bytes_tx"), 5000);
+    assert_eq!(sum(&external_flows, "bytes_rx"), 4096);
+    assert!(!cluster.flows(r#"dst.name=~".*twilio.*""#).is_empty());
+
+    let nxdomain = r#"sum(dns_lookup_duration_seconds_count{src_workload="notifications",dns_response_code="NXDOMAIN"})"#;
+    assert!(cluster.promql_until(nxdomain, |v| v >= 1.0) >= 1.0);
+    let external_bytes = r#"sum(network_tcp_bytes_total{src_workload="notifications",dst_name="api.twilio.com",network_io_direction="transmit"})"#;
+    assert_eq!(
+        cluster.promql_until(external_bytes, |v| v >= 5000.0),
+        5000.0
+    );
+}
