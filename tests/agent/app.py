@@ -12,12 +12,21 @@ Each mode is one program a pod runs:
   dns-server PORT NAME=IP...        answers A queries for the names given, NXDOMAIN otherwise
   resolve NAME                      resolves through the system resolver; prints the address
                                     or NXDOMAIN
+  delay-link NODE_NS POD_NS DEVICE DELAY_MS
+                                    a link with a delay, as `tc netem delay` would make on a kernel
+                                    that has it: a TUN device `eth0` in POD_NS and one named DEVICE
+                                    in NODE_NS, joined by this process, which holds every packet
+                                    the pod sends for DELAY_MS
 """
 
+import ctypes
+import fcntl
+import heapq
 import http.client
 import http.server
 import json
 import os
+import select
 import socket
 import struct
 import sys
@@ -168,6 +177,57 @@ def resolve(name):
         print("NXDOMAIN", flush=True)
 
 
+def enter_netns(name):
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
+    if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+        raise OSError(ctypes.get_errno(), f"setns {name}")
+    os.close(fd)
+
+
+def open_tun(name):
+    tun = os.open("/dev/net/tun", os.O_RDWR)
+    # TUNSETIFF with IFF_TUN | IFF_NO_PI: bare IP packets.
+    fcntl.ioctl(tun, 0x400454CA, struct.pack("16sH", name.encode(), 0x0001 | 0x1000))
+    return tun
+
+
+def delay_link(node_ns, pod_ns, device, delay_ms):
+    enter_netns(node_ns)
+    node_side = open_tun(device)
+    enter_netns(pod_ns)
+    pod_side = open_tun("eth0")
+    delay = int(delay_ms) / 1000
+    held = []  # (due, sequence, packet): what the pod sent, in order
+    sequence = 0
+    print("listening", flush=True)
+    while True:
+        timeout = max(0.0, held[0][0] - time.monotonic()) if held else None
+        ready, _, _ = select.select([pod_side, node_side], [], [], timeout)
+        for fd in ready:
+            try:
+                packet = os.read(fd, 65536)
+            except OSError:
+                # EIO while a device is still down: nothing to move yet.
+                time.sleep(0.01)
+                continue
+            if fd == pod_side:
+                heapq.heappush(held, (time.monotonic() + delay, sequence, packet))
+                sequence += 1
+            else:
+                forward(pod_side, packet)
+        now = time.monotonic()
+        while held and held[0][0] <= now:
+            forward(node_side, heapq.heappop(held)[2])
+
+
+def forward(fd, packet):
+    try:
+        os.write(fd, packet)
+    except OSError:
+        pass  # the device is down: a lossy link drops it
+
+
 MODES = {
     "http-server": http_server,
     "http-client": http_client,
@@ -176,6 +236,7 @@ MODES = {
     "connect": connect,
     "dns-server": dns_server,
     "resolve": resolve,
+    "delay-link": delay_link,
 }
 
 if __name__ == "__main__":

@@ -12,8 +12,12 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use crate::kube_api::PodSpec;
+
+/// The test workloads' program (`tests/agent/app.py`).
+pub const APP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/agent/app.py");
 
 /// Pod names and ids are made unique per process and per node.
 static NODES: AtomicU32 = AtomicU32::new(0);
@@ -179,11 +183,44 @@ impl Node {
         ip(&["-n", &node.netns, "link", "add", "br0", "type", "bridge"]);
         ip(&["-n", &node.netns, "link", "set", "br0", "up"]);
         ip(&["-n", &node.netns, "link", "set", "lo", "up"]);
+        // The bridge is also the gateway to pods behind a delay link, which it answers ARP for.
+        let [a, b, c] = node.subnet;
+        let gateway = format!("{}/24", Ipv4Addr::new(a, b, c, 1));
+        ip(&["-n", &node.netns, "addr", "add", &gateway, "dev", "br0"]);
+        for setting in ["net.ipv4.ip_forward=1", "net.ipv4.conf.br0.proxy_arp=1"] {
+            run(
+                "ip",
+                &["netns", "exec", &node.netns, "sysctl", "-q", "-w", setting],
+            )?;
+        }
         Ok(node)
     }
 
     /// Adds a pod of `workload` (kind `kind`) in `namespace`, with the next address.
     pub fn add_pod(&mut self, namespace: &str, workload: &str, kind: &str) -> Pod {
+        self.add_pod_with(namespace, workload, kind, None)
+    }
+
+    /// Adds a pod whose link holds every packet it sends for `delay`, as `tc netem delay`
+    /// would (this kernel has no `sch_netem`): its `eth0` is a TUN device, and a forwarder
+    /// process moves packets between it and a TUN device routed in the node's namespace.
+    pub fn add_delayed_pod(
+        &mut self,
+        namespace: &str,
+        workload: &str,
+        kind: &str,
+        delay: Duration,
+    ) -> Pod {
+        self.add_pod_with(namespace, workload, kind, Some(delay))
+    }
+
+    fn add_pod_with(
+        &mut self,
+        namespace: &str,
+        workload: &str,
+        kind: &str,
+        delay: Option<Duration>,
+    ) -> Pod {
         let index = self.pods.len() + 2;
         let [a, b, c] = self.subnet;
         let address = Ipv4Addr::new(a, b, c, index as u8);
@@ -200,40 +237,10 @@ impl Node {
         let netns = format!("strata-{}-p{index}", self.tag);
         ip(&["netns", "add", &netns]);
         let host_veth = format!("v{}p{index}", self.tag);
-        ip(&[
-            "-n",
-            &self.netns,
-            "link",
-            "add",
-            &host_veth,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &netns,
-        ]);
-        ip(&[
-            "-n",
-            &self.netns,
-            "link",
-            "set",
-            &host_veth,
-            "master",
-            "br0",
-            "up",
-        ]);
-        ip(&[
-            "-n",
-            &netns,
-            "addr",
-            "add",
-            &format!("{address}/24"),
-            "dev",
-            "eth0",
-        ]);
-        ip(&["-n", &netns, "link", "set", "eth0", "up"]);
+        match delay {
+            None => self.bridge(&netns, &host_veth, address),
+            Some(delay) => self.delay_link(&netns, &host_veth, address, delay),
+        }
         ip(&["-n", &netns, "link", "set", "lo", "up"]);
         let cgroup = self
             .cgroup_root
@@ -260,6 +267,83 @@ impl Node {
         };
         self.pods.push(pod.clone());
         pod
+    }
+
+    /// The pod's `eth0` as a veth into the bridge, with an address in the node's subnet.
+    fn bridge(&self, netns: &str, host_veth: &str, address: Ipv4Addr) {
+        ip(&[
+            "-n",
+            &self.netns,
+            "link",
+            "add",
+            host_veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            netns,
+        ]);
+        ip(&[
+            "-n",
+            &self.netns,
+            "link",
+            "set",
+            host_veth,
+            "master",
+            "br0",
+            "up",
+        ]);
+        ip(&[
+            "-n",
+            netns,
+            "addr",
+            "add",
+            &format!("{address}/24"),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", netns, "link", "set", "eth0", "up"]);
+    }
+
+    /// The pod's `eth0` as one end of a delay link; the node routes the pod's address to the
+    /// other end and answers ARP for it on the bridge.
+    fn delay_link(&mut self, netns: &str, device: &str, address: Ipv4Addr, delay: Duration) {
+        let delay_ms = delay.as_millis().to_string();
+        let mut forwarder = Command::new("python3")
+            .args([APP, "delay-link", &self.netns, netns, device, &delay_ms])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the delay link");
+        let mut line = String::new();
+        let mut stdout = std::io::BufReader::new(forwarder.stdout.take().expect("stdout"));
+        std::io::BufRead::read_line(&mut stdout, &mut line).expect("read");
+        assert_eq!(line.trim(), "listening", "the delay link did not come up");
+        self.children.push(forwarder);
+        ip(&["-n", &self.netns, "link", "set", device, "up"]);
+        ip(&[
+            "-n",
+            &self.netns,
+            "route",
+            "add",
+            &format!("{address}/32"),
+            "dev",
+            device,
+        ]);
+        ip(&[
+            "-n",
+            netns,
+            "addr",
+            "add",
+            &format!("{address}/32"),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", netns, "link", "set", "eth0", "up"]);
+        ip(&["-n", netns, "route", "add", "default", "dev", "eth0"]);
     }
 
     /// Starts a long-running program in `pod`; it is killed when the node is dropped.

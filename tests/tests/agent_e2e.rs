@@ -15,12 +15,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use serde_json::Value;
 use strata_tests::kube_api::{self, KubeApi};
-use strata_tests::pods::{Node, Pod};
+use strata_tests::pods::{Node, Pod, APP};
 use strata_tests::{free_port, http, require_all, wait_for, Peer, Strata};
 
 const STRATA: &str = env!("CARGO_BIN_EXE_strata-e2e");
 const AGENT: &str = env!("CARGO_BIN_EXE_strata-agent-e2e");
-const APP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/agent/app.py");
 const NODE: &str = "node-a";
 const NODE_IP: &str = "192.0.2.10";
 
@@ -104,6 +103,29 @@ impl Cluster {
             cluster.agent_metrics()
         );
         Some((cluster, added))
+    }
+
+    /// Adds a pod behind a link that delays what it sends, and waits until the agent knows it.
+    fn add_delayed_pod(
+        &mut self,
+        namespace: &str,
+        workload: &str,
+        kind: &str,
+        delay: Duration,
+    ) -> Pod {
+        let pod = self.node.add_delayed_pod(namespace, workload, kind, delay);
+        self.api.apply_pod(&pod.spec(NODE, NODE_IP));
+        let expected = self.node.pods.len() as f64;
+        let known = wait_for(Duration::from_secs(30), || {
+            let metrics = self.agent_metrics()?;
+            let known = metric_value(
+                &metrics,
+                "strata_agent_identity_cache_entries{cache=\"pods\"}",
+            )?;
+            (known >= expected).then_some(())
+        });
+        assert!(known.is_some(), "the agent did not learn {}", pod.name);
+        pod
     }
 
     fn agent_metrics(&self) -> Option<String> {
@@ -384,7 +406,7 @@ fn http_and_tcp_golden_signals_by_workload() {
 
 #[test]
 fn network_faults_show_as_retransmits_rtt_and_failed_connects() {
-    let Some((cluster, pods)) = Cluster::start(&[
+    let Some((mut cluster, pods)) = Cluster::start(&[
         ("tenant-jobs", "notifications", "Deployment"),
         ("tenant-jobs", "ledger", "StatefulSet"),
         ("tenant-jobs", "blackhole", "Deployment"),
@@ -401,6 +423,15 @@ fn network_faults_show_as_retransmits_rtt_and_failed_connects() {
     let _lossy = serve(server, &["python3", APP, "tcp-sink", "9002", "100"]);
     client.run(&["python3", APP, "tcp-send", &server_ip, "9002", "2000000"]);
     cluster.node.lose_from(client, 0);
+    // The same transfer from a pod whose link delays what it sends by 50 ms.
+    let far = cluster.add_delayed_pod(
+        "tenant-jobs",
+        "reports",
+        "Deployment",
+        Duration::from_millis(50),
+    );
+    let _slow = serve(server, &["python3", APP, "tcp-sink", "9003", "100"]);
+    far.run(&["python3", APP, "tcp-send", &server_ip, "9003", "200000"]);
 
     let pair = r#"src.workload="notifications" and dst.workload="ledger""#;
     let clean = cluster.flows_until(&format!("{pair} and dst.port=9001"), |f| {
@@ -443,6 +474,20 @@ fn network_faults_show_as_retransmits_rtt_and_failed_connects() {
     assert!(
         cluster.promql_until(&rtt, |v| v >= 2.0) >= 2.0,
         "one RTT observation per connection and interval"
+    );
+    let near = format!(r#"sum(network_tcp_rtt_seconds_bucket{{{labels},le="0.025"}})"#);
+    assert!(
+        cluster.promql(&near).unwrap_or(0.0) >= 1.0,
+        "a veth's RTT is under 25 ms"
+    );
+    let far_labels = r#"src_workload="reports",dst_workload="ledger""#;
+    let far_count = format!("sum(network_tcp_rtt_seconds_count{{{far_labels}}})");
+    assert!(cluster.promql_until(&far_count, |v| v >= 1.0) >= 1.0);
+    let far_near = format!(r#"sum(network_tcp_rtt_seconds_bucket{{{far_labels},le="0.025"}})"#);
+    assert_eq!(
+        cluster.promql(&far_near),
+        Some(0.0),
+        "none of the delayed RTTs is under 25 ms"
     );
 
     // Refused: nothing listens. Timeout: the SYN-ACKs never come back.
