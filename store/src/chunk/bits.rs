@@ -206,6 +206,36 @@ pub(crate) fn read_uvarint(data: &[u8], pos: &mut usize) -> Result<u64, &'static
 
 #[inline(never)]
 fn read_uvarint_long(data: &[u8], pos: &mut usize) -> Result<u64, &'static str> {
+    // Millisecond timestamps are 6-byte varints and every XOR chunk opens with one: decode varints of
+    // up to 8 bytes from one word rather than a byte at a time.
+    if let Some(word) = data.get(*pos..).and_then(|s| s.first_chunk::<8>()) {
+        if let Some((v, len)) = uvarint_in_word(u64::from_le_bytes(*word)) {
+            *pos += len;
+            return Ok(v);
+        }
+    }
+    read_uvarint_bytewise(data, pos)
+}
+
+/// A varint of at most 8 bytes at the start of `word` (the bytes in little-endian order) and its
+/// length, or `None` if it is longer.
+#[inline(always)]
+fn uvarint_in_word(word: u64) -> Option<(u64, usize)> {
+    let ends = !word & 0x8080_8080_8080_8080;
+    if ends == 0 {
+        return None;
+    }
+    let len = ends.trailing_zeros() / 8 + 1;
+    // Keep the varint's bytes, drop their continuation bits, then close the gaps pairwise: 7-bit
+    // groups into 14-bit ones, 14 into 28, 28 into 56.
+    let x = word & (u64::MAX >> (64 - 8 * len)) & 0x7f7f_7f7f_7f7f_7f7f;
+    let x = ((x & 0x7f00_7f00_7f00_7f00) >> 1) | (x & 0x007f_007f_007f_007f);
+    let x = ((x & 0x3fff_0000_3fff_0000) >> 2) | (x & 0x0000_3fff_0000_3fff);
+    let x = ((x & 0x0fff_ffff_0000_0000) >> 4) | (x & 0x0000_0000_0fff_ffff);
+    Some((x, len as usize))
+}
+
+fn read_uvarint_bytewise(data: &[u8], pos: &mut usize) -> Result<u64, &'static str> {
     let mut v: u64 = 0;
     let mut shift = 0u32;
     loop {
@@ -254,6 +284,19 @@ mod tests {
     }
 
     #[test]
+    fn uvarint_word_path_takes_non_minimal_and_refuses_long() {
+        // Go's ReadUvarint accepts redundant continuation groups: 0x80 0x80 0x00 is 0.
+        let padded = [0x80, 0x80, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff];
+        let mut pos = 0;
+        assert_eq!(read_uvarint(&padded, &mut pos), Ok(0));
+        assert_eq!(pos, 3);
+        // Eight continuation bytes: too long for one word, left to the byte loop.
+        assert_eq!(uvarint_in_word(u64::MAX), None);
+        let nine = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        assert_eq!(read_uvarint(&nine, &mut 0), Ok((1 << 57) - 1));
+    }
+
+    #[test]
     fn varints_match_go() {
         // Go: PutUvarint(300) = [0xac 0x02]; PutVarint(-1) = [0x01]; PutVarint(1) = [0x02].
         let mut buf = Vec::new();
@@ -299,6 +342,25 @@ mod tests {
             prop_assert!(!r.overrun());
             prop_assert_eq!(r.read(64), 0);
             prop_assert!(r.overrun());
+        }
+
+        /// Varints followed by anything: the one-word path for those of up to 8 bytes with 8 bytes
+        /// readable, the byte loop otherwise, and both agree with Go's encoding.
+        #[test]
+        fn uvarint_with_trailing_bytes(
+            u in prop_oneof![any::<u64>(), 0u64..1 << 21, 1u64 << 40..1 << 48],
+            tail in proptest::collection::vec(any::<u8>(), 0..12),
+        ) {
+            let mut buf = Vec::new();
+            write_uvarint(&mut buf, u);
+            let len = buf.len();
+            buf.extend_from_slice(&tail);
+            let mut pos = 0;
+            prop_assert_eq!(read_uvarint(&buf, &mut pos), Ok(u));
+            prop_assert_eq!(pos, len);
+            let mut pos = 0;
+            prop_assert_eq!(read_uvarint_bytewise(&buf, &mut pos), Ok(u));
+            prop_assert_eq!(pos, len);
         }
 
         #[test]
