@@ -222,8 +222,8 @@ impl<'a> BitCursor<'a> {
 #[inline(always)]
 fn peek_at(data: &[u8], bit: usize) -> u64 {
     let byte = bit >> 3;
-    let word = match data.get(byte..).and_then(|s| s.first_chunk::<8>()) {
-        Some(word) => u64::from_be_bytes(*word),
+    let word = match data.get(byte..byte + 8) {
+        Some(word) => u64::from_be_bytes(word.try_into().unwrap_or([0; 8])),
         None => tail_word(data, byte),
     };
     word << (bit & 7)
