@@ -410,10 +410,11 @@ impl Iterator for XorIter<'_> {
 
     #[inline(always)]
     fn next(&mut self) -> Option<(i64, f64)> {
-        if self.read >= self.total {
-            return None;
-        }
-        if self.read < 2 {
+        // Samples 2 and later in one comparison: samples 0 and 1 wrap to above every count.
+        if self.read.wrapping_sub(2) >= self.total.saturating_sub(2) {
+            if self.read >= self.total {
+                return None;
+            }
             return self.next_head();
         }
         let w = self.bits.peek();
