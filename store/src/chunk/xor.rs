@@ -665,8 +665,100 @@ mod tests {
         assert_eq!(xor_num_samples(&[0x01, 0x02, 0x03]), 0x0102);
     }
 
+    /// The layout read field by field, one `BitReader::read` per field, as a yardstick for the
+    /// iterator's single-peek decoding: the samples before the first error, and whether there was one.
+    fn decode_field_by_field(chunk: &[u8]) -> (Vec<(i64, u64)>, bool) {
+        let mut out = Vec::new();
+        let [hi, lo, body @ ..] = chunk else {
+            return (out, true);
+        };
+        let total = usize::from(u16::from_be_bytes([*hi, *lo]));
+        if total == 0 {
+            return (out, false);
+        }
+        let mut pos = 0;
+        let Ok(mut t) = read_varint(body, &mut pos) else {
+            return (out, true);
+        };
+        let Some(v0) = body.get(pos..pos + 8) else {
+            return (out, true);
+        };
+        let mut v = u64::from_be_bytes(v0.try_into().unwrap_or_default());
+        out.push((t, v));
+        pos += 8;
+        if total == 1 {
+            return (out, false);
+        }
+        let Ok(mut delta) = read_uvarint(body, &mut pos) else {
+            return (out, true);
+        };
+        let mut br = BitReader::new(&body[pos..]);
+        let (mut leading, mut trailing) = (0u64, 0u64);
+        for i in 1..total {
+            if i > 1 {
+                let mut ones = 0;
+                while ones < 4 && br.read(1) == 1 {
+                    ones += 1;
+                }
+                let dod = match ones {
+                    0 => 0,
+                    4 => br.read(64) as i64,
+                    _ => {
+                        let size = [14, 17, 20][ones - 1];
+                        let bits = br.read(size);
+                        if bits > 1 << (size - 1) {
+                            bits as i64 - (1 << size)
+                        } else {
+                            bits as i64
+                        }
+                    }
+                };
+                delta = delta.wrapping_add(dod as u64);
+            }
+            if br.read(1) == 1 {
+                if br.read(1) == 1 {
+                    leading = br.read(5);
+                    let sig = match br.read(6) {
+                        0 => 64,
+                        s => s,
+                    };
+                    if leading + sig > 64 {
+                        return (out, true);
+                    }
+                    trailing = 64 - leading - sig;
+                }
+                let sig = 64 - leading - trailing;
+                v ^= br.read(sig as u32) << trailing;
+            }
+            if br.overrun() {
+                return (out, true);
+            }
+            t = t.wrapping_add(delta as i64);
+            out.push((t, v));
+        }
+        (out, false)
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Valid chunks, cut anywhere and with bytes flipped: the iterator yields what the field by
+        /// field reader does and fails where it does.
+        #[test]
+        fn agrees_with_field_by_field_reading(
+            samples in series(130),
+            cut in any::<prop::sample::Index>(),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+        ) {
+            let mut bytes = encode(&samples);
+            for (at, x) in flips {
+                let i = at.index(bytes.len());
+                bytes[i] ^= x;
+            }
+            bytes.truncate(bytes.len() - cut.index(bytes.len().min(24)));
+            let (got, err) = decode(&bytes);
+            prop_assert_eq!((got, err.is_some()), decode_field_by_field(&bytes));
+        }
 
         #[test]
         fn round_trip(samples in series(300)) {
@@ -715,6 +807,8 @@ mod tests {
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let n = XorIter::new(&bytes).count();
             prop_assert!(n <= xor_num_samples(&bytes));
+            let (got, err) = decode(&bytes);
+            prop_assert_eq!((got, err.is_some()), decode_field_by_field(&bytes));
         }
     }
 }
