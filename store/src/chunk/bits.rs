@@ -1,6 +1,7 @@
 //! Bit- and byte-level primitives shared by the chunk codecs: an MSB-first bit writer over a `Vec<u8>`
-//! (the bit order of Prometheus's `bstream`, so XOR chunks are byte-compatible), a 64-bit-buffered
-//! bit reader that never reads outside its slice, and Go-compatible varints.
+//! (the bit order of Prometheus's `bstream`, so XOR chunks are byte-compatible), two readers that never
+//! read outside their slice (a 64-bit-buffered one for the dense columns, a position-only cursor for XOR
+//! chunks), and Go-compatible varints.
 
 /// Appends the low `n` bits of `value` (`n` in `0..=64`), most significant first.
 ///
