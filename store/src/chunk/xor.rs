@@ -7,7 +7,9 @@
 //! bits, each signed range being `[-(2^(n-1) - 1), 2^(n-1)]`) followed by an XOR-coded value. The last byte
 //! is zero-padded.
 
-use super::bits::{read_uvarint, read_varint, write_bits, write_uvarint, write_varint, BitReader};
+use super::bits::{
+    read_uvarint, read_varint, write_bits, write_uvarint, write_varint, BitCursor, BitReader,
+};
 
 /// Worst case bytes one append writes: `1111` + 64-bit dod, then `11` + 5 + 6 + 64 value bits = 145
 /// bits, rounded up. The first sample (10-byte varint + 8 bytes) is smaller.
@@ -263,12 +265,10 @@ pub(crate) fn read_xor_value(
 
 const TRUNCATED: &str = "chunk ends before its last sample";
 
-/// A `size`-bit delta-of-delta after a `prefix_len`-bit prefix. Fields above half the range are
-/// negative (see `fits_signed`).
+/// A delta-of-delta field of `size` bits (`size` in `1..=63`) as two's complement the way Prometheus
+/// reads it back: fields above half the range are negative (see `fits_signed`).
 #[inline(always)]
-fn read_signed(br: &mut BitReader<'_>, prefix_len: u32, size: u32) -> i64 {
-    br.consume(prefix_len);
-    let bits = br.read(size);
+fn dod_from_field(bits: u64, size: u32) -> i64 {
     let half = 1u64 << (size - 1);
     if bits > half {
         bits.wrapping_sub(1 << size) as i64
@@ -287,9 +287,13 @@ pub fn xor_num_samples(chunk: &[u8]) -> usize {
 
 /// Iterates over an XOR chunk's samples. On truncated or corrupt input iteration stops early and
 /// [`XorIter::error`] says why; it never panics.
+///
+/// Each sample after the first two is decoded from one [`BitCursor::peek`]: a timestamp field takes at
+/// most 24 bits unless it is a 64-bit one, and a value's control bits and window header at most 13, so
+/// both fit the 57 bits a peek guarantees; only the value's significant bits need a second load.
 #[derive(Clone, Debug)]
 pub struct XorIter<'a> {
-    br: BitReader<'a>,
+    bits: BitCursor<'a>,
     /// The bytes after the header, for the byte-aligned first two samples.
     body: &'a [u8],
     total: u16,
@@ -297,8 +301,10 @@ pub struct XorIter<'a> {
     t: i64,
     v: u64,
     t_delta: u64,
-    leading: u8,
-    trailing: u8,
+    /// The value window as `trailing` zero bits under `sig` significant ones (`sig` in `1..=64`);
+    /// Prometheus's iterator starts from leading = trailing = 0, the whole word.
+    trailing: u32,
+    sig: u32,
     error: Option<&'static str>,
 }
 
@@ -309,15 +315,15 @@ impl<'a> XorIter<'a> {
             _ => (0, &[][..], Some("chunk shorter than its 2-byte header")),
         };
         XorIter {
-            br: BitReader::new(&[]),
+            bits: BitCursor::new(&[]),
             body,
             total,
             read: 0,
             t: 0,
             v: 0,
             t_delta: 0,
-            leading: 0,
             trailing: 0,
+            sig: 64,
             error,
         }
     }
@@ -332,6 +338,35 @@ impl<'a> XorIter<'a> {
         self.error = Some(why);
         self.total = self.read;
         None
+    }
+
+    /// Advances past `skip` bits already decoded and one XOR-coded value (see [`write_xor_value`]) whose
+    /// first bits are the top bits of `peeked`. At least 13 of them must be valid.
+    #[inline(always)]
+    fn read_value(&mut self, peeked: u64, skip: u32) -> Result<(), &'static str> {
+        if peeked >> 63 == 0 {
+            self.bits.advance(skip + 1);
+            return Ok(());
+        }
+        let control = if (peeked >> 62) & 1 == 1 {
+            let leading = ((peeked >> 57) & 31) as u32;
+            let sig = match ((peeked >> 51) & 63) as u32 {
+                0 => 64,
+                s => s,
+            };
+            if leading + sig > 64 {
+                return Err("corrupt XOR value window");
+            }
+            self.trailing = 64 - leading - sig;
+            self.sig = sig;
+            13
+        } else {
+            2
+        };
+        self.bits.advance(skip + control);
+        let xor = self.bits.read(self.sig);
+        self.v ^= xor << self.trailing;
+        Ok(())
     }
 
     /// Samples 0 and 1, whose timestamps are byte-aligned varints. Inlined like the rest of `next` so
@@ -357,16 +392,11 @@ impl<'a> XorIter<'a> {
                 Err(e) => return self.fail(e),
             };
             self.t = self.t.wrapping_add(self.t_delta as i64);
-            self.br = BitReader::new(&self.body[pos..]);
-            if let Err(e) = read_xor_value(
-                &mut self.br,
-                &mut self.v,
-                &mut self.leading,
-                &mut self.trailing,
-            ) {
+            self.bits = BitCursor::new(&self.body[pos..]);
+            if let Err(e) = self.read_value(self.bits.peek(), 0) {
                 return self.fail(e);
             }
-            if self.br.overrun() {
+            if self.bits.overrun() {
                 return self.fail(TRUNCATED);
             }
         }
@@ -380,39 +410,45 @@ impl Iterator for XorIter<'_> {
 
     #[inline(always)]
     fn next(&mut self) -> Option<(i64, f64)> {
-        if self.read >= self.total {
-            return None;
-        }
-        if self.read < 2 {
+        // Samples 2 and later in one comparison: samples 0 and 1 wrap to above every count.
+        if self.read.wrapping_sub(2) >= self.total.saturating_sub(2) {
+            if self.read >= self.total {
+                return None;
+            }
             return self.next_head();
         }
-        let br = &mut self.br;
-        // One refill covers the timestamp field unless it is a 64-bit one.
-        br.refill();
-        let b = br.buffered();
-        if b >> 62 == 0 {
+        let w = self.bits.peek();
+        if w >> 62 == 0 {
             // Regular scrape, unchanged value: `0` `0`.
-            br.consume(2);
+            self.bits.advance(2);
         } else {
-            if b >> 63 == 1 {
-                let dod = match (!b).leading_zeros() {
-                    1 => read_signed(br, 2, 14),
-                    2 => read_signed(br, 3, 17),
-                    3 => read_signed(br, 4, 20),
-                    _ => {
-                        br.consume(4);
-                        br.read(64) as i64
-                    }
-                };
-                self.t_delta = self.t_delta.wrapping_add(dod as u64);
+            // The value's first bits, and how many timestamp bits precede them.
+            let (value, skip) = if w >> 63 == 0 {
+                (w << 1, 1)
             } else {
-                br.consume(1);
-            }
-            if let Err(e) = read_xor_value(br, &mut self.v, &mut self.leading, &mut self.trailing) {
+                // `10` + 14 bits, `110` + 17, `1110` + 20, `1111` + 64.
+                let (size, field) = match (!w).leading_zeros() {
+                    1 => (14, 16),
+                    2 => (17, 20),
+                    3 => (20, 24),
+                    _ => (64, 68),
+                };
+                if size < 64 {
+                    let dod = dod_from_field((w << (field - size)) >> (64 - size), size);
+                    self.t_delta = self.t_delta.wrapping_add(dod as u64);
+                    (w << field, field)
+                } else {
+                    self.bits.advance(4);
+                    let dod = self.bits.read(64);
+                    self.t_delta = self.t_delta.wrapping_add(dod);
+                    (self.bits.peek(), 0)
+                }
+            };
+            if let Err(e) = self.read_value(value, skip) {
                 return self.fail(e);
             }
         }
-        if self.br.overrun() {
+        if self.bits.overrun() {
             return self.fail(TRUNCATED);
         }
         self.t = self.t.wrapping_add(self.t_delta as i64);
@@ -496,6 +532,41 @@ mod tests {
         ];
         assert_eq!(encode(&samples), expected);
         assert_eq!(decode(&expected), (bits_of(&samples), None));
+    }
+
+    /// Windows wider than one peek: XORs with 58 to 64 significant bits, a `10` reusing such a window,
+    /// and a `10` before any `11`, which Prometheus reads as a whole 64-bit word.
+    #[test]
+    fn wide_value_windows() {
+        for sig in 58..=64u32 {
+            let delta = (1u64 << (sig - 1)) | 1;
+            let v0 = 0x0123_4567_89ab_cdefu64;
+            let samples = [
+                (0, f64::from_bits(v0)),
+                (15, f64::from_bits(v0 ^ delta)),
+                (30, f64::from_bits(v0 ^ delta ^ (delta | 0b10))),
+                (46, f64::from_bits(v0)),
+            ];
+            assert_eq!(
+                decode(&encode(&samples)),
+                (bits_of(&samples), None),
+                "sig {sig}"
+            );
+        }
+        let mut chunk = vec![0x00, 0x02, 0x00];
+        chunk.extend_from_slice(&1.5f64.to_bits().to_be_bytes());
+        chunk.push(15);
+        let mut free = 0;
+        let x = 0x8000_0000_0000_0001u64;
+        write_bits(&mut chunk, &mut free, 0b10, 2);
+        write_bits(&mut chunk, &mut free, x, 64);
+        assert_eq!(
+            decode(&chunk),
+            (
+                vec![(0, 1.5f64.to_bits()), (15, 1.5f64.to_bits() ^ x)],
+                None
+            )
+        );
     }
 
     #[test]
@@ -594,8 +665,100 @@ mod tests {
         assert_eq!(xor_num_samples(&[0x01, 0x02, 0x03]), 0x0102);
     }
 
+    /// The layout read field by field, one `BitReader::read` per field, as a yardstick for the
+    /// iterator's single-peek decoding: the samples before the first error, and whether there was one.
+    fn decode_field_by_field(chunk: &[u8]) -> (Vec<(i64, u64)>, bool) {
+        let mut out = Vec::new();
+        let [hi, lo, body @ ..] = chunk else {
+            return (out, true);
+        };
+        let total = usize::from(u16::from_be_bytes([*hi, *lo]));
+        if total == 0 {
+            return (out, false);
+        }
+        let mut pos = 0;
+        let Ok(mut t) = read_varint(body, &mut pos) else {
+            return (out, true);
+        };
+        let Some(v0) = body.get(pos..pos + 8) else {
+            return (out, true);
+        };
+        let mut v = u64::from_be_bytes(v0.try_into().unwrap_or_default());
+        out.push((t, v));
+        pos += 8;
+        if total == 1 {
+            return (out, false);
+        }
+        let Ok(mut delta) = read_uvarint(body, &mut pos) else {
+            return (out, true);
+        };
+        let mut br = BitReader::new(&body[pos..]);
+        let (mut leading, mut trailing) = (0u64, 0u64);
+        for i in 1..total {
+            if i > 1 {
+                let mut ones = 0;
+                while ones < 4 && br.read(1) == 1 {
+                    ones += 1;
+                }
+                let dod = match ones {
+                    0 => 0,
+                    4 => br.read(64) as i64,
+                    _ => {
+                        let size = [14, 17, 20][ones - 1];
+                        let bits = br.read(size);
+                        if bits > 1 << (size - 1) {
+                            bits as i64 - (1 << size)
+                        } else {
+                            bits as i64
+                        }
+                    }
+                };
+                delta = delta.wrapping_add(dod as u64);
+            }
+            if br.read(1) == 1 {
+                if br.read(1) == 1 {
+                    leading = br.read(5);
+                    let sig = match br.read(6) {
+                        0 => 64,
+                        s => s,
+                    };
+                    if leading + sig > 64 {
+                        return (out, true);
+                    }
+                    trailing = 64 - leading - sig;
+                }
+                let sig = 64 - leading - trailing;
+                v ^= br.read(sig as u32) << trailing;
+            }
+            if br.overrun() {
+                return (out, true);
+            }
+            t = t.wrapping_add(delta as i64);
+            out.push((t, v));
+        }
+        (out, false)
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Valid chunks, cut anywhere and with bytes flipped: the iterator yields what the field by
+        /// field reader does and fails where it does.
+        #[test]
+        fn agrees_with_field_by_field_reading(
+            samples in series(130),
+            cut in any::<prop::sample::Index>(),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+        ) {
+            let mut bytes = encode(&samples);
+            for (at, x) in flips {
+                let i = at.index(bytes.len());
+                bytes[i] ^= x;
+            }
+            bytes.truncate(bytes.len() - cut.index(bytes.len().min(24)));
+            let (got, err) = decode(&bytes);
+            prop_assert_eq!((got, err.is_some()), decode_field_by_field(&bytes));
+        }
 
         #[test]
         fn round_trip(samples in series(300)) {
@@ -644,6 +807,8 @@ mod tests {
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let n = XorIter::new(&bytes).count();
             prop_assert!(n <= xor_num_samples(&bytes));
+            let (got, err) = decode(&bytes);
+            prop_assert_eq!((got, err.is_some()), decode_field_by_field(&bytes));
         }
     }
 }
