@@ -29,6 +29,30 @@ enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Which layer is at fault between two ends: DNS, network or application.
+    Diagnose {
+        /// The calling end: namespace/workload.
+        #[arg(long)]
+        src: String,
+        /// The called end: namespace/workload, or an external DNS name.
+        #[arg(long)]
+        dst: String,
+        /// Window start (RFC 3339 or Unix seconds); default: 15 minutes before the end.
+        #[arg(long)]
+        start: Option<String>,
+        /// Window end; default: now.
+        #[arg(long)]
+        end: Option<String>,
+        /// The Strata server.
+        #[arg(long, default_value = "http://127.0.0.1:9080")]
+        url: String,
+        /// Tenant (X-Scope-OrgID).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print the server's JSON answer as it is.
+        #[arg(long)]
+        json: bool,
+    },
     /// Backfill data into blocks.
     Import {
         #[command(subcommand)]
@@ -113,6 +137,40 @@ pub fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Up(o) => serve(None, o),
         Command::Serve { config, overrides } => serve(Some(config), overrides),
+        Command::Diagnose {
+            src,
+            dst,
+            start,
+            end,
+            url,
+            tenant,
+            json,
+        } => {
+            let mut query = vec![("src", src), ("dst", dst)];
+            query.extend(start.map(|v| ("start", v)));
+            query.extend(end.map(|v| ("end", v)));
+            let mut request = reqwest::blocking::Client::new()
+                .get(format!("{}/api/v1/diagnose", url.trim_end_matches('/')))
+                .query(&query);
+            if let Some(tenant) = tenant {
+                request = request.header("X-Scope-OrgID", tenant);
+            }
+            let response = request.send().context("asking the server")?;
+            let status = response.status();
+            let body: serde_json::Value = response.json().context("reading the answer")?;
+            if !status.is_success() {
+                anyhow::bail!(
+                    "{status}: {}",
+                    body["error"].as_str().unwrap_or("(no message)")
+                );
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                print!("{}", crate::diagnose::render_text(&body));
+            }
+            Ok(())
+        }
         Command::Import {
             format:
                 ImportFormat::Openmetrics {

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod diagnose;
 pub mod flows;
 pub mod import;
 pub mod openmetrics;

@@ -491,7 +491,7 @@ pub async fn query_exemplars(
 }
 
 /// Every vector selector inside a PromQL expression, as Prometheus's exemplar API collects them.
-fn exemplar_selectors(query: &str) -> Result<Vec<Vec<Matcher>>, String> {
+pub(crate) fn exemplar_selectors(query: &str) -> Result<Vec<Vec<Matcher>>, String> {
     let expr = promql_parser::parser::parse(query)?;
     let mut out = Vec::new();
     collect_selectors(&expr, &mut out)?;

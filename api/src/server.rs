@@ -136,6 +136,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/prometheus", prom)
         .nest("/tempo", crate::tempo::router())
         .merge(crate::flows::routes())
+        .merge(crate::diagnose::routes())
         .route("/-/healthy", get(|| async { "Strata is Healthy.\n" }))
         .route("/-/ready", get(ready))
         .route("/metrics", get(self_metrics::render))

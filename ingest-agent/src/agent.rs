@@ -105,10 +105,14 @@ fn unix_ns(time: SystemTime) -> u64 {
     })
 }
 
-/// The cgroup id (its directory's inode) of this process, from `/proc/self/cgroup`.
+/// The cgroup id (its directory's inode) of this process, from `/proc/self/cgroup`; `None` in the
+/// root cgroup, which every unconfined process on the host shares with the agent.
 fn own_cgroup_id(cgroup2: &Path) -> Option<u64> {
     let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let relative = text.lines().find_map(|line| line.strip_prefix("0::"))?;
+    if relative.trim_matches('/').is_empty() {
+        return None;
+    }
     let path = cgroup2.join(relative.trim_start_matches('/'));
     Some(std::fs::metadata(path).ok()?.ino())
 }

@@ -109,6 +109,26 @@ static __always_inline struct strata_sock_stats *track_late(strata_sock_id id, s
 	return bpf_map_lookup_elem(&sock_stats, &id);
 }
 
+/* Bytes the stack received, read or not. A socket reaches TCP_CLOSE (and leaves the map) when the
+ * peer's FIN completes the close, often before the application drains its receive queue, so reads
+ * after that are not seen by sock_recv_length; the stack's total covers them. The peer's FIN takes
+ * one sequence number, which the total counts and we do not. */
+static __always_inline void read_tcp_bytes_received(struct strata_sock_stats *stats, struct sock *sk)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	__u64 received = 0;
+	__u8 shutdown = 0;
+	if (bpf_core_read(&received, sizeof(received), &tp->bytes_received) ||
+	    bpf_core_read(&shutdown, sizeof(shutdown), &sk->sk_shutdown)) {
+		count(STRATA_COUNTER_KERNEL_READ_FAILED);
+		return;
+	}
+	if ((shutdown & STRATA_RCV_SHUTDOWN) && received > 0)
+		received -= 1;
+	if (received > stats->bytes_received)
+		stats->bytes_received = received;
+}
+
 static __always_inline void close_socket(struct trace_event_raw_inet_sock_set_state *ctx,
 					 strata_sock_id id, struct sock *sk, __u64 now)
 {
@@ -123,6 +143,7 @@ static __always_inline void close_socket(struct trace_event_raw_inet_sock_set_st
 		struct strata_conn_closed *event = &slot->conn;
 		tuple_from_state_change(&stats->tuple, ctx);
 		read_tcp_counters(stats, sk);
+		read_tcp_bytes_received(stats, sk);
 		stats->state = STRATA_TCP_CLOSE;
 		stats->last_seen_ns = now;
 		event->header.kind = STRATA_EVENT_CONN_CLOSED;

@@ -88,6 +88,7 @@ struct sock_common {
 struct sock {
 	struct sock_common __sk_common;
 	int sk_err;
+	__u8 sk_shutdown; /* RCV_SHUTDOWN (1) once the peer's FIN arrived */
 	struct sock_cgroup_data sk_cgrp_data;
 };
 
@@ -105,6 +106,7 @@ struct tcp_sock {
 	__u32 segs_out;
 	__u32 srtt_us; /* smoothed RTT << 3, in µs */
 	struct minmax rtt_min;
+	__u64 bytes_received; /* RFC 4898 tcpEStatsAppHCThruOctetsReceived; a FIN counts one */
 };
 
 #pragma clang attribute pop

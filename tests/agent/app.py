@@ -1,10 +1,14 @@
 """Test workloads for the node agent's end-to-end tests, standard library only.
 
 Each mode is one program a pod runs:
-  http-server PORT                  HTTP/1.1 server; GET /work?sleep_ms=N&status=C sleeps and answers C
+  http-server PORT                  HTTP/1.1 server; GET /work?sleep_ms=N&status=C sleeps and answers C;
+                                    GET /admin?fail_ratio=R&sleep_ms=N changes how it answers from then on
+                                    (a share R of requests fail with 500, each takes N ms more)
   http-client URL COUNT [--traceparent] [--path P]
                                     COUNT keep-alive GETs; prints one JSON line per request
                                     (status, trace_id and parent_id of the traceparent it sent)
+  http-load URL SECONDS RATE [--traceparent]
+                                    RATE keep-alive GETs per second for SECONDS; prints a JSON summary
   tcp-sink PORT REPLY               accepts one connection, reads to EOF, answers REPLY bytes;
                                     prints the bytes it read
   tcp-send HOST PORT BYTES          sends BYTES, half-closes, reads to EOF; prints the bytes read
@@ -34,13 +38,27 @@ import time
 import urllib.parse
 
 
+BEHAVIOUR = {"fail_ratio": 0.0, "sleep_ms": 0, "served": 0}
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
-        query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
-        sleep_ms = int(query.get("sleep_ms", ["0"])[0])
-        status = int(query.get("status", ["200"])[0])
+        url = urllib.parse.urlparse(self.path)
+        query = urllib.parse.parse_qs(url.query)
+        if url.path == "/admin":
+            BEHAVIOUR["fail_ratio"] = float(query.get("fail_ratio", [BEHAVIOUR["fail_ratio"]])[0])
+            BEHAVIOUR["sleep_ms"] = int(query.get("sleep_ms", [BEHAVIOUR["sleep_ms"]])[0])
+            status, sleep_ms = 200, 0
+        else:
+            BEHAVIOUR["served"] += 1
+            sleep_ms = int(query.get("sleep_ms", ["0"])[0]) + BEHAVIOUR["sleep_ms"]
+            status = int(query.get("status", ["200"])[0])
+            # Every n-th request fails, n = 1/ratio: a steady share, not a random one.
+            ratio = BEHAVIOUR["fail_ratio"]
+            if ratio > 0 and BEHAVIOUR["served"] % max(1, round(1 / ratio)) == 0:
+                status = 500
         if sleep_ms:
             time.sleep(sleep_ms / 1000)
         body = b"ok\n" if status < 400 else b"failed\n"
@@ -80,6 +98,33 @@ def http_client(url, count, *options):
         response.read()
         print(json.dumps({"status": response.status, "trace_id": trace_id, "parent_id": parent_id}), flush=True)
     connection.close()
+
+
+def http_load(url, seconds, rate, *options):
+    parsed = urllib.parse.urlparse(url)
+    traced = "--traceparent" in options
+    path = parsed.path + ("?" + parsed.query if parsed.query else "")
+    connection = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=10)
+    period = 1 / float(rate)
+    deadline = time.monotonic() + float(seconds)
+    next_at = time.monotonic()
+    statuses = {}
+    while time.monotonic() < deadline:
+        headers = {}
+        if traced:
+            headers["traceparent"] = f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+        try:
+            connection.request("GET", path, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            statuses[response.status] = statuses.get(response.status, 0) + 1
+        except (OSError, http.client.HTTPException):
+            connection.close()
+            statuses["error"] = statuses.get("error", 0) + 1
+        next_at += period
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    connection.close()
+    print(json.dumps(statuses), flush=True)
 
 
 def tcp_sink(port, reply):
@@ -231,6 +276,7 @@ def forward(fd, packet):
 MODES = {
     "http-server": http_server,
     "http-client": http_client,
+    "http-load": http_load,
     "tcp-sink": tcp_sink,
     "tcp-send": tcp_send,
     "connect": connect,

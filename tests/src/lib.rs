@@ -2,6 +2,7 @@
 //! promtool, node_exporter), crash and restart. The helpers here start processes, and skip loudly when a
 //! tool or privilege is missing — or fail instead under `STRATA_REQUIRE_ALL=1`.
 
+pub mod cluster;
 pub mod kube_api;
 pub mod pods;
 

@@ -183,16 +183,6 @@ impl Node {
         ip(&["-n", &node.netns, "link", "add", "br0", "type", "bridge"]);
         ip(&["-n", &node.netns, "link", "set", "br0", "up"]);
         ip(&["-n", &node.netns, "link", "set", "lo", "up"]);
-        // The bridge is also the gateway to pods behind a delay link, which it answers ARP for.
-        let [a, b, c] = node.subnet;
-        let gateway = format!("{}/24", Ipv4Addr::new(a, b, c, 1));
-        ip(&["-n", &node.netns, "addr", "add", &gateway, "dev", "br0"]);
-        for setting in ["net.ipv4.ip_forward=1", "net.ipv4.conf.br0.proxy_arp=1"] {
-            run(
-                "ip",
-                &["netns", "exec", &node.netns, "sysctl", "-q", "-w", setting],
-            )?;
-        }
         Ok(node)
     }
 
@@ -310,6 +300,20 @@ impl Node {
     /// The pod's `eth0` as one end of a delay link; the node routes the pod's address to the
     /// other end and answers ARP for it on the bridge.
     fn delay_link(&mut self, netns: &str, device: &str, address: Ipv4Addr, delay: Duration) {
+        // The bridge becomes the gateway to pods behind a delay link, and answers ARP for them.
+        let [a, b, c] = self.subnet;
+        let gateway = format!("{}/24", Ipv4Addr::new(a, b, c, 1));
+        let _ = run(
+            "ip",
+            &["-n", &self.netns, "addr", "add", &gateway, "dev", "br0"],
+        );
+        for setting in ["net.ipv4.ip_forward=1", "net.ipv4.conf.br0.proxy_arp=1"] {
+            run(
+                "ip",
+                &["netns", "exec", &self.netns, "sysctl", "-q", "-w", setting],
+            )
+            .unwrap_or_else(|err| panic!("{err}"));
+        }
         let delay_ms = delay.as_millis().to_string();
         let mut forwarder = Command::new("python3")
             .args([APP, "delay-link", &self.netns, netns, device, &delay_ms])
@@ -373,6 +377,18 @@ impl Node {
         if percent == 0 {
             return;
         }
+        // One segment per packet, as on a wire: a veth otherwise carries 64 KiB GSO packets, and a
+        // share of packets would be a handful of drops per megabyte.
+        ip(&[
+            "-n",
+            &pod.netns,
+            "link",
+            "set",
+            "dev",
+            "eth0",
+            "gso_max_segs",
+            "1",
+        ]);
         let rule = if percent >= 100 {
             format!("ip saddr {} drop", pod.ip)
         } else {
