@@ -204,6 +204,9 @@ fn serve(config: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
     cfg.validate()?;
     init_logging(cfg.server.log_format == "json");
     let agent = agent_config(&cfg)?;
+    if let Err(err) = write_grafana_provisioning(&cfg) {
+        tracing::warn!(error = %err, "could not write the Grafana provisioning files");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -269,6 +272,48 @@ fn agent_config(cfg: &Config) -> anyhow::Result<Option<(strata_agent::config::Ag
     }
     agent.validate().context("agent.config")?;
     Ok(Some((agent, required)))
+}
+
+/// Writes Grafana provisioning for this server into `<data_dir>/grafana/` (data sources pointing
+/// here, and the dashboards) and says where, with the data source URLs.
+fn write_grafana_provisioning(cfg: &Config) -> anyhow::Result<()> {
+    let address = local_address(&cfg.server.listen).replace("127.0.0.1", "localhost");
+    let base = format!("http://{address}");
+    let root = cfg.data_dir.join("grafana");
+    let dashboards = root.join("dashboards");
+    let datasources = root.join("provisioning/datasources");
+    let providers = root.join("provisioning/dashboards");
+    for dir in [&dashboards, &datasources, &providers] {
+        std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    }
+    let shipped = "http://strata:9080";
+    std::fs::write(
+        datasources.join("strata.yaml"),
+        strata_dashboards::DATASOURCES_YAML.replace(shipped, &base),
+    )?;
+    let dashboards_dir = std::fs::canonicalize(&dashboards)?;
+    std::fs::write(
+        providers.join("strata.yaml"),
+        strata_dashboards::DASHBOARD_PROVIDER_YAML.replace(
+            "/var/lib/grafana/dashboards/strata",
+            &dashboards_dir.display().to_string(),
+        ),
+    )?;
+    for dashboard in strata_dashboards::DASHBOARDS {
+        std::fs::write(
+            dashboards.join(dashboard.file),
+            dashboard.json.replace(shipped, &base),
+        )?;
+    }
+    let provisioning = std::fs::canonicalize(root.join("provisioning"))?;
+    println!(
+        "Grafana: Prometheus data source {base}/prometheus, Tempo data source {base}/tempo\n\
+         Grafana provisioning (data sources and dashboards): {} — start Grafana with \
+         GF_PATHS_PROVISIONING={}",
+        provisioning.display(),
+        provisioning.display()
+    );
+    Ok(())
 }
 
 /// A listen address as a local client reaches it: `0.0.0.0:4317` → `127.0.0.1:4317`.

@@ -219,6 +219,60 @@ fn http_errors_and_latency_are_the_application() {
     );
     assert_eq!(healthy["verdict"], "healthy", "{healthy:#}");
 
+    // The HTTP, TCP and service-map dashboards show this scenario: every panel that is not about
+    // something it never did (external destinations, failed connections) returns data.
+    let vars = [
+        ("namespace", "tenant-jobs"),
+        ("workload", "core-api"),
+        ("src_namespace", "tenant-jobs"),
+        ("src_workload", "resumes"),
+        ("side", "server"),
+        ("__rate_interval", "30s"),
+        ("__interval", "5s"),
+        ("__range", "60s"),
+    ];
+    let not_shown = [
+        "External",
+        "Failed",
+        "errors by name",
+        "Service map (Tempo)",
+    ];
+    let mut empty = Vec::new();
+    for query in strata_dashboards::panel_queries(&vars) {
+        let shown = ["strata-http", "strata-tcp", "strata-service-map"]
+            .contains(&query.dashboard_uid.as_str())
+            && !not_shown
+                .iter()
+                .any(|word| query.panel.to_lowercase().contains(word));
+        if !shown {
+            continue;
+        }
+        let body: Value = http()
+            .get(cluster.strata.url("/prometheus/api/v1/query_range"))
+            .query(&[
+                ("query", query.expr.as_str()),
+                ("start", &secs(t0)),
+                ("end", &secs(slow_until)),
+                ("step", "5"),
+            ])
+            .send()
+            .expect("panel query")
+            .json()
+            .expect("panel JSON");
+        assert_eq!(
+            body["status"], "success",
+            "{} / {}: {body}",
+            query.dashboard, query.panel
+        );
+        if body["data"]["result"].as_array().is_none_or(Vec::is_empty) {
+            empty.push(format!(
+                "{} / {}: {}",
+                query.dashboard, query.panel, query.expr
+            ));
+        }
+    }
+    assert!(empty.is_empty(), "panels without data: {empty:#?}");
+
     // Scenario 3: the slow requests' exemplars open traces holding the agent's server span.
     let trace_ids: Vec<String> = slow["layers"]["http"]["exemplar_trace_ids"]
         .as_array()
