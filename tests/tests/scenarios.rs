@@ -390,6 +390,22 @@ fn a_lossy_path_to_an_external_api_is_the_network() {
         before <= 1.0 && after <= 1.0,
         "only in the window: before {before}, after {after}"
     );
+    // And so does the round-trip time the path's sockets measure.
+    let rtt = |at: i64| {
+        let expr = format!(
+            "sum(increase(network_tcp_rtt_seconds_sum{{{pair}}}[14s])) / sum(increase(network_tcp_rtt_seconds_count{{{pair}}}[14s]))"
+        );
+        value_at(&cluster, &expr, at)
+    };
+    let (rtt_before, rtt_during, rtt_after) = (
+        rtt(lossy_from).expect("RTT before"),
+        rtt(lossy_until).expect("RTT in the window"),
+        rtt(healed_until).expect("RTT after"),
+    );
+    assert!(
+        rtt_during >= 2.0 * rtt_before && rtt_during >= 2.0 * rtt_after,
+        "mean RTT {rtt_before} s, then {rtt_during} s under loss, then {rtt_after} s"
+    );
 
     // The flow search finds the lossy flows by the DNS name.
     let query =
