@@ -232,10 +232,10 @@ fn http_errors_and_latency_are_the_application() {
         ("__range", "60s"),
     ];
     let not_shown = [
-        "External",
-        "Failed",
+        "external",
+        "failed",
         "errors by name",
-        "Service map (Tempo)",
+        "service map (tempo)",
     ];
     let mut empty = Vec::new();
     for query in strata_dashboards::panel_queries(&vars) {
