@@ -147,6 +147,9 @@ pub struct ConnectionClosed {
     pub retransmits: u32,
     pub srtt_us: Option<u32>,
     pub min_rtt_us: Option<u32>,
+    /// The kernel's running count and (wrapping) sum of sampled smoothed RTTs.
+    pub rtt_samples: u32,
+    pub srtt_sum_us: u32,
 }
 
 impl ConnectionClosed {
@@ -263,6 +266,8 @@ fn connection_closed(raw: &abi::ConnClosed) -> ConnectionClosed {
         retransmits: stats.retransmits,
         srtt_us: nonzero(stats.srtt_us),
         min_rtt_us: nonzero(stats.min_rtt_us),
+        rtt_samples: stats.rtt_samples,
+        srtt_sum_us: stats.srtt_sum_us,
     }
 }
 

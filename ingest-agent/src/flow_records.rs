@@ -726,6 +726,8 @@ mod tests {
             retransmits: 0,
             srtt_us: None,
             min_rtt_us: None,
+            rtt_samples: 0,
+            srtt_sum_us: 0,
         });
         let record = &flows.emit(1, &Names)[0];
         assert_eq!(record.tcp_connect, "refused");

@@ -32,7 +32,8 @@ pub struct FlowDelta {
     pub segs_out: u64,
     pub segs_in: u64,
     pub retransmits: u64,
-    /// Latest smoothed and minimum RTT, when sampled.
+    /// Mean of the smoothed RTTs sampled in the interval (the latest one when none was), and the
+    /// minimum RTT, when known.
     pub srtt_us: Option<u32>,
     pub min_rtt_us: Option<u32>,
     /// False for the final delta of a closed connection.
@@ -47,6 +48,8 @@ struct Seen {
     segs_out: u64,
     segs_in: u64,
     retransmits: u64,
+    rtt_samples: u32,
+    srtt_sum_us: u32,
 }
 
 impl Seen {
@@ -58,7 +61,20 @@ impl Seen {
             segs_out: u64::from(stats.segs_out),
             segs_in: u64::from(stats.segs_in),
             retransmits: u64::from(stats.retransmits),
+            rtt_samples: stats.rtt_samples,
+            srtt_sum_us: stats.srtt_sum_us,
         }
+    }
+
+    /// The mean smoothed RTT of the samples taken since `previous`, else `latest`: a snapshot at
+    /// the end of the interval would miss the rise that a lost segment causes and that decays
+    /// within a few round trips.
+    fn srtt_since(&self, previous: &Seen, latest: u32) -> Option<u32> {
+        let samples = self.rtt_samples.wrapping_sub(previous.rtt_samples);
+        if samples == 0 {
+            return (latest != 0).then_some(latest);
+        }
+        Some(self.srtt_sum_us.wrapping_sub(previous.srtt_sum_us) / samples)
     }
 }
 
@@ -142,7 +158,12 @@ impl FlowTable {
             segs_out: u64::from(closed.segs_out).saturating_sub(previous.segs_out),
             segs_in: u64::from(closed.segs_in).saturating_sub(previous.segs_in),
             retransmits: u64::from(closed.retransmits).saturating_sub(previous.retransmits),
-            srtt_us: closed.srtt_us,
+            srtt_us: Seen {
+                rtt_samples: closed.rtt_samples,
+                srtt_sum_us: closed.srtt_sum_us,
+                ..previous
+            }
+            .srtt_since(&previous, closed.srtt_us.unwrap_or(0)),
             min_rtt_us: closed.min_rtt_us,
             open: false,
         }
@@ -180,7 +201,7 @@ fn delta(
         segs_out: current.segs_out.saturating_sub(previous.segs_out),
         segs_in: current.segs_in.saturating_sub(previous.segs_in),
         retransmits: current.retransmits.saturating_sub(previous.retransmits),
-        srtt_us: nonzero(stats.srtt_us),
+        srtt_us: current.srtt_since(previous, stats.srtt_us),
         min_rtt_us: nonzero(stats.min_rtt_us),
         open,
     })
@@ -363,6 +384,29 @@ mod tests {
 
     const SECOND: u64 = 1_000_000_000;
 
+    /// The close summary of socket `sock_id` opened at 5 ns by `stats`.
+    fn closed(sock_id: u64, sent: u64, received: u64) -> ConnectionClosed {
+        ConnectionClosed {
+            sock_id,
+            cgroup_id: 11,
+            endpoints: Endpoints::from(&stats(5, 0, 0, 0).tuple),
+            role: Role::Client,
+            outcome: Outcome::Closed,
+            opened_ns: Some(5),
+            established_ns: Some(6),
+            closed_ns: 30,
+            bytes_sent: sent,
+            bytes_received: received,
+            segs_out: 3,
+            segs_in: 4,
+            retransmits: 0,
+            srtt_us: None,
+            min_rtt_us: None,
+            rtt_samples: 0,
+            srtt_sum_us: 0,
+        }
+    }
+
     #[test]
     fn reports_deltas_between_scans_and_nothing_when_idle() {
         let mut map = FakeMap::default();
@@ -384,6 +428,36 @@ mod tests {
 
         let third = table.scan(&mut map, 50).unwrap();
         assert!(third.deltas.is_empty(), "no movement, no delta");
+    }
+
+    #[test]
+    fn rtt_is_the_mean_of_the_interval_samples_across_the_sum_wrapping() {
+        let mut map = FakeMap::default();
+        let mut table = FlowTable::new(60 * SECOND);
+        let sampled = |sent: u64, samples: u32, sum: u32, latest: u32| abi::SockStats {
+            rtt_samples: samples,
+            srtt_sum_us: sum,
+            srtt_us: latest,
+            ..stats(5, sent, 0, 10)
+        };
+        // A spike inside the interval that has decayed by its end still raises the mean.
+        map.entries.insert(1, sampled(10, 4, u32::MAX - 999, 500));
+        table.scan(&mut map, 20).unwrap();
+        map.entries.insert(1, sampled(20, 8, 7_000, 500));
+        let scan = table.scan(&mut map, 40).unwrap();
+        assert_eq!(scan.deltas[0].srtt_us, Some(2_000), "(1000 + 7000) / 4");
+        // Without a sample in the interval, the latest value stands.
+        map.entries.insert(1, sampled(30, 8, 7_000, 450));
+        let scan = table.scan(&mut map, 60).unwrap();
+        assert_eq!(scan.deltas[0].srtt_us, Some(450));
+        // The close summary continues the same sums.
+        let closed = ConnectionClosed {
+            srtt_us: Some(450),
+            rtt_samples: 10,
+            srtt_sum_us: 8_000,
+            ..closed(1, 30, 0)
+        };
+        assert_eq!(table.close(&closed).srtt_us, Some(500));
     }
 
     #[test]
@@ -415,23 +489,7 @@ mod tests {
         let mut table = FlowTable::new(60 * SECOND);
         map.entries.insert(7, stats(5, 100, 200, 10));
         table.scan(&mut map, 20).unwrap();
-        let closed = ConnectionClosed {
-            sock_id: 7,
-            cgroup_id: 11,
-            endpoints: Endpoints::from(&stats(5, 0, 0, 0).tuple),
-            role: Role::Client,
-            outcome: Outcome::Closed,
-            opened_ns: Some(5),
-            established_ns: Some(6),
-            closed_ns: 30,
-            bytes_sent: 120,
-            bytes_received: 260,
-            segs_out: 3,
-            segs_in: 4,
-            retransmits: 0,
-            srtt_us: Some(50),
-            min_rtt_us: Some(40),
-        };
+        let closed = closed(7, 120, 260);
         let last = table.close(&closed);
         assert_eq!((last.bytes_sent, last.bytes_received), (20, 60));
         assert!(!last.open);
@@ -453,26 +511,6 @@ mod tests {
             }
             fn remove(&mut self, sock_id: u64) -> Result<()> {
                 self.0.lock().unwrap().remove(sock_id)
-            }
-        }
-
-        fn closed(sock_id: u64, sent: u64) -> ConnectionClosed {
-            ConnectionClosed {
-                sock_id,
-                cgroup_id: 11,
-                endpoints: Endpoints::from(&stats(5, 0, 0, 0).tuple),
-                role: Role::Client,
-                outcome: Outcome::Closed,
-                opened_ns: Some(5),
-                established_ns: Some(6),
-                closed_ns: 30,
-                bytes_sent: sent,
-                bytes_received: 0,
-                segs_out: 1,
-                segs_in: 1,
-                retransmits: 0,
-                srtt_us: None,
-                min_rtt_us: None,
             }
         }
 
@@ -499,7 +537,7 @@ mod tests {
 
             // Socket 1 closes with 30 more bytes; its entry leaves the kernel map.
             map.0.lock().unwrap().entries.clear();
-            closes_tx.send(closed(1, 130)).await.unwrap();
+            closes_tx.send(closed(1, 130, 0)).await.unwrap();
             let second = batches.recv().await.expect("a batch");
             assert_eq!(second.entries, 0);
             assert_eq!(second.deltas.len(), 1);

@@ -8,6 +8,7 @@
 //! (`http.server.request.duration`, `http.client.request.duration`, `dns.lookup.duration`);
 //! the TCP signals, which they do not define, sit under `network.tcp.*` in the same style.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
@@ -156,7 +157,8 @@ struct Series {
 #[derive(Debug)]
 pub struct GoldenMetrics {
     config: MetricsConfig,
-    series: HashMap<(usize, Attributes), Series>,
+    /// Keyed by metric name and sorted attributes.
+    series: HashMap<(&'static str, Attributes), Series>,
     dropped: u64,
 }
 
@@ -225,42 +227,43 @@ impl GoldenMetrics {
         self.series.len()
     }
 
+    /// The series of `def` with `attributes`, created on first use unless `max_series` is
+    /// reached; one hash lookup per observation.
     fn series_mut(
         &mut self,
-        metric: usize,
+        def: &Def,
         mut attributes: Attributes,
         now_ns: u64,
     ) -> Option<&mut Series> {
         attributes.sort();
-        let key = (metric, attributes);
-        if !self.series.contains_key(&key) {
-            if self.series.len() >= self.config.max_series {
+        let full = self.series.len() >= self.config.max_series;
+        let series = match self.series.entry((def.name, attributes)) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(_) if full => {
                 self.dropped += 1;
                 return None;
             }
-            let buckets = match DEFS[metric].kind {
-                Kind::Counter => 0,
-                Kind::Histogram(bounds) => bounds.len() + 1,
-            };
-            self.series.insert(
-                key.clone(),
-                Series {
+            Entry::Vacant(entry) => {
+                let buckets = match def.kind {
+                    Kind::Counter => 0,
+                    Kind::Histogram(bounds) => bounds.len() + 1,
+                };
+                entry.insert(Series {
                     start_ns: now_ns,
                     updated_ns: now_ns,
                     value: 0.0,
                     count: 0,
                     buckets: vec![0; buckets],
                     exemplars: vec![None; buckets],
-                },
-            );
-        }
-        let series = self.series.get_mut(&key)?;
+                })
+            }
+        };
         series.updated_ns = now_ns;
         Some(series)
     }
 
     fn add(&mut self, def: &Def, attributes: Attributes, value: f64, now_ns: u64) {
-        if let Some(series) = self.series_mut(def_index(def.name), attributes, now_ns) {
+        if let Some(series) = self.series_mut(def, attributes, now_ns) {
             series.value += value;
         }
     }
@@ -276,7 +279,7 @@ impl GoldenMetrics {
         let Kind::Histogram(bounds) = def.kind else {
             return;
         };
-        if let Some(series) = self.series_mut(def_index(def.name), attributes, now_ns) {
+        if let Some(series) = self.series_mut(def, attributes, now_ns) {
             let bucket = bounds.partition_point(|bound| *bound < value);
             series.count += 1;
             series.value += value;
@@ -375,8 +378,8 @@ impl GoldenMetrics {
             .retain(|_, series| now_ns.saturating_sub(series.updated_ns) <= ttl_ns);
         let mut points: Vec<Vec<(&Attributes, &mut Series)>> =
             DEFS.iter().map(|_| Vec::new()).collect();
-        for ((metric, attributes), series) in &mut self.series {
-            points[*metric].push((attributes, series));
+        for ((name, attributes), series) in &mut self.series {
+            points[def_index(name)].push((attributes, series));
         }
         let mut metrics = Vec::new();
         for (def, mut series) in DEFS.iter().zip(points) {

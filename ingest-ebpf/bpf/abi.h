@@ -86,10 +86,12 @@ struct strata_sock_stats {
 	__u32 retransmits;        /* tcp:tcp_retransmit_skb */
 	__u32 srtt_us;            /* smoothed RTT, µs */
 	__u32 min_rtt_us;         /* windowed minimum RTT, µs; 0 when unknown */
-	__u32 rtt_samples;
+	__u32 rtt_samples;        /* tcp:tcp_probe samples taken, each adding to srtt_sum_us */
 	__u8 role;                /* STRATA_ROLE_* */
 	__u8 state;               /* last TCP state (include/net/tcp_states.h) */
-	__u8 _pad[6];
+	__u8 _pad[2];
+	__u32 srtt_sum_us;        /* sum of the sampled smoothed RTTs, µs, wrapping: user space
+	                           * divides differences by rtt_samples' for an interval's mean */
 };
 _Static_assert(sizeof(struct strata_sock_stats) == 128, "strata_sock_stats ABI");
 STRATA_ABI_OFFSET(strata_sock_stats, tuple, 0);
@@ -108,6 +110,7 @@ STRATA_ABI_OFFSET(strata_sock_stats, min_rtt_us, 112);
 STRATA_ABI_OFFSET(strata_sock_stats, rtt_samples, 116);
 STRATA_ABI_OFFSET(strata_sock_stats, role, 120);
 STRATA_ABI_OFFSET(strata_sock_stats, state, 121);
+STRATA_ABI_OFFSET(strata_sock_stats, srtt_sum_us, 124);
 
 struct strata_event_header {
 	__u32 kind; /* STRATA_EVENT_* */

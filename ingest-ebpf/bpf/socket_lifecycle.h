@@ -270,9 +270,11 @@ int strata_tcp_probe(struct trace_event_raw_tcp_probe *ctx)
 	stats->last_rtt_sample_ns = now;
 	read_tcp_counters(stats, (struct sock *)ctx->skaddr);
 	__u32 srtt = ctx->srtt;
-	if (srtt)
+	if (srtt) {
 		stats->srtt_us = srtt;
-	stats->rtt_samples += 1;
+		stats->srtt_sum_us += srtt;
+		stats->rtt_samples += 1;
+	}
 	stats->last_seen_ns = now;
 	return 0;
 }

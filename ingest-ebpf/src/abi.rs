@@ -189,7 +189,9 @@ pub struct SockStats {
     pub rtt_samples: u32,
     pub role: u8,
     pub state: u8,
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 2],
+    /// Sum of the sampled `srtt_us`, wrapping; differences over `rtt_samples` give a mean.
+    pub srtt_sum_us: u32,
 }
 
 /// `struct strata_event_header`.
@@ -434,7 +436,7 @@ mod tests {
             "strata_sock_stats" => SockStats {
                 tuple, cgroup_id, opened_ns, established_ns, last_seen_ns, bytes_sent,
                 bytes_received, last_rtt_sample_ns, segs_out, segs_in, retransmits, srtt_us,
-                min_rtt_us, rtt_samples, role, state,
+                min_rtt_us, rtt_samples, role, state, srtt_sum_us,
             }
             "strata_event_header" => EventHeader { kind }
             "strata_conn_closed" => ConnClosed {

@@ -125,6 +125,20 @@ impl Cluster {
         pod
     }
 
+    /// A service outside the cluster, reachable on the node's bridge and unknown to Kubernetes,
+    /// which `client` finds as `name` through a DNS responder in `resolver`. The responder runs
+    /// until the returned peer is dropped.
+    pub fn external_service(&mut self, client: &Pod, resolver: &Pod, name: &str) -> (Pod, Peer) {
+        let external = self.node.add_pod("", "external", "");
+        let zone = format!("{name}={}", external.ip);
+        let responder = serve(
+            resolver,
+            &["python3", crate::pods::APP, "dns-server", "53", &zone],
+        );
+        self.node.resolver(client, resolver.ip);
+        (external, responder)
+    }
+
     pub fn agent_metrics(&self) -> Option<String> {
         http()
             .get(format!("http://127.0.0.1:{}/metrics", self.agent_port))

@@ -22,6 +22,21 @@ pub const APP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/agent/app.py");
 /// Pod names and ids are made unique per process and per node.
 static NODES: AtomicU32 = AtomicU32::new(0);
 
+/// Runs `argv` as a member of the cgroup `dir`, entered before `argv` starts so every socket it
+/// opens belongs to that cgroup. Its standard output is piped.
+pub fn spawn_in_cgroup(dir: &Path, argv: &[&str]) -> Child {
+    let procs = dir.join("cgroup.procs");
+    let script = format!("echo $$ > '{}' && exec \"$@\"", procs.display());
+    Command::new("sh")
+        .args(["-c", &script, "sh"])
+        .args(argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn in a cgroup")
+}
+
 /// Why a node cannot be built here (not root, no `ip`, no cgroup2), for a loud skip.
 pub fn preconditions() -> Result<PathBuf, String> {
     // SAFETY: geteuid has no preconditions.
@@ -119,20 +134,9 @@ impl Pod {
     /// starts so every socket it opens belongs to the pod.
     pub fn spawn(&self, argv: &[&str]) -> Child {
         // Into the cgroup first: `ip netns exec` mounts a fresh /sys, without the cgroup2 mount.
-        let procs = self.cgroup.join("cgroup.procs");
-        let script = format!(
-            "echo $$ > '{}' && exec ip netns exec '{}' \"$@\"",
-            procs.display(),
-            self.netns
-        );
-        Command::new("sh")
-            .args(["-c", &script, "sh"])
-            .args(argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn in pod")
+        let mut command = vec!["ip", "netns", "exec", &self.netns];
+        command.extend_from_slice(argv);
+        spawn_in_cgroup(&self.cgroup, &command)
     }
 
     /// Runs `argv` in the pod to completion; its standard output.

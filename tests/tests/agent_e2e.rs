@@ -221,7 +221,6 @@ fn http_and_tcp_golden_signals_by_workload() {
         metrics.contains("strata_agent_kernel_counter_total{counter="),
         "the kernel's loss counters are exported"
     );
-    let _ = (&cluster.api, &cluster.agent, &cluster.runtime);
 }
 
 #[test]
@@ -367,13 +366,9 @@ fn dns_names_external_destinations() {
         return;
     };
     let (client, dns) = (&pods[0], &pods[1]);
-    // The external service: reachable on the node's bridge, unknown to Kubernetes.
-    let external = cluster.node.add_pod("", "twilio", "");
+    let (external, _dns) = cluster.external_service(client, dns, "api.twilio.com");
     let external_ip: Ipv4Addr = external.ip;
-    let zone = format!("api.twilio.com={external_ip}");
-    let _dns = serve(dns, &["python3", APP, "dns-server", "53", &zone]);
     let _api = serve(&external, &["python3", APP, "tcp-sink", "443", "4096"]);
-    cluster.node.resolver(client, dns.ip);
 
     assert_eq!(
         client

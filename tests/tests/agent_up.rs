@@ -8,11 +8,11 @@
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use serde_json::Value;
-use strata_tests::pods::{cgroup2_root, preconditions, APP};
+use strata_tests::pods::{cgroup2_root, preconditions, spawn_in_cgroup, APP};
 use strata_tests::{free_port, http, require_all, wait_for, Peer, Strata};
 
 const STRATA: &str = env!("CARGO_BIN_EXE_strata-e2e");
@@ -35,16 +35,7 @@ impl Unit {
 
     /// Runs `argv` inside this unit's cgroup.
     fn spawn(&self, argv: &[&str]) -> Child {
-        let procs = self.dir.join("cgroup.procs");
-        let script = format!("echo $$ > '{}' && exec \"$@\"", procs.display());
-        Command::new("sh")
-            .args(["-c", &script, "sh"])
-            .args(argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn in unit")
+        spawn_in_cgroup(&self.dir, argv)
     }
 }
 
