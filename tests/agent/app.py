@@ -7,13 +7,15 @@ Each mode is one program a pod runs:
   http-client URL COUNT [--traceparent] [--path P]
                                     COUNT keep-alive GETs; prints one JSON line per request
                                     (status, trace_id and parent_id of the traceparent it sent)
-  http-load URL SECONDS RATE [--traceparent]
-                                    RATE keep-alive GETs per second for SECONDS; prints a JSON summary
+  http-load URL SECONDS RATE [--traceparent] [--connect-each]
+                                    RATE keep-alive GETs per second for SECONDS; prints a JSON summary;
+                                    with --connect-each, one connection (and name lookup) per GET
   tcp-sink PORT REPLY               accepts one connection, reads to EOF, answers REPLY bytes;
                                     prints the bytes it read
   tcp-send HOST PORT BYTES          sends BYTES, half-closes, reads to EOF; prints the bytes read
   connect HOST PORT TIMEOUT         one connect attempt; prints ok, refused or timeout
-  dns-server PORT NAME=IP...        answers A queries for the names given, NXDOMAIN otherwise
+  dns-server PORT NAME=IP...        answers A queries for the names given, NXDOMAIN otherwise;
+                                    NAME=SERVFAIL answers that name with SERVFAIL
   resolve NAME                      resolves through the system resolver; prints the address
                                     or NXDOMAIN
   delay-link NODE_NS POD_NS DEVICE DELAY_MS
@@ -103,6 +105,7 @@ def http_client(url, count, *options):
 def http_load(url, seconds, rate, *options):
     parsed = urllib.parse.urlparse(url)
     traced = "--traceparent" in options
+    connect_each = "--connect-each" in options
     path = parsed.path + ("?" + parsed.query if parsed.query else "")
     connection = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=10)
     period = 1 / float(rate)
@@ -121,6 +124,8 @@ def http_load(url, seconds, rate, *options):
         except (OSError, http.client.HTTPException):
             connection.close()
             statuses["error"] = statuses.get("error", 0) + 1
+        if connect_each:
+            connection.close()
         next_at += period
         time.sleep(max(0.0, next_at - time.monotonic()))
     connection.close()
@@ -202,8 +207,9 @@ def dns_server(port, *entries):
         qtype = struct.unpack("!H", query[offset + 1 : offset + 3])[0]
         name = ".".join(labels).lower()
         address = zone.get(name)
-        if address is None:
-            header = struct.pack("!HHHHHH", ident, 0x8183, 1, 0, 0, 0)
+        if address is None or address == "SERVFAIL":
+            rcode = 3 if address is None else 2
+            header = struct.pack("!HHHHHH", ident, 0x8180 | rcode, 1, 0, 0, 0)
             server.sendto(header + question, client)
         elif qtype == 1:
             header = struct.pack("!HHHHHH", ident, 0x8180, 1, 1, 0, 0)

@@ -1,4 +1,4 @@
-//! The three connectivity scenarios users bring, answered by Strata alone, as root: pods on a
+//! The connectivity scenarios users bring, answered by Strata alone, as root: pods on a
 //! node, a fixture Kubernetes API, the agent and the store; faults injected midway; answers read
 //! through PromQL, the flow search, Tempo and `/api/v1/diagnose`.
 //!
@@ -7,6 +7,7 @@
 //! 2. A transient network fault towards an external destination known by its DNS name.
 //! 3. From a latency spike to the trace: core-api answers slower; the latency histogram's
 //!    exemplars open traces with the agent's server span.
+//! 4. The resolver fails: a workload's lookups of an external name answer SERVFAIL for a window.
 //!
 //! Needs root, `ip`, `nft`, `python3`, cgroup2 and kernel BTF; skips loudly without them and fails
 //! under `STRATA_REQUIRE_ALL=1`.
@@ -14,6 +15,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use strata_dashboards::PanelQuery;
 use strata_tests::cluster::{serve, sum, Cluster};
 use strata_tests::pods::{Pod, APP};
 use strata_tests::{http, Peer};
@@ -67,6 +69,17 @@ fn diagnose(cluster: &Cluster, src: &str, dst: &str, start: i64, end: i64) -> Va
     response.json().expect("diagnosis JSON")
 }
 
+/// The diagnosis of `tenant-jobs/notifications → api.twilio.com` (scenarios 2 and 4).
+fn diagnose_twilio(cluster: &Cluster, start: i64, end: i64) -> Value {
+    diagnose(
+        cluster,
+        "tenant-jobs/notifications",
+        "api.twilio.com",
+        start,
+        end,
+    )
+}
+
 /// A PromQL instant query at `at` (ms); the first sample's value.
 fn value_at(cluster: &Cluster, expr: &str, at: i64) -> Option<f64> {
     let body: Value = http()
@@ -77,6 +90,98 @@ fn value_at(cluster: &Cluster, expr: &str, at: i64) -> Option<f64> {
         .json()
         .ok()?;
     body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+/// `GET /api/v1/flows` for `query` over `[start, end]` (ms).
+fn search_flows(cluster: &Cluster, query: &str, start: i64, end: i64) -> Vec<Value> {
+    let body: Value = http()
+        .get(cluster.strata.url("/api/v1/flows"))
+        .query(&[
+            ("query", query),
+            ("start", &secs(start)),
+            ("end", &secs(end)),
+            ("limit", "1000"),
+        ])
+        .send()
+        .expect("flows")
+        .json()
+        .expect("flows JSON");
+    body["flows"].as_array().cloned().unwrap_or_default()
+}
+
+/// The diagnosis names `layer` as at fault, with a claim containing `claim` and a flow query
+/// mentioning `flows_mention`, and the `innocent` layers not at fault.
+fn assert_blames(
+    verdict: &Value,
+    layer: &str,
+    claim: &str,
+    flows_mention: &str,
+    innocent: &[&str],
+) {
+    assert_eq!(verdict["verdict"], verdict_name(layer), "{verdict:#}");
+    let claims = verdict["layers"][layer]["claims"].to_string();
+    assert!(claims.contains(claim), "{claims}");
+    assert!(
+        verdict["layers"][layer]["flows"]
+            .as_str()
+            .is_some_and(|q| q.contains(flows_mention)),
+        "{verdict:#}"
+    );
+    for other in innocent {
+        assert_ne!(verdict["layers"][other]["status"], "fault", "{verdict:#}");
+    }
+}
+
+/// The verdict that blames a layer.
+fn verdict_name(layer: &str) -> &str {
+    match layer {
+        "tcp" => "network",
+        "http" => "application",
+        other => other,
+    }
+}
+
+/// The queries of the panels `shown` picks, with `vars` substituted, that run but return no
+/// data over `[start, end]` (ms), as "dashboard / panel: expression".
+fn panels_without_data(
+    cluster: &Cluster,
+    vars: &[(&str, &str)],
+    shown: impl Fn(&PanelQuery) -> bool,
+    start: i64,
+    end: i64,
+) -> Vec<String> {
+    let (mut checked, mut empty) = (0, Vec::new());
+    for query in strata_dashboards::panel_queries(vars) {
+        if !shown(&query) {
+            continue;
+        }
+        checked += 1;
+        let body: Value = http()
+            .get(cluster.strata.url("/prometheus/api/v1/query_range"))
+            .query(&[
+                ("query", query.expr.as_str()),
+                ("start", &secs(start)),
+                ("end", &secs(end)),
+                ("step", "5"),
+            ])
+            .send()
+            .expect("panel query")
+            .json()
+            .expect("panel JSON");
+        assert_eq!(
+            body["status"], "success",
+            "{} / {}: {body}",
+            query.dashboard, query.panel
+        );
+        if body["data"]["result"].as_array().is_none_or(Vec::is_empty) {
+            empty.push(format!(
+                "{} / {}: {}",
+                query.dashboard, query.panel, query.expr
+            ));
+        }
+    }
+    assert!(checked > 0, "no panel chosen");
+    empty
 }
 
 fn sleep_until(at: Instant) {
@@ -237,40 +342,19 @@ fn http_errors_and_latency_are_the_application() {
         "errors by name",
         "service map (tempo)",
     ];
-    let mut empty = Vec::new();
-    for query in strata_dashboards::panel_queries(&vars) {
-        let shown = ["strata-http", "strata-tcp", "strata-service-map"]
-            .contains(&query.dashboard_uid.as_str())
-            && !not_shown
-                .iter()
-                .any(|word| query.panel.to_lowercase().contains(word));
-        if !shown {
-            continue;
-        }
-        let body: Value = http()
-            .get(cluster.strata.url("/prometheus/api/v1/query_range"))
-            .query(&[
-                ("query", query.expr.as_str()),
-                ("start", &secs(t0)),
-                ("end", &secs(slow_until)),
-                ("step", "5"),
-            ])
-            .send()
-            .expect("panel query")
-            .json()
-            .expect("panel JSON");
-        assert_eq!(
-            body["status"], "success",
-            "{} / {}: {body}",
-            query.dashboard, query.panel
-        );
-        if body["data"]["result"].as_array().is_none_or(Vec::is_empty) {
-            empty.push(format!(
-                "{} / {}: {}",
-                query.dashboard, query.panel, query.expr
-            ));
-        }
-    }
+    let empty = panels_without_data(
+        &cluster,
+        &vars,
+        |query| {
+            ["strata-http", "strata-tcp", "strata-service-map"]
+                .contains(&query.dashboard_uid.as_str())
+                && !not_shown
+                    .iter()
+                    .any(|word| query.panel.to_lowercase().contains(word))
+        },
+        t0,
+        slow_until,
+    );
     assert!(empty.is_empty(), "panels without data: {empty:#?}");
 
     // Scenario 3: the slow requests' exemplars open traces holding the agent's server span.
@@ -407,43 +491,142 @@ fn a_lossy_path_to_an_external_api_is_the_network() {
     // The flow search finds the lossy flows by the DNS name.
     let query =
         r#"src.workload="notifications" and dst.name="api.twilio.com" and tcp.retransmits>0"#;
-    let flows: Value = http()
-        .get(cluster.strata.url("/api/v1/flows"))
-        .query(&[
-            ("query", query),
-            ("start", &secs(lossy_from - 2000)),
-            ("end", &secs(lossy_until + 3000)),
-        ])
-        .send()
-        .expect("flows")
-        .json()
-        .expect("flows JSON");
-    let flows = flows["flows"].as_array().cloned().unwrap_or_default();
+    let flows = search_flows(&cluster, query, lossy_from - 2000, lossy_until + 3000);
     assert!(sum(&flows, "tcp.retransmits") >= 5, "{flows:#?}");
     assert!(flows
         .iter()
         .all(|f| f["dst.name"] == "api.twilio.com" && f["src.namespace"] == "tenant-jobs"));
 
-    let verdict = diagnose(
-        &cluster,
-        "tenant-jobs/notifications",
-        "api.twilio.com",
-        lossy_from,
-        lossy_until,
+    let verdict = diagnose_twilio(&cluster, lossy_from, lossy_until);
+    // The caller's requests got slower too, which the HTTP layer reports; the network comes first.
+    assert_blames(&verdict, "tcp", "retransmitted", "api.twilio.com", &["dns"]);
+    let healed = diagnose_twilio(&cluster, lossy_until, healed_until);
+    assert_ne!(healed["verdict"], "network", "{healed:#}");
+}
+
+#[test]
+fn a_failing_resolver_is_dns() {
+    let Some((mut cluster, pods)) = Cluster::start(
+        STRATA,
+        AGENT,
+        &[
+            ("tenant-jobs", "notifications", "Deployment"),
+            ("tenant-jobs", "resumes", "Deployment"),
+            ("kube-system", "coredns", "Deployment"),
+        ],
+    ) else {
+        return;
+    };
+    let (client, other, dns) = (&pods[0], &pods[1], &pods[2]);
+    let (twilio, resolver) = cluster.external_service(client, dns, "api.twilio.com");
+    cluster.node.resolver(other, dns.ip);
+    let _api = serve(&twilio, &["python3", APP, "http-server", "80"]);
+    let zone = |answer: &str| format!("api.twilio.com={answer}");
+    let resolver_with = |zone: &str| serve(dns, &["python3", APP, "dns-server", "53", zone]);
+
+    // Every request looks the name up again, as a client without a DNS cache does.
+    let total = (3 * PHASE.as_secs() + 2).to_string();
+    let each = |pod: &Pod, url: &str| {
+        Peer(pod.spawn(&[
+            "python3",
+            APP,
+            "http-load",
+            url,
+            &total,
+            "5",
+            "--connect-each",
+        ]))
+    };
+    let _traffic = each(client, "http://api.twilio.com:80/work");
+    // Background for the DNS and TCP dashboards: a misspelt name (NXDOMAIN), and connects
+    // refused by an external and by an in-cluster destination.
+    let _misspelt = each(other, "http://api.twillio.com:80/");
+    let _closed_external = each(other, "http://api.twilio.com:81/");
+    let _closed_internal = each(other, &format!("http://{}:53/", dns.ip));
+    let begin = Instant::now();
+    let t0 = now_ms();
+    sleep_until(begin + PHASE);
+    drop(resolver);
+    let failing = resolver_with(&zone("SERVFAIL"));
+    let failing_from = now_ms();
+    sleep_until(begin + 2 * PHASE);
+    drop(failing);
+    let _healed = resolver_with(&zone(&twilio.ip.to_string()));
+    let failing_until = now_ms();
+    sleep_until(begin + 3 * PHASE);
+    let healed_until = now_ms();
+    std::thread::sleep(SETTLE);
+
+    // The share of the caller's lookups that failed rises in the window and only there.
+    let src = r#"src_namespace="tenant-jobs",src_workload="notifications""#;
+    let failed_share = |at: i64| {
+        value_at(
+            &cluster,
+            &format!(
+                r#"(sum(increase(dns_lookup_duration_seconds_count{{{src},dns_response_code!="NOERROR"}}[14s])) or vector(0)) / sum(increase(dns_lookup_duration_seconds_count{{{src}}}[14s]))"#
+            ),
+            at,
+        )
+        .expect("lookups in every window")
+    };
+    let (before, during, after) = (
+        failed_share(failing_from),
+        failed_share(failing_until),
+        failed_share(healed_until),
     );
-    assert_eq!(verdict["verdict"], "network", "{verdict:#}");
-    let claims = verdict["layers"]["tcp"]["claims"].to_string();
-    assert!(claims.contains("retransmitted"), "{claims}");
-    assert!(verdict["layers"]["tcp"]["flows"]
-        .as_str()
-        .is_some_and(|q| q.contains("api.twilio.com")));
-    assert_ne!(verdict["layers"]["dns"]["status"], "fault", "{verdict:#}");
-    let healed = diagnose(
+    assert!(
+        before <= 0.05 && during >= 0.8 && after <= 0.05,
+        "failed lookups: {before}, then {during}, then {after}"
+    );
+
+    // The flow search finds the failed lookups by name and response code.
+    let flows = search_flows(
         &cluster,
-        "tenant-jobs/notifications",
+        r#"src.workload="notifications" and dns.query="api.twilio.com" and dns.rcode="SERVFAIL""#,
+        failing_from - 2000,
+        failing_until + 3000,
+    );
+    assert!(flows.len() >= 10, "SERVFAIL lookups found: {}", flows.len());
+    assert!(flows
+        .iter()
+        .all(|f| f["src.namespace"] == "tenant-jobs" && f["dst.workload"] == "coredns"));
+
+    // The diagnosis names DNS, backs it with the failure share and a flow query, and does not
+    // blame the network or the application, which never saw the requests.
+    let verdict = diagnose_twilio(&cluster, failing_from, failing_until);
+    assert_blames(
+        &verdict,
+        "dns",
+        "DNS lookups failed",
         "api.twilio.com",
-        lossy_until,
+        &["tcp", "http"],
+    );
+    let healed = diagnose_twilio(&cluster, failing_until, healed_until);
+    assert_eq!(healed["verdict"], "healthy", "{healed:#}");
+
+    // The DNS dashboard, and the TCP and HTTP panels about external destinations and failed
+    // connections, which scenario 1 leaves out, show this scenario.
+    let vars = [
+        ("namespace", "kube-system"),
+        ("workload", "coredns"),
+        ("src_namespace", "tenant-jobs"),
+        ("src_workload", ".*"),
+        ("side", "client"),
+        ("__rate_interval", "30s"),
+        ("__interval", "5s"),
+        ("__range", "60s"),
+    ];
+    let empty = panels_without_data(
+        &cluster,
+        &vars,
+        |query| {
+            let title = query.panel.to_lowercase();
+            query.dashboard_uid == "strata-dns"
+                || (["strata-tcp", "strata-http"].contains(&query.dashboard_uid.as_str())
+                    && (title.contains("external") || title.contains("failed")))
+        },
+        t0,
         healed_until,
     );
-    assert_ne!(healed["verdict"], "network", "{healed:#}");
+    assert!(empty.is_empty(), "panels without data: {empty:#?}");
 }
