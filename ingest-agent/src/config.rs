@@ -169,6 +169,7 @@ impl KernelConfig {
             sock_stats_capacity: self.sock_stats_capacity,
             dns_pending_capacity: self.dns_pending_capacity,
             rtt_sample_interval: self.rtt_sample_interval,
+            ..LoaderConfig::default()
         }
     }
 }

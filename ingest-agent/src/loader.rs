@@ -9,7 +9,8 @@ use std::fs::File;
 use std::time::Duration;
 
 use aya::maps::{HashMap as KernelHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, TracePoint};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, TracePoint};
+use aya::Btf;
 use aya::{Ebpf, EbpfLoader};
 use strata_ebpf::abi::{self, Counter};
 use strata_ebpf::object::{self, global, map, program};
@@ -29,6 +30,8 @@ pub struct LoaderConfig {
     pub dns_pending_capacity: u32,
     /// Minimum spacing of RTT samples per socket.
     pub rtt_sample_interval: Duration,
+    /// Attach the tp_btf programs where the kernel takes them (else only classic tracepoints).
+    pub btf_tracepoints: bool,
 }
 
 impl LoaderConfig {
@@ -66,6 +69,7 @@ impl Default for LoaderConfig {
             sock_stats_capacity: Self::DEFAULT_SOCK_STATS_CAPACITY,
             dns_pending_capacity: Self::DEFAULT_DNS_PENDING_CAPACITY,
             rtt_sample_interval: Self::DEFAULT_RTT_SAMPLE_INTERVAL,
+            btf_tracepoints: true,
         }
     }
 }
@@ -110,6 +114,17 @@ impl Hook {
             Hook::TcpProbe => program::TCP_PROBE,
             Hook::CgroupIngress => program::CGROUP_INGRESS,
             Hook::CgroupEgress => program::CGROUP_EGRESS,
+        }
+    }
+
+    /// The tp_btf twin of a tracepoint program and its tracepoint, tried first: the kernel hands
+    /// it the tracepoint's arguments without building the classic trace record.
+    fn btf_program(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Hook::SockSendLength => Some((program::SOCK_SEND_LENGTH_BTF, "sock_send_length")),
+            Hook::SockRecvLength => Some((program::SOCK_RECV_LENGTH_BTF, "sock_recv_length")),
+            Hook::TcpProbe => Some((program::TCP_PROBE_BTF, "tcp_probe")),
+            _ => None,
         }
     }
 
@@ -169,13 +184,17 @@ pub enum HookState {
 pub struct Probes {
     ebpf: Ebpf,
     hooks: BTreeMap<Hook, HookState>,
+    /// Kernel BTF, for tp_btf programs; `None` when unused or unreadable.
+    btf: Option<Btf>,
+    /// The program attached for each attached hook.
+    programs: BTreeMap<Hook, &'static str>,
 }
 
 impl fmt::Debug for Probes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Probes")
             .field("hooks", &self.hooks)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -204,9 +223,18 @@ impl Probes {
             .override_global(global::RINGBUF_WAKEUP_BYTES, &wakeup, true)
             .load(object::object())
             .map_err(|err| Error::Load(Box::new(err)))?;
+        let btf = (features.btf && config.btf_tracepoints)
+            .then(|| {
+                Btf::from_sys_fs()
+                    .map_err(|err| tracing::warn!(error = %err, "kernel BTF unreadable: no tp_btf programs"))
+                    .ok()
+            })
+            .flatten();
         let mut probes = Probes {
             ebpf,
             hooks: BTreeMap::new(),
+            btf,
+            programs: BTreeMap::new(),
         };
         for hook in Hook::ALL {
             let state = probes.attach(hook, features);
@@ -229,6 +257,18 @@ impl Probes {
     fn attach(&mut self, hook: Hook, features: &KernelFeatures) -> HookState {
         if hook.needs_btf() && !features.btf {
             return HookState::Unavailable("kernel BTF missing".into());
+        }
+        if let (Some((name, tracepoint)), Some(btf)) = (hook.btf_program(), &self.btf) {
+            match attach_btf_tracepoint(&mut self.ebpf, name, tracepoint, btf) {
+                Ok(()) => {
+                    self.programs.insert(hook, name);
+                    return HookState::Attached;
+                }
+                Err(why) => tracing::info!(
+                    %hook, reason = %why,
+                    "tp_btf program not attached; using the classic tracepoint"
+                ),
+            }
         }
         let Some(program) = self.ebpf.program_mut(hook.program()) else {
             return HookState::Failed(format!("program {} not in the object", hook.program()));
@@ -272,9 +312,17 @@ impl Probes {
             }
         };
         match outcome {
-            Ok(()) => HookState::Attached,
+            Ok(()) => {
+                self.programs.insert(hook, hook.program());
+                HookState::Attached
+            }
             Err(err) => HookState::Failed(describe_program_error(&err)),
         }
+    }
+
+    /// The program attached for `hook` (its tp_btf twin or the classic one), if attached.
+    pub fn program_of(&self, hook: Hook) -> Option<&'static str> {
+        self.programs.get(&hook).copied()
     }
 
     pub fn hooks(&self) -> &BTreeMap<Hook, HookState> {
@@ -369,6 +417,27 @@ impl Drop for Probes {
 }
 
 /// Load errors carry the verifier's log; keep its end, where the reason is.
+/// Loads and attaches the tp_btf program `name` to `tracepoint`; on failure, unloads it again.
+fn attach_btf_tracepoint(
+    ebpf: &mut Ebpf,
+    name: &str,
+    tracepoint: &str,
+    btf: &Btf,
+) -> std::result::Result<(), String> {
+    let program: &mut BtfTracePoint = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("program {name} not in the object"))?
+        .try_into()
+        .map_err(|err: aya::programs::ProgramError| err.to_string())?;
+    let attached = program
+        .load(tracepoint, btf)
+        .and_then(|()| program.attach().map(drop));
+    attached.map_err(|err| {
+        let _ = program.unload();
+        describe_program_error(&err)
+    })
+}
+
 fn describe_program_error(err: &aya::programs::ProgramError) -> String {
     const TAIL: usize = 2000;
     let text = err.to_string();

@@ -1,4 +1,4 @@
-//! Degraded mode, as root: when the host lacks a tracepoint, kernel BTF or the cgroup2 mount,
+//! Degraded mode, as root: when the host lacks a tracepoint, tracefs, kernel BTF or the cgroup2 mount,
 //! the loader attaches everything else, reports each missing hook with its reason, logs what is
 //! lost, and still detaches cleanly. The host's shortcomings are simulated by the features the
 //! loader is given; the kernel itself is the real one.
@@ -30,6 +30,10 @@ impl Write for Captured {
 }
 
 fn load_logged(features: &KernelFeatures) -> (Probes, String) {
+    load_logged_with(features, &LoaderConfig::default())
+}
+
+fn load_logged_with(features: &KernelFeatures, config: &LoaderConfig) -> (Probes, String) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -37,7 +41,7 @@ fn load_logged(features: &KernelFeatures) -> (Probes, String) {
         .with_writer(move || writer.clone())
         .finish();
     let probes = tracing::subscriber::with_default(subscriber, || {
-        Probes::load(&LoaderConfig::default(), features).expect("the object loads regardless")
+        Probes::load(config, features).expect("the object loads regardless")
     });
     let log = String::from_utf8(captured.0.lock().expect("log lock").clone()).expect("utf-8");
     (probes, log)
@@ -73,7 +77,12 @@ fn missing_hooks_degrade_instead_of_failing() {
         tracefs: Some(partial.path().to_owned()),
         ..real.clone()
     };
-    let (probes, log) = load_logged(&features);
+    // The classic tracepoints, which tracefs names; the tp_btf twins are looked up in BTF.
+    let classic = LoaderConfig {
+        btf_tracepoints: false,
+        ..LoaderConfig::default()
+    };
+    let (probes, log) = load_logged_with(&features, &classic);
     for hook in [
         Hook::InetSockSetState,
         Hook::TcpRetransmitSkb,
@@ -111,6 +120,20 @@ fn missing_hooks_degrade_instead_of_failing() {
         assert_eq!(state(&probes, hook), expected, "{hook}");
     }
     assert!(log.contains("no kernel BTF"), "{log}");
+    lab::assert_detached_on_drop(probes);
+
+    // No tracefs at all: the per-call hooks still attach, as tp_btf programs; the others cannot.
+    let (probes, _) = load_logged(&KernelFeatures {
+        tracefs: None,
+        ..real.clone()
+    });
+    for hook in [Hook::SockSendLength, Hook::SockRecvLength, Hook::TcpProbe] {
+        assert_eq!(state(&probes, hook), HookState::Attached, "{hook}");
+    }
+    assert!(matches!(
+        state(&probes, Hook::InetSockSetState),
+        HookState::Unavailable(_)
+    ));
     lab::assert_detached_on_drop(probes);
 
     // No cgroup2 mount: no HTTP or DNS, TCP still seen.

@@ -1,6 +1,7 @@
 //! The user-space TCP pipeline on real kernel data, as root: ring-buffer closes routed into the
 //! flow tracker, which scans `sock_stats` on a timer. A loopback connection's deltas, summed
-//! over the batches, equal the bytes written and read, and its last delta comes from the close.
+//! over the batches, equal the bytes written and read, and its last delta comes from the close;
+//! with the byte counters on tp_btf programs, and on the classic tracepoints they fall back to.
 //!
 //! Needs root; skips loudly without it, fails under `STRATA_REQUIRE_ALL=1`.
 
@@ -15,6 +16,8 @@ use strata_agent::clock::SystemClock;
 use strata_agent::event_reader::{self, EventReaderConfig};
 use strata_agent::events::Event;
 use strata_agent::flow_table::{spawn_tracker, FlowDelta, FlowTrackerConfig};
+use strata_agent::loader::{Hook, LoaderConfig};
+use strata_ebpf::object::program;
 use tokio::sync::mpsc;
 
 const SENT: usize = 70_000;
@@ -22,14 +25,43 @@ const ANSWER: usize = 1_234;
 
 #[test]
 fn tracker_sums_to_the_bytes_of_a_connection() {
+    tracker_sums_bytes(true);
+}
+
+#[test]
+fn tracker_sums_to_the_bytes_of_a_connection_on_classic_tracepoints() {
+    tracker_sums_bytes(false);
+}
+
+fn tracker_sums_bytes(btf_tracepoints: bool) {
     let features = match lab::preconditions(&[]) {
         Ok(features) => features,
         Err(why) => skip!("{why}"),
     };
-    let mut probes = match lab::attach_all(&features) {
+    let config = LoaderConfig {
+        btf_tracepoints,
+        ..LoaderConfig::default()
+    };
+    let mut probes = match lab::attach_all_with(&features, &config) {
         Ok(probes) => probes,
         Err(why) => skip!("{why}"),
     };
+    let (send, receive, probe) = if btf_tracepoints {
+        (
+            program::SOCK_SEND_LENGTH_BTF,
+            program::SOCK_RECV_LENGTH_BTF,
+            program::TCP_PROBE_BTF,
+        )
+    } else {
+        (
+            program::SOCK_SEND_LENGTH,
+            program::SOCK_RECV_LENGTH,
+            program::TCP_PROBE,
+        )
+    };
+    assert_eq!(probes.program_of(Hook::SockSendLength), Some(send));
+    assert_eq!(probes.program_of(Hook::SockRecvLength), Some(receive));
+    assert_eq!(probes.program_of(Hook::TcpProbe), Some(probe));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let _enter = runtime.enter();
     let ring = probes.take_event_ring().expect("ring");

@@ -206,16 +206,13 @@ int strata_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	return 0;
 }
 
-static __always_inline void account_bytes(struct trace_event_raw_sock_msg_length *ctx, int sending)
+/* `len`: what sendmsg/recvmsg returned. */
+static __always_inline void account_bytes(struct sock *sk, int len, int flags, int sending)
 {
-	if (ctx->protocol != STRATA_IPPROTO_TCP)
-		return;
-	int len = ctx->ret;
 	/* errors are negative; a peek (MSG_PEEK) will be read again and counted then */
-	if (len <= 0 || (!sending && (ctx->flags & STRATA_MSG_PEEK)))
+	if (len <= 0 || (!sending && (flags & STRATA_MSG_PEEK)))
 		return;
-	strata_sock_id id = (strata_sock_id)ctx->sk;
-	struct sock *sk = (struct sock *)ctx->sk;
+	strata_sock_id id = (strata_sock_id)sk;
 	__u64 now = bpf_ktime_get_ns();
 	struct strata_sock_stats *stats = bpf_map_lookup_elem(&sock_stats, &id);
 	if (!stats) {
@@ -231,17 +228,41 @@ static __always_inline void account_bytes(struct trace_event_raw_sock_msg_length
 	stats->last_seen_ns = now;
 }
 
+/*
+ * The per-segment and per-call hooks come twice: as BTF tracepoints (tp_btf), which get the
+ * kernel's arguments as they are, and as classic tracepoints, for which the kernel first builds
+ * the event's trace record (for tcp_probe, a dozen tcp_sock fields and the socket cookie) on
+ * every call. The loader attaches the tp_btf one and falls back to the classic one.
+ */
 SEC("tracepoint/sock/sock_send_length")
 int strata_sock_send_length(struct trace_event_raw_sock_msg_length *ctx)
 {
-	account_bytes(ctx, 1);
+	if (ctx->protocol == STRATA_IPPROTO_TCP)
+		account_bytes((struct sock *)ctx->sk, ctx->ret, ctx->flags, 1);
 	return 0;
 }
 
 SEC("tracepoint/sock/sock_recv_length")
 int strata_sock_recv_length(struct trace_event_raw_sock_msg_length *ctx)
 {
-	account_bytes(ctx, 0);
+	if (ctx->protocol == STRATA_IPPROTO_TCP)
+		account_bytes((struct sock *)ctx->sk, ctx->ret, ctx->flags, 0);
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(strata_sock_send_length_btf, struct sock *sk, int ret, int flags)
+{
+	if (BPF_CORE_READ(sk, sk_protocol) == STRATA_IPPROTO_TCP)
+		account_bytes(sk, ret, flags, 1);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(strata_sock_recv_length_btf, struct sock *sk, int ret, int flags)
+{
+	if (BPF_CORE_READ(sk, sk_protocol) == STRATA_IPPROTO_TCP)
+		account_bytes(sk, ret, flags, 0);
 	return 0;
 }
 
@@ -256,26 +277,40 @@ int strata_tcp_retransmit_skb(struct trace_event_raw_tcp_retransmit_skb *ctx)
 }
 
 /* Fires for every received segment on an established socket, so it only records a sample when the
- * previous one is older than rtt_sample_interval_ns. Segment counters ride along. */
-SEC("tracepoint/tcp/tcp_probe")
-int strata_tcp_probe(struct trace_event_raw_tcp_probe *ctx)
+ * previous one is older than rtt_sample_interval_ns. Segment counters ride along. `srtt`: µs,
+ * or 0 to read it from the socket. */
+static __always_inline void sample_rtt(struct sock *sk, __u32 srtt)
 {
-	strata_sock_id id = (strata_sock_id)ctx->skaddr;
+	strata_sock_id id = (strata_sock_id)sk;
 	struct strata_sock_stats *stats = bpf_map_lookup_elem(&sock_stats, &id);
 	if (!stats)
-		return 0;
+		return;
 	__u64 now = bpf_ktime_get_ns();
 	if (now - stats->last_rtt_sample_ns < rtt_sample_interval_ns)
-		return 0;
+		return;
 	stats->last_rtt_sample_ns = now;
-	read_tcp_counters(stats, (struct sock *)ctx->skaddr);
-	__u32 srtt = ctx->srtt;
+	read_tcp_counters(stats, sk);
+	if (!srtt)
+		srtt = stats->srtt_us;
 	if (srtt) {
 		stats->srtt_us = srtt;
 		stats->srtt_sum_us += srtt;
 		stats->rtt_samples += 1;
 	}
 	stats->last_seen_ns = now;
+}
+
+SEC("tracepoint/tcp/tcp_probe")
+int strata_tcp_probe(struct trace_event_raw_tcp_probe *ctx)
+{
+	sample_rtt((struct sock *)ctx->skaddr, ctx->srtt);
+	return 0;
+}
+
+SEC("tp_btf/tcp_probe")
+int BPF_PROG(strata_tcp_probe_btf, struct sock *sk, struct sk_buff *skb)
+{
+	sample_rtt(sk, 0);
 	return 0;
 }
 

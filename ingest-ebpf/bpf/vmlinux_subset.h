@@ -89,8 +89,11 @@ struct sock {
 	struct sock_common __sk_common;
 	int sk_err;
 	__u8 sk_shutdown; /* RCV_SHUTDOWN (1) once the peer's FIN arrived */
+	__u16 sk_protocol;
 	struct sock_cgroup_data sk_cgrp_data;
 };
+
+struct sk_buff;
 
 struct minmax_sample {
 	__u32 t;

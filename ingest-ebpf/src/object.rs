@@ -46,6 +46,10 @@ pub mod program {
     pub const TCP_PROBE: &str = "strata_tcp_probe";
     pub const CGROUP_INGRESS: &str = "strata_cgroup_ingress";
     pub const CGROUP_EGRESS: &str = "strata_cgroup_egress";
+    /// BTF tracepoint (tp_btf) twins of the hooks that run per call or per segment.
+    pub const SOCK_SEND_LENGTH_BTF: &str = "strata_sock_send_length_btf";
+    pub const SOCK_RECV_LENGTH_BTF: &str = "strata_sock_recv_length_btf";
+    pub const TCP_PROBE_BTF: &str = "strata_tcp_probe_btf";
 }
 
 /// Map names in the object.
@@ -110,6 +114,9 @@ mod tests {
             program::TCP_PROBE,
             program::CGROUP_INGRESS,
             program::CGROUP_EGRESS,
+            program::SOCK_SEND_LENGTH_BTF,
+            program::SOCK_RECV_LENGTH_BTF,
+            program::TCP_PROBE_BTF,
             map::EVENTS,
             map::SOCK_STATS,
             map::DNS_PENDING,

@@ -145,20 +145,28 @@ impl EventLog {
 }
 
 /// Drops the probes and checks the kernel no longer holds any of their programs: a program
-/// stays loaded while any link to it exists, so this also proves every link was detached.
+/// stays loaded while any link to it exists, so this also proves every link was detached. A
+/// tp_btf program goes once its trampoline's grace period has passed, so this waits a little.
 pub fn assert_detached_on_drop(probes: Probes) {
     let ids = probes.program_ids();
     assert!(!ids.is_empty(), "programs were loaded");
     drop(probes);
-    let still: Vec<u32> = aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .map(|info| info.id())
-        .filter(|id| ids.contains(id))
-        .collect();
-    assert!(
-        still.is_empty(),
-        "programs still loaded after drop: {still:?}"
-    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let still: Vec<u32> = aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .map(|info| info.id())
+            .filter(|id| ids.contains(id))
+            .collect();
+        if still.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "programs still loaded 5 s after drop: {still:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 pub fn cgroup_of(event: &Event) -> u64 {
