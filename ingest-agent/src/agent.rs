@@ -3,7 +3,7 @@
 //! metrics and spans → the OTLP exporter — until told to stop, then flushes and detaches.
 //! Also serves the agent's own `/metrics` and health endpoints.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
@@ -140,11 +140,76 @@ impl IdentitySource for Resolver {
     }
 }
 
+/// How long a resolved identity is reused before the resolver is asked again: long enough that
+/// a busy connection's exchanges cost no lookup, short enough that a pod or name change shows
+/// within a second.
+const IDENTITY_REUSE_NS: u64 = 1_000_000_000;
+
+/// Identities of the ends seen lately, handed out as shared values: an HTTP exchange of a known
+/// pair then costs no resolver lookup and no copy, and the metrics find its series by the `Arc`s.
+#[derive(Default)]
+struct RecentIdentities {
+    local: HashMap<(u64, IpAddr), (Arc<Identity>, u64)>,
+    remote: HashMap<IpAddr, (Arc<Identity>, u64)>,
+}
+
+impl RecentIdentities {
+    fn local(
+        &mut self,
+        resolver: &Resolver,
+        cgroup_id: u64,
+        addr: IpAddr,
+        now_ns: u64,
+    ) -> Arc<Identity> {
+        reuse(&mut self.local, (cgroup_id, addr), now_ns, || {
+            IdentitySource::local(resolver, cgroup_id, addr)
+        })
+    }
+
+    fn remote(&mut self, resolver: &Resolver, addr: IpAddr, now_ns: u64) -> Arc<Identity> {
+        reuse(&mut self.remote, addr, now_ns, || {
+            IdentitySource::remote(resolver, addr)
+        })
+    }
+
+    /// Forgets what DNS answers may have renamed.
+    fn forget_addresses(&mut self) {
+        self.remote.clear();
+        self.local.clear();
+    }
+
+    fn drop_expired(&mut self, now_ns: u64) {
+        let fresh =
+            |(_, at): &mut (Arc<Identity>, u64)| now_ns.saturating_sub(*at) < IDENTITY_REUSE_NS;
+        self.local.retain(|_, entry| fresh(entry));
+        self.remote.retain(|_, entry| fresh(entry));
+    }
+}
+
+fn reuse<K: std::hash::Hash + Eq>(
+    recent: &mut HashMap<K, (Arc<Identity>, u64)>,
+    key: K,
+    now_ns: u64,
+    resolve: impl FnOnce() -> Identity,
+) -> Arc<Identity> {
+    match recent.get(&key) {
+        Some((identity, at)) if now_ns.saturating_sub(*at) < IDENTITY_REUSE_NS => {
+            Arc::clone(identity)
+        }
+        _ => {
+            let identity = Arc::new(resolve());
+            recent.insert(key, (Arc::clone(&identity), now_ns));
+            identity
+        }
+    }
+}
+
 /// The per-event and per-interval work, kept apart from the plumbing so it reads top-down.
 struct Pipeline {
     node: String,
     clock: SystemClock,
     resolver: Resolver,
+    recent: RecentIdentities,
     flows: FlowAggregator,
     metrics: GoldenMetrics,
     spans: SpanBatch,
@@ -165,12 +230,16 @@ impl Pipeline {
             Event::Http(exchange) => {
                 stats.http_exchanges.fetch_add(1, Ordering::Relaxed);
                 self.flows.add_http(exchange);
-                let local = IdentitySource::local(
+                let now_ns = exchange.response_ns;
+                let local = self.recent.local(
                     &self.resolver,
                     exchange.cgroup_id,
                     exchange.endpoints.local.ip(),
+                    now_ns,
                 );
-                let remote = IdentitySource::remote(&self.resolver, exchange.endpoints.remote.ip());
+                let remote =
+                    self.recent
+                        .remote(&self.resolver, exchange.endpoints.remote.ip(), now_ns);
                 let at = unix_ns(self.clock.wall_time(exchange.response_ns));
                 self.metrics.observe_http(exchange, &local, &remote, at);
                 if let Some(span) = spans::span_of(exchange, &self.clock, &remote) {
@@ -183,6 +252,7 @@ impl Pipeline {
                 if response.role == Role::Client {
                     if let Ok(message) = &response.message {
                         self.resolver.observe_dns(message, response.response_ns);
+                        self.recent.forget_addresses();
                     }
                 }
                 self.flows.add_dns(response);
@@ -209,6 +279,7 @@ impl Pipeline {
                 self.flows.add_delta(delta);
             }
         }
+        self.recent.drop_expired(batch.at_ns);
         let end_ns = unix_ns(self.clock.wall_time(batch.at_ns));
         let records = self.flows.emit(end_ns, &self.resolver);
         for record in &records {
@@ -332,6 +403,7 @@ async fn observe(
         node: node.clone(),
         clock,
         resolver,
+        recent: RecentIdentities::default(),
         flows: FlowAggregator::new(node, config.max_flows_per_interval),
         metrics: GoldenMetrics::new(config.metrics.clone()),
         spans: SpanBatch::new(config.max_spans_per_flush),

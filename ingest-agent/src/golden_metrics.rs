@@ -10,6 +10,8 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -20,6 +22,7 @@ use serde::Deserialize;
 
 use crate::events::{HttpExchange, Role};
 use crate::flow_records::FlowRecord;
+use crate::http::Method;
 use crate::identity::Identity;
 use crate::otlp;
 use crate::spans;
@@ -153,12 +156,50 @@ struct Series {
     exemplars: Vec<Option<Exemplar>>,
 }
 
+/// What an HTTP exchange's series is found by before its attributes are built: the two ends as
+/// the agent's identity cache hands them out, compared by address, the side, method and status.
+/// Holding the `Arc`s keeps an address from being reused while the key exists.
+#[derive(Debug)]
+struct HttpSeriesKey {
+    client: bool,
+    src: Arc<Identity>,
+    dst: Arc<Identity>,
+    method: Method,
+    status: u16,
+}
+
+impl PartialEq for HttpSeriesKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.client == other.client
+            && Arc::ptr_eq(&self.src, &other.src)
+            && Arc::ptr_eq(&self.dst, &other.dst)
+            && self.method == other.method
+            && self.status == other.status
+    }
+}
+
+impl Eq for HttpSeriesKey {}
+
+impl Hash for HttpSeriesKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.client.hash(state);
+        Arc::as_ptr(&self.src).hash(state);
+        Arc::as_ptr(&self.dst).hash(state);
+        self.method.hash(state);
+        self.status.hash(state);
+    }
+}
+
 /// Cumulative golden-signal series.
 #[derive(Debug)]
 pub struct GoldenMetrics {
     config: MetricsConfig,
-    /// Keyed by metric name and sorted attributes.
-    series: HashMap<(&'static str, Attributes), Series>,
+    series: Vec<Series>,
+    /// Index into `series` by metric name and sorted attributes.
+    index: HashMap<(&'static str, Attributes), usize>,
+    /// Index into `series` for HTTP exchanges, so that an exchange of a known pair builds no
+    /// attributes; emptied at each collection, which lets go of identities no longer handed out.
+    http_index: HashMap<HttpSeriesKey, usize>,
     dropped: u64,
 }
 
@@ -213,7 +254,9 @@ impl GoldenMetrics {
     pub fn new(config: MetricsConfig) -> GoldenMetrics {
         GoldenMetrics {
             config,
-            series: HashMap::new(),
+            series: Vec::new(),
+            index: HashMap::new(),
+            http_index: HashMap::new(),
             dropped: 0,
         }
     }
@@ -227,43 +270,48 @@ impl GoldenMetrics {
         self.series.len()
     }
 
-    /// The series of `def` with `attributes`, created on first use unless `max_series` is
-    /// reached; one hash lookup per observation.
-    fn series_mut(
+    /// The index of the series of `def` with `attributes`, created on first use unless
+    /// `max_series` is reached; one hash lookup.
+    fn series_index(
         &mut self,
         def: &Def,
         mut attributes: Attributes,
         now_ns: u64,
-    ) -> Option<&mut Series> {
+    ) -> Option<usize> {
         attributes.sort();
-        let full = self.series.len() >= self.config.max_series;
-        let series = match self.series.entry((def.name, attributes)) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(_) if full => {
+        match self.index.entry((def.name, attributes)) {
+            Entry::Occupied(entry) => Some(*entry.get()),
+            Entry::Vacant(_) if self.series.len() >= self.config.max_series => {
                 self.dropped += 1;
-                return None;
+                None
             }
             Entry::Vacant(entry) => {
                 let buckets = match def.kind {
                     Kind::Counter => 0,
                     Kind::Histogram(bounds) => bounds.len() + 1,
                 };
-                entry.insert(Series {
+                self.series.push(Series {
                     start_ns: now_ns,
                     updated_ns: now_ns,
                     value: 0.0,
                     count: 0,
                     buckets: vec![0; buckets],
                     exemplars: vec![None; buckets],
-                })
+                });
+                Some(*entry.insert(self.series.len() - 1))
             }
-        };
+        }
+    }
+
+    fn series_mut(&mut self, index: usize, now_ns: u64) -> Option<&mut Series> {
+        let series = self.series.get_mut(index)?;
         series.updated_ns = now_ns;
         Some(series)
     }
 
     fn add(&mut self, def: &Def, attributes: Attributes, value: f64, now_ns: u64) {
-        if let Some(series) = self.series_mut(def, attributes, now_ns) {
+        let index = self.series_index(def, attributes, now_ns);
+        if let Some(series) = index.and_then(|index| self.series_mut(index, now_ns)) {
             series.value += value;
         }
     }
@@ -276,10 +324,23 @@ impl GoldenMetrics {
         now_ns: u64,
         exemplar: Option<Exemplar>,
     ) {
+        if let Some(index) = self.series_index(def, attributes, now_ns) {
+            self.observe_at(def, index, value, now_ns, exemplar);
+        }
+    }
+
+    fn observe_at(
+        &mut self,
+        def: &Def,
+        index: usize,
+        value: f64,
+        now_ns: u64,
+        exemplar: Option<Exemplar>,
+    ) {
         let Kind::Histogram(bounds) = def.kind else {
             return;
         };
-        if let Some(series) = self.series_mut(def, attributes, now_ns) {
+        if let Some(series) = self.series_mut(index, now_ns) {
             let bucket = bounds.partition_point(|bound| *bound < value);
             series.count += 1;
             series.value += value;
@@ -294,8 +355,8 @@ impl GoldenMetrics {
     pub fn observe_http(
         &mut self,
         exchange: &HttpExchange,
-        local: &Identity,
-        remote: &Identity,
+        local: &Arc<Identity>,
+        remote: &Arc<Identity>,
         now_ns: u64,
     ) {
         let (Some(request), Some(status)) = (&exchange.request, &exchange.status) else {
@@ -305,9 +366,26 @@ impl GoldenMetrics {
             Role::Client => (&HTTP_CLIENT_DURATION, local, remote),
             Role::Server | Role::Unknown => (&HTTP_SERVER_DURATION, remote, local),
         };
-        let mut attributes = pair(src, dst);
-        attributes.push(("http.request.method", request.method.as_str().to_owned()));
-        attributes.push(("http.response.status_code", status.code.to_string()));
+        let key = HttpSeriesKey {
+            client: exchange.role == Role::Client,
+            src: Arc::clone(src),
+            dst: Arc::clone(dst),
+            method: request.method,
+            status: status.code,
+        };
+        let index = match self.http_index.get(&key) {
+            Some(index) => *index,
+            None => {
+                let mut attributes = pair(src, dst);
+                attributes.push(("http.request.method", request.method.as_str().to_owned()));
+                attributes.push(("http.response.status_code", status.code.to_string()));
+                let Some(index) = self.series_index(def, attributes, now_ns) else {
+                    return;
+                };
+                self.http_index.insert(key, index);
+                index
+            }
+        };
         let seconds = exchange.latency().as_secs_f64();
         let exemplar = spans::span_ids(exchange).map(|(trace_id, span_id)| Exemplar {
             time_unix_nano: now_ns,
@@ -316,7 +394,7 @@ impl GoldenMetrics {
             value: Some(exemplar::Value::AsDouble(seconds)),
             ..Exemplar::default()
         });
-        self.observe(def, attributes, seconds, now_ns, exemplar);
+        self.observe_at(def, index, seconds, now_ns, exemplar);
     }
 
     /// The TCP and DNS signals of one flow record.
@@ -374,12 +452,34 @@ impl GoldenMetrics {
     /// Every live series as of `now_ns`, cumulative; forgets series idle past the TTL.
     pub fn collect(&mut self, node: &str, now_ns: u64) -> ResourceMetrics {
         let ttl_ns = u64::try_from(self.config.series_ttl.as_nanos()).unwrap_or(u64::MAX);
-        self.series
-            .retain(|_, series| now_ns.saturating_sub(series.updated_ns) <= ttl_ns);
+        self.http_index.clear();
+        let mut all: Vec<Option<Series>> = std::mem::take(&mut self.series)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let series = &mut self.series;
+        self.index.retain(
+            |_, index| match all.get_mut(*index).and_then(Option::take) {
+                Some(kept) if now_ns.saturating_sub(kept.updated_ns) <= ttl_ns => {
+                    series.push(kept);
+                    *index = series.len() - 1;
+                    true
+                }
+                _ => false,
+            },
+        );
         let mut points: Vec<Vec<(&Attributes, &mut Series)>> =
             DEFS.iter().map(|_| Vec::new()).collect();
-        for ((name, attributes), series) in &mut self.series {
-            points[def_index(name)].push((attributes, series));
+        let mut by_index: Vec<Option<&Attributes>> = vec![None; self.series.len()];
+        let mut names: Vec<&str> = vec![""; self.series.len()];
+        for ((name, attributes), index) in &self.index {
+            by_index[*index] = Some(attributes);
+            names[*index] = name;
+        }
+        for ((series, attributes), name) in self.series.iter_mut().zip(by_index).zip(names) {
+            if let Some(attributes) = attributes {
+                points[def_index(name)].push((attributes, series));
+            }
         }
         let mut metrics = Vec::new();
         for (def, mut series) in DEFS.iter().zip(points) {
@@ -449,4 +549,142 @@ fn key_values(attributes: &Attributes) -> Vec<KeyValue> {
         .iter()
         .map(|(key, value)| otlp::string(key, value.clone()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Endpoints, Transport};
+    use crate::http::{parse_request_head, parse_status_line};
+
+    const SECOND: u64 = 1_000_000_000;
+
+    fn workload(name: &str) -> Arc<Identity> {
+        Arc::new(Identity {
+            namespace: "tenant-jobs".into(),
+            workload: name.into(),
+            workload_kind: "Deployment".into(),
+            ..Identity::default()
+        })
+    }
+
+    fn served(status: u16, latency_ns: u64) -> HttpExchange {
+        HttpExchange {
+            cgroup_id: 1,
+            sock_cookie: 2,
+            endpoints: Endpoints {
+                local: "10.0.0.2:80".parse().unwrap(),
+                remote: "10.0.0.3:40000".parse().unwrap(),
+                transport: Transport::Tcp,
+            },
+            role: Role::Server,
+            request_ns: 0,
+            response_ns: latency_ns,
+            request: parse_request_head(b"GET /work HTTP/1.1\r\nHost: core-api\r\n\r\n"),
+            status: parse_status_line(format!("HTTP/1.1 {status} X\r\n").as_bytes()),
+            request_truncated: false,
+        }
+    }
+
+    /// (attributes as `key=value` strings, count, sum) of each HTTP server duration point.
+    fn server_points(metrics: &mut GoldenMetrics, now_ns: u64) -> Vec<(Vec<String>, u64, f64)> {
+        let collected = metrics.collect("node-a", now_ns);
+        let mut points = Vec::new();
+        for metric in &collected.scope_metrics[0].metrics {
+            if metric.name != HTTP_SERVER_DURATION.name {
+                continue;
+            }
+            let Some(metric::Data::Histogram(histogram)) = &metric.data else {
+                panic!("a histogram: {metric:?}");
+            };
+            for point in &histogram.data_points {
+                let attributes = point
+                    .attributes
+                    .iter()
+                    .map(|kv| format!("{}={:?}", kv.key, kv.value))
+                    .collect();
+                points.push((attributes, point.count, point.sum.unwrap_or(0.0)));
+            }
+        }
+        points
+    }
+
+    #[test]
+    fn a_pair_counts_in_one_series_however_its_identities_are_shared() {
+        let mut metrics = GoldenMetrics::new(MetricsConfig::default());
+        let (server, client) = (workload("core-api"), workload("resumes"));
+        for _ in 0..3 {
+            metrics.observe_http(&served(200, 2_000_000), &server, &client, SECOND);
+        }
+        // The same ends resolved afresh: other `Arc`s, the same series.
+        let (server_again, client_again) = (workload("core-api"), workload("resumes"));
+        metrics.observe_http(
+            &served(200, 4_000_000),
+            &server_again,
+            &client_again,
+            SECOND,
+        );
+        metrics.observe_http(&served(500, 1_000_000), &server, &client, SECOND);
+        assert_eq!(metrics.series(), 2);
+
+        let points = server_points(&mut metrics, 2 * SECOND);
+        let ok = points
+            .iter()
+            .find(|(attributes, ..)| attributes.iter().any(|a| a.contains("200")))
+            .expect("the 200 series");
+        assert_eq!(ok.1, 4);
+        assert!((ok.2 - 0.010).abs() < 1e-9, "{ok:?}");
+        for label in ["src.workload", "dst.workload", "http.request.method"] {
+            assert!(ok.0.iter().any(|a| a.starts_with(label)), "{label}: {ok:?}");
+        }
+        let failed = points
+            .iter()
+            .find(|(attributes, ..)| attributes.iter().any(|a| a.contains("500")))
+            .expect("the 500 series");
+        assert_eq!(failed.1, 1);
+    }
+
+    #[test]
+    fn expired_series_go_and_the_others_keep_counting() {
+        let mut metrics = GoldenMetrics::new(MetricsConfig {
+            series_ttl: std::time::Duration::from_secs(5),
+            ..MetricsConfig::default()
+        });
+        let server = workload("core-api");
+        let (old, new) = (workload("old-client"), workload("new-client"));
+        metrics.observe_http(&served(200, 1_000), &server, &old, SECOND);
+        metrics.observe_http(&served(200, 1_000), &server, &new, 8 * SECOND);
+        let points = server_points(&mut metrics, 10 * SECOND);
+        assert_eq!(
+            points.len(),
+            1,
+            "the old client's series expired: {points:?}"
+        );
+        assert!(points[0].0.iter().any(|a| a.contains("new-client")));
+
+        metrics.observe_http(&served(200, 1_000), &server, &new, 11 * SECOND);
+        metrics.observe_http(&served(200, 1_000), &server, &old, 11 * SECOND);
+        let points = server_points(&mut metrics, 12 * SECOND);
+        let count_of = |name: &str| {
+            points
+                .iter()
+                .find(|(attributes, ..)| attributes.iter().any(|a| a.contains(name)))
+                .map(|point| point.1)
+        };
+        assert_eq!(count_of("new-client"), Some(2), "cumulative: {points:?}");
+        assert_eq!(count_of("old-client"), Some(1), "started over: {points:?}");
+    }
+
+    #[test]
+    fn past_max_series_new_pairs_are_dropped_and_counted() {
+        let mut metrics = GoldenMetrics::new(MetricsConfig {
+            max_series: 1,
+            ..MetricsConfig::default()
+        });
+        let server = workload("core-api");
+        metrics.observe_http(&served(200, 1_000), &server, &workload("a"), SECOND);
+        metrics.observe_http(&served(200, 1_000), &server, &workload("b"), SECOND);
+        metrics.observe_http(&served(200, 1_000), &server, &workload("b"), SECOND);
+        assert_eq!((metrics.series(), metrics.dropped()), (1, 2));
+    }
 }

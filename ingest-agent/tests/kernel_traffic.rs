@@ -337,7 +337,7 @@ impl Expectations {
                 "{role:?}: the exchange ends at the final response, not at 100 Continue"
             );
             assert_eq!(
-                upload.request.as_ref().map(|r| r.method.clone()),
+                upload.request.as_ref().map(|r| r.method),
                 Some(Method::Post)
             );
         }
