@@ -394,9 +394,13 @@ impl FlowAggregator {
         if let Some(request) = &exchange.request {
             view.requests += 1;
             view.methods.insert(request.method.as_str());
-            if let Some(traceparent) = &request.traceparent {
+            if let Some(traceparent) = request
+                .traceparent
+                .as_ref()
+                .filter(|_| view.trace_ids.len() < MAX_TRACE_IDS)
+            {
                 let id = hex(&traceparent.trace_id);
-                if view.trace_ids.len() < MAX_TRACE_IDS && !view.trace_ids.contains(&id) {
+                if !view.trace_ids.contains(&id) {
                     view.trace_ids.push(id);
                 }
             }

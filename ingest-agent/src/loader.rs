@@ -184,8 +184,6 @@ pub enum HookState {
 pub struct Probes {
     ebpf: Ebpf,
     hooks: BTreeMap<Hook, HookState>,
-    /// Kernel BTF, for tp_btf programs; `None` when unused or unreadable.
-    btf: Option<Btf>,
     /// The program attached for each attached hook.
     programs: BTreeMap<Hook, &'static str>,
 }
@@ -223,6 +221,7 @@ impl Probes {
             .override_global(global::RINGBUF_WAKEUP_BYTES, &wakeup, true)
             .load(object::object())
             .map_err(|err| Error::Load(Box::new(err)))?;
+        // Parsed kernel BTF is tens of MiB: kept only while attaching.
         let btf = (features.btf && config.btf_tracepoints)
             .then(|| {
                 Btf::from_sys_fs()
@@ -233,11 +232,10 @@ impl Probes {
         let mut probes = Probes {
             ebpf,
             hooks: BTreeMap::new(),
-            btf,
             programs: BTreeMap::new(),
         };
         for hook in Hook::ALL {
-            let state = probes.attach(hook, features);
+            let state = probes.attach(hook, features, btf.as_ref());
             match &state {
                 HookState::Attached => tracing::info!(%hook, "attached"),
                 HookState::Unavailable(why) => tracing::warn!(
@@ -254,11 +252,11 @@ impl Probes {
         Ok(probes)
     }
 
-    fn attach(&mut self, hook: Hook, features: &KernelFeatures) -> HookState {
+    fn attach(&mut self, hook: Hook, features: &KernelFeatures, btf: Option<&Btf>) -> HookState {
         if hook.needs_btf() && !features.btf {
             return HookState::Unavailable("kernel BTF missing".into());
         }
-        if let (Some((name, tracepoint)), Some(btf)) = (hook.btf_program(), &self.btf) {
+        if let (Some((name, tracepoint)), Some(btf)) = (hook.btf_program(), btf) {
             match attach_btf_tracepoint(&mut self.ebpf, name, tracepoint, btf) {
                 Ok(()) => {
                     self.programs.insert(hook, name);

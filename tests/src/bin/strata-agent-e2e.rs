@@ -1,10 +1,6 @@
 //! The `strata-agent` binary, built inside the end-to-end test package so its tests can start it as
 //! a child process (`CARGO_BIN_EXE_strata-agent-e2e`). Same entry point as the agent's own binary.
 
-/// The same allocator as the `strata-agent` binary, so the tests run what ships.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> anyhow::Result<()> {
     strata_agent::cli::main()
 }
