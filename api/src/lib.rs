@@ -10,6 +10,7 @@ pub mod import;
 pub mod openmetrics;
 pub mod otlp;
 pub mod prometheus;
+pub mod protowire;
 pub mod remote;
 pub mod self_metrics;
 pub mod server;

@@ -9,8 +9,11 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use prost::Message;
 use strata_store::flows::record::field_index;
 use strata_store::flows::{FieldKind, FieldValue, FlowRecord, FIELDS};
+
+use crate::protowire::{Reader, WireError};
 
 /// The event name that marks a log record as a flow record.
 pub const FLOW_EVENT_NAME: &str = "strata.flow";
@@ -33,22 +36,134 @@ impl DecodedFlows {
     }
 }
 
-fn describe(v: &Option<Any>) -> &'static str {
-    match v {
-        None => "an empty value",
-        Some(Any::StringValue(_)) => "a string",
-        Some(Any::BoolValue(_)) => "a bool",
-        Some(Any::IntValue(_)) => "an int",
-        Some(Any::DoubleValue(_)) => "a double",
-        Some(Any::ArrayValue(_)) => "an array",
-        Some(Any::KvlistValue(_)) => "a kvlist",
-        Some(Any::BytesValue(_)) => "bytes",
+/// Decodes an `ExportLogsServiceRequest` straight from its protobuf bytes into flow records: keys are
+/// matched and values converted where they lie in the body, so the only allocations are the records'
+/// own strings. Fields the flow mapping does not read (bodies, scopes, trace ids) are skipped unread.
+/// A body that is not valid protobuf is an error for the whole request; a record that is not a valid
+/// flow is refused alone.
+pub fn decode_protobuf(body: &[u8]) -> Result<DecodedFlows, WireError> {
+    let mut out = DecodedFlows::default();
+    let mut scratch = Scratch::default();
+    each_message(
+        body,
+        "opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest",
+        1,
+        |rl| resource_logs(rl, &mut scratch, &mut out),
+    )?;
+    Ok(out)
+}
+
+/// Splits an export request already decoded into OTLP messages (OTLP/JSON, gRPC) into flow records and
+/// refusals, through the same mapping as [`decode_protobuf`].
+pub fn decode(req: &ExportLogsServiceRequest) -> Result<DecodedFlows, WireError> {
+    decode_protobuf(&req.encode_to_vec())
+}
+
+/// An OTLP `AnyValue` as it lies in the body; arrays and key-value lists stay undecoded until a field
+/// needs them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum AnyRef<'a> {
+    Empty,
+    Str(&'a str),
+    Bool,
+    Int(i64),
+    Double,
+    Array(&'a [u8]),
+    Kvlist(&'a [u8]),
+    Bytes,
+}
+
+impl AnyRef<'_> {
+    fn describe(&self) -> &'static str {
+        match self {
+            AnyRef::Empty => "an empty value",
+            AnyRef::Str(_) => "a string",
+            AnyRef::Bool => "a bool",
+            AnyRef::Int(_) => "an int",
+            AnyRef::Double => "a double",
+            AnyRef::Array(_) => "an array",
+            AnyRef::Kvlist(_) => "a kvlist",
+            AnyRef::Bytes => "bytes",
+        }
     }
 }
 
-fn value_of(v: Option<&AnyValue>) -> &Option<Any> {
-    static NONE: Option<Any> = None;
-    v.map_or(&NONE, |a| &a.value)
+/// Why a record is not stored: the body is not protobuf (the whole request fails), or the record is
+/// not a valid flow (it alone is refused).
+enum Refusal {
+    Wire(WireError),
+    Record(String),
+}
+
+impl From<WireError> for Refusal {
+    fn from(e: WireError) -> Self {
+        Refusal::Wire(e)
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(e: String) -> Self {
+        Refusal::Record(e)
+    }
+}
+
+/// Buffers reused from record to record.
+#[derive(Default)]
+struct Scratch<'a> {
+    attributes: Vec<(&'a str, AnyRef<'a>)>,
+    resource: Vec<(usize, FieldValue)>,
+}
+
+/// Calls `f` with the bytes of every occurrence of the message field `field` of `buf`.
+fn each_message<'a, E: From<WireError>>(
+    buf: &'a [u8],
+    message: &'static str,
+    field: u64,
+    mut f: impl FnMut(&'a [u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut r = Reader::new(buf, message);
+    while !r.done() {
+        match r.key()? {
+            (n, w) if n == field => f(r.bytes_of(w)?)?,
+            (_, w) => r.skip(w)?,
+        }
+    }
+    Ok(())
+}
+
+fn any_value(buf: &[u8]) -> Result<AnyRef<'_>, WireError> {
+    let mut r = Reader::new(buf, "opentelemetry.proto.common.v1.AnyValue");
+    let mut v = AnyRef::Empty;
+    while !r.done() {
+        // One of: the last value present wins, as in every protobuf decoder.
+        v = match r.key()? {
+            (1, w) => AnyRef::Str(r.str_of(w)?),
+            (2, w) => r.varint_of(w).map(|_| AnyRef::Bool)?,
+            (3, w) => AnyRef::Int(r.varint_of(w)? as i64),
+            (4, w) => r.fixed64_of(w).map(|_| AnyRef::Double)?,
+            (5, w) => AnyRef::Array(r.bytes_of(w)?),
+            (6, w) => AnyRef::Kvlist(r.bytes_of(w)?),
+            (7, w) => r.bytes_of(w).map(|_| AnyRef::Bytes)?,
+            (_, w) => {
+                r.skip(w)?;
+                continue;
+            }
+        };
+    }
+    Ok(v)
+}
+
+fn key_value(buf: &[u8]) -> Result<(&str, AnyRef<'_>), WireError> {
+    let mut r = Reader::new(buf, "opentelemetry.proto.common.v1.KeyValue");
+    let (mut key, mut value) = ("", AnyRef::Empty);
+    while !r.done() {
+        match r.key()? {
+            (1, w) => key = r.str_of(w)?,
+            (2, w) => value = any_value(r.bytes_of(w)?)?,
+            (_, w) => r.skip(w)?,
+        }
+    }
+    Ok((key, value))
 }
 
 fn non_negative(key: &str, n: i64) -> Result<u64, String> {
@@ -56,128 +171,173 @@ fn non_negative(key: &str, n: i64) -> Result<u64, String> {
 }
 
 /// Converts one attribute value into the value of a field of `kind`.
-fn field_value(key: &str, kind: FieldKind, v: &Option<Any>) -> Result<FieldValue, String> {
-    let wrong =
-        |expected: &str| format!("attribute {key}: expected {expected}, got {}", describe(v));
+fn field_value(key: &str, kind: FieldKind, v: AnyRef<'_>) -> Result<FieldValue, Refusal> {
+    let wrong = |expected: &str| {
+        Refusal::Record(format!(
+            "attribute {key}: expected {expected}, got {}",
+            v.describe()
+        ))
+    };
     Ok(match (kind, v) {
-        (FieldKind::Str, Some(Any::StringValue(s))) => FieldValue::Str(s.clone()),
+        (FieldKind::Str, AnyRef::Str(s)) => FieldValue::Str(s.to_owned()),
         (FieldKind::Str, _) => return Err(wrong("a string")),
-        (FieldKind::U64, Some(Any::IntValue(n))) => FieldValue::U64(non_negative(key, *n)?),
+        (FieldKind::U64, AnyRef::Int(n)) => FieldValue::U64(non_negative(key, n)?),
         (FieldKind::U64, _) => return Err(wrong("an int")),
-        (FieldKind::Time, Some(Any::IntValue(n))) => FieldValue::Time(*n),
+        (FieldKind::Time, AnyRef::Int(n)) => FieldValue::Time(n),
         (FieldKind::Time, _) => return Err(wrong("an int (Unix nanoseconds)")),
-        (FieldKind::Ip, Some(Any::StringValue(s))) => FieldValue::Ip(Some(
+        (FieldKind::Ip, AnyRef::Str(s)) => FieldValue::Ip(Some(
             s.parse::<IpAddr>()
                 .map_err(|_| format!("attribute {key}: {s:?} is not an IP address"))?,
         )),
         (FieldKind::Ip, _) => return Err(wrong("a string holding an IP address")),
-        (FieldKind::StrList | FieldKind::StoredList, Some(Any::ArrayValue(a))) => FieldValue::List(
-            a.values
-                .iter()
-                .map(|x| match &x.value {
-                    Some(Any::StringValue(s)) => Ok(s.clone()),
-                    other => Err(format!(
-                        "attribute {key}: expected an array of strings, found {}",
-                        describe(other)
-                    )),
-                })
-                .collect::<Result<_, _>>()?,
-        ),
+        (FieldKind::StrList | FieldKind::StoredList, AnyRef::Array(a)) => {
+            let mut values = Vec::new();
+            each_message(a, "opentelemetry.proto.common.v1.ArrayValue", 1, |x| {
+                match any_value(x)? {
+                    AnyRef::Str(s) => values.push(s.to_owned()),
+                    other => {
+                        return Err(Refusal::Record(format!(
+                            "attribute {key}: expected an array of strings, found {}",
+                            other.describe()
+                        )))
+                    }
+                }
+                Ok(())
+            })?;
+            FieldValue::List(values)
+        }
         (FieldKind::StrList | FieldKind::StoredList, _) => {
             return Err(wrong("an array of strings"))
         }
-        (FieldKind::Counts, Some(Any::KvlistValue(l))) => FieldValue::Counts(
-            l.values
-                .iter()
-                .map(|kv| {
-                    let code = kv.key.parse::<u64>().map_err(|_| {
-                        format!("attribute {key}: key {:?} is not a number", kv.key)
-                    })?;
-                    match value_of(kv.value.as_ref()) {
-                        Some(Any::IntValue(n)) => Ok((code, non_negative(key, *n)?)),
-                        other => Err(format!(
+        (FieldKind::Counts, AnyRef::Kvlist(l)) => {
+            let mut counts = Vec::new();
+            each_message(l, "opentelemetry.proto.common.v1.KeyValueList", 1, |kv| {
+                let (code, n) = key_value(kv)?;
+                let code = code
+                    .parse::<u64>()
+                    .map_err(|_| format!("attribute {key}: key {code:?} is not a number"))?;
+                match n {
+                    AnyRef::Int(n) => counts.push((code, non_negative(key, n)?)),
+                    other => {
+                        return Err(Refusal::Record(format!(
                             "attribute {key}: count of {code} is {}, expected an int",
-                            describe(other)
-                        )),
+                            other.describe()
+                        )))
                     }
-                })
-                .collect::<Result<_, _>>()?,
-        ),
+                }
+                Ok(())
+            })?;
+            FieldValue::Counts(counts)
+        }
         (FieldKind::Counts, _) => return Err(wrong("a kvlist of code → int")),
     })
 }
 
-/// The schema fields among `attributes`, converted; attributes that are not fields are skipped.
-fn fields_of(attributes: &[KeyValue]) -> Result<Vec<(usize, FieldValue)>, String> {
-    let mut out = Vec::new();
-    for kv in attributes {
-        if let Some(i) = field_index(&kv.key) {
-            out.push((
-                i,
-                field_value(&kv.key, FIELDS[i].kind, value_of(kv.value.as_ref()))?,
-            ));
+/// Sets the schema fields among `attributes` on `flow`; attributes that are not fields are skipped.
+fn set_fields(flow: &mut FlowRecord, attributes: &[(&str, AnyRef<'_>)]) -> Result<(), Refusal> {
+    for &(key, v) in attributes {
+        if let Some(i) = field_index(key) {
+            let v = field_value(key, FIELDS[i].kind, v)?;
+            flow.set_field(i, v)
+                .map_err(|_| format!("attribute {}: wrong kind", FIELDS[i].name))?;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-fn is_flow(r: &LogRecord) -> bool {
-    r.event_name == FLOW_EVENT_NAME
-        || r.attributes.iter().any(|kv| {
-            kv.key == "event.name"
-                && matches!(value_of(kv.value.as_ref()), Some(Any::StringValue(s)) if s == FLOW_EVENT_NAME)
-        })
+/// The schema fields of a resource, converted once for all its records.
+fn resource_fields(buf: &[u8], into: &mut Vec<(usize, FieldValue)>) -> Result<(), Refusal> {
+    each_message(buf, "opentelemetry.proto.resource.v1.Resource", 1, |kv| {
+        let (key, v) = key_value(kv)?;
+        if let Some(i) = field_index(key) {
+            into.push((i, field_value(key, FIELDS[i].kind, v)?));
+        }
+        Ok(())
+    })
 }
 
-fn flow_of(resource: &[(usize, FieldValue)], r: &LogRecord) -> Result<FlowRecord, String> {
+fn resource_logs<'a>(
+    buf: &'a [u8],
+    scratch: &mut Scratch<'a>,
+    out: &mut DecodedFlows,
+) -> Result<(), WireError> {
+    // The resource may come after its records on the wire: find both before converting any.
+    let mut resources: Vec<&[u8]> = Vec::new();
+    let mut scopes: Vec<&[u8]> = Vec::new();
+    let mut r = Reader::new(buf, "opentelemetry.proto.logs.v1.ResourceLogs");
+    while !r.done() {
+        match r.key()? {
+            (1, w) => resources.push(r.bytes_of(w)?),
+            (2, w) => scopes.push(r.bytes_of(w)?),
+            (_, w) => r.skip(w)?,
+        }
+    }
+    scratch.resource.clear();
+    let mut resource_error = None;
+    for res in resources {
+        match resource_fields(res, &mut scratch.resource) {
+            Ok(()) => {}
+            Err(Refusal::Wire(e)) => return Err(e),
+            Err(Refusal::Record(e)) => {
+                resource_error.get_or_insert(e);
+            }
+        }
+    }
+    for scope in scopes {
+        each_message(scope, "opentelemetry.proto.logs.v1.ScopeLogs", 2, |rec| {
+            if let Some(e) = &resource_error {
+                out.refuse(1, || format!("resource {e}"));
+                return Ok(());
+            }
+            match log_record(rec, scratch) {
+                Ok(flow) => out.records.push(flow),
+                Err(Refusal::Wire(e)) => return Err(e),
+                Err(Refusal::Record(e)) => out.refuse(1, || e),
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+fn log_record<'a>(buf: &'a [u8], scratch: &mut Scratch<'a>) -> Result<FlowRecord, Refusal> {
+    let mut r = Reader::new(buf, "opentelemetry.proto.logs.v1.LogRecord");
+    let (mut time, mut event_name) = (0u64, "");
+    scratch.attributes.clear();
+    while !r.done() {
+        match r.key()? {
+            (1, w) => time = r.fixed64_of(w)?,
+            (6, w) => scratch.attributes.push(key_value(r.bytes_of(w)?)?),
+            (12, w) => event_name = r.str_of(w)?,
+            (_, w) => r.skip(w)?,
+        }
+    }
+    let is_flow = event_name == FLOW_EVENT_NAME
+        || scratch
+            .attributes
+            .iter()
+            .any(|&(k, v)| k == "event.name" && v == AnyRef::Str(FLOW_EVENT_NAME));
+    if !is_flow {
+        return Err(Refusal::Record(format!(
+            "log record is not a flow record (event_name {event_name:?}; flows carry event_name {FLOW_EVENT_NAME:?}, see docs/flow-schema.md)"
+        )));
+    }
     let mut flow = FlowRecord::default();
-    for (i, v) in resource.iter().cloned().chain(fields_of(&r.attributes)?) {
-        flow.set_field(i, v)
-            .map_err(|_| format!("attribute {}: wrong kind", FIELDS[i].name))?;
+    for (i, v) in &scratch.resource {
+        flow.set_field(*i, v.clone())
+            .map_err(|_| format!("attribute {}: wrong kind", FIELDS[*i].name))?;
+    }
+    set_fields(&mut flow, &scratch.attributes)?;
+    if flow.interval_end == 0 {
+        flow.interval_end = i64::try_from(time).unwrap_or(0);
     }
     if flow.interval_end == 0 {
-        flow.interval_end = i64::try_from(r.time_unix_nano).unwrap_or(0);
-    }
-    if flow.interval_end == 0 {
-        return Err("flow record has neither interval.end nor time_unix_nano".into());
+        return Err(Refusal::Record(
+            "flow record has neither interval.end nor time_unix_nano".into(),
+        ));
     }
     flow.validate()?;
     Ok(flow)
-}
-
-/// Splits an export request into flow records and refusals.
-pub fn decode(req: &ExportLogsServiceRequest) -> DecodedFlows {
-    let mut out = DecodedFlows::default();
-    for rl in &req.resource_logs {
-        let records: Vec<&LogRecord> = rl
-            .scope_logs
-            .iter()
-            .flat_map(|s| s.log_records.iter())
-            .collect();
-        let resource = match fields_of(rl.resource.as_ref().map_or(&[][..], |r| &r.attributes)) {
-            Ok(f) => f,
-            Err(e) => {
-                out.refuse(records.len(), || format!("resource {e}"));
-                continue;
-            }
-        };
-        for r in records {
-            if !is_flow(r) {
-                out.refuse(1, || {
-                    format!(
-                        "log record is not a flow record (event_name {:?}; flows carry event_name {FLOW_EVENT_NAME:?}, see docs/flow-schema.md)",
-                        r.event_name
-                    )
-                });
-                continue;
-            }
-            match flow_of(&resource, r) {
-                Ok(f) => out.records.push(f),
-                Err(e) => out.refuse(1, || e),
-            }
-        }
-    }
-    out
 }
 
 fn any(v: Any) -> Option<AnyValue> {
@@ -247,5 +407,217 @@ pub fn export_request(records: &[FlowRecord]) -> ExportLogsServiceRequest {
             }],
             ..Default::default()
         }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+
+    use super::*;
+
+    fn record(i: u64) -> FlowRecord {
+        let mut r = FlowRecord::default();
+        r.src.ip = Some(IpAddr::from([10, 0, 0, i as u8]));
+        r.src.port = 40_000 + i;
+        r.src.namespace = "shop".into();
+        r.src.workload = format!("web-{i}");
+        r.dst.ip = "2001:db8::7".parse().ok();
+        r.dst.port = 8080;
+        r.dst.workload = "api".into();
+        r.protocol = "tcp".into();
+        r.interval_start = 1_764_194_400_000_000_000 + i as i64;
+        r.interval_end = r.interval_start + 10_000_000_000;
+        r.bytes_tx = 1234 * i;
+        r.http.requests = 3;
+        r.http.status = vec![(200, 2), (503, 1)];
+        r.http.methods = vec!["GET".into(), "POST".into()];
+        r.http.trace_ids = vec![format!("{i:032x}")];
+        r.dns.answers = vec!["192.0.2.1".into()];
+        r
+    }
+
+    fn kv(key: &str, v: Any) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: any(v),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_through_protobuf() {
+        let records: Vec<_> = (1..=20).map(record).collect();
+        let body = export_request(&records).encode_to_vec();
+        let out = decode_protobuf(&body).unwrap();
+        assert_eq!(out.rejected, 0, "{:?}", out.first_error);
+        assert_eq!(out.records, records);
+    }
+
+    #[test]
+    fn resource_fields_apply_under_record_fields_wherever_the_resource_lies() {
+        let mut log = to_log_record(&record(1));
+        log.attributes.retain(|kv| kv.key != "src.namespace");
+        // Fields the mapping does not read are skipped.
+        log.body = any(Any::StringValue("ignored".into()));
+        log.severity_text = "INFO".into();
+        log.trace_id = vec![1; 16];
+        let resource = Resource {
+            attributes: vec![
+                kv("src.namespace", Any::StringValue("from-resource".into())),
+                kv("dst.workload", Any::StringValue("overridden".into())),
+                kv("k8s.cluster.name", Any::IntValue(7)),
+            ],
+            ..Default::default()
+        };
+        let rl = ResourceLogs {
+            resource: Some(resource),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![log],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        // The same message with the resource written after its records.
+        let mut reordered = Vec::new();
+        for s in &rl.scope_logs {
+            prost::encoding::message::encode(2, s, &mut reordered);
+        }
+        prost::encoding::message::encode(1, rl.resource.as_ref().unwrap(), &mut reordered);
+        let mut body_after = Vec::new();
+        prost::encoding::bytes::encode(1, &reordered, &mut body_after);
+        let body_before = ExportLogsServiceRequest {
+            resource_logs: vec![rl],
+        }
+        .encode_to_vec();
+        for body in [body_before, body_after] {
+            let out = decode_protobuf(&body).unwrap();
+            assert_eq!(out.rejected, 0, "{:?}", out.first_error);
+            let mut expected = record(1);
+            expected.src.namespace = "from-resource".into();
+            assert_eq!(out.records, vec![expected]);
+        }
+    }
+
+    #[test]
+    fn wrong_records_are_refused_one_by_one() {
+        let mut not_flow = to_log_record(&record(1));
+        not_flow.event_name = "app.log".into();
+        let mut flow_by_attribute = to_log_record(&record(2));
+        flow_by_attribute.event_name.clear();
+        flow_by_attribute
+            .attributes
+            .push(kv("event.name", Any::StringValue(FLOW_EVENT_NAME.into())));
+        let mut bad_port = to_log_record(&record(3));
+        bad_port
+            .attributes
+            .push(kv("src.port", Any::StringValue("http".into())));
+        let mut bad_list = to_log_record(&record(4));
+        bad_list.attributes.push(kv(
+            "http.methods",
+            Any::ArrayValue(opentelemetry_proto::tonic::common::v1::ArrayValue {
+                values: vec![AnyValue {
+                    value: Some(Any::IntValue(1)),
+                }],
+            }),
+        ));
+        let mut no_time = to_log_record(&record(5));
+        no_time.attributes.retain(|kv| kv.key != "interval.end");
+        no_time.time_unix_nano = 0;
+        let mut time_only = to_log_record(&record(6));
+        time_only.attributes.retain(|kv| kv.key != "interval.end");
+        let req = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![
+                        not_flow,
+                        flow_by_attribute,
+                        bad_port,
+                        bad_list,
+                        no_time,
+                        time_only,
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let out = decode_protobuf(&req.encode_to_vec()).unwrap();
+        assert_eq!(out.records, vec![record(2), record(6)]);
+        assert_eq!(out.rejected, 4);
+        assert!(out
+            .first_error
+            .unwrap()
+            .contains("log record is not a flow record (event_name \"app.log\""));
+        let only = |log: &LogRecord| {
+            let req = ExportLogsServiceRequest {
+                resource_logs: vec![ResourceLogs {
+                    scope_logs: vec![ScopeLogs {
+                        log_records: vec![log.clone()],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            };
+            decode(&req).unwrap().first_error.unwrap()
+        };
+        let logs = &req.resource_logs[0].scope_logs[0].log_records;
+        assert_eq!(
+            only(&logs[2]),
+            "attribute src.port: expected an int, got a string"
+        );
+        assert_eq!(
+            only(&logs[3]),
+            "attribute http.methods: expected an array of strings, found an int"
+        );
+        assert_eq!(
+            only(&logs[4]),
+            "flow record has neither interval.end nor time_unix_nano"
+        );
+    }
+
+    #[test]
+    fn a_bad_resource_refuses_its_records_only() {
+        let bad = ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv("observer.node", Any::IntValue(3))],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![to_log_record(&record(1)), to_log_record(&record(2))],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let good = ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![to_log_record(&record(3))],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let req = ExportLogsServiceRequest {
+            resource_logs: vec![bad, good],
+        };
+        let out = decode_protobuf(&req.encode_to_vec()).unwrap();
+        assert_eq!(out.records, vec![record(3)]);
+        assert_eq!(out.rejected, 2);
+        assert_eq!(
+            out.first_error.unwrap(),
+            "resource attribute observer.node: expected a string, got an int"
+        );
+    }
+
+    #[test]
+    fn bodies_that_are_not_protobuf_fail_whole() {
+        let body = export_request(&[record(1), record(2)]).encode_to_vec();
+        for cut in [1, body.len() / 2, body.len() - 1] {
+            assert!(decode_protobuf(&body[..cut]).is_err(), "cut at {cut}");
+        }
+        let e = decode_protobuf(&[0xff, 0xff, 0xff]).unwrap_err();
+        assert_eq!(
+            e.message,
+            "opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest"
+        );
     }
 }

@@ -43,7 +43,8 @@ impl Collector {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tenant = crate::server::tenant(&req.metadata().clone().into_headers())
             .map_err(Status::invalid_argument)?;
-        let result = run_hook(self.state.clone(), tenant, req.into_inner(), S::hook()).await;
+        let decoded = S::from_request(req.into_inner()).map_err(Status::invalid_argument)?;
+        let result = run_hook(self.state.clone(), tenant, decoded, S::hook()).await;
         match result {
             Ok(accepted) => Ok(Response::new(S::response(accepted))),
             Err(e) => {

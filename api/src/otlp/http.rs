@@ -123,15 +123,15 @@ async fn handle<S: Signal>(state: &Arc<AppState>, headers: &HeaderMap, body: Byt
         Ok(b) => b,
         Err((code, msg)) => return failure(code, GRPC_INVALID_ARGUMENT, msg),
     };
-    let req: S::Request = match enc {
-        Encoding::Protobuf => match prost::Message::decode(&body[..]) {
+    let req = match enc {
+        Encoding::Protobuf => match S::from_protobuf(&body) {
             Ok(r) => r,
             Err(e) => {
                 let msg = format!("invalid OTLP protobuf {} request: {e}", S::NAME);
                 return failure(StatusCode::BAD_REQUEST, GRPC_INVALID_ARGUMENT, msg);
             }
         },
-        Encoding::Json => match json::decode(&body) {
+        Encoding::Json => match json::decode::<S::Request>(&body).and_then(S::from_request) {
             Ok(r) => r,
             Err(e) => return failure(StatusCode::BAD_REQUEST, GRPC_INVALID_ARGUMENT, e),
         },

@@ -1,21 +1,18 @@
 //! The OTLP logs export hook: flow records (`docs/flow-schema.md`) go to the tenant's flow store; log
 //! records that are not flows, and flows that do not validate, are refused through `partial_success`.
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use strata_store::flows::now_ns;
 
 use super::{Accepted, ExportError};
-use crate::flows::otlp::decode;
+use crate::flows::otlp::DecodedFlows;
 use crate::server::AppState;
 
 /// Stores the flows of one export request for `tenant`; returns once they are durable.
 pub fn export(
     state: &AppState,
     tenant: &str,
-    req: ExportLogsServiceRequest,
+    decoded: DecodedFlows,
 ) -> Result<Accepted, ExportError> {
-    let decoded = decode(&req);
-    drop(req);
     let mut rejected = decoded.rejected;
     let mut message = decoded.first_error;
     if !decoded.records.is_empty() {

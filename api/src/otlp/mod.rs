@@ -89,14 +89,27 @@ pub(crate) mod messages {
     };
 
     use super::Accepted;
+    use crate::flows::otlp::{decode, decode_protobuf, DecodedFlows};
 
-    /// A signal's request and response messages, and how an [`Accepted`] becomes its response.
+    /// A signal's request and response messages, what its hook takes, and how an [`Accepted`] becomes
+    /// its response.
     pub trait Signal: Send + 'static {
         type Request: prost::Message + Default + serde::de::DeserializeOwned + Send + 'static;
         type Response: prost::Message + serde::Serialize + Default;
+        /// What the hook stores: the request itself, or what a signal's own decoder made of it.
+        type Decoded: Send + 'static;
         const NAME: &'static str;
-        fn hook() -> super::Hook<Self::Request>;
+        fn hook() -> super::Hook<Self::Decoded>;
         fn response(a: Accepted) -> Self::Response;
+        /// From a request decoded by another path (OTLP/JSON, gRPC); the error says what is wrong.
+        fn from_request(req: Self::Request) -> Result<Self::Decoded, String>;
+        /// From a protobuf body; the error says what is wrong with it.
+        fn from_protobuf(body: &[u8]) -> Result<Self::Decoded, String>;
+    }
+
+    /// The prost decoding of a whole request, for signals whose hooks take the request message.
+    fn prost_decode<M: prost::Message + Default>(body: &[u8]) -> Result<M, String> {
+        M::decode(body).map_err(|e| e.to_string())
     }
 
     pub struct Traces;
@@ -106,8 +119,9 @@ pub(crate) mod messages {
     impl Signal for Traces {
         type Request = ExportTraceServiceRequest;
         type Response = ExportTraceServiceResponse;
+        type Decoded = ExportTraceServiceRequest;
         const NAME: &'static str = "traces";
-        fn hook() -> super::Hook<Self::Request> {
+        fn hook() -> super::Hook<Self::Decoded> {
             super::traces::export
         }
         fn response(a: Accepted) -> Self::Response {
@@ -118,13 +132,21 @@ pub(crate) mod messages {
                 }),
             }
         }
+        fn from_request(req: Self::Request) -> Result<Self::Decoded, String> {
+            Ok(req)
+        }
+        fn from_protobuf(body: &[u8]) -> Result<Self::Decoded, String> {
+            prost_decode(body)
+        }
     }
 
+    /// Logs are flow records: decoded straight from protobuf, without building the messages.
     impl Signal for Logs {
         type Request = ExportLogsServiceRequest;
         type Response = ExportLogsServiceResponse;
+        type Decoded = DecodedFlows;
         const NAME: &'static str = "logs";
-        fn hook() -> super::Hook<Self::Request> {
+        fn hook() -> super::Hook<Self::Decoded> {
             super::logs::export
         }
         fn response(a: Accepted) -> Self::Response {
@@ -135,13 +157,20 @@ pub(crate) mod messages {
                 }),
             }
         }
+        fn from_request(req: Self::Request) -> Result<Self::Decoded, String> {
+            decode(&req).map_err(|e| e.to_string())
+        }
+        fn from_protobuf(body: &[u8]) -> Result<Self::Decoded, String> {
+            decode_protobuf(body).map_err(|e| e.to_string())
+        }
     }
 
     impl Signal for Metrics {
         type Request = ExportMetricsServiceRequest;
         type Response = ExportMetricsServiceResponse;
+        type Decoded = ExportMetricsServiceRequest;
         const NAME: &'static str = "metrics";
-        fn hook() -> super::Hook<Self::Request> {
+        fn hook() -> super::Hook<Self::Decoded> {
             super::metrics::export
         }
         fn response(a: Accepted) -> Self::Response {
@@ -151,6 +180,12 @@ pub(crate) mod messages {
                     error_message: a.message,
                 }),
             }
+        }
+        fn from_request(req: Self::Request) -> Result<Self::Decoded, String> {
+            Ok(req)
+        }
+        fn from_protobuf(body: &[u8]) -> Result<Self::Decoded, String> {
+            prost_decode(body)
         }
     }
 }

@@ -7,6 +7,7 @@ use strata_store::{Exemplar, LabelPairs, Labels, Metadata, MetricType, Sample};
 
 use super::write::{check_label_set, check_series_count, excerpt};
 use super::{is_valid_metric_name, prompb, DecodeLimits, RemoteError};
+use crate::protowire::{Reader, WireError, WIRE_I64, WIRE_LEN, WIRE_VARINT};
 
 /// One series of a request; its labels are a range of [`BorrowedWrite::labels`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,120 +35,11 @@ impl<'a> BorrowedWrite<'a> {
     }
 }
 
-const WIRE_VARINT: u64 = 0;
-const WIRE_I64: u64 = 1;
-const WIRE_LEN: u64 = 2;
-const WIRE_I32: u64 = 5;
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-    message: &'static str,
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8], message: &'static str) -> Self {
-        Reader {
-            buf,
-            pos: 0,
-            message,
-        }
-    }
-
-    fn err(&self, what: &str) -> RemoteError {
+impl From<WireError> for RemoteError {
+    fn from(e: WireError) -> Self {
         RemoteError::Malformed(format!(
-            "cannot decode prometheus.WriteRequest protobuf: {what} in a {} at its byte {}",
-            self.message, self.pos
+            "cannot decode prometheus.WriteRequest protobuf: {e}"
         ))
-    }
-
-    fn done(&self) -> bool {
-        self.pos >= self.buf.len()
-    }
-
-    fn varint(&mut self) -> Result<u64, RemoteError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = *self
-                .buf
-                .get(self.pos)
-                .ok_or_else(|| self.err("truncated varint"))?;
-            self.pos += 1;
-            v |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Ok(v);
-            }
-        }
-        Err(self.err("varint too long"))
-    }
-
-    fn fixed64(&mut self) -> Result<u64, RemoteError> {
-        let b = self
-            .buf
-            .get(self.pos..self.pos + 8)
-            .ok_or_else(|| self.err("truncated fixed64"))?;
-        self.pos += 8;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_le_bytes(a))
-    }
-
-    fn bytes(&mut self) -> Result<&'a [u8], RemoteError> {
-        let n = usize::try_from(self.varint()?).map_err(|_| self.err("length overflow"))?;
-        let end = self
-            .pos
-            .checked_add(n)
-            .ok_or_else(|| self.err("length overflow"))?;
-        let b = self
-            .buf
-            .get(self.pos..end)
-            .ok_or_else(|| self.err("truncated length-delimited field"))?;
-        self.pos = end;
-        Ok(b)
-    }
-
-    fn str(&mut self) -> Result<&'a str, RemoteError> {
-        let b = self.bytes()?;
-        std::str::from_utf8(b).map_err(|_| self.err("invalid UTF-8 in a string field"))
-    }
-
-    /// Field number and wire type of the next key.
-    fn key(&mut self) -> Result<(u64, u64), RemoteError> {
-        let k = self.varint()?;
-        // A key is a 32-bit varint (field number < 2^29), as every protobuf decoder requires.
-        if k > u64::from(u32::MAX) {
-            return Err(self.err("invalid key: more than 32 bits"));
-        }
-        if k >> 3 == 0 {
-            return Err(self.err("field number 0"));
-        }
-        Ok((k >> 3, k & 7))
-    }
-
-    fn skip(&mut self, wire: u64) -> Result<(), RemoteError> {
-        match wire {
-            WIRE_VARINT => self.varint().map(drop),
-            WIRE_I64 => self.fixed64().map(drop),
-            WIRE_LEN => self.bytes().map(drop),
-            WIRE_I32 => {
-                self.pos = self
-                    .pos
-                    .checked_add(4)
-                    .filter(|&p| p <= self.buf.len())
-                    .ok_or_else(|| self.err("truncated fixed32"))?;
-                Ok(())
-            }
-            _ => Err(self.err("invalid wire type")),
-        }
-    }
-
-    /// Reads a field of the expected wire type, or fails like a protobuf decoder does.
-    fn expect(&self, wire: u64, want: u64) -> Result<(), RemoteError> {
-        if wire == want {
-            Ok(())
-        } else {
-            Err(self.err("invalid wire type for a known field"))
-        }
     }
 }
 

@@ -1,9 +1,13 @@
 //! Group-by aggregations over fast columns (top talkers, error hot spots): records matching a filter
 //! are grouped by up to [`MAX_GROUP_FIELDS`] text or number fields, and each group gets its aggregates.
 //! Within a segment a group is keyed by the columns' ordinals (no string is touched per record);
-//! ordinals are turned into strings once per group when the segment is done.
+//! ordinals are turned into strings once per group when the segment is done. When every grouping
+//! field is text and the product of their distinct values is small (the usual `src.workload,
+//! dst.workload`), a segment's groups are cells of a dense table indexed by the ordinals, not entries
+//! of a hash map. Partitions are aggregated in parallel, one thread per core.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
@@ -138,12 +142,8 @@ impl Acc {
 
     fn merge(&mut self, other: &Acc, aggs: &[AggFn]) {
         self.count += other.count;
-        for ((v, o), a) in self.values.iter_mut().zip(&other.values).zip(aggs) {
-            *v = match a {
-                AggFn::Min(_) => (*v).min(*o),
-                AggFn::Max(_) => (*v).max(*o),
-                _ => v.saturating_add(*o),
-            };
+        for ((v, &o), a) in self.values.iter_mut().zip(&other.values).zip(aggs) {
+            fold(a, v, o);
         }
     }
 
@@ -176,7 +176,73 @@ struct AggSegment {
     aggs: Vec<AggFn>,
     keys: Vec<KeyColumn>,
     values: Vec<Option<ValueColumn>>,
-    groups: HashMap<[u64; MAX_GROUP_FIELDS], Acc>,
+    table: Table,
+}
+
+/// A segment's groups.
+enum Table {
+    Hashed(HashMap<[u64; MAX_GROUP_FIELDS], Acc>),
+    Dense(DenseTable),
+}
+
+/// Cells of `count` and of the aggregates' running values (`values[cell * aggs + j]`), one per
+/// combination of the key columns' ordinals, `MISSING` taking the ordinal after the last term.
+struct DenseTable {
+    /// Per key column: the number of terms, and the distance between cells of consecutive ordinals.
+    dims: Vec<(u64, u64)>,
+    counts: Vec<u64>,
+    values: Vec<u64>,
+}
+
+/// Largest dense table, in cells: 256k cells cost 2 MiB per running value.
+const MAX_DENSE_CELLS: u64 = 1 << 18;
+
+impl DenseTable {
+    /// A table for these key columns, when they are all text and few enough combinations exist for
+    /// `docs` documents to fill a fair part of it.
+    fn new(keys: &[KeyColumn], aggs: &[AggFn], docs: u32) -> Option<DenseTable> {
+        let limit = MAX_DENSE_CELLS.min(4 * u64::from(docs) + 1024);
+        let mut cells = 1u64;
+        let mut dims = Vec::with_capacity(keys.len());
+        for k in keys {
+            let terms = match k {
+                KeyColumn::Str(c) => c.num_terms() as u64,
+                KeyColumn::Absent => 0,
+                KeyColumn::U64(_) => return None,
+            };
+            dims.push((terms, cells));
+            cells = cells.checked_mul(terms + 1).filter(|&c| c <= limit)?;
+        }
+        let init: Vec<u64> = Acc::new(aggs).values;
+        let mut values = Vec::with_capacity(cells as usize * init.len());
+        for _ in 0..cells {
+            values.extend_from_slice(&init);
+        }
+        Some(DenseTable {
+            dims,
+            counts: vec![0; cells as usize],
+            values,
+        })
+    }
+
+    fn cell(&self, key: &[u64; MAX_GROUP_FIELDS]) -> usize {
+        let mut cell = 0;
+        for (&k, &(terms, stride)) in key.iter().zip(&self.dims) {
+            cell += k.min(terms) * stride;
+        }
+        cell as usize
+    }
+
+    fn key(&self, cell: usize) -> [u64; MAX_GROUP_FIELDS] {
+        let mut key = [MISSING; MAX_GROUP_FIELDS];
+        for (k, &(terms, stride)) in key.iter_mut().zip(&self.dims) {
+            let ord = (cell as u64 / stride) % (terms + 1);
+            if ord < terms {
+                *k = ord;
+            }
+        }
+        key
+    }
 }
 
 enum ValueColumn {
@@ -223,11 +289,15 @@ impl Collector for AggCollector<'_> {
                 Some(i) => Ok(ff.column_opt::<u64>(FIELDS[i].name)?.map(ValueColumn::U64)),
             })
             .collect::<tantivy::Result<Vec<_>>>()?;
+        let table = match DenseTable::new(&keys, &self.req.aggs, segment.max_doc()) {
+            Some(t) => Table::Dense(t),
+            None => Table::Hashed(HashMap::new()),
+        };
         Ok(AggSegment {
             aggs: self.req.aggs.clone(),
             keys,
             values,
-            groups: HashMap::new(),
+            table,
         })
     }
 
@@ -255,17 +325,34 @@ fn merge_groups(into: &mut Groups, from: Groups, aggs: &[AggFn]) {
     }
 }
 
+/// Folds `x` into a running value of aggregate `a`.
+fn fold(a: &AggFn, v: &mut u64, x: u64) {
+    *v = match a {
+        AggFn::Min(_) => (*v).min(x),
+        AggFn::Max(_) => (*v).max(x),
+        _ => v.saturating_add(x),
+    };
+}
+
 impl AggSegment {
-    fn add(&mut self, key: [u64; MAX_GROUP_FIELDS], values: impl Iterator<Item = u64>) {
+    fn add(&mut self, key: &[u64; MAX_GROUP_FIELDS], values: impl Iterator<Item = u64>) {
         let aggs = &self.aggs;
-        let acc = self.groups.entry(key).or_insert_with(|| Acc::new(aggs));
-        acc.count += 1;
-        for ((v, x), a) in acc.values.iter_mut().zip(values).zip(aggs) {
-            *v = match a {
-                AggFn::Min(_) => (*v).min(x),
-                AggFn::Max(_) => (*v).max(x),
-                _ => v.saturating_add(x),
-            };
+        match &mut self.table {
+            Table::Hashed(groups) => {
+                let acc = groups.entry(*key).or_insert_with(|| Acc::new(aggs));
+                acc.count += 1;
+                for ((v, x), a) in acc.values.iter_mut().zip(values).zip(aggs) {
+                    fold(a, v, x);
+                }
+            }
+            Table::Dense(t) => {
+                let cell = t.cell(key);
+                t.counts[cell] += 1;
+                let running = &mut t.values[cell * aggs.len()..(cell + 1) * aggs.len()];
+                for ((v, x), a) in running.iter_mut().zip(values).zip(aggs) {
+                    fold(a, v, x);
+                }
+            }
         }
     }
 }
@@ -309,15 +396,30 @@ impl SegmentCollector for AggSegment {
                 }
             });
         }
-        for (i, key) in keys.into_iter().enumerate() {
+        for (i, key) in keys.iter().enumerate() {
             self.add(key, values.iter().map(|v| v.get(i).copied().unwrap_or(0)));
         }
     }
 
     fn harvest(self) -> Groups {
-        let mut out = Groups::with_capacity(self.groups.len());
+        let groups: Vec<([u64; MAX_GROUP_FIELDS], Acc)> = match self.table {
+            Table::Hashed(groups) => groups.into_iter().collect(),
+            Table::Dense(t) => {
+                let n = self.aggs.len();
+                t.counts
+                    .iter()
+                    .enumerate()
+                    .filter(|&(_, &count)| count > 0)
+                    .map(|(cell, &count)| {
+                        let values = t.values[cell * n..(cell + 1) * n].to_vec();
+                        (t.key(cell), Acc { count, values })
+                    })
+                    .collect()
+            }
+        };
+        let mut out = Groups::with_capacity(groups.len());
         let mut text = String::new();
-        for (key, acc) in self.groups {
+        for (key, acc) in groups {
             let names = key
                 .iter()
                 .zip(&self.keys)
@@ -355,15 +457,42 @@ impl FlowStore {
                 "at most {MAX_GROUP_FIELDS} grouping fields"
             )));
         }
-        let query = time_bounded(self, filter, start_ns, end_ns);
         let collector = AggCollector { req };
+        let partitions = self.partitions_overlapping(start_ns, end_ns);
+        let next = AtomicUsize::new(0);
+        // Partitions are independent: each thread takes the next one until none is left.
+        let aggregate_partitions = || -> Result<Groups> {
+            let mut groups = Groups::new();
+            while let Some(p) = partitions.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let searcher = p.reader.searcher();
+                let query = time_bounded(self, &searcher, filter, start_ns, end_ns)
+                    .map_err(|e| tantivy_error(p.dir(), e))?;
+                let g = searcher
+                    .search(&*query, &collector)
+                    .map_err(|e| tantivy_error(p.dir(), e))?;
+                merge_groups(&mut groups, g, &req.aggs);
+            }
+            Ok(groups)
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(partitions.len());
         let mut groups = Groups::new();
-        for p in self.partitions_overlapping(start_ns, end_ns) {
-            let searcher = p.reader.searcher();
-            let g = searcher
-                .search(&query, &collector)
-                .map_err(|e| tantivy_error(p.dir(), e))?;
-            merge_groups(&mut groups, g, &req.aggs);
+        if threads <= 1 {
+            groups = aggregate_partitions()?;
+        } else {
+            let results: Vec<Result<Groups>> = std::thread::scope(|s| {
+                let workers: Vec<_> = (0..threads)
+                    .map(|_| s.spawn(aggregate_partitions))
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                    .collect()
+            });
+            for g in results {
+                merge_groups(&mut groups, g?, &req.aggs);
+            }
         }
         let mut rows: Vec<AggregateRow> = groups
             .into_iter()

@@ -7,7 +7,7 @@ use std::ops::Bound;
 
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery};
-use tantivy::{DocAddress, Order, Term};
+use tantivy::{DocAddress, Order, Searcher, Term};
 
 use super::index::SegmentRecords;
 use super::partition::{tantivy_error, Partition};
@@ -43,20 +43,38 @@ impl std::fmt::Debug for SearchRequest<'_> {
     }
 }
 
-/// The filter restricted to `interval.end` in `[start, end]`.
-pub fn time_bounded(store: &FlowStore, filter: &dyn Query, start: i64, end: i64) -> BooleanQuery {
+/// The filter restricted to `interval.end` in `[start, end]` over the records of `searcher`. When
+/// every record there lies in the range (a partition inside the queried range), the filter alone: the
+/// range would be a per-record check that removes nothing.
+pub fn time_bounded(
+    store: &FlowStore,
+    searcher: &Searcher,
+    filter: &dyn Query,
+    start: i64,
+    end: i64,
+) -> tantivy::Result<Box<dyn Query>> {
+    const NAME: &str = "interval.end";
+    let mut inside = true;
+    for segment in searcher.segment_readers() {
+        if let Some(c) = segment.fast_fields().column_opt::<i64>(NAME)? {
+            inside &= c.min_value() >= start && c.max_value() <= end;
+        }
+    }
+    if inside {
+        return Ok(filter.box_clone());
+    }
     let field = store
         .schema()
-        .field(field_index("interval.end").expect("interval.end is in the schema"))
+        .field(field_index(NAME).expect("interval.end is in the schema"))
         .expect("interval.end is a column");
     let range = RangeQuery::new(
         Bound::Included(Term::from_field_i64(field, start)),
         Bound::Included(Term::from_field_i64(field, end)),
     );
-    BooleanQuery::new(vec![
+    Ok(Box::new(BooleanQuery::new(vec![
         (Occur::Must, filter.box_clone()),
         (Occur::Must, Box::new(range)),
-    ])
+    ])))
 }
 
 impl FlowStore {
@@ -74,12 +92,11 @@ impl FlowStore {
         if req.order == SortOrder::Desc {
             partitions.reverse();
         }
-        let query = time_bounded(self, req.filter, req.start_ns, req.end_ns);
         let mut emitted = 0;
         // Partitions do not overlap in time, so walking them in order and each in order is a merge.
         for p in partitions {
             let remaining = req.limit - emitted;
-            let (n, stop) = self.search_partition(&p, &query, remaining, req.order, emit)?;
+            let (n, stop) = self.search_partition(&p, req, remaining, emit)?;
             emitted += n;
             if stop || emitted >= req.limit {
                 break;
@@ -91,19 +108,20 @@ impl FlowStore {
     fn search_partition(
         &self,
         p: &Partition,
-        query: &dyn Query,
+        req: &SearchRequest<'_>,
         limit: usize,
-        order: SortOrder,
         emit: &mut dyn FnMut(FlowRecord) -> bool,
     ) -> Result<(usize, bool)> {
         let searcher = p.reader.searcher();
-        let order = match order {
+        let query = time_bounded(self, &searcher, req.filter, req.start_ns, req.end_ns)
+            .map_err(|e| tantivy_error(p.dir(), e))?;
+        let order = match req.order {
             SortOrder::Asc => Order::Asc,
             SortOrder::Desc => Order::Desc,
         };
         let top = TopDocs::with_limit(limit).order_by_fast_field::<i64>("interval.end", order);
         let hits: Vec<(Option<i64>, DocAddress)> = searcher
-            .search(query, &top)
+            .search(&*query, &top)
             .map_err(|e| tantivy_error(p.dir(), e))?;
         let mut segments: Vec<Option<SegmentRecords>> = (0..searcher.segment_readers().len())
             .map(|_| None)

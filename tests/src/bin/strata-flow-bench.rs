@@ -10,6 +10,7 @@
 //! ```text
 //! strata-flow-bench ingest --url http://127.0.0.1:4318/v1/logs --records N [--senders 2] [--batch 2000]
 //! strata-flow-bench direct --dir DIR --records N          # into a FlowStore in-process, no OTLP
+//!     [--writer-threads T] [--writer-heap-mib M]        # the `[flows]` settings of the same names
 //! strata-flow-bench ndjson --records N                    # the same records as NDJSON on stdout
 //! strata-flow-bench query  --url http://127.0.0.1:9080 [--runs 50]
 //! ```
@@ -401,11 +402,14 @@ fn direct(o: &Opts) -> Result<()> {
     let d = data(o)?;
     let dir = o.get("--dir").context("--dir")?;
     let batch: u64 = o.num("--batch", 2000)?;
+    let defaults = FlowConfig::default();
     let store = FlowStore::open(
         std::path::Path::new(dir),
         FlowConfig {
             retention_ns: 0,
-            ..FlowConfig::default()
+            writer_threads: o.num("--writer-threads", defaults.writer_threads)?,
+            writer_heap_bytes: o.num("--writer-heap-mib", defaults.writer_heap_bytes >> 20)? << 20,
+            ..defaults
         },
     )?;
     let start = Instant::now();

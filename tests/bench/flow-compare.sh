@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Flow store, two builds compared in one run: servers of the directory $BASE and of $NEW take turns
+# (base then new, ROUNDS times) so that both see the same load on a shared machine. The client is
+# always $BASE/strata-flow-bench. One line per measurement on stdout: round, build, load average,
+# the server's CPU seconds (utime + stime) and the client's JSON result. docs/benchmarks.md
+# ("Flow store") gives the figures of a run.
+#
+#   cargo build --release -p strata-tests --bin strata-e2e --bin strata-flow-bench   # for each build,
+#   cp target/release/{strata-e2e,strata-flow-bench} $BASE (then $NEW)              # from each checkout
+#   BASE=… NEW=… tests/bench/flow-compare.sh ingest        # fresh server, RECORDS over OTLP/HTTP
+#   BASE=… NEW=… DATA=… tests/bench/flow-compare.sh query  # a server on DATA, RUNS selective + 5 top-20
+#
+# Environment (defaults in brackets): ROUNDS [3], RECORDS [500000], RUNS [20], WORK [/tmp/flow-compare]
+# (server data of the ingest rounds), DATA (a data directory holding default/flows, written with
+# `strata-flow-bench direct --dir $DATA/default/flows --records 10000000 --t0 $T0`), T0 [now − 6 h; for
+# `query`, the T0 that DATA was written with].
+set -euo pipefail
+mode=${1:?usage: flow-compare.sh ingest|query}
+: "${BASE:?directory of the base binaries}" "${NEW:?directory of the new binaries}"
+ROUNDS=${ROUNDS:-3} RECORDS=${RECORDS:-500000} RUNS=${RUNS:-20} WORK=${WORK:-/tmp/flow-compare}
+T0=${T0:-$(( $(date +%s) - 21600 ))}
+API=127.0.0.1:39180
+mkdir -p "$WORK"
+for round in $(seq 1 "$ROUNDS"); do
+  for v in base new; do
+    bin=$BASE; [ "$v" = new ] && bin=$NEW
+    if [ "$mode" = ingest ]; then dir=$WORK/srv-$v; rm -rf "$dir"; else dir=${DATA:?DATA}; fi
+    "$bin/strata-e2e" up --data-dir "$dir" --listen $API \
+      --otlp-grpc-listen 127.0.0.1:34317 --otlp-http-listen 127.0.0.1:34318 > "$WORK/server-$v.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 300); do curl -sf http://$API/-/ready > /dev/null && break; sleep 0.2; done
+    if [ "$mode" = ingest ]; then
+      res=$("$BASE/strata-flow-bench" ingest --url http://127.0.0.1:34318/v1/logs --records "$RECORDS" \
+        --t0 "$T0" --senders 2 --batch 5000)
+    else
+      res=$("$BASE/strata-flow-bench" query --url http://$API --records 10000000 --t0 "$T0" --runs "$RUNS")
+    fi
+    cpu=$(awk '{print ($14 + $15) / 100}' /proc/$pid/stat)
+    echo "round=$round $v load=$(cut -d' ' -f1 /proc/loadavg) server_cpu=$cpu $res"
+    kill -TERM $pid; wait $pid || true
+  done
+done
