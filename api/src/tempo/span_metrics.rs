@@ -16,7 +16,7 @@
 //! counter reset. Call counts, request totals, `_count` and the bucket of the last observation carry an
 //! exemplar whose `traceID` label names the last trace that moved them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 
 use parking_lot::Mutex;
@@ -170,6 +170,10 @@ struct TenantState {
     edges: HashMap<(String, String, &'static str), Edge>,
     /// (trace id, the client span's id) → the half that arrived, with its arrival time.
     pending: HashMap<(TraceId, SpanId), (i64, Half)>,
+    /// Every insertion into `pending` in arrival order, so expiry looks only at what is due rather
+    /// than at every waiting half on each request. An entry whose half was paired or replaced since is
+    /// skipped when it comes due.
+    arrivals: VecDeque<(i64, (TraceId, SpanId))>,
 }
 
 /// Per-tenant generator state: counters in memory, written out by [`Registry::collect`].
@@ -229,15 +233,21 @@ impl TenantState {
         e.dirty = true;
     }
 
+    fn wait_for_other_half(&mut self, key: (TraceId, SpanId), now_ms: i64, half: Half) {
+        self.pending.insert(key, (now_ms, half));
+        self.arrivals.push_back((now_ms, key));
+    }
+
     fn expire(&mut self, before_ms: i64) {
-        let expired: Vec<(TraceId, SpanId)> = self
-            .pending
-            .iter()
-            .filter(|(_, (t, _))| *t < before_ms)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in expired {
-            if let Some((_, Half::Client(c))) = self.pending.remove(&k) {
+        while let Some(&(t, key)) = self.arrivals.front() {
+            if t >= before_ms {
+                break;
+            }
+            self.arrivals.pop_front();
+            if self.pending.get(&key).is_none_or(|(at, _)| *at != t) {
+                continue;
+            }
+            if let Some((_, Half::Client(c))) = self.pending.remove(&key) {
                 if let Some(peer) = c.peer.clone() {
                     let ct = if c.database {
                         "database"
@@ -267,10 +277,7 @@ impl TenantState {
                         let server = f.service.clone();
                         self.edge(Some(&c), Some(&f), &server, ct);
                     }
-                    _ => {
-                        self.pending
-                            .insert((f.trace_id, p), (now_ms, Half::Server(f)));
-                    }
+                    _ => self.wait_for_other_half((f.trace_id, p), now_ms, Half::Server(f)),
                 },
             },
             SpanKind::Client | SpanKind::Producer => {
@@ -279,10 +286,7 @@ impl TenantState {
                         let server = s.service.clone();
                         self.edge(Some(&f), Some(&s), &server, ct);
                     }
-                    _ => {
-                        self.pending
-                            .insert((f.trace_id, span_id), (now_ms, Half::Client(f)));
-                    }
+                    _ => self.wait_for_other_half((f.trace_id, span_id), now_ms, Half::Client(f)),
                 }
             }
             _ => {}
@@ -690,5 +694,58 @@ mod tests {
             ),
             Some(1.0)
         );
+    }
+
+    #[test]
+    fn only_halves_still_waiting_at_their_deadline_expire() {
+        let r = Registry::default();
+        let client = |id| {
+            let mut c = span("api", SpanKind::Client, id, Some(4), StatusCode::Unset);
+            c.scope_spans[0].spans[0].attributes =
+                vec![KeyValue::new("peer.service", Value::Str("billing".into()))];
+            c
+        };
+        // Span 5 is paired by its server before its deadline; span 6 arrives again later, which
+        // restarts its wait; span 7 waits alone.
+        r.observe("t", &[client(5), client(6), client(7)], 1_000);
+        r.observe(
+            "t",
+            &[span(
+                "billing",
+                SpanKind::Server,
+                9,
+                Some(5),
+                StatusCode::Unset,
+            )],
+            2_000,
+        );
+        r.observe("t", &[client(6)], 5_000);
+        let virtual_edge = [
+            ("client", "api"),
+            ("server", "billing"),
+            ("connection_type", "virtual_node"),
+        ];
+        let b = r.collect(1_000 + PAIR_WAIT_MS + 1);
+        // Only the paired edge has a server half, hence server latencies.
+        assert_eq!(
+            value(
+                &b,
+                "traces_service_graph_request_server_seconds_count",
+                &[("client", "api"), ("server", "billing")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&b, "traces_service_graph_request_total", &virtual_edge),
+            Some(1.0),
+            "only span 7 is due"
+        );
+        let b = r.collect(5_000 + PAIR_WAIT_MS + 1);
+        assert_eq!(
+            value(&b, "traces_service_graph_request_total", &virtual_edge),
+            Some(2.0),
+            "span 6 is due at its second arrival's deadline"
+        );
+        assert!(r.tenants.lock()["t"].arrivals.is_empty());
     }
 }

@@ -357,6 +357,35 @@ pub fn shown_fields(q: &Query) -> Vec<Field> {
     out
 }
 
+/// The shortest a trace can last and still match: a span `duration > d` (or `>= d`) that every match
+/// needs means the trace, which runs from its first span's start to its last span's end, lasts at
+/// least `d`. The store checks that against the summary in its index, so traces too short for the
+/// query are skipped without decoding a span; 0 when the query implies nothing.
+pub fn implied_min_trace_duration(q: &Query) -> u64 {
+    fn from_expr(e: &Expr) -> u64 {
+        match e {
+            Expr::And(a, b) => from_expr(a).max(from_expr(b)),
+            Expr::Or(a, b) => from_expr(a).min(from_expr(b)),
+            Expr::Cmp {
+                field: Field::Intrinsic(Intrinsic::Duration),
+                op: CmpOp::Gt | CmpOp::Ge,
+                value: Literal::Duration(d),
+                ..
+            } => u64::try_from(*d).unwrap_or(0),
+            _ => 0,
+        }
+    }
+    fn from_spanset(e: &SpansetExpr) -> u64 {
+        match e {
+            SpansetExpr::Filter(Some(x)) => from_expr(x),
+            SpansetExpr::Filter(None) => 0,
+            SpansetExpr::And(a, b) => from_spanset(a).max(from_spanset(b)),
+            SpansetExpr::Or(a, b) => from_spanset(a).min(from_spanset(b)),
+        }
+    }
+    from_spanset(&q.spansets)
+}
+
 /// Attribute equalities every matching trace must contain (a conjunction of alternatives), so the
 /// store can skip traces from its postings. Only what is certain is returned; the query is still
 /// evaluated on every candidate.

@@ -17,7 +17,9 @@ use std::collections::{BTreeSet, HashSet};
 use strata_store::traces::{ScanRequest, ScanStats};
 use strata_store::traces::{Span, TraceId, TraceReader, TraceSummary, Value};
 
-pub use eval::{evaluate, required_terms, shown_fields, values, SpanRef, Typed};
+pub use eval::{
+    evaluate, implied_min_trace_duration, required_terms, shown_fields, values, SpanRef, Typed,
+};
 pub use parser::{
     parse, parse_duration, parse_filter, Aggregate, AttrSel, CmpOp, Expr, Field, Intrinsic,
     Literal, ParseError, Query, SpansetExpr, Stage,
@@ -86,7 +88,7 @@ pub fn search(
     let req = ScanRequest {
         start_ns: opts.start_ns,
         end_ns: opts.end_ns,
-        min_duration_ns: opts.min_duration_ns,
+        min_duration_ns: opts.min_duration_ns.max(implied_min_trace_duration(q)),
         max_duration_ns: opts.max_duration_ns,
         required: required_terms(q),
     };
@@ -397,6 +399,42 @@ mod tests {
         );
         assert!(matches("{ kind = client } | max(duration) > 200ms", &t).is_empty());
         assert_eq!(matches(r#"{ } | { name = "db" }"#, &t), ["db"]);
+    }
+
+    #[test]
+    fn span_durations_in_the_query_skip_shorter_traces_unread() {
+        let q = |s: &str| implied_min_trace_duration(&parse(s).unwrap());
+        assert_eq!(q(r#"{ name = "db" && duration > 100ms }"#), 100_000_000);
+        assert_eq!(q("{ duration >= 1s } && { duration > 2s }"), 2_000_000_000);
+        assert_eq!(q("{ duration > 1s || name = \"x\" }"), 0);
+        assert_eq!(q("{ duration > 1s } || { duration > 2s }"), 1_000_000_000);
+        assert_eq!(q("{ duration < 1s }"), 0);
+        assert_eq!(q("{ !(duration > 1s) }"), 0);
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = TraceStore::open(dir.path(), TracesConfig::default()).unwrap();
+        for i in 1..=6u8 {
+            let mut t = trace(i, "svc");
+            if i > 3 {
+                // Traces 4-6 last 10 ms: none of their spans can be longer.
+                for s in &mut t.batches[0].scope_spans[0].spans {
+                    s.end_time_unix_nano = s.start_time_unix_nano + 10_000_000;
+                }
+            }
+            store.append(t.batches).unwrap();
+            if i == 3 {
+                store.cut(i64::MAX, true).unwrap();
+            }
+        }
+        let q = parse(r#"{ name = "db" && duration > 100ms }"#).unwrap();
+        let r = search(&store, &q, &SearchOptions::default()).unwrap();
+        let mut ids: Vec<u8> = r.traces.iter().map(|t| t.summary.trace_id[0]).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(
+            r.stats.inspected_traces, 3,
+            "the short traces are never decoded"
+        );
     }
 
     #[test]

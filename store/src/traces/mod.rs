@@ -13,7 +13,7 @@ pub mod model;
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -165,18 +165,18 @@ pub struct TraceStore {
     /// One cut or compaction at a time.
     background: Mutex<()>,
     pub spans_ingested: AtomicU64,
-}
-
-/// One trace's spans in WAL form (trace ids inline).
-fn encode_trace(t: &Trace) -> Vec<u8> {
-    let mut buf = Vec::new();
-    model::put_batches(&mut buf, &t.batches, ResourceRef::Inline, true);
-    buf
+    /// Encoded bytes of the last append: the next one's first guess.
+    encoded_hint: AtomicUsize,
 }
 
 /// A WAL payload: the record type, the number of parts, then per part the trace id and its encoding.
-fn wal_payload<'a>(parts: impl ExactSizeIterator<Item = (&'a TraceId, &'a [u8])>) -> Vec<u8> {
-    let mut buf = vec![REC_SPANS];
+fn wal_payload<'a>(
+    parts: impl ExactSizeIterator<Item = (&'a TraceId, &'a [u8])> + Clone,
+) -> Vec<u8> {
+    // Exact size up front: payloads reach megabytes, and growing one by doubling copies it again.
+    let size = 1 + 10 + parts.clone().map(|(_, b)| 16 + 10 + b.len()).sum::<usize>();
+    let mut buf = Vec::with_capacity(size);
+    buf.push(REC_SPANS);
     crate::encoding::put_uvarint(&mut buf, parts.len() as u64);
     for (id, body) in parts {
         buf.extend_from_slice(id);
@@ -249,6 +249,7 @@ impl TraceStore {
             next_seq: AtomicU64::new(next_seq),
             background: Mutex::new(()),
             spans_ingested: AtomicU64::new(0),
+            encoded_hint: AtomicUsize::new(64 << 10),
         })
     }
 
@@ -260,15 +261,21 @@ impl TraceStore {
     /// trace past `max_trace_bytes` are refused and counted.
     pub fn append(&self, batches: Vec<ResourceSpans>) -> Result<TraceAppend> {
         let mut out = TraceAppend::default();
-        let mut accepted: Vec<(TraceId, Vec<u8>)> = Vec::new();
+        // Every trace is encoded into one buffer sized from the previous request, then copied once
+        // into the WAL payload and once into its exact-size head chunk: no buffer grows by doubling.
+        let mut encoded = Vec::with_capacity(self.encoded_hint.load(Ordering::Relaxed));
+        let mut accepted: Vec<(TraceId, std::ops::Range<usize>)> = Vec::new();
         let mut n = 0u64;
         {
             let head = self.head.read();
             for t in group_by_trace(batches) {
-                let bytes = encode_trace(&t);
+                let from = encoded.len();
+                model::put_batches(&mut encoded, &t.batches, ResourceRef::Inline, true);
+                let len = encoded.len() - from;
                 let have = head.traces.get(&t.trace_id).map_or(0, |h| h.bytes);
                 let spans = t.span_count() as u64;
-                if have + bytes.len() > self.cfg.max_trace_bytes {
+                if have + len > self.cfg.max_trace_bytes {
+                    encoded.truncate(from);
                     out.rejected += spans;
                     out.reason = format!(
                         "trace {} exceeds the per-trace limit of {} bytes",
@@ -277,14 +284,19 @@ impl TraceStore {
                     );
                 } else {
                     n += spans;
-                    accepted.push((t.trace_id, bytes));
+                    accepted.push((t.trace_id, from..encoded.len()));
                 }
             }
         }
         if accepted.is_empty() {
             return Ok(out);
         }
-        let payload = wal_payload(accepted.iter().map(|(id, b)| (id, b.as_slice())));
+        self.encoded_hint.store(encoded.len(), Ordering::Relaxed);
+        let payload = wal_payload(accepted.iter().map(|(id, r)| (id, &encoded[r.clone()])));
+        let accepted: Vec<(TraceId, Vec<u8>)> = accepted
+            .into_iter()
+            .map(|(id, r)| (id, encoded[r].to_vec()))
+            .collect();
         let ticket = {
             let _g = self.gate.read();
             let ticket = self.wal.log(payload, now_ms())?;
