@@ -380,43 +380,10 @@ fn err(key: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Parses a Prometheus-style duration (`90s`, `1h30m`, `15d`, `0`) into milliseconds.
+/// Parses a Prometheus-style duration (`90s`, `1h30m`, `15d`, `0`) into milliseconds, with the
+/// same grammar as the agent's configuration.
 pub fn parse_duration_ms(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if s == "0" {
-        return Some(0);
-    }
-    let mut total: i64 = 0;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return None;
-        }
-        let n: i64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            "y" => 365 * 86_400_000,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(unit)?)?;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
+    strata_agent::config::duration::parse(s).and_then(|d| i64::try_from(d.as_millis()).ok())
 }
 
 impl Config {
