@@ -468,16 +468,10 @@ impl GoldenMetrics {
                 _ => false,
             },
         );
-        let mut points: Vec<Vec<(&Attributes, &mut Series)>> =
+        let mut points: Vec<Vec<(&Attributes, &Series)>> =
             DEFS.iter().map(|_| Vec::new()).collect();
-        let mut by_index: Vec<Option<&Attributes>> = vec![None; self.series.len()];
-        let mut names: Vec<&str> = vec![""; self.series.len()];
         for ((name, attributes), index) in &self.index {
-            by_index[*index] = Some(attributes);
-            names[*index] = name;
-        }
-        for ((series, attributes), name) in self.series.iter_mut().zip(by_index).zip(names) {
-            if let Some(attributes) = attributes {
+            if let Some(series) = self.series.get(*index) {
                 points[def_index(name)].push((attributes, series));
             }
         }
@@ -513,11 +507,7 @@ impl GoldenMetrics {
                             sum: Some(series.value),
                             bucket_counts: series.buckets.clone(),
                             explicit_bounds: bounds.to_vec(),
-                            exemplars: series
-                                .exemplars
-                                .iter_mut()
-                                .filter_map(Option::take)
-                                .collect(),
+                            exemplars: series.exemplars.iter().flatten().cloned().collect(),
                             ..HistogramDataPoint::default()
                         })
                         .collect(),
@@ -531,6 +521,13 @@ impl GoldenMetrics {
                 data: Some(data),
                 ..Metric::default()
             });
+        }
+        // Exemplars go out once: each collection sends those seen since the previous one.
+        for series in &mut self.series {
+            series
+                .exemplars
+                .iter_mut()
+                .for_each(|exemplar| *exemplar = None);
         }
         ResourceMetrics {
             resource: Some(otlp::node_resource(node)),
@@ -673,6 +670,36 @@ mod tests {
         };
         assert_eq!(count_of("new-client"), Some(2), "cumulative: {points:?}");
         assert_eq!(count_of("old-client"), Some(1), "started over: {points:?}");
+    }
+
+    #[test]
+    fn an_exemplar_is_sent_by_the_next_collection_only() {
+        let mut metrics = GoldenMetrics::new(MetricsConfig::default());
+        let traced = HttpExchange {
+            request: parse_request_head(
+                b"GET /work HTTP/1.1\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\r\n",
+            ),
+            ..served(200, 1_000_000)
+        };
+        metrics.observe_http(&traced, &workload("core-api"), &workload("resumes"), SECOND);
+        let exemplars = |metrics: &mut GoldenMetrics, now_ns: u64| -> Vec<Vec<u8>> {
+            let collected = metrics.collect("node-a", now_ns);
+            collected.scope_metrics[0]
+                .metrics
+                .iter()
+                .filter_map(|metric| match &metric.data {
+                    Some(metric::Data::Histogram(histogram)) => Some(histogram),
+                    _ => None,
+                })
+                .flat_map(|histogram| &histogram.data_points)
+                .flat_map(|point| &point.exemplars)
+                .map(|exemplar| exemplar.trace_id.clone())
+                .collect()
+        };
+        let first = exemplars(&mut metrics, 2 * SECOND);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0][0], 0x0a, "the traceparent's trace id");
+        assert!(exemplars(&mut metrics, 3 * SECOND).is_empty());
     }
 
     #[test]
