@@ -204,8 +204,9 @@ impl<'a> Evaluator<'a> {
                         "cannot do range evaluation of matrix selector",
                     ));
                 }
-                let source = selector::eval_range_source(self, expr, grid)?;
-                Ok(Evaluated::Matrix(source.series))
+                Ok(Evaluated::Matrix(selector::eval_range_source(
+                    self, expr, grid,
+                )?))
             }
             Expr::Call(call) => functions::eval_call(self, call, grid),
             Expr::Aggregate(agg) => aggregation::eval(self, agg, grid),

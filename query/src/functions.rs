@@ -11,7 +11,7 @@ use crate::annotations;
 use crate::error::{QueryError, Result};
 use crate::evaluator::{Evaluator, Grid};
 use crate::histogram;
-use crate::selector::{self, RangeSource, WindowCursor};
+use crate::selector::{self, RangeWindow, WindowCursor};
 use crate::value::{merge_same_label_sets, Evaluated, Series};
 
 /// Strips redundant parentheses, as Prometheus does for function arguments before evaluating.
@@ -176,8 +176,8 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Resu
             if let Some(f) = math_function(name) {
                 return map_samples(ev, args[0], grid, |_, v| Some(f(v)));
             }
-            if is_range_function(name) {
-                return eval_range_function(ev, name, &args, grid);
+            if let Some(f) = RangeFn::parse(name) {
+                return eval_range_function(ev, name, f, &args, grid);
             }
             // Functions the parser knows from newer Prometheus releases than the one we follow.
             Err(QueryError::Parse(format!(
@@ -542,44 +542,79 @@ fn compare_by_labels(a: &Labels, b: &Labels, names: &[String]) -> std::cmp::Orde
     a.cmp(b)
 }
 
-fn is_range_function(name: &str) -> bool {
-    matches!(
-        name,
-        "rate"
-            | "irate"
-            | "increase"
-            | "delta"
-            | "idelta"
-            | "deriv"
-            | "predict_linear"
-            | "resets"
-            | "changes"
-            | "holt_winters"
-            | "double_exponential_smoothing"
-            | "avg_over_time"
-            | "sum_over_time"
-            | "count_over_time"
-            | "min_over_time"
-            | "max_over_time"
-            | "last_over_time"
-            | "first_over_time"
-            | "present_over_time"
-            | "absent_over_time"
-            | "quantile_over_time"
-            | "stddev_over_time"
-            | "stdvar_over_time"
-            | "mad_over_time"
-            | "ts_of_min_over_time"
-            | "ts_of_max_over_time"
-            | "ts_of_first_over_time"
-            | "ts_of_last_over_time"
-    )
+/// A function over a range vector, resolved once per call rather than per window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RangeFn {
+    Rate,
+    Irate,
+    Increase,
+    Delta,
+    Idelta,
+    Deriv,
+    PredictLinear,
+    Resets,
+    Changes,
+    DoubleExponentialSmoothing,
+    AvgOverTime,
+    SumOverTime,
+    CountOverTime,
+    MinOverTime,
+    MaxOverTime,
+    LastOverTime,
+    FirstOverTime,
+    PresentOverTime,
+    AbsentOverTime,
+    QuantileOverTime,
+    StddevOverTime,
+    StdvarOverTime,
+    MadOverTime,
+    TsOfMinOverTime,
+    TsOfMaxOverTime,
+    TsOfFirstOverTime,
+    TsOfLastOverTime,
+}
+
+impl RangeFn {
+    fn parse(name: &str) -> Option<RangeFn> {
+        Some(match name {
+            "rate" => RangeFn::Rate,
+            "irate" => RangeFn::Irate,
+            "increase" => RangeFn::Increase,
+            "delta" => RangeFn::Delta,
+            "idelta" => RangeFn::Idelta,
+            "deriv" => RangeFn::Deriv,
+            "predict_linear" => RangeFn::PredictLinear,
+            "resets" => RangeFn::Resets,
+            "changes" => RangeFn::Changes,
+            "holt_winters" => RangeFn::DoubleExponentialSmoothing,
+            "double_exponential_smoothing" => RangeFn::DoubleExponentialSmoothing,
+            "avg_over_time" => RangeFn::AvgOverTime,
+            "sum_over_time" => RangeFn::SumOverTime,
+            "count_over_time" => RangeFn::CountOverTime,
+            "min_over_time" => RangeFn::MinOverTime,
+            "max_over_time" => RangeFn::MaxOverTime,
+            "last_over_time" => RangeFn::LastOverTime,
+            "first_over_time" => RangeFn::FirstOverTime,
+            "present_over_time" => RangeFn::PresentOverTime,
+            "absent_over_time" => RangeFn::AbsentOverTime,
+            "quantile_over_time" => RangeFn::QuantileOverTime,
+            "stddev_over_time" => RangeFn::StddevOverTime,
+            "stdvar_over_time" => RangeFn::StdvarOverTime,
+            "mad_over_time" => RangeFn::MadOverTime,
+            "ts_of_min_over_time" => RangeFn::TsOfMinOverTime,
+            "ts_of_max_over_time" => RangeFn::TsOfMaxOverTime,
+            "ts_of_first_over_time" => RangeFn::TsOfFirstOverTime,
+            "ts_of_last_over_time" => RangeFn::TsOfLastOverTime,
+            _ => return None,
+        })
+    }
 }
 
 /// Evaluates a function over a range-vector argument, one window per series and step.
 fn eval_range_function(
     ev: &mut Evaluator<'_>,
     name: &str,
+    func: RangeFn,
     args: &[&Expr],
     grid: Grid,
 ) -> Result<Evaluated> {
@@ -593,19 +628,10 @@ fn eval_range_function(
             scalars.push(ev.eval_scalar(a, grid)?);
         }
     }
-    let source = selector::eval_range_source(ev, args[matrix_index], grid)?;
-    let keeps_name = matches!(name, "last_over_time" | "first_over_time");
-
-    if name == "absent_over_time" {
-        return Ok(Evaluated::Vector(absent_over_time(
-            &source,
-            args[matrix_index],
-            grid,
-        )));
-    }
+    let keeps_name = matches!(func, RangeFn::LastOverTime | RangeFn::FirstOverTime);
     if let Some(sf) = scalars
         .first()
-        .filter(|_| matches!(name, "holt_winters" | "double_exponential_smoothing"))
+        .filter(|_| func == RangeFn::DoubleExponentialSmoothing)
     {
         for (&sf, &tf) in sf.iter().zip(&scalars[1]) {
             if !(sf > 0.0 && sf < 1.0) {
@@ -620,118 +646,44 @@ fn eval_range_function(
             }
         }
     }
-    if name == "quantile_over_time" {
+    if func == RangeFn::QuantileOverTime {
         for &q in &scalars[0] {
             if q.is_nan() || !(0.0..=1.0).contains(&q) {
                 ev.annotations.warn(annotations::invalid_quantile(q));
             }
         }
     }
+    if func == RangeFn::AbsentOverTime {
+        return absent_over_time(ev, args[matrix_index], grid).map(Evaluated::Vector);
+    }
 
-    let mut out = Vec::with_capacity(source.series.len());
     // With `@` the window is the same at every step; unless the function or its parameters depend
     // on the evaluation time, compute once and repeat (Prometheus's step-invariant evaluation).
-    let step_invariant = source.at.is_some()
-        && name != "predict_linear"
+    let window = selector::range_window(ev, args[matrix_index])?;
+    let step_invariant = window.at.is_some()
+        && func != RangeFn::PredictLinear
         && scalars
             .iter()
             .all(|xs| xs.windows(2).all(|w| w[0].to_bits() == w[1].to_bits()));
+    let mut out = Vec::new();
     let mut values = Vec::new();
-    for s in &source.series {
+    // Series by series, as the selection streams in: one series' samples are held at a time.
+    selector::each_range_series(ev, args[matrix_index], grid, &mut |ev, s| {
         ev.check_interrupt()?;
-        let mut points: Vec<Sample> = Vec::new();
-        let mut cursor = WindowCursor::default();
-        for (step, ts) in grid.times().enumerate() {
-            if step % 1024 == 1023 {
-                ev.check_interrupt()?;
-            }
-            if step_invariant && step > 0 {
-                if let Some(first) = points.first().copied() {
-                    points.push(Sample::new(ts, first.v));
-                }
-                continue;
-            }
-            let end = source.window_end(ts);
-            let window = cursor.window(&s.points, end, source.range);
-            if window.is_empty() {
-                continue;
-            }
-            let range_start = end.saturating_sub(source.range);
-            let v = match name {
-                "rate" => extrapolated_rate(window, range_start, end, true, true),
-                "increase" => extrapolated_rate(window, range_start, end, true, false),
-                "delta" => extrapolated_rate(window, range_start, end, false, false),
-                "irate" => instant_value(window, true),
-                "idelta" => instant_value(window, false),
-                "deriv" => (window.len() >= 2).then(|| linear_regression(window, window[0].t).0),
-                "predict_linear" => (window.len() >= 2).then(|| {
-                    let (slope, intercept) = linear_regression(window, ts);
-                    slope * scalars[0][step] + intercept
-                }),
-                "resets" => Some(window.windows(2).filter(|w| w[1].v < w[0].v).count() as f64),
-                "changes" => Some(
-                    window
-                        .windows(2)
-                        .filter(|w| w[1].v != w[0].v && !(w[1].v.is_nan() && w[0].v.is_nan()))
-                        .count() as f64,
-                ),
-                "holt_winters" | "double_exponential_smoothing" => {
-                    double_exponential_smoothing(window, scalars[0][step], scalars[1][step])
-                }
-                "avg_over_time" => Some(average(window.iter().map(|p| p.v))),
-                "sum_over_time" => {
-                    let (sum, c) = window
-                        .iter()
-                        .fold((0.0, 0.0), |(s, c), p| kahan_sum_inc(p.v, s, c));
-                    Some(if sum.is_infinite() { sum } else { sum + c })
-                }
-                "count_over_time" => Some(window.len() as f64),
-                "min_over_time" => Some(window.iter().fold(window[0].v, |m, p| {
-                    if p.v < m || m.is_nan() {
-                        p.v
-                    } else {
-                        m
-                    }
-                })),
-                "max_over_time" => Some(window.iter().fold(window[0].v, |m, p| {
-                    if p.v > m || m.is_nan() {
-                        p.v
-                    } else {
-                        m
-                    }
-                })),
-                "last_over_time" => window.last().map(|p| p.v),
-                "first_over_time" => window.first().map(|p| p.v),
-                "ts_of_last_over_time" => window.last().map(|p| p.t as f64 / 1000.0),
-                "ts_of_first_over_time" => window.first().map(|p| p.t as f64 / 1000.0),
-                "ts_of_min_over_time" => extreme_timestamp(window, |a, b| a <= b),
-                "ts_of_max_over_time" => extreme_timestamp(window, |a, b| a >= b),
-                "present_over_time" => Some(1.0),
-                "quantile_over_time" => {
-                    values.clear();
-                    values.extend(window.iter().map(|p| p.v));
-                    Some(quantile(scalars[0][step], &mut values))
-                }
-                "stddev_over_time" => Some(variance(window).sqrt()),
-                "stdvar_over_time" => Some(variance(window)),
-                "mad_over_time" => {
-                    values.clear();
-                    values.extend(window.iter().map(|p| p.v));
-                    let median = quantile(0.5, &mut values);
-                    values.clear();
-                    values.extend(window.iter().map(|p| (p.v - median).abs()));
-                    Some(quantile(0.5, &mut values))
-                }
-                _ => None,
-            };
-            if let Some(v) = v {
-                points.push(Sample::new(ts, v));
-            }
-        }
+        let points = range_points(
+            ev,
+            func,
+            &s.points,
+            window,
+            grid,
+            &scalars,
+            step_invariant,
+            &mut values,
+        )?;
         if points.is_empty() {
-            continue;
+            return Ok(());
         }
-        if matches!(name, "rate" | "increase") {
+        if matches!(func, RangeFn::Rate | RangeFn::Increase) {
             if let Some(metric) = s.labels.metric_name() {
                 if !["_total", "_sum", "_count", "_bucket"]
                     .iter()
@@ -744,38 +696,162 @@ fn eval_range_function(
         }
         ev.hold(points.len())?;
         out.push(Series {
-            labels: s.labels.clone(),
+            labels: s.labels,
             points,
             drop_name: if keeps_name { s.drop_name } else { true },
         });
-    }
+        Ok(())
+    })?;
     Ok(Evaluated::Vector(out))
 }
 
-fn absent_over_time(source: &RangeSource, arg: &Expr, grid: Grid) -> Vec<Series> {
+/// The points of one range function over one series' samples, at every step of the grid.
+#[allow(clippy::too_many_arguments)]
+fn range_points(
+    ev: &mut Evaluator<'_>,
+    func: RangeFn,
+    samples: &[Sample],
+    cut: RangeWindow,
+    grid: Grid,
+    scalars: &[Vec<f64>],
+    step_invariant: bool,
+    values: &mut Vec<f64>,
+) -> Result<Vec<Sample>> {
+    let mut points: Vec<Sample> = Vec::new();
+    let mut cursor = WindowCursor::default();
+    // Most counters never reset within a query's range; then no window needs to look for resets.
+    let resets = matches!(func, RangeFn::Rate | RangeFn::Increase)
+        && samples.windows(2).any(|w| w[1].v < w[0].v);
+    for (step, ts) in grid.times().enumerate() {
+        if step % 1024 == 1023 {
+            ev.check_interrupt()?;
+        }
+        if step_invariant && step > 0 {
+            if let Some(first) = points.first().copied() {
+                points.push(Sample::new(ts, first.v));
+            }
+            continue;
+        }
+        let end = cut.window_end(ts);
+        let window = cursor.window(samples, end, cut.range);
+        if window.is_empty() {
+            continue;
+        }
+        let range_start = end.saturating_sub(cut.range);
+        let v =
+            match func {
+                RangeFn::Rate => extrapolated_rate(window, range_start, end, true, true, resets),
+                RangeFn::Increase => {
+                    extrapolated_rate(window, range_start, end, true, false, resets)
+                }
+                RangeFn::Delta => extrapolated_rate(window, range_start, end, false, false, false),
+                RangeFn::Irate => instant_value(window, true),
+                RangeFn::Idelta => instant_value(window, false),
+                RangeFn::Deriv => {
+                    (window.len() >= 2).then(|| linear_regression(window, window[0].t).0)
+                }
+                RangeFn::PredictLinear => (window.len() >= 2).then(|| {
+                    let (slope, intercept) = linear_regression(window, ts);
+                    slope * scalars[0][step] + intercept
+                }),
+                RangeFn::Resets => {
+                    Some(window.windows(2).filter(|w| w[1].v < w[0].v).count() as f64)
+                }
+                RangeFn::Changes => Some(
+                    window
+                        .windows(2)
+                        .filter(|w| w[1].v != w[0].v && !(w[1].v.is_nan() && w[0].v.is_nan()))
+                        .count() as f64,
+                ),
+                RangeFn::DoubleExponentialSmoothing => {
+                    double_exponential_smoothing(window, scalars[0][step], scalars[1][step])
+                }
+                RangeFn::AvgOverTime => Some(average(window.iter().map(|p| p.v))),
+                RangeFn::SumOverTime => {
+                    let (sum, c) = window
+                        .iter()
+                        .fold((0.0, 0.0), |(s, c), p| kahan_sum_inc(p.v, s, c));
+                    Some(if sum.is_infinite() { sum } else { sum + c })
+                }
+                RangeFn::CountOverTime => Some(window.len() as f64),
+                RangeFn::MinOverTime => Some(window.iter().fold(window[0].v, |m, p| {
+                    if p.v < m || m.is_nan() {
+                        p.v
+                    } else {
+                        m
+                    }
+                })),
+                RangeFn::MaxOverTime => Some(window.iter().fold(window[0].v, |m, p| {
+                    if p.v > m || m.is_nan() {
+                        p.v
+                    } else {
+                        m
+                    }
+                })),
+                RangeFn::LastOverTime => window.last().map(|p| p.v),
+                RangeFn::FirstOverTime => window.first().map(|p| p.v),
+                RangeFn::TsOfLastOverTime => window.last().map(|p| p.t as f64 / 1000.0),
+                RangeFn::TsOfFirstOverTime => window.first().map(|p| p.t as f64 / 1000.0),
+                RangeFn::TsOfMinOverTime => extreme_timestamp(window, |a, b| a <= b),
+                RangeFn::TsOfMaxOverTime => extreme_timestamp(window, |a, b| a >= b),
+                RangeFn::PresentOverTime => Some(1.0),
+                RangeFn::QuantileOverTime => {
+                    values.clear();
+                    values.extend(window.iter().map(|p| p.v));
+                    Some(quantile(scalars[0][step], values))
+                }
+                RangeFn::StddevOverTime => Some(variance(window).sqrt()),
+                RangeFn::StdvarOverTime => Some(variance(window)),
+                RangeFn::MadOverTime => {
+                    values.clear();
+                    values.extend(window.iter().map(|p| p.v));
+                    let median = quantile(0.5, values);
+                    values.clear();
+                    values.extend(window.iter().map(|p| (p.v - median).abs()));
+                    Some(quantile(0.5, values))
+                }
+                RangeFn::AbsentOverTime => None,
+            };
+        if let Some(v) = v {
+            points.push(Sample::new(ts, v));
+        }
+    }
+    Ok(points)
+}
+
+/// `absent_over_time`: 1 at the steps where no selected series has a sample in the window.
+fn absent_over_time(ev: &mut Evaluator<'_>, arg: &Expr, grid: Grid) -> Result<Vec<Series>> {
+    let window = selector::range_window(ev, arg)?;
+    let mut present = vec![false; grid.steps()];
+    selector::each_range_series(ev, arg, grid, &mut |_, s| {
+        let mut cursor = WindowCursor::default();
+        for (step, ts) in grid.times().enumerate() {
+            if !present[step] {
+                present[step] = !cursor
+                    .window(&s.points, window.window_end(ts), window.range)
+                    .is_empty();
+            }
+        }
+        Ok(())
+    })?;
     let points: Vec<Sample> = grid
         .times()
-        .filter(|&ts| {
-            let end = source.window_end(ts);
-            source
-                .series
-                .iter()
-                .all(|s| RangeSource::window(&s.points, end, source.range).is_empty())
-        })
-        .map(|ts| Sample::new(ts, 1.0))
+        .zip(present)
+        .filter(|&(_, present)| !present)
+        .map(|(ts, _)| Sample::new(ts, 1.0))
         .collect();
     if points.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let labels = match arg {
         Expr::MatrixSelector(_) => absent_labels(arg),
         _ => Labels::default(),
     };
-    vec![Series {
+    Ok(vec![Series {
         labels: Arc::new(labels),
         points,
         drop_name: true,
-    }]
+    }])
 }
 
 fn extreme_timestamp(window: &[Sample], better: impl Fn(f64, f64) -> bool) -> Option<f64> {
@@ -871,13 +947,15 @@ pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
 }
 
 /// `rate`, `increase` and `delta`: the change over the window, corrected for counter resets and
-/// extrapolated towards the window's edges (`extrapolatedRate` in Prometheus).
+/// extrapolated towards the window's edges (`extrapolatedRate` in Prometheus). `may_reset` false says the
+/// caller knows the samples hold no counter reset.
 pub(crate) fn extrapolated_rate(
     window: &[Sample],
     range_start: i64,
     range_end: i64,
     is_counter: bool,
     is_rate: bool,
+    may_reset: bool,
 ) -> Option<f64> {
     if window.len() < 2 {
         return None;
@@ -885,7 +963,7 @@ pub(crate) fn extrapolated_rate(
     let first = window[0];
     let last = window[window.len() - 1];
     let mut result = last.v - first.v;
-    if is_counter {
+    if is_counter && may_reset {
         for w in window.windows(2) {
             if w[1].v < w[0].v {
                 result += w[0].v;
@@ -1012,10 +1090,10 @@ mod tests {
             (40_000, 40.0),
             (50_000, 50.0),
         ]);
-        let inc = extrapolated_rate(&w, 0, 60_000, true, false).unwrap();
+        let inc = extrapolated_rate(&w, 0, 60_000, true, false, true).unwrap();
         // The counter would reach zero exactly at 0s, so the start extrapolation is capped there.
         assert!((inc - 60.0).abs() < 1e-9, "{inc}");
-        let rate = extrapolated_rate(&w, 0, 60_000, true, true).unwrap();
+        let rate = extrapolated_rate(&w, 0, 60_000, true, true, true).unwrap();
         assert!((rate - 1.0).abs() < 1e-9);
     }
 
@@ -1024,9 +1102,12 @@ mod tests {
         // Reset from 30 to 5: the increase is 30 + 5 − 10 = 25 over 20s sampled.
         let w = samples(&[(100_000, 10.0), (110_000, 30.0), (120_000, 5.0)]);
         // Window (0, 200s]: both edges are far, so extrapolate half an interval (5s) each side.
-        let inc = extrapolated_rate(&w, 0, 200_000, true, false).unwrap();
+        let inc = extrapolated_rate(&w, 0, 200_000, true, false, true).unwrap();
         assert!((inc - 25.0 * 30.0 / 20.0).abs() < 1e-9, "{inc}");
-        assert_eq!(extrapolated_rate(&w[..1], 0, 200_000, true, false), None);
+        assert_eq!(
+            extrapolated_rate(&w[..1], 0, 200_000, true, false, true),
+            None
+        );
     }
 
     #[test]

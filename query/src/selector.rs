@@ -222,21 +222,22 @@ fn fetch_each(
     }
 }
 
-/// Samples of a range-vector argument plus how to cut the window for each evaluation time.
-pub(crate) struct RangeSource {
-    pub series: Vec<Series>,
+/// How a range-vector argument cuts its window at each evaluation time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RangeWindow {
     pub range: i64,
     pub offset: i64,
     pub at: Option<i64>,
 }
 
-impl RangeSource {
+impl RangeWindow {
     /// The end of the window at evaluation time `ts` (the window is `(end - range, end]`).
     pub fn window_end(&self, ts: i64) -> i64 {
         self.at.unwrap_or(ts).saturating_sub(self.offset)
     }
 
     /// Samples of one series inside the window ending at `end`.
+    #[cfg(test)]
     pub fn window(points: &[Sample], end: i64, range: i64) -> &[Sample] {
         let start = end.saturating_sub(range);
         let lo = points.partition_point(|p| p.t <= start);
@@ -277,54 +278,70 @@ pub(crate) fn eval_range_source(
     ev: &mut Evaluator<'_>,
     expr: &Expr,
     grid: Grid,
-) -> Result<RangeSource> {
+) -> Result<Vec<Series>> {
+    let mut series = Vec::new();
+    each_range_series(ev, expr, grid, &mut |ev, s| {
+        ev.hold(s.points.len())?;
+        series.push(s);
+        Ok(())
+    })?;
+    Ok(series)
+}
+
+/// How a matrix selector or a subquery cuts its windows.
+pub(crate) fn range_window(ev: &Evaluator<'_>, expr: &Expr) -> Result<RangeWindow> {
     match expr {
-        Expr::Paren(p) => eval_range_source(ev, &p.expr, grid),
+        Expr::Paren(p) => range_window(ev, &p.expr),
+        Expr::MatrixSelector(ms) => Ok(RangeWindow {
+            range: duration_ms(&ms.range),
+            offset: offset_ms(&ms.vs.offset),
+            at: ev.at_ms(&ms.vs.at),
+        }),
+        Expr::Subquery(sq) => Ok(RangeWindow {
+            range: duration_ms(&sq.range),
+            offset: offset_ms(&sq.offset),
+            at: ev.at_ms(&sq.at),
+        }),
+        _ => Err(QueryError::exec("expected a range vector")),
+    }
+}
+
+/// Hands the series of a matrix selector or a subquery, with their samples for the whole grid (cut
+/// by [`range_window`]), to `f` one at a time in label order. A matrix selector is streamed from
+/// the store: only the series `f` is looking at is held in memory.
+pub(crate) fn each_range_series(
+    ev: &mut Evaluator<'_>,
+    expr: &Expr,
+    grid: Grid,
+    f: &mut dyn FnMut(&mut Evaluator<'_>, Series) -> Result<()>,
+) -> Result<()> {
+    let window = range_window(ev, expr)?;
+    match expr {
+        Expr::Paren(p) => each_range_series(ev, &p.expr, grid, f),
         Expr::MatrixSelector(ms) => {
-            let offset = offset_ms(&ms.vs.offset);
-            let at = ev.at_ms(&ms.vs.at);
-            let range = duration_ms(&ms.range);
-            let (first_end, last_end) = match at {
-                Some(a) => (a.saturating_sub(offset), a.saturating_sub(offset)),
-                None => (
-                    grid.start.saturating_sub(offset),
-                    grid.end.saturating_sub(offset),
-                ),
+            let (first_end, last_end) = match window.at {
+                Some(_) => (window.window_end(0), window.window_end(0)),
+                None => (window.window_end(grid.start), window.window_end(grid.end)),
             };
-            let raw = fetch(
-                ev,
-                &ms.vs,
-                first_end.saturating_sub(range).saturating_add(1),
-                last_end,
-            )?;
-            let mut series = Vec::with_capacity(raw.len());
-            for s in raw {
+            let mint = first_end.saturating_sub(window.range).saturating_add(1);
+            fetch_each(ev, &ms.vs, mint, last_end, &mut |ev, s| {
                 // Range selections ignore staleness markers: they only end instant-vector lookback.
-                let points: Vec<Sample> = s
-                    .samples
-                    .into_iter()
-                    .filter(|p| !is_stale_nan(p.v))
-                    .collect();
-                if !points.is_empty() {
-                    ev.hold(points.len())?;
-                    series.push(Series {
+                let mut points = s.samples;
+                points.retain(|p| !is_stale_nan(p.v));
+                if points.is_empty() {
+                    return Ok(());
+                }
+                f(
+                    ev,
+                    Series {
                         labels: Arc::new(s.labels),
                         points,
                         drop_name: false,
-                    });
-                }
-            }
-            Ok(RangeSource {
-                series,
-                range,
-                offset,
-                at,
+                    },
+                )
             })
         }
         Expr::Subquery(sq) => {
-            let offset = offset_ms(&sq.offset);
-            let at = ev.at_ms(&sq.at);
-            let range = duration_ms(&sq.range);
             let step = match &sq.step {
                 Some(s) => duration_ms(s),
                 None => ev.settings.no_step_subquery_interval_ms,
@@ -332,20 +349,22 @@ pub(crate) fn eval_range_source(
             if step <= 0 {
                 return Err(QueryError::exec("subquery step must be positive"));
             }
-            let (outer_start, outer_end) = match at {
+            let (outer_start, outer_end) = match window.at {
                 Some(a) => (a, a),
                 None => (grid.start, grid.end),
             };
             // The first step-aligned time after `start - offset - range`, as Prometheus aligns
             // subquery steps to absolute multiples of the step.
-            let base = outer_start.saturating_sub(offset).saturating_sub(range);
+            let base = outer_start
+                .saturating_sub(window.offset)
+                .saturating_sub(window.range);
             let mut start = base.div_euclid(step).saturating_mul(step);
             if start <= base {
                 start = start.saturating_add(step);
             }
             let inner = Grid {
                 start,
-                end: outer_end.saturating_sub(offset),
+                end: outer_end.saturating_sub(window.offset),
                 interval: step,
             };
             let series = match ev.eval(&sq.expr, inner)? {
@@ -368,12 +387,10 @@ pub(crate) fn eval_range_source(
                     ))
                 }
             };
-            Ok(RangeSource {
-                series,
-                range,
-                offset,
-                at,
-            })
+            for s in series {
+                f(ev, s)?;
+            }
+            Ok(())
         }
         _ => Err(QueryError::exec("expected a range vector")),
     }
@@ -413,7 +430,7 @@ mod tests {
                 for end in (-10..130).step_by(3).map(|e| e + offset) {
                     assert_eq!(
                         c.window(&points, end, range),
-                        RangeSource::window(&points, end, range),
+                        RangeWindow::window(&points, end, range),
                         "range {range} end {end}"
                     );
                 }

@@ -37,6 +37,10 @@ const FORMAT_VERSION: u32 = 1;
 const PAGE_RAW_BYTES: usize = 256 << 10;
 /// Samples per segment: a series longer than this in one block is split.
 const SEGMENT_MAX_SAMPLES: usize = 16 * 1024;
+/// A segment holds samples of one aligned span of time, so that a query over part of a long block
+/// decodes little beyond its range. Aligned, the cuts fall at the same times in every series, and
+/// series scraped together still share their timestamp columns.
+const SEGMENT_SPAN_MS: i64 = 2 * 3600 * 1000;
 const ZSTD_LEVEL: i32 = 9;
 /// Decompressed pages kept per open block.
 const PAGE_CACHE_ENTRIES: usize = 16;
@@ -60,6 +64,26 @@ struct BlobRef {
     page: u32,
     offset: u32,
     len: u32,
+}
+
+/// Timestamp columns already decoded while reading one block's series one after another. Series
+/// scraped together share a column, so a walk over them decodes each column once.
+#[derive(Debug, Default)]
+pub struct DecodedTimestamps {
+    columns: HashMap<u32, Vec<i64>>,
+    /// Scratch space for a segment's values.
+    values: Vec<f64>,
+}
+
+impl DecodedTimestamps {
+    /// Columns kept at most; past this the cache starts over, which bounds its memory.
+    const MAX_COLUMNS: usize = 512;
+
+    fn bound(&mut self) {
+        if self.columns.len() > Self::MAX_COLUMNS {
+            self.columns.clear();
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -235,7 +259,9 @@ impl BlockWriter {
         let mut segments = Vec::new();
         let mut ts = Vec::new();
         let mut vs = Vec::new();
-        for part in samples.chunks(SEGMENT_MAX_SAMPLES) {
+        let spans = samples
+            .chunk_by(|a, b| a.t.div_euclid(SEGMENT_SPAN_MS) == b.t.div_euclid(SEGMENT_SPAN_MS));
+        for part in spans.flat_map(|span| span.chunks(SEGMENT_MAX_SAMPLES)) {
             ts.clear();
             vs.clear();
             ts.extend(part.iter().map(|s| s.t));
@@ -643,31 +669,42 @@ impl Block {
         mint: i64,
         maxt: i64,
         out: &mut Vec<Sample>,
+        decoded: &mut DecodedTimestamps,
     ) -> Result<()> {
         let path = self.dir.join("chunks");
-        let mut ts = Vec::new();
-        let mut vs = Vec::new();
-        for seg in s
-            .segments
-            .iter()
-            .filter(|g| g.max_t >= mint && g.min_t <= maxt)
-        {
-            ts.clear();
+        let overlapping = || {
+            s.segments
+                .iter()
+                .filter(|g| g.max_t >= mint && g.min_t <= maxt)
+        };
+        out.reserve(overlapping().map(|g| g.count as usize).sum());
+        let mut vs = std::mem::take(&mut decoded.values);
+        for seg in overlapping() {
+            let ts = match decoded.columns.entry(seg.ts_column) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let mut ts = Vec::new();
+                    let (page, range) = self.blob(self.ts_columns[seg.ts_column as usize])?;
+                    decode_timestamps(&page[range], &mut ts)
+                        .map_err(|e| Error::corrupt(&path, e))?;
+                    e.insert(ts)
+                }
+            };
             vs.clear();
-            let (page, range) = self.blob(self.ts_columns[seg.ts_column as usize])?;
-            decode_timestamps(&page[range], &mut ts).map_err(|e| Error::corrupt(&path, e))?;
             let (page, range) = self.blob(seg.values)?;
             decode_values(&page[range], &mut vs).map_err(|e| Error::corrupt(&path, e))?;
             if ts.len() != vs.len() || ts.len() != seg.count as usize {
                 return Err(Error::corrupt(&path, "segment length mismatch"));
             }
-            out.extend(
-                ts.iter()
-                    .zip(&vs)
-                    .filter(|(t, _)| **t >= mint && **t <= maxt)
-                    .map(|(&t, &v)| Sample::new(t, v)),
-            );
+            let pairs = ts.iter().zip(&vs).map(|(&t, &v)| Sample::new(t, v));
+            if seg.min_t >= mint && seg.max_t <= maxt {
+                out.extend(pairs);
+            } else {
+                out.extend(pairs.filter(|p| p.t >= mint && p.t <= maxt));
+            }
         }
+        decoded.values = vs;
+        decoded.bound();
         Ok(())
     }
 
@@ -683,6 +720,7 @@ impl Block {
         maxt: i64,
     ) -> Result<Vec<(Labels, Vec<Sample>)>> {
         let mut out = Vec::new();
+        let mut decoded = DecodedTimestamps::default();
         for id in self.matching(matchers) {
             let s = &self.series[id as usize];
             if !s
@@ -693,7 +731,7 @@ impl Block {
                 continue;
             }
             let mut samples = Vec::new();
-            self.series_samples(s, mint, maxt, &mut samples)?;
+            self.series_samples(s, mint, maxt, &mut samples, &mut decoded)?;
             if !samples.is_empty() {
                 out.push((self.labels(s), samples));
             }
@@ -717,9 +755,17 @@ impl Block {
     }
 
     /// Appends the samples in `[mint, maxt]` of series `id` (from [`Block::select_ids`]).
-    pub fn samples_of(&self, id: u32, mint: i64, maxt: i64, out: &mut Vec<Sample>) -> Result<()> {
+    /// Series read one after the other should share `decoded`.
+    pub fn samples_of(
+        &self,
+        id: u32,
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<Sample>,
+        decoded: &mut DecodedTimestamps,
+    ) -> Result<()> {
         match self.series.get(id as usize) {
-            Some(s) => self.series_samples(s, mint, maxt, out),
+            Some(s) => self.series_samples(s, mint, maxt, out, decoded),
             None => Err(Error::corrupt(
                 self.dir.join("index"),
                 "series id out of range",
@@ -743,9 +789,10 @@ impl Block {
 
     /// Every series with all its samples, in label order (for compaction).
     pub fn all_series(&self) -> impl Iterator<Item = Result<(Labels, Vec<Sample>)>> + '_ {
+        let mut decoded = DecodedTimestamps::default();
         self.series.iter().map(move |s| {
             let mut samples = Vec::new();
-            self.series_samples(s, i64::MIN, i64::MAX, &mut samples)?;
+            self.series_samples(s, i64::MIN, i64::MAX, &mut samples, &mut decoded)?;
             Ok((self.labels(s), samples))
         })
     }
@@ -830,6 +877,70 @@ mod tests {
             .unwrap();
         assert_eq!(got.len(), 5);
         assert!(got.iter().all(|(_, s)| s.len() == 2));
+    }
+
+    #[test]
+    fn segments_follow_aligned_spans_and_share_timestamp_columns() {
+        // Two series scraped together over 5 h of a 6 h block, and one scraped at other times.
+        let dir = tempfile::tempdir().unwrap();
+        let hour = 3_600_000;
+        let times: Vec<i64> = (0..1200).map(|j| hour / 2 + j * 15_000).collect();
+        let series = |name: &str, shift: i64| {
+            let labels = Labels::from_pairs([("__name__", name.to_string())]);
+            let samples: Vec<Sample> = times
+                .iter()
+                .map(|&t| Sample::new(t + shift, (t / 1000) as f64))
+                .collect();
+            (labels, samples)
+        };
+        let all = [series("a", 0), series("b", 0), series("c", 7)];
+        let mut w = BlockWriter::create(dir.path(), 0, 6 * hour, 1, vec![]).unwrap();
+        for (l, s) in &all {
+            w.add_series(l, s).unwrap();
+        }
+        let entry = w.finish().unwrap().unwrap();
+        let block = Block::open(&dir.path().join(&entry.id)).unwrap();
+        // 0:30 to 5:30: the spans 0-2 h, 2-4 h and 4-6 h.
+        for s in block.series.iter() {
+            let bounds: Vec<(i64, i64)> = s.segments.iter().map(|g| (g.min_t, g.max_t)).collect();
+            assert_eq!(bounds.len(), 3, "{bounds:?}");
+            for (g, span) in bounds.iter().zip(0..) {
+                assert!(
+                    g.0 >= span * 2 * hour && g.1 < (span + 1) * 2 * hour,
+                    "{bounds:?}"
+                );
+            }
+        }
+        assert_eq!(
+            block.series[0].segments[1].ts_column,
+            block.series[1].segments[1].ts_column
+        );
+        assert_eq!(block.ts_columns.len(), 6, "a and b share, c has its own");
+        // A read from the middle of the range gets exactly its samples, through a shared cache.
+        let mut decoded = DecodedTimestamps::default();
+        for (id, (_, samples)) in all.iter().enumerate() {
+            let mut out = Vec::new();
+            block
+                .samples_of(
+                    id as u32,
+                    2 * hour - 30_000,
+                    3 * hour,
+                    &mut out,
+                    &mut decoded,
+                )
+                .unwrap();
+            let want: Vec<Sample> = samples
+                .iter()
+                .copied()
+                .filter(|p| p.t >= 2 * hour - 30_000 && p.t <= 3 * hour)
+                .collect();
+            assert_eq!(out, want);
+        }
+        assert_eq!(
+            decoded.columns.len(),
+            4,
+            "two spans read, for two timestamp columns"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::block::{Block, BlockWriter};
+use crate::block::{Block, BlockWriter, DecodedTimestamps};
 use crate::catalog::{BlockEntry, Catalog};
 use crate::error::{Error, Result};
 use crate::head::{Appended, Head, HeadOptions, Reject};
@@ -785,6 +785,10 @@ impl MetricsReader for MetricsStore {
             entries.push((labels, blocks.len(), Source::Head(series)));
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut decoded: Vec<DecodedTimestamps> = blocks
+            .iter()
+            .map(|_| DecodedTimestamps::default())
+            .collect();
         let mut entries = entries.into_iter().peekable();
         while let Some((labels, _, first)) = entries.next() {
             let mut samples: Vec<Sample> = Vec::new();
@@ -793,7 +797,9 @@ impl MetricsReader for MetricsStore {
             while let Some(src) = source.take() {
                 part.clear();
                 match src {
-                    Source::Block(i, id) => blocks[i].samples_of(id, mint, maxt, &mut part)?,
+                    Source::Block(i, id) => {
+                        blocks[i].samples_of(id, mint, maxt, &mut part, &mut decoded[i])?
+                    }
                     Source::Head(s) => s.lock().samples(mint, maxt, &mut part),
                 }
                 samples = merge_samples(samples, std::mem::take(&mut part));

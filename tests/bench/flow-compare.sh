@@ -26,7 +26,7 @@ for round in $(seq 1 "$ROUNDS"); do
     bin=$BASE; [ "$v" = new ] && bin=$NEW
     if [ "$mode" = ingest ]; then dir=$WORK/srv-$v; rm -rf "$dir"; else dir=${DATA:?DATA}; fi
     "$bin/strata-e2e" up --data-dir "$dir" --listen $API \
-      --otlp-grpc-listen 127.0.0.1:34317 --otlp-http-listen 127.0.0.1:34318 > "$WORK/server-$v.log" 2>&1 &
+      --otlp-grpc-listen 127.0.0.1:34317 --otlp-http-listen 127.0.0.1:34318 --agent off > "$WORK/server-$v.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 300); do curl -sf http://$API/-/ready > /dev/null && break; sleep 0.2; done
     if [ "$mode" = ingest ]; then

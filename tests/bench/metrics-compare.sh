@@ -272,7 +272,7 @@ run_prom_rw() { # CORPUS
 strata_start() { # DATA_DIR LOG → PID on stdout
   # shellcheck disable=SC2086
   STRATA_RETENTION=100y taskset -c "$RECV_CPUS" "$STRATA_BIN" up --data-dir "$1" --listen "127.0.0.1:$STRATA_PORT" \
-    --otlp-grpc-listen 127.0.0.1:14317 --otlp-http-listen 127.0.0.1:14318 $STRATA_ARGS >"$2" 2>&1 &
+    --otlp-grpc-listen 127.0.0.1:14317 --otlp-http-listen 127.0.0.1:14318 --agent off $STRATA_ARGS >"$2" 2>&1 &
   echo $!
 }
 strata_compact() {

@@ -132,7 +132,7 @@ start_system() { # SYSTEM DATA_DIR [keep] → sets pid, base (query API base URL
   case $sys in
     strata)
       STRATA_RETENTION=100y taskset -c "$RECV_CPUS" "$STRATA_BIN" up --data-dir "$dir" --listen "127.0.0.1:$PORT" \
-        --otlp-grpc-listen "" --otlp-http-listen "" >"$WORK/$sys.log" 2>&1 &
+        --otlp-grpc-listen "" --otlp-http-listen "" --agent off >"$WORK/$sys.log" 2>&1 &
       pid=$!
       base=http://127.0.0.1:$PORT/prometheus
       write=$base/api/v1/write

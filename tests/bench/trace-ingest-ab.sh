@@ -29,7 +29,7 @@ round() {
     mkdir -p "$dir"
     /usr/bin/time -f "%U %S" -o "$dir/time.txt" "$bin" up --data-dir "$dir/data" \
         --listen 127.0.0.1:$((19080 + port)) --otlp-grpc-listen 127.0.0.1:$((14317 + port)) \
-        --otlp-http-listen 127.0.0.1:$((14318 + port)) >"$dir/server.log" 2>&1 &
+        --otlp-http-listen 127.0.0.1:$((14318 + port)) --agent off >"$dir/server.log" 2>&1 &
     local timer=$!
     sleep 2
     local server
