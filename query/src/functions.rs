@@ -717,8 +717,9 @@ fn range_points(
     step_invariant: bool,
     values: &mut Vec<f64>,
 ) -> Result<Vec<Sample>> {
-    let mut points: Vec<Sample> = Vec::new();
+    let mut points: Vec<Sample> = Vec::with_capacity(grid.steps().min(samples.len() + 1));
     let mut cursor = WindowCursor::default();
+    let mut extreme = SlidingExtreme::default();
     // Most counters never reset within a query's range; then no window needs to look for resets.
     let resets = matches!(func, RangeFn::Rate | RangeFn::Increase)
         && samples.windows(2).any(|w| w[1].v < w[0].v);
@@ -733,85 +734,67 @@ fn range_points(
             continue;
         }
         let end = cut.window_end(ts);
-        let window = cursor.window(samples, end, cut.range);
+        let bounds = cursor.bounds(samples, end, cut.range);
+        let window = &samples[bounds.clone()];
         if window.is_empty() {
             continue;
         }
         let range_start = end.saturating_sub(cut.range);
-        let v =
-            match func {
-                RangeFn::Rate => extrapolated_rate(window, range_start, end, true, true, resets),
-                RangeFn::Increase => {
-                    extrapolated_rate(window, range_start, end, true, false, resets)
-                }
-                RangeFn::Delta => extrapolated_rate(window, range_start, end, false, false, false),
-                RangeFn::Irate => instant_value(window, true),
-                RangeFn::Idelta => instant_value(window, false),
-                RangeFn::Deriv => {
-                    (window.len() >= 2).then(|| linear_regression(window, window[0].t).0)
-                }
-                RangeFn::PredictLinear => (window.len() >= 2).then(|| {
-                    let (slope, intercept) = linear_regression(window, ts);
-                    slope * scalars[0][step] + intercept
-                }),
-                RangeFn::Resets => {
-                    Some(window.windows(2).filter(|w| w[1].v < w[0].v).count() as f64)
-                }
-                RangeFn::Changes => Some(
-                    window
-                        .windows(2)
-                        .filter(|w| w[1].v != w[0].v && !(w[1].v.is_nan() && w[0].v.is_nan()))
-                        .count() as f64,
-                ),
-                RangeFn::DoubleExponentialSmoothing => {
-                    double_exponential_smoothing(window, scalars[0][step], scalars[1][step])
-                }
-                RangeFn::AvgOverTime => Some(average(window.iter().map(|p| p.v))),
-                RangeFn::SumOverTime => {
-                    let (sum, c) = window
-                        .iter()
-                        .fold((0.0, 0.0), |(s, c), p| kahan_sum_inc(p.v, s, c));
-                    Some(if sum.is_infinite() { sum } else { sum + c })
-                }
-                RangeFn::CountOverTime => Some(window.len() as f64),
-                RangeFn::MinOverTime => Some(window.iter().fold(window[0].v, |m, p| {
-                    if p.v < m || m.is_nan() {
-                        p.v
-                    } else {
-                        m
-                    }
-                })),
-                RangeFn::MaxOverTime => Some(window.iter().fold(window[0].v, |m, p| {
-                    if p.v > m || m.is_nan() {
-                        p.v
-                    } else {
-                        m
-                    }
-                })),
-                RangeFn::LastOverTime => window.last().map(|p| p.v),
-                RangeFn::FirstOverTime => window.first().map(|p| p.v),
-                RangeFn::TsOfLastOverTime => window.last().map(|p| p.t as f64 / 1000.0),
-                RangeFn::TsOfFirstOverTime => window.first().map(|p| p.t as f64 / 1000.0),
-                RangeFn::TsOfMinOverTime => extreme_timestamp(window, |a, b| a <= b),
-                RangeFn::TsOfMaxOverTime => extreme_timestamp(window, |a, b| a >= b),
-                RangeFn::PresentOverTime => Some(1.0),
-                RangeFn::QuantileOverTime => {
-                    values.clear();
-                    values.extend(window.iter().map(|p| p.v));
-                    Some(quantile(scalars[0][step], values))
-                }
-                RangeFn::StddevOverTime => Some(variance(window).sqrt()),
-                RangeFn::StdvarOverTime => Some(variance(window)),
-                RangeFn::MadOverTime => {
-                    values.clear();
-                    values.extend(window.iter().map(|p| p.v));
-                    let median = quantile(0.5, values);
-                    values.clear();
-                    values.extend(window.iter().map(|p| (p.v - median).abs()));
-                    Some(quantile(0.5, values))
-                }
-                RangeFn::AbsentOverTime => None,
-            };
+        let v = match func {
+            RangeFn::Rate => extrapolated_rate(window, range_start, end, true, true, resets),
+            RangeFn::Increase => extrapolated_rate(window, range_start, end, true, false, resets),
+            RangeFn::Delta => extrapolated_rate(window, range_start, end, false, false, false),
+            RangeFn::Irate => instant_value(window, true),
+            RangeFn::Idelta => instant_value(window, false),
+            RangeFn::Deriv => (window.len() >= 2).then(|| linear_regression(window, window[0].t).0),
+            RangeFn::PredictLinear => (window.len() >= 2).then(|| {
+                let (slope, intercept) = linear_regression(window, ts);
+                slope * scalars[0][step] + intercept
+            }),
+            RangeFn::Resets => Some(window.windows(2).filter(|w| w[1].v < w[0].v).count() as f64),
+            RangeFn::Changes => Some(
+                window
+                    .windows(2)
+                    .filter(|w| w[1].v != w[0].v && !(w[1].v.is_nan() && w[0].v.is_nan()))
+                    .count() as f64,
+            ),
+            RangeFn::DoubleExponentialSmoothing => {
+                double_exponential_smoothing(window, scalars[0][step], scalars[1][step])
+            }
+            RangeFn::AvgOverTime => Some(average(window.iter().map(|p| p.v))),
+            RangeFn::SumOverTime => {
+                let (sum, c) = window
+                    .iter()
+                    .fold((0.0, 0.0), |(s, c), p| kahan_sum_inc(p.v, s, c));
+                Some(if sum.is_infinite() { sum } else { sum + c })
+            }
+            RangeFn::CountOverTime => Some(window.len() as f64),
+            RangeFn::MinOverTime => Some(extreme.extreme(samples, bounds, |a, b| a < b)),
+            RangeFn::MaxOverTime => Some(extreme.extreme(samples, bounds, |a, b| a > b)),
+            RangeFn::LastOverTime => window.last().map(|p| p.v),
+            RangeFn::FirstOverTime => window.first().map(|p| p.v),
+            RangeFn::TsOfLastOverTime => window.last().map(|p| p.t as f64 / 1000.0),
+            RangeFn::TsOfFirstOverTime => window.first().map(|p| p.t as f64 / 1000.0),
+            RangeFn::TsOfMinOverTime => extreme_timestamp(window, |a, b| a <= b),
+            RangeFn::TsOfMaxOverTime => extreme_timestamp(window, |a, b| a >= b),
+            RangeFn::PresentOverTime => Some(1.0),
+            RangeFn::QuantileOverTime => {
+                values.clear();
+                values.extend(window.iter().map(|p| p.v));
+                Some(quantile(scalars[0][step], values))
+            }
+            RangeFn::StddevOverTime => Some(variance(window).sqrt()),
+            RangeFn::StdvarOverTime => Some(variance(window)),
+            RangeFn::MadOverTime => {
+                values.clear();
+                values.extend(window.iter().map(|p| p.v));
+                let median = quantile(0.5, values);
+                values.clear();
+                values.extend(window.iter().map(|p| (p.v - median).abs()));
+                Some(quantile(0.5, values))
+            }
+            RangeFn::AbsentOverTime => None,
+        };
         if let Some(v) = v {
             points.push(Sample::new(ts, v));
         }
@@ -852,6 +835,45 @@ fn absent_over_time(ev: &mut Evaluator<'_>, arg: &Expr, grid: Grid) -> Result<Ve
         points,
         drop_name: true,
     }])
+}
+
+/// `min_over_time` and `max_over_time` over windows that only move forward: a monotonic queue of
+/// the window's candidates, so each sample is looked at a constant number of times however long
+/// the window. Gives what Prometheus's scan gives: the first of the best non-NaN values, NaN when
+/// every value is NaN.
+#[derive(Debug, Default)]
+struct SlidingExtreme {
+    /// Indices of non-NaN samples, each strictly better than every later one.
+    queue: std::collections::VecDeque<usize>,
+    /// The next sample not yet offered to the queue.
+    next: usize,
+}
+
+impl SlidingExtreme {
+    /// The extreme of `samples[bounds]`; `better(a, b)` is true when `a` beats `b`. Bounds must not
+    /// move backwards between calls, and `better` must be the same in every call.
+    fn extreme(
+        &mut self,
+        samples: &[Sample],
+        bounds: std::ops::Range<usize>,
+        better: impl Fn(f64, f64) -> bool,
+    ) -> f64 {
+        self.next = self.next.max(bounds.start);
+        while self.next < bounds.end {
+            let v = samples[self.next].v;
+            if !v.is_nan() {
+                while self.queue.back().is_some_and(|&i| better(v, samples[i].v)) {
+                    self.queue.pop_back();
+                }
+                self.queue.push_back(self.next);
+            }
+            self.next += 1;
+        }
+        while self.queue.front().is_some_and(|&i| i < bounds.start) {
+            self.queue.pop_front();
+        }
+        self.queue.front().map_or(f64::NAN, |&i| samples[i].v)
+    }
 }
 
 fn extreme_timestamp(window: &[Sample], better: impl Fn(f64, f64) -> bool) -> Option<f64> {
@@ -1077,6 +1099,54 @@ mod tests {
 
     fn samples(points: &[(i64, f64)]) -> Vec<Sample> {
         points.iter().map(|&(t, v)| Sample::new(t, v)).collect()
+    }
+
+    #[test]
+    fn sliding_extremes_agree_with_a_scan_of_each_window() {
+        // Values with NaNs, ties and both zeros; windows of several lengths over uneven steps.
+        let pool = [
+            3.0,
+            f64::NAN,
+            -1.0,
+            3.0,
+            0.0,
+            -0.0,
+            7.5,
+            f64::NAN,
+            2.0,
+            7.5,
+            -4.0,
+            0.0,
+        ];
+        let points: Vec<Sample> = (0..200)
+            .map(|i| Sample::new(i * 10, pool[(i * 7 + i / 3) as usize % pool.len()]))
+            .collect();
+        let scan = |w: &[Sample], better: fn(f64, f64) -> bool| {
+            w.iter().fold(
+                w[0].v,
+                |m, p| if better(p.v, m) || m.is_nan() { p.v } else { m },
+            )
+        };
+        for better in [(|a, b| a < b) as fn(f64, f64) -> bool, |a, b| a > b] {
+            for (range, step) in [(5, 10), (30, 10), (45, 25), (120, 7), (2000, 40)] {
+                let (mut cursor, mut sliding) =
+                    (WindowCursor::default(), SlidingExtreme::default());
+                for end in (0..2100).step_by(step) {
+                    let bounds = cursor.bounds(&points, end, range);
+                    if bounds.is_empty() {
+                        continue;
+                    }
+                    let want = scan(&points[bounds.clone()], better);
+                    let got = sliding.extreme(&points, bounds, better);
+                    assert_eq!(got.to_bits(), want.to_bits(), "range {range} end {end}");
+                }
+            }
+        }
+        // A window of NaNs only gives NaN.
+        let nans = samples(&[(1, f64::NAN), (2, f64::NAN)]);
+        assert!(SlidingExtreme::default()
+            .extreme(&nans, 0..2, |a, b| a > b)
+            .is_nan());
     }
 
     #[test]

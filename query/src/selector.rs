@@ -261,6 +261,11 @@ pub(crate) struct WindowCursor {
 impl WindowCursor {
     /// Samples in `(end - range, end]`; `end` must not be below the previous call's.
     pub fn window<'p>(&mut self, points: &'p [Sample], end: i64, range: i64) -> &'p [Sample] {
+        &points[self.bounds(points, end, range)]
+    }
+
+    /// The indices of [`WindowCursor::window`]'s samples.
+    pub fn bounds(&mut self, points: &[Sample], end: i64, range: i64) -> std::ops::Range<usize> {
         let start = end.saturating_sub(range);
         while self.lo < points.len() && points[self.lo].t <= start {
             self.lo += 1;
@@ -269,7 +274,7 @@ impl WindowCursor {
         while self.hi < points.len() && points[self.hi].t <= end {
             self.hi += 1;
         }
-        &points[self.lo..self.hi]
+        self.lo..self.hi
     }
 }
 

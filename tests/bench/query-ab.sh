@@ -12,7 +12,8 @@
 #     END=$(jq '.max_t_ms / 1000 | floor' /work/bench-data/query24/corpus/q-24-5760.json) \
 #     tests/bench/query-ab.sh /tmp/strata-old target/release/strata
 #
-# Environment (defaults in brackets): DATA and END (required), QUERIES [tests/bench/queries-24h.txt],
+# Environment (defaults in brackets): DATA and END (required), DATA_B [DATA] for B to read instead
+# (the same build over two layouts: pass it twice), QUERIES [tests/bench/queries-24h.txt],
 # ROUNDS [2] pairs, REPS [3], CPUS [1] for the server, CLIENT_CPUS [0] for curl.
 set -euo pipefail
 
@@ -20,6 +21,7 @@ A=$1
 B=$2
 DATA=${DATA:?DATA: a Strata data directory}
 END=${END:?END: the newest sample of the corpus, in seconds}
+DATA_B=${DATA_B:-$DATA}
 QUERIES=${QUERIES:-tests/bench/queries-24h.txt}
 ROUNDS=${ROUNDS:-2}
 REPS=${REPS:-3}
@@ -36,8 +38,8 @@ wait_ready() {
 }
 mapfile -t lines < <(grep -v '^\s*#' "$QUERIES" | grep -v '^\s*$')
 
-round() { # BIN TAG
-  STRATA_RETENTION=100y taskset -c "$CPUS" "$1" up --data-dir "$DATA" --listen "127.0.0.1:$PORT" \
+round() { # BIN TAG DATA
+  STRATA_RETENTION=100y taskset -c "$CPUS" "$1" up --data-dir "$3" --listen "127.0.0.1:$PORT" \
     --otlp-grpc-listen "" --otlp-http-listen "" --agent off >"$out/server-$2.log" 2>&1 &
   pid=$!
   wait_ready
@@ -62,9 +64,9 @@ round() { # BIN TAG
 
 for r in $(seq 1 "$ROUNDS"); do
   echo "round $r: A" >&2
-  round "$A" A
+  round "$A" A "$DATA"
   echo "round $r: B" >&2
-  round "$B" B
+  round "$B" B "$DATA_B"
 done
 
 echo "| # | query | A ms | B ms | B/A |"
