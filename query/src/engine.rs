@@ -624,6 +624,32 @@ mod tests {
     }
 
     #[test]
+    fn range_functions_hold_one_series_of_raw_samples_at_a_time() {
+        // 20 series of 100 samples: 2,000 raw samples in all, 100 per series.
+        let r = MemoryReader::new();
+        for i in 0..20 {
+            r.append(
+                labels(&[("__name__", "c"), ("i", &i.to_string())]),
+                (0..100).map(|j| Sample::new(j * 10_000, (j * (i + 1)) as f64)),
+            );
+        }
+        let e = Engine::new(EngineOptions {
+            max_samples: 500,
+            ..EngineOptions::default()
+        });
+        // Each series' raw samples fit the budget, and so do the 20 results: the query answers.
+        let out = e.instant_query(&r, "sum(rate(c[1000s]))", 990_000).unwrap();
+        let got = vector(out);
+        assert_eq!(got.len(), 1);
+        // Series i rises by 99 * (i + 1) over the 1000 s window, from 0 (no extrapolation below
+        // zero): a rate of 0.099 * (i + 1), 0.099 * 210 summed over i = 0..20.
+        assert!((got[0].1 - 20.79).abs() < 1e-9, "{got:?}");
+        // A matrix result holds them all at once: over budget.
+        let err = e.instant_query(&r, "c[1000s]", 990_000).unwrap_err();
+        assert!(err.to_string().contains("too many samples"), "{err}");
+    }
+
+    #[test]
     fn absurd_parameters_error_instead_of_panicking() {
         let r = reader_with(&[(&[("__name__", "m")], &[Some(1.0)])]);
         let e = Engine::default();
