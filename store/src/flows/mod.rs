@@ -52,7 +52,7 @@ pub struct FlowConfig {
     pub writer_threads: usize,
     /// Partitions written at once; a batch that needs more commits and closes the others first.
     pub max_open_writers: usize,
-    /// zstd level of the document store.
+    /// zstd level of the document store (which holds empty documents since partition format 2).
     pub zstd_level: i32,
     pub wal: WalOptions,
 }

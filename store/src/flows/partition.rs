@@ -81,11 +81,26 @@ impl Partition {
             docstore_blocksize: opts.docstore_block_bytes,
             ..IndexSettings::default()
         };
-        let index = Index::builder()
-            .schema(schema.schema.clone())
-            .settings(settings)
-            .open_or_create(mmap)
-            .map_err(|e| tantivy_error(&dir, e))?;
+        // An existing index keeps the schema it was written with (format version 1 or 2).
+        let exists = Index::exists(&mmap).map_err(|e| Error::corrupt(&dir, e.to_string()))?;
+        let index = if exists {
+            Index::open(mmap)
+        } else {
+            Index::builder()
+                .schema(schema.schema.clone())
+                .settings(settings)
+                .open_or_create(mmap)
+        }
+        .map_err(|e| tantivy_error(&dir, e))?;
+        let theirs = index.schema();
+        for (field, entry) in schema.schema.fields() {
+            if theirs.get_field(entry.name()).ok() != Some(field) {
+                return Err(Error::corrupt(
+                    &dir,
+                    format!("flow index: field {} missing or moved", entry.name()),
+                ));
+            }
+        }
         let committed = index
             .load_metas()
             .map_err(|e| tantivy_error(&dir, e))?
