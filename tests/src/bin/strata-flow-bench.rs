@@ -9,8 +9,9 @@
 //!
 //! ```text
 //! strata-flow-bench ingest --url http://127.0.0.1:4318/v1/logs --records N [--senders 2] [--batch 2000]
-//! strata-flow-bench direct --dir DIR --records N          # into a FlowStore in-process, no OTLP
-//!     [--writer-threads T] [--writer-heap-mib M]        # the `[flows]` settings of the same names
+//! strata-flow-bench direct --dir DIR --records N          # into a FlowStore in-process, no OTLP,
+//!     [--writer-threads T] [--writer-heap-mib M]        # then merges the partitions as the server
+//!                                                       # would; options: the `[flows]` settings
 //! strata-flow-bench ndjson --records N                    # the same records as NDJSON on stdout
 //! strata-flow-bench query  --url http://127.0.0.1:9080 [--runs 50]
 //! ```
