@@ -2,6 +2,7 @@
 //! trace 4, written by `cargo run -p strata-store --example write_trace_fixtures`) opens and reads back
 //! exactly.
 
+mod fixture_copy;
 mod trace_fixture_content;
 
 use strata_store::traces::{TraceReader, TraceStore, TracesConfig};
@@ -11,7 +12,7 @@ fn v1_trace_store_reads_back() {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1/traces");
     // Opening may repair a WAL tail and cuts at close, so it works on a copy.
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&src, dir.path());
+    fixture_copy::copy_dir(&src, dir.path());
     let store =
         TraceStore::open(dir.path(), TracesConfig::default()).expect("the v1 trace store opens");
     assert_eq!(store.blocks().len(), 1);
@@ -22,17 +23,5 @@ fn v1_trace_store_reads_back() {
             .unwrap()
             .expect("trace present");
         assert_eq!(got.batches, trace_fixture_content::trace(t), "trace {t}");
-    }
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
     }
 }

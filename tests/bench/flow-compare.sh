@@ -9,11 +9,14 @@
 #   cp target/release/{strata-e2e,strata-flow-bench} $BASE (then $NEW)              # from each checkout
 #   BASE=… NEW=… tests/bench/flow-compare.sh ingest        # fresh server, RECORDS over OTLP/HTTP
 #   BASE=… NEW=… DATA=… tests/bench/flow-compare.sh query  # a server on DATA, RUNS selective + 5 top-20
+#   BASE=… NEW=… DATA_BASE=… DATA_NEW=… tests/bench/flow-compare.sh query  # each build on its own data
 #
 # Environment (defaults in brackets): ROUNDS [3], RECORDS [500000], RUNS [20], WORK [/tmp/flow-compare]
 # (server data of the ingest rounds), DATA (a data directory holding default/flows, written with
 # `strata-flow-bench direct --dir $DATA/default/flows --records 10000000 --t0 $T0`), T0 [now − 6 h; for
-# `query`, the T0 that DATA was written with].
+# `query`, the T0 that DATA was written with]. DATA_BASE and DATA_NEW (default DATA) give each build its
+# own data directory, for when the two write different formats (each written by its own build's
+# `strata-flow-bench direct`, with the same T0).
 set -euo pipefail
 mode=${1:?usage: flow-compare.sh ingest|query}
 : "${BASE:?directory of the base binaries}" "${NEW:?directory of the new binaries}"
@@ -24,7 +27,13 @@ mkdir -p "$WORK"
 for round in $(seq 1 "$ROUNDS"); do
   for v in base new; do
     bin=$BASE; [ "$v" = new ] && bin=$NEW
-    if [ "$mode" = ingest ]; then dir=$WORK/srv-$v; rm -rf "$dir"; else dir=${DATA:?DATA}; fi
+    if [ "$mode" = ingest ]; then
+      dir=$WORK/srv-$v; rm -rf "$dir"
+    elif [ "$v" = base ]; then
+      dir=${DATA_BASE:-${DATA:?DATA or DATA_BASE}}
+    else
+      dir=${DATA_NEW:-${DATA:?DATA or DATA_NEW}}
+    fi
     "$bin/strata-e2e" up --data-dir "$dir" --listen $API \
       --otlp-grpc-listen 127.0.0.1:34317 --otlp-http-listen 127.0.0.1:34318 --agent off > "$WORK/server-$v.log" 2>&1 &
     pid=$!

@@ -1,16 +1,20 @@
 //! How a flow record maps onto a tantivy document, and back. Identity and protocol fields are exact
 //! (raw-tokenized) terms and fast columns; numbers, times and addresses are fast columns only (range
 //! filters run on the columns, so an inverted index for them would be paid for twice); the few
-//! list-valued fields that are only shown, never filtered on, go to the zstd-compressed document store
-//! in one compact blob. A record is rebuilt from its columns plus that blob, so nothing is stored twice.
-//! Numbers that are 0 are not written (absent reads back as 0).
+//! list-valued fields that are only shown, never filtered on, go into one compact blob per record, a
+//! dictionary-encoded bytes column (most blobs repeat: per-code counts of a few codes). A record is
+//! rebuilt from its columns plus that blob, so nothing is stored twice. Numbers that are 0 are not
+//! written (absent reads back as 0).
+//!
+//! Partitions of format version 1 kept the blob in tantivy's document store; they are still read (the
+//! schemas differ only in that field's options, so every `Field` is the same in both).
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use tantivy::columnar::{Column, StrColumn};
+use tantivy::columnar::{BytesColumn, Column, StrColumn};
 use tantivy::schema::{
     Field, IndexRecordOption, IpAddrOptions, NumericOptions, Schema, TextFieldIndexing,
-    TextOptions, Value, STORED,
+    TextOptions, Value, FAST,
 };
 use tantivy::store::StoreReader;
 use tantivy::{DocId, SegmentReader, TantivyDocument};
@@ -19,7 +23,8 @@ use super::codec::{decode_fields, encode_fields};
 use super::record::{FieldKind, FieldRef, FieldValue, FlowRecord, FIELDS};
 use crate::encoding::Decoder;
 
-/// The tantivy field holding the blob of document-store-only fields.
+/// The tantivy field holding the blob of the fields that are only shown (a bytes column; the document
+/// store in format version 1).
 const STORED_FIELD: &str = "_stored";
 
 fn is_stored_only(kind: FieldKind) -> bool {
@@ -70,7 +75,7 @@ impl FlowSchema {
                 FieldKind::StoredList => None,
             })
             .collect();
-        let stored = b.add_bytes_field(STORED_FIELD, STORED);
+        let stored = b.add_bytes_field(STORED_FIELD, FAST);
         FlowSchema {
             schema: b.build(),
             fields,
@@ -145,10 +150,17 @@ enum ColumnOf {
     Absent,
 }
 
-/// Rebuilds records of one segment from its columns and document store.
+/// Where a segment keeps the blobs.
+enum Blobs {
+    Column(Option<BytesColumn>),
+    /// Format version 1.
+    DocStore(StoreReader),
+}
+
+/// Rebuilds records of one segment from its columns and blobs.
 pub struct SegmentRecords {
     columns: Vec<ColumnOf>,
-    store: StoreReader,
+    blobs: Blobs,
     stored: Field,
 }
 
@@ -175,9 +187,14 @@ impl SegmentRecords {
             };
             columns.push(col);
         }
+        let blobs = if segment.schema().get_field_entry(schema.stored).is_fast() {
+            Blobs::Column(ff.bytes(STORED_FIELD)?)
+        } else {
+            Blobs::DocStore(segment.get_store_reader(8)?)
+        };
         Ok(SegmentRecords {
             columns,
-            store: segment.get_store_reader(8)?,
+            blobs,
             stored: schema.stored,
         })
     }
@@ -207,10 +224,24 @@ impl SegmentRecords {
             };
             let _ = r.set_field(i, v);
         }
-        let doc: TantivyDocument = self.store.get(doc)?;
-        if let Some(blob) = doc.get_first(self.stored).and_then(|v| v.as_bytes()) {
-            decode_fields(&mut Decoder::new(blob), &mut r).map_err(|e| {
-                tantivy::TantivyError::InternalError(format!("flow document blob: {e}"))
+        let mut blob = Vec::new();
+        match &self.blobs {
+            Blobs::Column(None) => {}
+            Blobs::Column(Some(c)) => {
+                if let Some(ord) = c.term_ords(doc).next() {
+                    c.ord_to_bytes(ord, &mut blob)?;
+                }
+            }
+            Blobs::DocStore(store) => {
+                let doc: TantivyDocument = store.get(doc)?;
+                if let Some(b) = doc.get_first(self.stored).and_then(|v| v.as_bytes()) {
+                    blob.extend_from_slice(b);
+                }
+            }
+        }
+        if !blob.is_empty() {
+            decode_fields(&mut Decoder::new(&blob), &mut r).map_err(|e| {
+                tantivy::TantivyError::InternalError(format!("flow record blob: {e}"))
             })?;
         }
         Ok(r)

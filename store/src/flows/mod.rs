@@ -5,7 +5,9 @@
 //! partitions' writers (one lock, so the WAL order and the index order agree) → wait for the WAL fsync
 //! → acknowledge. Background: every commit interval, rotate the WAL, commit every open writer with the
 //! new segment number as payload, then delete the older segments; apply retention by deleting whole
-//! partitions. After a crash, the WAL segments at or after a partition's payload are replayed into it.
+//! partitions. Beside it, on a thread of its own, merge the segments of each partition whose hour is
+//! over and which nothing writes to any more into one. After a crash, the WAL segments at or after a
+//! partition's payload are replayed into it.
 
 pub mod aggregate;
 pub mod codec;
@@ -50,7 +52,7 @@ pub struct FlowConfig {
     pub writer_threads: usize,
     /// Partitions written at once; a batch that needs more commits and closes the others first.
     pub max_open_writers: usize,
-    /// zstd level of the document store.
+    /// zstd level of the document store (which holds empty documents since partition format 2).
     pub zstd_level: i32,
     pub wal: WalOptions,
 }
@@ -98,6 +100,7 @@ pub struct FlowStats {
     pub records_rejected: AtomicU64,
     pub commits: AtomicU64,
     pub partitions_dropped: AtomicU64,
+    pub partitions_merged: AtomicU64,
 }
 
 /// One tenant's flow store.
@@ -111,6 +114,9 @@ pub struct FlowStore {
     /// Held while logging and indexing a batch, and while committing: the WAL order and the index
     /// order agree, and a commit's WAL cut-off separates indexed records from the rest.
     ingest: Mutex<()>,
+    /// Held while merging a partition and while dropping partitions, so that no merge writes into a
+    /// directory being deleted. Taken before `ingest` when both are needed.
+    merge: Mutex<()>,
     pub stats: FlowStats,
 }
 
@@ -143,6 +149,7 @@ impl FlowStore {
             partitions: RwLock::new(partitions),
             wal,
             ingest: Mutex::new(()),
+            merge: Mutex::new(()),
             stats: FlowStats::default(),
             cfg,
         };
@@ -325,12 +332,19 @@ impl FlowStore {
             return Ok(0);
         }
         let cutoff = now_ns.saturating_sub(self.cfg.retention_ns);
+        let expired = |p: &Arc<Partition>| p.end_ns() <= cutoff;
+        if !self.partitions.read().values().any(expired) {
+            return Ok(0);
+        }
+        // A partition being merged finishes its merge before its directory goes (lock order: merge,
+        // then ingest; nothing holding `ingest` waits for `merge`).
+        let _merge = self.merge.lock();
         let _guard = self.ingest.lock();
         let doomed: Vec<_> = {
             let mut map = self.partitions.write();
             let keys: Vec<i64> = map
                 .values()
-                .filter(|p| p.end_ns() <= cutoff)
+                .filter(|p| expired(p))
                 .map(|p| p.start_ns)
                 .collect();
             keys.iter().filter_map(|k| map.remove(k)).collect()
@@ -340,6 +354,8 @@ impl FlowStore {
             // A doomed partition has nothing pending: appends refuse records older than the
             // retention, and the WAL only holds records since the last commit.
             let dir = p.dir().to_owned();
+            // The merge thread may still hold the partition; its files go now all the same.
+            p.close_writer()?;
             drop(p);
             fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             tracing::info!(dir = %dir.display(), "flow partition dropped by retention");
@@ -348,6 +364,34 @@ impl FlowStore {
             .partitions_dropped
             .fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
+    }
+
+    /// Merges into one segment each partition whose time range ended before `now_ns` and which has no
+    /// writer (nothing appended since its last commit), one at a time; returns how many it merged.
+    /// Appends and queries go on meanwhile (see [`Partition::merge_segments`]).
+    pub fn merge_closed_partitions(&self, now_ns: i64) -> Result<usize> {
+        let closed: Vec<_> = self
+            .partitions
+            .read()
+            .values()
+            .filter(|p| p.end_ns() <= now_ns)
+            .cloned()
+            .collect();
+        let mut merged = 0;
+        for p in closed {
+            let _merge = self.merge.lock();
+            let current = self
+                .partitions
+                .read()
+                .get(&p.start_ns)
+                .is_some_and(|q| Arc::ptr_eq(q, &p));
+            if current && p.merge_segments(&self.popts)? {
+                merged += 1;
+                self.stats.partitions_merged.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(dir = %p.dir().display(), "flow partition merged into one segment");
+            }
+        }
+        Ok(merged)
     }
 
     /// Bytes on disk: partitions and WAL.
@@ -389,13 +433,13 @@ impl FlowStore {
 }
 
 /// The flow stores of every tenant, under `<data_dir>/<tenant>/flows/`, opened on first use, with one
-/// background thread that commits them and applies retention.
+/// background thread that commits them and applies retention, and one that merges closed partitions.
 pub struct FlowStorage {
     data_dir: PathBuf,
     cfg: FlowConfig,
     stores: RwLock<HashMap<String, Arc<FlowStore>>>,
     stop: Arc<(Mutex<bool>, Condvar)>,
-    background: Mutex<Option<std::thread::JoinHandle<()>>>,
+    background: Mutex<Vec<std::thread::JoinHandle<()>>>,
     closed: AtomicBool,
 }
 
@@ -407,13 +451,14 @@ impl FlowStorage {
             cfg,
             stores: RwLock::new(HashMap::new()),
             stop: Arc::new((Mutex::new(false), Condvar::new())),
-            background: Mutex::new(None),
+            background: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
         })
     }
 
     /// Opens the tenants that already have flows (replaying their WAL) and starts the background
-    /// thread that commits and applies retention.
+    /// threads: one commits and applies retention, one merges closed partitions (a merge takes
+    /// seconds to minutes, which must not hold up commits).
     pub fn start(self: &Arc<Self>) -> Result<()> {
         let data_dir = &self.data_dir;
         fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
@@ -424,14 +469,18 @@ impl FlowStorage {
                 self.for_write(&name)?;
             }
         }
-        let weak = Arc::downgrade(self);
-        let stop = self.stop.clone();
         let every = self.cfg.commit_interval;
-        let handle = std::thread::Builder::new()
-            .name("flow-commit".into())
-            .spawn(move || background_loop(weak, stop, every))
-            .map_err(|e| Error::io(data_dir, e))?;
-        *self.background.lock() = Some(handle);
+        let tasks: [(&str, StoreTask); 2] =
+            [("flow-commit", commit_task), ("flow-merge", merge_task)];
+        for (name, task) in tasks {
+            let weak = Arc::downgrade(self);
+            let stop = self.stop.clone();
+            let handle = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || background_loop(weak, stop, every, task))
+                .map_err(|e| Error::io(data_dir, e))?;
+            self.background.lock().push(handle);
+        }
         Ok(())
     }
 
@@ -506,8 +555,9 @@ impl FlowStorage {
             *lock.lock() = true;
             cv.notify_all();
         }
-        if let Some(h) = self.background.lock().take() {
-            // The background thread may itself hold the last handle and be running this.
+        let handles = std::mem::take(&mut *self.background.lock());
+        for h in handles {
+            // A background thread may itself hold the last handle and be running this.
             if h.thread().id() != std::thread::current().id() {
                 let _ = h.join();
             }
@@ -531,10 +581,15 @@ pub fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// Work of a background thread on one tenant's store (the tenant's name is for the logs).
+type StoreTask = fn(&FlowStore, &str);
+
+/// Runs `task` on every tenant's store each `every`, until stopped or the storage is gone.
 fn background_loop(
     storage: std::sync::Weak<FlowStorage>,
     stop: Arc<(Mutex<bool>, Condvar)>,
     every: Duration,
+    task: StoreTask,
 ) {
     loop {
         {
@@ -551,13 +606,26 @@ fn background_loop(
             return;
         };
         for (tenant, store) in storage.tenants() {
-            if let Err(e) = store.commit() {
-                tracing::error!(tenant, error = %e, "flow commit failed");
+            if storage.closed.load(Ordering::Relaxed) {
+                return;
             }
-            if let Err(e) = store.apply_retention(now_ns()) {
-                tracing::error!(tenant, error = %e, "flow retention failed");
-            }
+            task(&store, &tenant);
         }
+    }
+}
+
+fn commit_task(store: &FlowStore, tenant: &str) {
+    if let Err(e) = store.commit() {
+        tracing::error!(tenant, error = %e, "flow commit failed");
+    }
+    if let Err(e) = store.apply_retention(now_ns()) {
+        tracing::error!(tenant, error = %e, "flow retention failed");
+    }
+}
+
+fn merge_task(store: &FlowStore, tenant: &str) {
+    if let Err(e) = store.merge_closed_partitions(now_ns()) {
+        tracing::error!(tenant, error = %e, "flow partition merge failed");
     }
 }
 

@@ -2,7 +2,8 @@
 //! records whose `interval.end` falls in `[start, start + width)` (Unix seconds in the name). Its
 //! writer is opened on the first record and dropped once a commit finds it idle, so only partitions
 //! being written hold an indexing heap. Each commit records, as its payload, the WAL segment from
-//! which records are not yet in this index.
+//! which records are not yet in this index. Once no longer written, a partition's segments are merged
+//! into one (`merge_segments`): every segment repeats its term and column dictionaries.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -34,6 +35,9 @@ struct WriterState {
     writer: IndexWriter,
     /// Documents added since the last commit.
     pending: u64,
+    /// A merge of the whole partition runs on this writer: an idle commit leaves it open, since
+    /// dropping it would wait for the merge while the ingest lock is held.
+    merging: bool,
 }
 
 pub struct Partition {
@@ -77,11 +81,26 @@ impl Partition {
             docstore_blocksize: opts.docstore_block_bytes,
             ..IndexSettings::default()
         };
-        let index = Index::builder()
-            .schema(schema.schema.clone())
-            .settings(settings)
-            .open_or_create(mmap)
-            .map_err(|e| tantivy_error(&dir, e))?;
+        // An existing index keeps the schema it was written with (format version 1 or 2).
+        let exists = Index::exists(&mmap).map_err(|e| Error::corrupt(&dir, e.to_string()))?;
+        let index = if exists {
+            Index::open(mmap)
+        } else {
+            Index::builder()
+                .schema(schema.schema.clone())
+                .settings(settings)
+                .open_or_create(mmap)
+        }
+        .map_err(|e| tantivy_error(&dir, e))?;
+        let theirs = index.schema();
+        for (field, entry) in schema.schema.fields() {
+            if theirs.get_field(entry.name()).ok() != Some(field) {
+                return Err(Error::corrupt(
+                    &dir,
+                    format!("flow index: field {} missing or moved", entry.name()),
+                ));
+            }
+        }
         let committed = index
             .load_metas()
             .map_err(|e| tantivy_error(&dir, e))?
@@ -116,24 +135,37 @@ impl Partition {
         *self.committed_wal_segment.lock()
     }
 
+    /// Whether the partition is being written: a writer with documents added since it was opened.
+    /// A writer that only merges does not count.
     pub fn has_writer(&self) -> bool {
-        self.writer.lock().is_some()
+        self.writer
+            .lock()
+            .as_ref()
+            .is_some_and(|s| !s.merging || s.pending > 0)
+    }
+
+    fn open_writer(&self, opts: &PartitionOptions) -> Result<IndexWriter> {
+        let writer: IndexWriter = self
+            .index
+            .writer_with_num_threads(opts.writer_threads, opts.writer_heap_bytes)
+            .map_err(|e| tantivy_error(&self.dir, e))?;
+        // Merge sooner than tantivy's default (8 segments of a level): every segment repeats the
+        // dictionaries of its columns and terms, so fewer segments are smaller and faster to query.
+        let mut policy = LogMergePolicy::default();
+        policy.set_min_num_segments(4);
+        writer.set_merge_policy(Box::new(policy));
+        Ok(writer)
     }
 
     /// Adds documents, opening the writer when needed.
     pub fn add(&self, docs: Vec<TantivyDocument>, opts: &PartitionOptions) -> Result<()> {
         let mut w = self.writer.lock();
         if w.is_none() {
-            let writer: IndexWriter = self
-                .index
-                .writer_with_num_threads(opts.writer_threads, opts.writer_heap_bytes)
-                .map_err(|e| tantivy_error(&self.dir, e))?;
-            // Merge sooner than tantivy's default (8 segments of a level): every segment repeats the
-            // dictionaries of its columns and terms, so fewer segments are smaller and faster to query.
-            let mut policy = LogMergePolicy::default();
-            policy.set_min_num_segments(4);
-            writer.set_merge_policy(Box::new(policy));
-            *w = Some(WriterState { writer, pending: 0 });
+            *w = Some(WriterState {
+                writer: self.open_writer(opts)?,
+                pending: 0,
+                merging: false,
+            });
         }
         let state = w.as_mut().expect("writer opened above");
         for d in docs {
@@ -167,7 +199,7 @@ impl Partition {
                 .reload()
                 .map_err(|e| tantivy_error(&self.dir, e))?;
         }
-        if idle || close {
+        if (idle && !state.merging) || close {
             if let Some(state) = w.take() {
                 state
                     .writer
@@ -176,6 +208,85 @@ impl Partition {
             }
         }
         Ok(())
+    }
+
+    /// Drops the writer, uncommitted documents included, once its merges are done.
+    pub fn close_writer(&self) -> Result<()> {
+        if let Some(state) = self.writer.lock().take() {
+            state
+                .writer
+                .wait_merging_threads()
+                .map_err(|e| tantivy_error(&self.dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Committed segments of the index.
+    pub fn segment_count(&self) -> Result<usize> {
+        self.index
+            .searchable_segment_ids()
+            .map(|ids| ids.len())
+            .map_err(|e| tantivy_error(&self.dir, e))
+    }
+
+    /// Merges every committed segment into one when nothing was added to the partition since its
+    /// last commit; returns whether it did. The caller waits for the merge, but holds no lock meanwhile: records may be
+    /// added and committed to the partition while it runs (they land in a new segment). Readers keep
+    /// their segments until they reload. Crash-safe through tantivy's commit protocol: `meta.json`
+    /// names the merged segment, with the last commit's payload, only once it is complete; until then
+    /// the old segments are the index.
+    pub fn merge_segments(&self, opts: &PartitionOptions) -> Result<bool> {
+        let merge = {
+            let mut w = self.writer.lock();
+            match w.as_ref() {
+                Some(state) if state.pending > 0 || state.merging => return Ok(false),
+                // Idle since its last commit: close it as the next commit would, letting the merges
+                // its merge policy started finish first.
+                Some(_) => {
+                    let state = w.take().expect("matched above");
+                    state
+                        .writer
+                        .wait_merging_threads()
+                        .map_err(|e| tantivy_error(&self.dir, e))?;
+                }
+                None => {}
+            }
+            let ids = self
+                .index
+                .searchable_segment_ids()
+                .map_err(|e| tantivy_error(&self.dir, e))?;
+            if ids.len() < 2 {
+                return Ok(false);
+            }
+            let mut writer = self.open_writer(opts)?;
+            let merge = writer.merge(&ids);
+            *w = Some(WriterState {
+                writer,
+                pending: 0,
+                merging: true,
+            });
+            merge
+        };
+        let merged = merge.wait();
+        {
+            let mut w = self.writer.lock();
+            if let Some(state) = w.as_mut() {
+                state.merging = false;
+                // Documents added meanwhile keep the writer for the next commit.
+                if state.pending == 0 {
+                    let state = w.take().expect("checked above");
+                    state
+                        .writer
+                        .wait_merging_threads()
+                        .map_err(|e| tantivy_error(&self.dir, e))?;
+                }
+            }
+        }
+        merged.map_err(|e| tantivy_error(&self.dir, e))?;
+        self.reader
+            .reload()
+            .map_err(|e| tantivy_error(&self.dir, e))?;
+        Ok(true)
     }
 
     /// Bytes of the committed index by part (`postings`, `termdict`, `fast`, `store`, `fieldnorms`)

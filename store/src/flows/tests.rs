@@ -1,5 +1,6 @@
 use std::ops::Bound;
 
+use tantivy::collector::Count;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::Term;
@@ -365,4 +366,229 @@ fn tenants_are_isolated() {
     let s = FlowStorage::open(dir.path(), test_config()).unwrap();
     let a = s.for_read("team-a").unwrap().unwrap();
     assert_eq!(all(&a, &AllQuery, SortOrder::Asc).len(), 10);
+}
+
+/// Everything the query path answers, for comparing a store with itself before and after a change
+/// of layout: records in both orders, a filtered search, aggregations and field values.
+fn answers(store: &FlowStore) -> Vec<String> {
+    let mut out = vec![
+        format!("{:?}", all(store, &AllQuery, SortOrder::Asc)),
+        format!("{:?}", all(store, &AllQuery, SortOrder::Desc)),
+    ];
+    let q = BooleanQuery::new(vec![
+        (Occur::Must, term(store, "dst.workload", "server-1")),
+        (Occur::Must, at_least(store, "http.status", 500)),
+    ]);
+    out.push(format!("{:?}", all(store, &q, SortOrder::Desc)));
+    let req = AggregateRequest::new(
+        &["src.workload", "dst.port"],
+        vec![AggFn::parse("sum(bytes_tx)").unwrap(), AggFn::Count],
+        100,
+    )
+    .unwrap();
+    for (start, end) in [
+        (i64::MIN, i64::MAX),
+        (T0 + 600 * NS_PER_SEC, T0 + 4000 * NS_PER_SEC),
+    ] {
+        let rows = store.aggregate(&AllQuery, start, end, &req).unwrap();
+        out.push(format!(
+            "{:?}",
+            rows.iter().map(|r| (&r.key, &r.values)).collect::<Vec<_>>()
+        ));
+    }
+    for field in ["src.pod", "dns.query", "http.methods"] {
+        let values = store
+            .field_values(field, "", i64::MIN, i64::MAX, 1000)
+            .unwrap();
+        out.push(format!("{values:?}"));
+    }
+    out
+}
+
+/// Records over two hourly partitions, appended in `batches` commits: several segments each.
+fn store_with_segments(dir: &Path, records: &[FlowRecord], batches: usize) -> FlowStore {
+    let store = FlowStore::open(dir, test_config()).unwrap();
+    let now = records.last().unwrap().interval_end;
+    for chunk in records.chunks(records.len().div_ceil(batches)) {
+        assert_eq!(store.append(chunk, now).unwrap().rejected, 0);
+        store.commit().unwrap();
+    }
+    store
+}
+
+fn segment_counts(store: &FlowStore) -> Vec<usize> {
+    store
+        .partitions_overlapping(i64::MIN, i64::MAX)
+        .iter()
+        .map(|p| p.segment_count().unwrap())
+        .collect()
+}
+
+#[test]
+fn merging_closed_partitions_keeps_every_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = sample_records(5000, T0);
+    let store = store_with_segments(dir.path(), &records, 6);
+    assert!(segment_counts(&store).iter().all(|&n| n > 1));
+    let before = answers(&store);
+    let disk_before = store.disk_bytes();
+    // A searcher taken before the merge keeps reading the old segments.
+    let old_searcher = store
+        .partitions_overlapping(T0, T0)
+        .remove(0)
+        .reader
+        .searcher();
+    let old_segments = old_searcher.segment_readers().len();
+
+    // Only the partition whose hour is over is merged.
+    let first_hour_over = T0 + 3600 * NS_PER_SEC;
+    assert_eq!(store.merge_closed_partitions(first_hour_over).unwrap(), 1);
+    let counts = segment_counts(&store);
+    assert_eq!(counts[0], 1);
+    assert!(counts[1] > 1);
+    assert_eq!(answers(&store), before);
+    assert_eq!(old_searcher.segment_readers().len(), old_segments);
+    assert_eq!(old_searcher.search(&AllQuery, &Count).unwrap(), 3600);
+
+    assert_eq!(store.merge_closed_partitions(i64::MAX).unwrap(), 1);
+    assert_eq!(segment_counts(&store), vec![1, 1]);
+    assert_eq!(answers(&store), before);
+    // Nothing left to merge.
+    assert_eq!(store.merge_closed_partitions(i64::MAX).unwrap(), 0);
+    store.commit().unwrap();
+    assert!(store.disk_bytes() < disk_before);
+
+    // The merge is what a reopened store sees, and nothing is replayed twice.
+    store.close();
+    drop(store);
+    let store = FlowStore::open(dir.path(), test_config()).unwrap();
+    assert_eq!(segment_counts(&store), vec![1, 1]);
+    assert_eq!(answers(&store), before);
+}
+
+#[test]
+fn a_partition_being_written_is_not_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = sample_records(3000, T0);
+    let store = store_with_segments(dir.path(), &records[..2000], 4);
+    // An append since the last commit keeps the writer open: not closed, not merged.
+    store.append(&records[2000..], T0).unwrap();
+    assert_eq!(store.merge_closed_partitions(i64::MAX).unwrap(), 0);
+    store.commit().unwrap();
+    assert_eq!(store.merge_closed_partitions(i64::MAX).unwrap(), 1);
+    assert_eq!(all(&store, &AllQuery, SortOrder::Asc), records);
+}
+
+/// Appends go on while a partition is merged, and a crash then (the store dropped without closing)
+/// loses no acknowledged record and duplicates none: the merge keeps the partition's commit payload,
+/// so the WAL replay starts where it did.
+#[test]
+fn records_appended_during_a_merge_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = sample_records(6000, T0);
+    let (old, late) = records.split_at(5000);
+    let store = Arc::new(store_with_segments(dir.path(), old, 8));
+    let merger = {
+        let store = store.clone();
+        std::thread::spawn(move || store.merge_closed_partitions(i64::MAX).unwrap())
+    };
+    // Late records for both partitions, acknowledged (in the WAL) but never committed.
+    let now = records.last().unwrap().interval_end;
+    let mut late = late.to_vec();
+    for (i, r) in late.iter_mut().enumerate() {
+        r.interval_end = T0 + i as i64 * 5 * NS_PER_SEC + NS_PER_SEC / 2;
+        r.interval_start = r.interval_end - NS_PER_SEC;
+    }
+    for chunk in late.chunks(100) {
+        assert_eq!(store.append(chunk, now).unwrap().accepted, 100);
+    }
+    merger.join().unwrap();
+    drop(Arc::into_inner(store).expect("the merge thread is done"));
+
+    let store = FlowStore::open(dir.path(), test_config()).unwrap();
+    let mut expected: Vec<FlowRecord> = old.iter().chain(&late).cloned().collect();
+    expected.sort_by_key(|r| r.interval_end);
+    assert_eq!(all(&store, &AllQuery, SortOrder::Asc), expected);
+}
+
+/// A crash in the middle of a merge: the merged segment's files are written, `meta.json` still
+/// names the old segments (tantivy replaces it only once the merge is complete). Simulated by
+/// putting the files of a finished merge, done on a copy, beside the unmerged index.
+#[test]
+fn a_crash_before_the_merge_is_committed_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = sample_records(3000, T0);
+    let store = store_with_segments(dir.path(), &records, 5);
+    let before = answers(&store);
+    store.close();
+    drop(store);
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    {
+        let merged = FlowStore::open(copy.path(), test_config()).unwrap();
+        assert_eq!(merged.merge_closed_partitions(i64::MAX).unwrap(), 1);
+        merged.close();
+    }
+    let partition = partition::dir_name(T0, 3600 * NS_PER_SEC);
+    for e in fs::read_dir(copy.path().join(&partition)).unwrap() {
+        let e = e.unwrap();
+        let target = dir.path().join(&partition).join(e.file_name());
+        if e.file_name() != "meta.json" && !target.exists() {
+            fs::copy(e.path(), target).unwrap();
+        }
+    }
+    let store = FlowStore::open(dir.path(), test_config()).unwrap();
+    assert_eq!(answers(&store), before);
+    // And merging again from there works.
+    assert_eq!(store.merge_closed_partitions(i64::MAX).unwrap(), 1);
+    assert_eq!(answers(&store), before);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn retention_waits_for_a_merge_and_drops_the_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = FlowConfig {
+        retention_ns: 3 * 3600 * NS_PER_SEC,
+        ..test_config()
+    };
+    let records = sample_records(4000, T0);
+    let now = records.last().unwrap().interval_end;
+    let store = Arc::new(FlowStore::open(dir.path(), cfg).unwrap());
+    // Several segments in both partitions.
+    for chunk in records.chunks(300) {
+        store.append(chunk, now).unwrap();
+        store.commit().unwrap();
+    }
+    let merger = {
+        let store = store.clone();
+        std::thread::spawn(move || store.merge_closed_partitions(i64::MAX).unwrap())
+    };
+    // Four hours later the first partition is past the retention.
+    let dropped = store.apply_retention(T0 + 4 * 3600 * NS_PER_SEC).unwrap();
+    let merged = merger.join().unwrap();
+    assert_eq!(dropped, 1);
+    assert!((1..=2).contains(&merged));
+    assert_eq!(store.partition_count(), 1);
+    let kept: Vec<_> = records
+        .iter()
+        .filter(|r| r.interval_end >= T0 + 3600 * NS_PER_SEC)
+        .cloned()
+        .collect();
+    assert_eq!(all(&store, &AllQuery, SortOrder::Asc), kept);
+    assert!(!dir
+        .path()
+        .join(partition::dir_name(T0, 3600 * NS_PER_SEC))
+        .exists());
 }

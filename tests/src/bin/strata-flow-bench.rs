@@ -9,8 +9,9 @@
 //!
 //! ```text
 //! strata-flow-bench ingest --url http://127.0.0.1:4318/v1/logs --records N [--senders 2] [--batch 2000]
-//! strata-flow-bench direct --dir DIR --records N          # into a FlowStore in-process, no OTLP
-//!     [--writer-threads T] [--writer-heap-mib M]        # the `[flows]` settings of the same names
+//! strata-flow-bench direct --dir DIR --records N          # into a FlowStore in-process, no OTLP,
+//!     [--writer-threads T] [--writer-heap-mib M]        # then merges the partitions as the server
+//!                                                       # would; options: the `[flows]` settings
 //! strata-flow-bench ndjson --records N                    # the same records as NDJSON on stdout
 //! strata-flow-bench query  --url http://127.0.0.1:9080 [--runs 50]
 //! ```
@@ -429,8 +430,15 @@ fn direct(o: &Opts) -> Result<()> {
             last_commit = Instant::now();
         }
     }
-    store.close();
+    store.commit()?;
     let secs = start.elapsed().as_secs_f64();
+    // The store as it is once the data's last hour is over: the server's merge thread has merged
+    // every partition into one segment.
+    let merge_start = Instant::now();
+    let after_the_data = d.t0_ns + d.span_ns + store.config().partition_ns;
+    let merged = store.merge_closed_partitions(after_the_data)?;
+    let merge_secs = merge_start.elapsed().as_secs_f64();
+    store.close();
     let disk = dir_bytes(std::path::Path::new(dir));
     let mut space: Vec<_> = store.space_by_field()?.into_iter().collect();
     space.sort_by_key(|e| std::cmp::Reverse(e.1));
@@ -444,7 +452,8 @@ fn direct(o: &Opts) -> Result<()> {
         "{}",
         json!({
             "mode": "direct", "records": d.n, "seconds": secs, "records_per_s": d.n as f64 / secs,
-            "partitions": store.partition_count(), "disk_bytes": disk,
+            "partitions": store.partition_count(), "merged": merged, "merge_seconds": merge_secs,
+            "disk_bytes": disk,
             "bytes_per_record": disk as f64 / d.n as f64,
         })
     );
