@@ -931,7 +931,7 @@ mod tests {
                 s.end_time_unix_nano = s.start_time_unix_nano + 10_000 * u64::from(k + id);
                 s.kind = SpanKind::from_i32(i32::from(k % 6));
                 s.status_code = StatusCode::from_i32(i32::from(k % 3));
-                s.status_message = if k % 2 == 0 {
+                s.status_message = if k.is_multiple_of(2) {
                     String::new()
                 } else {
                     format!("m{id}")
@@ -950,7 +950,7 @@ mod tests {
                     KeyValue::new("a.first", Value::Int(-i64::from(k) * 1_000_003)),
                     KeyValue::new(
                         "shifty",
-                        if k % 2 == 0 {
+                        if k.is_multiple_of(2) {
                             Value::Str("s".into())
                         } else {
                             Value::Double(f64::from(k) / 3.0)

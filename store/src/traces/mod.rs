@@ -936,7 +936,7 @@ mod tests {
         let blocks = dir.path().join("blocks");
         fs::create_dir_all(&blocks).unwrap();
         let part = |id: u8, sid: u8| {
-            let svc = if id % 2 == 0 { "even" } else { "odd" };
+            let svc = if id.is_multiple_of(2) { "even" } else { "odd" };
             batch(
                 svc,
                 vec![span(id, sid, None, "root", u64::from(id) * 1_000, 100)],
