@@ -1,10 +1,11 @@
 //! The version 1 trace store (`tests/fixtures/v1/traces/`: a block with traces 1–3, a WAL segment with
 //! trace 4, written by `cargo run -p strata-store --example write_trace_fixtures`) opens and reads back
-//! exactly.
+//! exactly, and its block compacts with a block of the current version into one of the current version.
 
 mod fixture_copy;
 mod trace_fixture_content;
 
+use strata_store::traces::block::BLOCK_FORMAT_VERSION;
 use strata_store::traces::{TraceReader, TraceStore, TracesConfig};
 
 #[test]
@@ -16,7 +17,34 @@ fn v1_trace_store_reads_back() {
     let store =
         TraceStore::open(dir.path(), TracesConfig::default()).expect("the v1 trace store opens");
     assert_eq!(store.blocks().len(), 1);
+    assert_eq!(store.blocks()[0].meta.format_version, 1);
     assert_eq!(store.head_traces(), 1);
+    assert_reads_back(&store);
+    // The head (trace 4) is cut into a block of the current version at close.
+    store.close();
+    let cfg = TracesConfig {
+        compact_min_blocks: 2,
+        ..TracesConfig::default()
+    };
+    let store = TraceStore::open(dir.path(), cfg).unwrap();
+    let versions: Vec<u32> = store
+        .blocks()
+        .iter()
+        .map(|b| b.meta.format_version)
+        .collect();
+    assert_eq!(versions, [1, BLOCK_FORMAT_VERSION]);
+    assert_reads_back(&store);
+    assert_eq!(store.compact().unwrap(), 2);
+    let versions: Vec<u32> = store
+        .blocks()
+        .iter()
+        .map(|b| b.meta.format_version)
+        .collect();
+    assert_eq!(versions, [BLOCK_FORMAT_VERSION]);
+    assert_reads_back(&store);
+}
+
+fn assert_reads_back(store: &TraceStore) {
     for t in 1..=4u8 {
         let got = store
             .trace_by_id(&[t; 16], None)

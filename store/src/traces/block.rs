@@ -1,7 +1,8 @@
-//! Immutable trace blocks: traces sorted by trace id in zstd pages, a trace-id index with a summary per
-//! trace, a bloom filter on trace ids, a per-block dictionary of attribute values with postings (trace
+//! Immutable trace blocks: traces sorted by trace id, a trace-id index with a summary per trace, a
+//! bloom filter on trace ids, a per-block dictionary of attribute values with postings (trace
 //! ordinals) for search and autocomplete, and `meta.json`, written last so a block appears atomically.
-//! The layout is drawn in `docs/formats.md` ("Trace blocks").
+//! Version 2 (written) keeps the spans in column-wise row groups ([`super::columns`]); version 1
+//! (read) kept them row-wise in zstd pages. The layout is drawn in `docs/formats.md` ("Trace blocks").
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -16,15 +17,18 @@ use serde::{Deserialize, Serialize};
 use crate::encoding::{put_str, put_uvarint, DecodeError, DecodeResult, Decoder};
 use crate::error::{Error, Result};
 
+use super::columns::{RowGroup, RowGroupWriter};
 use super::model::{
-    get_batches, get_resource, put_batches, put_resource, Resource, ResourceRef, Trace, TraceId,
-    TraceSummary, Value,
+    get_batches, get_resource, put_resource, Resource, Trace, TraceId, TraceSummary, Value,
 };
 
 const DATA_MAGIC: &[u8; 4] = b"STTD";
 const INDEX_MAGIC: &[u8; 4] = b"STTI";
 const BLOOM_MAGIC: &[u8; 4] = b"STTB";
-pub const BLOCK_FORMAT_VERSION: u32 = 1;
+/// The version written: spans in column-wise row groups.
+pub const BLOCK_FORMAT_VERSION: u32 = 2;
+/// The first version, still read: spans row-wise in zstd pages.
+pub const BLOCK_FORMAT_ROWS: u32 = 1;
 const ZSTD_LEVEL: i32 = 3;
 /// A key with more distinct values than this in one block keeps no postings (values of ids, urls...):
 /// its conditions are checked on the spans instead.
@@ -76,7 +80,7 @@ pub type Dictionary = BTreeMap<(AttrScope, String), Option<BTreeMap<DictValue, V
 /// standard maps' default, built against hash flooding) was most of that cost, and these maps hold
 /// only what the block's own spans carry.
 #[derive(Default, Clone, Copy)]
-struct DictHasher(u64);
+pub(super) struct DictHasher(u64);
 
 impl std::hash::Hasher for DictHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -97,7 +101,7 @@ impl std::hash::Hasher for DictHasher {
     }
 }
 
-type DictMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<DictHasher>>;
+pub(super) type DictMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<DictHasher>>;
 
 /// The dictionary while a block is written: hash maps looked up by `&str`, so adding a span's
 /// attributes allocates only for keys and values not seen before.
@@ -272,14 +276,26 @@ impl Bloom {
     }
 }
 
+/// What the data file's pages hold while they are filled.
+enum Pages {
+    /// Version 2: the row group being filled.
+    Columns(Box<RowGroupWriter>),
+    /// Version 1: span batch bodies back to back. Written only by tests, which check that blocks of
+    /// the first version are still read and compacted.
+    #[cfg(test)]
+    Rows(Vec<u8>),
+}
+
 /// Writes a block from traces given in ascending trace-id order (merges must combine equal ids first).
 pub struct BlockWriter {
     dir: PathBuf,
     tmp: PathBuf,
     data: File,
     data_len: u64,
+    version: u32,
+    /// Uncompressed bytes at which a page (row group) is closed.
     page_bytes: usize,
-    page: Vec<u8>,
+    page: Pages,
     pages: Vec<(u64, u32)>,
     entries: Vec<TraceEntry>,
     resources: Vec<Arc<Resource>>,
@@ -291,6 +307,24 @@ pub struct BlockWriter {
 
 impl BlockWriter {
     pub fn create(blocks_dir: &Path, id: &str, page_bytes: usize) -> Result<BlockWriter> {
+        let page = Pages::Columns(Box::default());
+        Self::create_with(blocks_dir, id, page_bytes, BLOCK_FORMAT_VERSION, page)
+    }
+
+    /// A writer of the first, row-wise version.
+    #[cfg(test)]
+    pub(crate) fn create_v1(blocks_dir: &Path, id: &str, page_bytes: usize) -> Result<BlockWriter> {
+        let page = Pages::Rows(Vec::new());
+        Self::create_with(blocks_dir, id, page_bytes, BLOCK_FORMAT_ROWS, page)
+    }
+
+    fn create_with(
+        blocks_dir: &Path,
+        id: &str,
+        page_bytes: usize,
+        version: u32,
+        page: Pages,
+    ) -> Result<BlockWriter> {
         let dir = blocks_dir.join(id);
         let tmp = blocks_dir.join(format!("{id}.tmp"));
         if tmp.exists() {
@@ -299,15 +333,16 @@ impl BlockWriter {
         fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let path = tmp.join("data");
         let mut data = File::create(&path).map_err(|e| Error::io(&path, e))?;
-        data.write_all(&header(DATA_MAGIC))
+        data.write_all(&header(DATA_MAGIC, version))
             .map_err(|e| Error::io(&path, e))?;
         Ok(BlockWriter {
             dir,
             tmp,
             data,
             data_len: 8,
+            version,
             page_bytes,
-            page: Vec::with_capacity(page_bytes * 2),
+            page,
             pages: Vec::new(),
             entries: Vec::new(),
             resources: Vec::new(),
@@ -325,23 +360,34 @@ impl BlockWriter {
         );
         self.last_id = Some(trace.trace_id);
         let ordinal = self.entries.len() as u32;
-        let offset = self.page.len();
-        {
-            let resources = &mut self.resources;
-            let ids = &mut self.resource_ids;
-            let mut lookup = |r: &Arc<Resource>| -> u32 {
-                *ids.entry(r.clone()).or_insert_with(|| {
-                    resources.push(r.clone());
-                    (resources.len() - 1) as u32
-                })
-            };
-            put_batches(
-                &mut self.page,
-                &trace.batches,
-                ResourceRef::Table(&mut lookup),
-                false,
-            );
-        }
+        let summary = trace.summary();
+        let resources = &mut self.resources;
+        let ids = &mut self.resource_ids;
+        let mut lookup = |r: &Arc<Resource>| -> u32 {
+            *ids.entry(r.clone()).or_insert_with(|| {
+                resources.push(r.clone());
+                (resources.len() - 1) as u32
+            })
+        };
+        // Where the trace sits in its page: v2 its position in the row group, v1 a byte range.
+        let (offset, len, full) = match &mut self.page {
+            Pages::Columns(group) => {
+                group.add(trace, summary.start_unix_nano, &mut lookup);
+                let full = group.raw_len() >= self.page_bytes;
+                (group.traces() - 1, 0, full)
+            }
+            #[cfg(test)]
+            Pages::Rows(page) => {
+                let offset = page.len();
+                super::model::put_batches(
+                    page,
+                    &trace.batches,
+                    super::model::ResourceRef::Table(&mut lookup),
+                    false,
+                );
+                (offset, page.len() - offset, page.len() >= self.page_bytes)
+            }
+        };
         for rs in &trace.batches {
             // A resource's attributes are the same for all its spans: add them once per group.
             for kv in &rs.resource.attributes {
@@ -364,21 +410,31 @@ impl BlockWriter {
             trace_id: trace.trace_id,
             page: self.pages.len() as u32,
             offset: offset as u32,
-            len: (self.page.len() - offset) as u32,
-            summary: trace.summary(),
+            len: len as u32,
+            summary,
         });
-        if self.page.len() >= self.page_bytes {
+        if full {
             self.flush_page()?;
         }
         Ok(())
     }
 
     fn flush_page(&mut self) -> Result<()> {
-        if self.page.is_empty() {
-            return Ok(());
-        }
-        let z =
-            zstd::bulk::compress(&self.page, ZSTD_LEVEL).map_err(|e| Error::io(&self.tmp, e))?;
+        let io = |e| Error::io(&self.tmp, e);
+        let z = match &mut self.page {
+            Pages::Columns(group) if group.traces() == 0 => return Ok(()),
+            Pages::Columns(group) => std::mem::take(&mut **group)
+                .finish(ZSTD_LEVEL)
+                .map_err(io)?,
+            #[cfg(test)]
+            Pages::Rows(page) if page.is_empty() => return Ok(()),
+            #[cfg(test)]
+            Pages::Rows(page) => {
+                let z = zstd::bulk::compress(page, ZSTD_LEVEL).map_err(io)?;
+                page.clear();
+                z
+            }
+        };
         let mut framed = Vec::with_capacity(z.len() + 8);
         framed.extend_from_slice(&(z.len() as u32).to_le_bytes());
         framed.extend_from_slice(&crc32c::crc32c(&z).to_le_bytes());
@@ -388,7 +444,6 @@ impl BlockWriter {
             .map_err(|e| Error::io(&self.tmp, e))?;
         self.pages.push((self.data_len, framed.len() as u32));
         self.data_len += framed.len() as u64;
-        self.page.clear();
         Ok(())
     }
 
@@ -438,7 +493,7 @@ impl BlockWriter {
         }
         let dict = std::mem::take(&mut self.dict).finish();
         put_dictionary(&mut body, &dict);
-        let index = seal(INDEX_MAGIC, &body, &self.tmp)?;
+        let index = seal(INDEX_MAGIC, self.version, &body, &self.tmp)?;
         let mut bloom = Bloom::with_capacity(self.entries.len());
         for e in &self.entries {
             bloom.insert(&e.trace_id);
@@ -449,7 +504,7 @@ impl BlockWriter {
         for w in &bloom.bits {
             bbody.extend_from_slice(&w.to_le_bytes());
         }
-        let bloom_bytes = framed_file(BLOOM_MAGIC, &bbody);
+        let bloom_bytes = framed_file(BLOOM_MAGIC, self.version, &bbody);
         write_synced(&self.tmp.join("index"), &index)?;
         write_synced(&self.tmp.join("bloom"), &bloom_bytes)?;
         let id = self
@@ -458,7 +513,7 @@ impl BlockWriter {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let meta = BlockMeta {
-            format_version: BLOCK_FORMAT_VERSION,
+            format_version: self.version,
             id,
             seq,
             level,
@@ -575,32 +630,33 @@ fn get_dictionary(d: &mut Decoder<'_>, traces: u32) -> DecodeResult<Dictionary> 
     Ok(dict)
 }
 
-fn header(magic: &[u8; 4]) -> Vec<u8> {
+fn header(magic: &[u8; 4], version: u32) -> Vec<u8> {
     let mut h = Vec::with_capacity(8);
     h.extend_from_slice(magic);
-    h.extend_from_slice(&BLOCK_FORMAT_VERSION.to_le_bytes());
+    h.extend_from_slice(&version.to_le_bytes());
     h
 }
 
 /// `magic, version, u32 CRC-32C of the body, body`.
-fn framed_file(magic: &[u8; 4], body: &[u8]) -> Vec<u8> {
-    let mut out = header(magic);
+fn framed_file(magic: &[u8; 4], version: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = header(magic, version);
     out.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
     out.extend_from_slice(body);
     out
 }
 
-fn seal(magic: &[u8; 4], body: &[u8], path: &Path) -> Result<Vec<u8>> {
+fn seal(magic: &[u8; 4], version: u32, body: &[u8], path: &Path) -> Result<Vec<u8>> {
     let z = zstd::bulk::compress(body, ZSTD_LEVEL).map_err(|e| Error::io(path, e))?;
-    Ok(framed_file(magic, &z))
+    Ok(framed_file(magic, version, &z))
 }
 
-fn unframe(path: &Path, magic: &[u8; 4], data: &[u8]) -> Result<Vec<u8>> {
+/// The body of a file written by [`framed_file`], whose version must be the block's.
+fn unframe(path: &Path, magic: &[u8; 4], expected: u32, data: &[u8]) -> Result<Vec<u8>> {
     if data.len() < 12 || &data[..4] != magic {
         return Err(Error::corrupt(path, "bad magic"));
     }
     let version = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
-    if version != BLOCK_FORMAT_VERSION {
+    if version != expected {
         return Err(Error::UnsupportedVersion {
             path: path.to_owned(),
             version,
@@ -635,8 +691,15 @@ pub struct Block {
     entries: Vec<TraceEntry>,
     bloom: Bloom,
     pub dict: Dictionary,
-    /// The last page decompressed: scans and repeated lookups read pages in runs.
-    page_cache: Mutex<Option<(u32, Arc<Vec<u8>>)>>,
+    /// The last page decoded: scans and repeated lookups read pages in runs.
+    page_cache: Mutex<Option<(u32, Page)>>,
+}
+
+/// A page as read: a decoded row group (version 2) or decompressed span batch bodies (version 1).
+#[derive(Clone)]
+enum Page {
+    Columns(Arc<RowGroup>),
+    Rows(Arc<Vec<u8>>),
 }
 
 impl Block {
@@ -645,7 +708,7 @@ impl Block {
         let meta: BlockMeta =
             serde_json::from_slice(&fs::read(&mpath).map_err(|e| Error::io(&mpath, e))?)
                 .map_err(|e| Error::corrupt(&mpath, e.to_string()))?;
-        if meta.format_version != BLOCK_FORMAT_VERSION {
+        if ![BLOCK_FORMAT_ROWS, BLOCK_FORMAT_VERSION].contains(&meta.format_version) {
             return Err(Error::UnsupportedVersion {
                 path: mpath,
                 version: meta.format_version,
@@ -653,7 +716,7 @@ impl Block {
         }
         let ipath = dir.join("index");
         let raw = fs::read(&ipath).map_err(|e| Error::io(&ipath, e))?;
-        let z = unframe(&ipath, INDEX_MAGIC, &raw)?;
+        let z = unframe(&ipath, INDEX_MAGIC, meta.format_version, &raw)?;
         let body = zstd::stream::decode_all(&z[..]).map_err(|e| Error::io(&ipath, e))?;
         let corrupt = |e: DecodeError| Error::corrupt(&ipath, e.to_string());
         let mut d = Decoder::new(&body);
@@ -716,7 +779,7 @@ impl Block {
         .map_err(corrupt)?;
         let bpath = dir.join("bloom");
         let raw = fs::read(&bpath).map_err(|e| Error::io(&bpath, e))?;
-        let bbody = unframe(&bpath, BLOOM_MAGIC, &raw)?;
+        let bbody = unframe(&bpath, BLOOM_MAGIC, meta.format_version, &raw)?;
         let mut d = Decoder::new(&bbody);
         let bloom = (|| {
             let k = d.uvarint()? as u32;
@@ -762,10 +825,10 @@ impl Block {
         &self.entries[ordinal].summary
     }
 
-    fn page(&self, page: u32) -> Result<Arc<Vec<u8>>> {
-        if let Some((p, bytes)) = self.page_cache.lock().as_ref() {
+    fn page(&self, page: u32) -> Result<Page> {
+        if let Some((p, cached)) = self.page_cache.lock().as_ref() {
             if *p == page {
-                return Ok(bytes.clone());
+                return Ok(cached.clone());
             }
         }
         let dpath = self.dir.join("data");
@@ -783,17 +846,36 @@ impl Block {
         if z.len() != zlen || crc32c::crc32c(z) != crc {
             return Err(Error::corrupt(&dpath, "page checksum mismatch"));
         }
-        let bytes = Arc::new(zstd::stream::decode_all(z).map_err(|e| Error::io(&dpath, e))?);
-        *self.page_cache.lock() = Some((page, bytes.clone()));
-        Ok(bytes)
+        let decoded = if self.meta.format_version == BLOCK_FORMAT_ROWS {
+            Page::Rows(Arc::new(
+                zstd::stream::decode_all(z).map_err(|e| Error::io(&dpath, e))?,
+            ))
+        } else {
+            // Traces of a page are consecutive ordinals: the page's count is where the next begins.
+            let first = self.entries.partition_point(|e| e.page < page);
+            let traces = self.entries[first..].partition_point(|e| e.page == page);
+            let group = RowGroup::decode(z, traces, &self.resources)
+                .map_err(|err| Error::corrupt(&dpath, err.to_string()))?;
+            Page::Columns(Arc::new(group))
+        };
+        *self.page_cache.lock() = Some((page, decoded.clone()));
+        Ok(decoded)
     }
 
     /// Reads the trace at an index position.
     pub fn read(&self, ordinal: usize) -> Result<Trace> {
         let e = &self.entries[ordinal];
-        let page = self.page(e.page)?;
-        let (start, end) = (e.offset as usize, e.offset as usize + e.len as usize);
         let dpath = self.dir.join("data");
+        let corrupt = |err: DecodeError| Error::corrupt(&dpath, err.to_string());
+        let page = match self.page(e.page)? {
+            Page::Columns(group) => {
+                return group
+                    .trace(e.offset as usize, e.trace_id, e.summary.start_unix_nano)
+                    .map_err(corrupt);
+            }
+            Page::Rows(page) => page,
+        };
+        let (start, end) = (e.offset as usize, e.offset as usize + e.len as usize);
         let slice = page
             .get(start..end)
             .ok_or_else(|| Error::corrupt(&dpath, "trace outside its page"))?;
@@ -802,7 +884,7 @@ impl Block {
             Some(&self.resources),
             Some(e.trace_id),
         )
-        .map_err(|err| Error::corrupt(&dpath, err.to_string()))?;
+        .map_err(corrupt)?;
         Ok(Trace {
             trace_id: e.trace_id,
             batches,
@@ -823,8 +905,213 @@ impl Block {
 
 #[cfg(test)]
 mod tests {
-    use super::super::model::tests::{batch, span};
+    use super::super::model::tests::{batch, span, value_strategy};
+    use super::super::model::{
+        Event, KeyValue, Link, ResourceSpans, Scope, ScopeSpans, Span, SpanKind, StatusCode,
+    };
     use super::*;
+
+    /// A trace exercising every field: all value kinds (nested too), attributes out of key order
+    /// with a duplicate key and a key whose type changes, parents inside and outside the trace and of
+    /// odd length, events and links with attributes, two resources and two scopes, an end before the
+    /// start.
+    fn varied_trace(id: u8) -> Trace {
+        let t0 = 1_700_000_000_000_000_000 + u64::from(id) * 7_919;
+        let mut spans: Vec<Span> = (0..6u8)
+            .map(|k| {
+                let mut s = span(
+                    id,
+                    k + 1,
+                    (k > 0).then_some(k),
+                    &format!("op-{}", k % 3),
+                    0,
+                    0,
+                );
+                s.start_time_unix_nano = t0 + u64::from(k) * 1_000 + u64::from(id);
+                s.end_time_unix_nano = s.start_time_unix_nano + 10_000 * u64::from(k + id);
+                s.kind = SpanKind::from_i32(i32::from(k % 6));
+                s.status_code = StatusCode::from_i32(i32::from(k % 3));
+                s.status_message = if k.is_multiple_of(2) {
+                    String::new()
+                } else {
+                    format!("m{id}")
+                };
+                s.trace_state = if k == 3 {
+                    "vendor=x".into()
+                } else {
+                    String::new()
+                };
+                s.flags = u32::from(k) << 8;
+                s.dropped_attributes_count = u32::from(k);
+                s.dropped_events_count = u32::from(id % 3);
+                s.dropped_links_count = 7;
+                s.attributes = vec![
+                    KeyValue::new("z.last", Value::Str(format!("req-{id}-{k}"))),
+                    KeyValue::new("a.first", Value::Int(-i64::from(k) * 1_000_003)),
+                    KeyValue::new(
+                        "shifty",
+                        if k.is_multiple_of(2) {
+                            Value::Str("s".into())
+                        } else {
+                            Value::Double(f64::from(k) / 3.0)
+                        },
+                    ),
+                    KeyValue::new("a.first", Value::Bool(k % 2 == 1)),
+                    KeyValue::new("empty", Value::Empty),
+                    KeyValue::new("bytes", Value::Bytes(vec![id, k, 0, 255])),
+                    KeyValue::new(
+                        "nested",
+                        Value::Array(vec![
+                            Value::Int(i64::MIN),
+                            Value::KvList(vec![KeyValue::new(
+                                "in",
+                                Value::Array(vec![Value::Str("deep".into()), Value::Empty]),
+                            )]),
+                        ]),
+                    ),
+                ];
+                s.attributes.truncate(2 + usize::from(k));
+                s
+            })
+            .collect();
+        spans[2].parent_span_id = vec![0xab; 8]; // a parent in another trace
+        spans[3].parent_span_id = vec![1, 2, 3]; // not a span id at all
+        spans[4].end_time_unix_nano = spans[4].start_time_unix_nano - 5; // ends before it starts
+        let before = spans[4].start_time_unix_nano - 1_000;
+        spans[4].events.push(Event {
+            time_unix_nano: before,
+            name: "before".into(),
+            attributes: vec![],
+            dropped_attributes_count: 0,
+        });
+        spans[5].links.push(Link {
+            trace_id: vec![],
+            span_id: vec![3; 8],
+            trace_state: String::new(),
+            attributes: vec![KeyValue::new("l", Value::Bytes(vec![]))],
+            dropped_attributes_count: 9,
+            flags: 0,
+        });
+        spans[1].events.clear();
+        spans[1].links.clear();
+        let later = spans.split_off(3);
+        let mut first = batch(&format!("svc-{}", id % 2), spans);
+        first.scope_spans.push(ScopeSpans {
+            scope: Scope {
+                name: "other".into(),
+                version: String::new(),
+                attributes: vec![KeyValue::new("sc", Value::Int(1))],
+                dropped_attributes_count: 1,
+                schema_url: "u".into(),
+            },
+            spans: later[..1].to_vec(),
+        });
+        let second = ResourceSpans {
+            resource: Arc::new(Resource::default()),
+            scope_spans: vec![ScopeSpans {
+                scope: Scope::default(),
+                spans: later[1..].to_vec(),
+            }],
+        };
+        Trace {
+            trace_id: [id; 16],
+            batches: vec![first, second],
+        }
+    }
+
+    fn write_block(dir: &Path, id: &str, v1: bool, page_bytes: usize, traces: &[Trace]) -> Block {
+        let mut w = if v1 {
+            BlockWriter::create_v1(dir, id, page_bytes).unwrap()
+        } else {
+            BlockWriter::create(dir, id, page_bytes).unwrap()
+        };
+        for t in traces {
+            w.add(t).unwrap();
+        }
+        w.finish(1, 0, vec![]).unwrap();
+        Block::open(&dir.join(id)).unwrap()
+    }
+
+    #[test]
+    fn v2_round_trips_every_field_across_row_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let traces: Vec<Trace> = (1..=40).map(varied_trace).collect();
+        // Small row groups: traces of one group and of different groups are read in any order.
+        let b = write_block(dir.path(), "b2", false, 4_000, &traces);
+        assert_eq!(b.meta.format_version, 2);
+        assert!(b.pages.len() > 3, "{} row groups", b.pages.len());
+        for t in traces.iter().rev().chain(traces.iter().step_by(3)) {
+            assert_eq!(b.find(&t.trace_id).unwrap().as_ref(), Some(t));
+        }
+        for (o, t) in traces.iter().enumerate() {
+            assert_eq!(&b.read(o).unwrap(), t);
+            assert_eq!(b.summary(o), &t.summary());
+        }
+    }
+
+    #[test]
+    fn v1_blocks_still_read_and_agree_with_v2() {
+        let dir = tempfile::tempdir().unwrap();
+        let traces: Vec<Trace> = (1..=30).map(varied_trace).collect();
+        let v1 = write_block(dir.path(), "b1", true, 2_000, &traces);
+        let v2 = write_block(dir.path(), "b2", false, 2_000, &traces);
+        assert_eq!(v1.meta.format_version, 1);
+        assert_eq!(fs::read(dir.path().join("b1/data")).unwrap()[4], 1);
+        for (o, t) in traces.iter().enumerate() {
+            assert_eq!(&v1.read(o).unwrap(), t);
+            assert_eq!(v1.read(o).unwrap(), v2.read(o).unwrap());
+        }
+        assert_eq!(v1.dict, v2.dict);
+        assert!(v1.find(&[0xee; 16]).unwrap().is_none());
+    }
+
+    #[test]
+    fn damaged_row_group_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = write_block(dir.path(), "b2", false, 1 << 20, &[varied_trace(1)]);
+        let dpath = dir.path().join("b2/data");
+        let mut raw = fs::read(&dpath).unwrap();
+        raw[20] ^= 0x01;
+        fs::write(&dpath, raw).unwrap();
+        let b = {
+            drop(b);
+            Block::open(&dir.path().join("b2")).unwrap()
+        };
+        assert!(matches!(b.read(0), Err(Error::Corrupt { .. })));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_spans_round_trip_through_v2(
+            spans in proptest::collection::vec((
+                proptest::collection::vec(("[a-c]{1,2}", value_strategy()), 0..5),
+                proptest::prelude::any::<u64>(),
+                proptest::prelude::any::<u64>(),
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..=9),
+                ".{0,4}",
+            ), 1..6),
+        ) {
+            let spans: Vec<Span> = spans
+                .into_iter()
+                .enumerate()
+                .map(|(i, (attrs, start, end, parent, name))| {
+                    let mut s = span(5, i as u8, None, &name, 0, 0);
+                    s.start_time_unix_nano = start;
+                    s.end_time_unix_nano = end;
+                    s.parent_span_id = if parent.len() == 9 { vec![(i as u8).saturating_sub(1); 8] } else { parent };
+                    s.attributes = attrs.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect();
+                    s.events[0].attributes = s.attributes.clone();
+                    s.links[0].attributes = s.attributes.iter().rev().cloned().collect();
+                    s
+                })
+                .collect();
+            let t = Trace { trace_id: [5; 16], batches: vec![batch("p", spans)] };
+            let dir = tempfile::tempdir().unwrap();
+            let b = write_block(dir.path(), "p", false, 1 << 20, std::slice::from_ref(&t));
+            proptest::prop_assert_eq!(b.read(0).unwrap(), t);
+        }
+    }
 
     fn trace(id: u8, service: &str) -> Trace {
         Trace {

@@ -412,7 +412,7 @@ pub fn group_by_trace(batch: Vec<ResourceSpans>) -> Vec<Trace> {
 
 // ---- encoding ----
 
-fn put_value(buf: &mut Vec<u8>, v: &Value) {
+pub(crate) fn put_value(buf: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Empty => buf.push(0),
         Value::Str(s) => {
@@ -457,7 +457,7 @@ fn put_attrs(buf: &mut Vec<u8>, kvs: &[KeyValue]) {
     }
 }
 
-fn get_value(d: &mut Decoder<'_>, depth: usize) -> DecodeResult<Value> {
+pub(crate) fn get_value(d: &mut Decoder<'_>, depth: usize) -> DecodeResult<Value> {
     if depth > MAX_VALUE_DEPTH {
         return Err(DecodeError("attribute value nested too deep"));
     }
@@ -512,7 +512,7 @@ fn get_u32(d: &mut Decoder<'_>) -> DecodeResult<u32> {
     u32::try_from(d.uvarint()?).map_err(|_| DecodeError("count out of range"))
 }
 
-fn put_scope(buf: &mut Vec<u8>, s: &Scope) {
+pub(crate) fn put_scope(buf: &mut Vec<u8>, s: &Scope) {
     put_str(buf, &s.name);
     put_str(buf, &s.version);
     put_attrs(buf, &s.attributes);
@@ -520,7 +520,7 @@ fn put_scope(buf: &mut Vec<u8>, s: &Scope) {
     put_str(buf, &s.schema_url);
 }
 
-fn get_scope(d: &mut Decoder<'_>) -> DecodeResult<Scope> {
+pub(crate) fn get_scope(d: &mut Decoder<'_>) -> DecodeResult<Scope> {
     Ok(Scope {
         name: d.str()?.to_owned(),
         version: d.str()?.to_owned(),
@@ -642,6 +642,13 @@ fn fixed<const N: usize>(b: &[u8]) -> [u8; N] {
 /// How a resource is written inside a batch: inline (WAL) or as an index into a block's resource table.
 pub(crate) enum ResourceRef<'a> {
     Inline,
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "only the version 1 block writer, kept for tests, uses it"
+        )
+    )]
     Table(&'a mut dyn FnMut(&Arc<Resource>) -> u32),
 }
 
@@ -803,7 +810,7 @@ pub(crate) mod tests {
         assert_eq!((s.start_unix_nano, s.end_unix_nano), (1000, 1050));
     }
 
-    fn value_strategy() -> impl proptest::strategy::Strategy<Value = Value> {
+    pub fn value_strategy() -> impl proptest::strategy::Strategy<Value = Value> {
         use proptest::prelude::*;
         let leaf = prop_oneof![
             Just(Value::Empty),
