@@ -89,9 +89,26 @@ pub struct Scan {
     pub cleared_idle: usize,
 }
 
+/// A socket as the table last knew it.
+#[derive(Clone, Copy, Debug)]
+struct Tracked {
+    seen: Seen,
+    /// Scans in a row that did not find the socket in the kernel map.
+    missed_scans: u32,
+    /// Its close summary was reported; the entry stays only to recognise a scan that still
+    /// reads the kernel entry, which the kernel deletes just after emitting the summary.
+    closed: bool,
+}
+
+/// How many scans a socket that left the kernel map is remembered for. The kernel deletes the
+/// entry when it emits the close summary, and a scan may run before the tracker has read that
+/// summary from the ring: without the last counters the scan saw, the close would report the
+/// connection's whole life again.
+const GONE_GRACE_SCANS: u32 = 3;
+
 #[derive(Debug)]
 pub struct FlowTable {
-    seen: HashMap<u64, Seen>,
+    seen: HashMap<u64, Tracked>,
     idle_after_ns: u64,
 }
 
@@ -116,13 +133,23 @@ impl FlowTable {
         let mut present = HashMap::with_capacity(entries.len());
         for (sock_id, stats) in &entries {
             let current = Seen::of(stats);
-            // A different open time under the same id is a new socket at a reused address.
-            let previous = self
+            // A different open time under the same id is a new socket at a reused address;
+            // counters that went back are an entry the kernel evicted and started again.
+            let known = self
                 .seen
                 .get(sock_id)
-                .filter(|previous| previous.opened_ns == current.opened_ns)
-                .copied()
-                .unwrap_or_default();
+                .filter(|known| known.seen.opened_ns == current.opened_ns)
+                .filter(|known| {
+                    known.seen.bytes_sent <= current.bytes_sent
+                        && known.seen.bytes_received <= current.bytes_received
+                })
+                .copied();
+            if let Some(known) = known.filter(|known| known.closed) {
+                // Read between the close summary and the kernel's delete: already reported.
+                present.insert(*sock_id, known);
+                continue;
+            }
+            let previous = known.map(|known| known.seen).unwrap_or_default();
             if let Some(delta) = delta(*sock_id, stats, &previous, &current, true) {
                 scan.deltas.push(delta);
             }
@@ -130,47 +157,77 @@ impl FlowTable {
                 source.remove(*sock_id)?;
                 scan.cleared_idle += 1;
             } else {
-                present.insert(*sock_id, current);
+                present.insert(
+                    *sock_id,
+                    Tracked {
+                        seen: current,
+                        missed_scans: 0,
+                        closed: false,
+                    },
+                );
             }
         }
-        // Sockets gone from the map were closed (their summary comes as an event) or evicted.
+        // Sockets gone from the map were closed (their summary comes as an event, perhaps
+        // after this scan) or evicted: remembered for a few scans, then forgotten.
+        for (sock_id, mut gone) in self.seen.drain() {
+            gone.missed_scans += 1;
+            if gone.missed_scans <= GONE_GRACE_SCANS {
+                present.entry(sock_id).or_insert(gone);
+            }
+        }
         self.seen = present;
         Ok(scan)
     }
 
-    /// The last delta of a closed connection, from its close summary; forgets the socket.
+    /// The last delta of a closed connection, from its close summary.
     pub fn close(&mut self, closed: &ConnectionClosed) -> FlowDelta {
-        let previous = self.seen.remove(&closed.sock_id).unwrap_or_default();
-        let previous = if previous.opened_ns == closed.opened_ns.unwrap_or(0) {
-            previous
-        } else {
-            Seen::default()
+        let opened_ns = closed.opened_ns.unwrap_or(0);
+        let previous = self
+            .seen
+            .get(&closed.sock_id)
+            .filter(|known| known.seen.opened_ns == opened_ns && !known.closed)
+            .map(|known| known.seen)
+            .unwrap_or_default();
+        let last = Seen {
+            opened_ns,
+            bytes_sent: closed.bytes_sent,
+            bytes_received: closed.bytes_received,
+            segs_out: u64::from(closed.segs_out),
+            segs_in: u64::from(closed.segs_in),
+            retransmits: u64::from(closed.retransmits),
+            rtt_samples: closed.rtt_samples,
+            srtt_sum_us: closed.srtt_sum_us,
         };
+        self.seen.insert(
+            closed.sock_id,
+            Tracked {
+                seen: last,
+                missed_scans: 0,
+                closed: true,
+            },
+        );
         FlowDelta {
             sock_id: closed.sock_id,
             cgroup_id: closed.cgroup_id,
             endpoints: closed.endpoints,
             role: closed.role,
-            bytes_sent: closed.bytes_sent.saturating_sub(previous.bytes_sent),
-            bytes_received: closed
-                .bytes_received
-                .saturating_sub(previous.bytes_received),
-            segs_out: u64::from(closed.segs_out).saturating_sub(previous.segs_out),
-            segs_in: u64::from(closed.segs_in).saturating_sub(previous.segs_in),
-            retransmits: u64::from(closed.retransmits).saturating_sub(previous.retransmits),
-            srtt_us: Seen {
-                rtt_samples: closed.rtt_samples,
-                srtt_sum_us: closed.srtt_sum_us,
-                ..previous
-            }
-            .srtt_since(&previous, closed.srtt_us.unwrap_or(0)),
+            bytes_sent: last.bytes_sent.saturating_sub(previous.bytes_sent),
+            bytes_received: last.bytes_received.saturating_sub(previous.bytes_received),
+            segs_out: last.segs_out.saturating_sub(previous.segs_out),
+            segs_in: last.segs_in.saturating_sub(previous.segs_in),
+            retransmits: last.retransmits.saturating_sub(previous.retransmits),
+            srtt_us: last.srtt_since(&previous, closed.srtt_us.unwrap_or(0)),
             min_rtt_us: closed.min_rtt_us,
             open: false,
         }
     }
 
+    /// Open sockets the table follows (not those only remembered after their close).
     pub fn tracked(&self) -> usize {
-        self.seen.len()
+        self.seen
+            .values()
+            .filter(|known| !known.closed && known.missed_scans == 0)
+            .count()
     }
 }
 
@@ -494,6 +551,64 @@ mod tests {
         assert_eq!((last.bytes_sent, last.bytes_received), (20, 60));
         assert!(!last.open);
         assert_eq!(table.tracked(), 0);
+    }
+
+    #[test]
+    fn a_close_read_after_the_entry_left_the_map_reports_only_the_rest() {
+        let mut map = FakeMap::default();
+        let mut table = FlowTable::new(60 * SECOND);
+        map.entries.insert(7, stats(5, 100, 200, 10));
+        table.scan(&mut map, 20).unwrap();
+        // The kernel deleted the entry as it emitted the summary; a scan ran before the
+        // tracker read the summary.
+        map.entries.clear();
+        assert!(table.scan(&mut map, 30).unwrap().deltas.is_empty());
+        let last = table.close(&closed(7, 120, 260));
+        assert_eq!((last.bytes_sent, last.bytes_received), (20, 60));
+    }
+
+    #[test]
+    fn an_entry_read_after_its_close_was_reported_is_not_counted_again() {
+        let mut map = FakeMap::default();
+        let mut table = FlowTable::new(60 * SECOND);
+        map.entries.insert(7, stats(5, 100, 200, 10));
+        table.scan(&mut map, 20).unwrap();
+        let last = table.close(&closed(7, 120, 260));
+        assert_eq!((last.bytes_sent, last.bytes_received), (20, 60));
+        // The scan read the entry before the kernel's delete.
+        map.entries.insert(7, stats(5, 120, 260, 30));
+        assert!(table.scan(&mut map, 40).unwrap().deltas.is_empty());
+        // A new socket at the same address counts from zero.
+        map.entries.insert(7, stats(50, 9, 0, 60));
+        let scan = table.scan(&mut map, 70).unwrap();
+        assert_eq!(scan.deltas[0].bytes_sent, 9);
+    }
+
+    #[test]
+    fn sockets_gone_from_the_map_are_forgotten_after_a_few_scans() {
+        let mut map = FakeMap::default();
+        let mut table = FlowTable::new(60 * SECOND);
+        map.entries.insert(7, stats(5, 100, 200, 10));
+        table.scan(&mut map, 20).unwrap();
+        map.entries.clear();
+        for at in 0..=GONE_GRACE_SCANS {
+            table.scan(&mut map, 30 + u64::from(at)).unwrap();
+        }
+        assert!(table.seen.is_empty());
+        // A close that comes later still has its summary, counted from zero.
+        let last = table.close(&closed(7, 120, 260));
+        assert_eq!(last.bytes_sent, 120);
+    }
+
+    #[test]
+    fn an_evicted_entry_that_starts_again_counts_from_zero() {
+        let mut map = FakeMap::default();
+        let mut table = FlowTable::new(60 * SECOND);
+        map.entries.insert(7, stats(5, 100, 200, 10));
+        table.scan(&mut map, 20).unwrap();
+        map.entries.insert(7, stats(5, 30, 0, 30));
+        let scan = table.scan(&mut map, 40).unwrap();
+        assert_eq!(scan.deltas[0].bytes_sent, 30);
     }
 
     mod tracker {
