@@ -528,29 +528,93 @@ fn collect_selectors(
 
 /// Go's `strconv.FormatFloat(v, 'f'|'e', -1, 64)` as Prometheus prints sample values.
 pub fn format_value(v: f64) -> String {
+    let mut b = Vec::with_capacity(24);
+    write_value(&mut b, v);
+    // Only ASCII is written.
+    String::from_utf8(b).unwrap_or_default()
+}
+
+/// [`format_value`] appended to `b`: the shortest digits that read back as `v`, in plain
+/// notation for magnitudes in [1e-6, 1e21) and otherwise with an exponent of at least two
+/// digits (`1e-07`, `2.5e+21`), as Go prints them.
+pub fn write_value(b: &mut Vec<u8>, v: f64) {
     if v.is_nan() {
-        return "NaN".into();
+        b.extend_from_slice(b"NaN");
+        return;
     }
     if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
+        b.extend_from_slice(if v > 0.0 { b"+Inf" } else { b"-Inf" });
+        return;
     }
-    let a = v.abs();
-    if a != 0.0 && !(1e-6..1e21).contains(&a) {
-        // Go writes the exponent with at least two digits: 1e-07, 1e+21.
-        let s = format!("{v:e}");
-        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
-        let (sign, digits) = if let Some(d) = e.strip_prefix('-') {
-            ('-', d)
+    if v == v.trunc() && v.abs() < 1e15 {
+        // Integers, the common case of counters and gauges, exactly as i64.
+        if v == 0.0 && v.is_sign_negative() {
+            b.extend_from_slice(b"-0");
         } else {
-            ('+', e)
-        };
-        return format!("{m}e{sign}{digits:0>2}");
+            b.extend_from_slice(itoa::Buffer::new().format(v as i64).as_bytes());
+        }
+        return;
     }
-    format!("{v}")
+    // ryu gives the shortest round-trip digits; lay them out as Go does.
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format_finite(v);
+    let (negative, text) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match text.split_once('e') {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (text, 0),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // value = 0.d1d2… × 10^point
+    let mut digits = [0u8; 32];
+    let mut len = 0;
+    let mut point = int_part.len() as i32 + exponent;
+    for &d in int_part.as_bytes().iter().chain(frac_part.as_bytes()) {
+        if len == 0 && d == b'0' {
+            point -= 1;
+            continue;
+        }
+        if len < digits.len() {
+            digits[len] = d;
+            len += 1;
+        }
+    }
+    while len > 1 && digits[len - 1] == b'0' {
+        len -= 1;
+    }
+    let digits = &digits[..len];
+    if negative {
+        b.push(b'-');
+    }
+    if (1e-6..1e21).contains(&v.abs()) {
+        if point <= 0 {
+            b.extend_from_slice(b"0.");
+            b.extend(std::iter::repeat_n(b'0', point.unsigned_abs() as usize));
+            b.extend_from_slice(digits);
+        } else if point as usize >= digits.len() {
+            b.extend_from_slice(digits);
+            b.extend(std::iter::repeat_n(b'0', point as usize - digits.len()));
+        } else {
+            b.extend_from_slice(&digits[..point as usize]);
+            b.push(b'.');
+            b.extend_from_slice(&digits[point as usize..]);
+        }
+    } else {
+        b.push(digits[0]);
+        if digits.len() > 1 {
+            b.push(b'.');
+            b.extend_from_slice(&digits[1..]);
+        }
+        let e = point - 1;
+        b.push(b'e');
+        b.push(if e < 0 { b'-' } else { b'+' });
+        if e.unsigned_abs() < 10 {
+            b.push(b'0');
+        }
+        b.extend_from_slice(itoa::Buffer::new().format(e.unsigned_abs()).as_bytes());
+    }
 }
 
 /// Unix seconds with up to 3 decimals, as a JSON number.
@@ -1023,23 +1087,26 @@ fn write_point(b: &mut Vec<u8>, t: i64, v: f64) {
     b.push(b'[');
     write_timestamp(b, t);
     b.extend_from_slice(b",\"");
-    b.extend_from_slice(format_value(v).as_bytes());
+    write_value(b, v);
     b.extend_from_slice(b"\"]");
 }
 
 /// Unix seconds with up to 3 decimals, as [`format_timestamp`] gives them.
 fn write_timestamp(b: &mut Vec<u8>, ms: i64) {
-    use std::io::Write;
     if ms < 0 {
         b.push(b'-');
     }
     let abs = ms.unsigned_abs();
-    let _ = write!(b, "{}", abs / 1000);
-    let frac = abs % 1000;
+    b.extend_from_slice(itoa::Buffer::new().format(abs / 1000).as_bytes());
+    let mut frac = abs % 1000;
     if frac != 0 {
-        let digits = format!("{frac:03}");
         b.push(b'.');
-        b.extend_from_slice(digits.trim_end_matches('0').as_bytes());
+        let mut divisor = 100;
+        while frac != 0 {
+            b.push(b'0' + (frac / divisor) as u8);
+            frac %= divisor;
+            divisor /= 10;
+        }
     }
 }
 
@@ -1318,6 +1385,70 @@ mod tests {
         assert_eq!(format_value(1e-7), "1e-07");
         assert_eq!(format_value(2.5e21), "2.5e+21");
         assert_eq!(format_value(123456789.0), "123456789");
+        assert_eq!(format_value(-0.0), "-0");
+        assert_eq!(format_value(1e15), "1000000000000000");
+        assert_eq!(format_value(1e20), "100000000000000000000");
+        assert_eq!(format_value(1e21), "1e+21");
+        assert_eq!(format_value(1e-6), "0.000001");
+        assert_eq!(format_value(-1.5e-300), "-1.5e-300");
+        assert_eq!(format_value(0.1 + 0.2), "0.30000000000000004");
+        assert_eq!(format_value(123.456), "123.456");
+        // -23768853224852.0625 exactly: .062 and .063 are equally near; Go takes the even digit.
+        assert_eq!(format_value(-23768853224852.0625), "-23768853224852.062");
+    }
+
+    /// The layout of Rust's own shortest digits, which `write_value` must reproduce.
+    fn go_format_reference(v: f64) -> String {
+        if v.is_nan() {
+            return "NaN".into();
+        }
+        if v.is_infinite() {
+            return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+        }
+        let a = v.abs();
+        if a != 0.0 && !(1e-6..1e21).contains(&a) {
+            let s = format!("{v:e}");
+            let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+            let (sign, digits) = match e.strip_prefix('-') {
+                Some(d) => ('-', d),
+                None => ('+', e),
+            };
+            return format!("{m}e{sign}{digits:0>2}");
+        }
+        format!("{v}")
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn values_format_as_the_reference_does(bits in proptest::prelude::any::<u64>(),
+                                               decimal in -1e7f64..1e7, scale in -30i32..30) {
+            for v in [f64::from_bits(bits), decimal, decimal * 10f64.powi(scale), decimal.round()] {
+                let ours = format_value(v);
+                let reference = go_format_reference(v);
+                if ours != reference {
+                    // Only where two shortest candidates are equally near: Go, like ryu, takes
+                    // the even digit, Rust's formatter the higher one.
+                    proptest::prop_assert_eq!(ours.len(), reference.len(), "{} {}", ours, reference);
+                    proptest::prop_assert_eq!(&ours[..ours.len() - 1], &reference[..reference.len() - 1]);
+                    proptest::prop_assert_eq!(ours.as_bytes()[ours.len() - 1] % 2, 0);
+                }
+                if v.is_finite() {
+                    proptest::prop_assert_eq!(ours.parse::<f64>().ok(), Some(v), "{}", ours);
+                }
+            }
+        }
+
+        #[test]
+        fn timestamps_format_as_before(ms in proptest::prelude::any::<i64>()) {
+            let mut b = Vec::new();
+            write_timestamp(&mut b, ms);
+            let abs = ms.unsigned_abs();
+            let frac = format!("{:03}", abs % 1000);
+            let frac = frac.trim_end_matches('0');
+            let expected = format!("{}{}{}{}", if ms < 0 { "-" } else { "" }, abs / 1000,
+                if frac.is_empty() { "" } else { "." }, frac);
+            proptest::prop_assert_eq!(String::from_utf8(b).unwrap(), expected);
+        }
     }
 
     #[test]

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side PromQL range-query latency: Strata vs Prometheus 2.42 vs VictoriaMetrics 1.79 (Debian
 # packages `prometheus`, `victoria-metrics`), on one node_exporter-derived corpus loaded into each by the
-# same remote-write sender, then a set of dashboard-style range queries run one system at a time on the
-# same pinned core. Results: $WORK/query-results.jsonl (one JSON object per query and system) and a
+# same remote-write sender, then a set of dashboard-style range queries, each run on every system in
+# turn (the systems run at once, pinned to the same core). Results: $WORK/query-results.jsonl (one JSON object per query and system) and a
 # Markdown summary on stdout. See docs/benchmarks.md.
 #
 #   tests/bench/query-compare.sh [STRATA_BIN]
@@ -16,9 +16,12 @@
 #   QUERIES [tests/bench/queries-2h.txt]   one query per line: `<range hours> <step seconds> <PromQL>`
 #   REPS [5]                        timed runs per query after one warm-up run; the median is reported
 #   SYSTEMS [strata prom vm]        which systems to run
+#   REUSE [unset]                   1: keep a system's data directory loaded by an earlier run with the
+#                                   same corpus instead of loading it again
 #   RECV_CPUS [1] SENDER_CPUS [0]   taskset CPU lists for the server and for the sender/client
 #
-# Each system is restarted after loading, so queries run in a fresh process over what it stored. Peak
+# Each system is restarted after loading, so queries run in a fresh process over what it stored.
+# Each query's timed runs rotate through the systems, so load drift on a shared machine tilts none. Peak
 # query memory is the growth of the server's peak RSS while the queries run (VmHWM is reset through
 # /proc/PID/clear_refs before the first query).
 set -euo pipefail
@@ -123,38 +126,38 @@ load() { # URL
   log "loaded: $(jq -c '{samples_ok,samples_rejected,samples_per_second}' "$WORK/sender.json")"
 }
 
-start_system() { # SYSTEM DATA_DIR [keep] → sets pid, base (query API base URL)
-  local sys=$1 dir=$2
+start_system() { # SYSTEM DATA_DIR [keep] [PORT] → sets pid, base (query API base URL)
+  local sys=$1 dir=$2 port=${4:-$port}
   if [ "${3:-}" != keep ]; then
     rm -rf "$dir"
     mkdir -p "$dir"
   fi
   case $sys in
     strata)
-      STRATA_RETENTION=100y taskset -c "$RECV_CPUS" "$STRATA_BIN" up --data-dir "$dir" --listen "127.0.0.1:$PORT" \
+      STRATA_RETENTION=100y taskset -c "$RECV_CPUS" "$STRATA_BIN" up --data-dir "$dir" --listen "127.0.0.1:$port" \
         --otlp-grpc-listen "" --otlp-http-listen "" --agent off >"$WORK/$sys.log" 2>&1 &
       pid=$!
-      base=http://127.0.0.1:$PORT/prometheus
+      base=http://127.0.0.1:$port/prometheus
       write=$base/api/v1/write
-      ready=http://127.0.0.1:$PORT/-/ready
+      ready=http://127.0.0.1:$port/-/ready
       ;;
     prom)
       printf 'global:\n  scrape_interval: 15s\n' >"$WORK/prometheus.yml"
       taskset -c "$RECV_CPUS" prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$dir" \
-        --web.listen-address="127.0.0.1:$PORT" --web.enable-remote-write-receiver \
+        --web.listen-address="127.0.0.1:$port" --web.enable-remote-write-receiver \
         --storage.tsdb.retention.time=100y --query.max-samples=500000000 --query.timeout=10m \
         --log.level=warn >"$WORK/$sys.log" 2>&1 &
       pid=$!
-      base=http://127.0.0.1:$PORT
+      base=http://127.0.0.1:$port
       write=$base/api/v1/write
       ready=$base/-/ready
       ;;
     vm)
-      taskset -c "$RECV_CPUS" victoria-metrics -storageDataPath="$dir" -httpListenAddr="127.0.0.1:$PORT" \
+      taskset -c "$RECV_CPUS" victoria-metrics -storageDataPath="$dir" -httpListenAddr="127.0.0.1:$port" \
         -retentionPeriod=100y -dedup.minScrapeInterval=0 -search.maxQueryDuration=10m \
         -search.disableCache -loggerLevel=WARN >"$WORK/$sys.log" 2>&1 &
       pid=$!
-      base=http://127.0.0.1:$PORT
+      base=http://127.0.0.1:$port
       write=$base/api/v1/write
       ready=$base/health
       ;;
@@ -188,45 +191,81 @@ query() { # BASE START END STEP EXPR
 
 mapfile -t lines < <(grep -v '^\s*#' "$QUERIES" | grep -v '^\s*$')
 log "$series series, $(jq .samples "$corpus/$name.json") samples, $min_t..$max_t; ${#lines[@]} queries × $REPS runs"
+# Load each system, then stop it. With REUSE=1 a system whose data directory holds this corpus
+# from an earlier run is not loaded again.
 for sys in $SYSTEMS; do
+  if [ "${REUSE:-}" = 1 ] && [ "$(cat "$WORK/$sys-data.loaded" 2>/dev/null)" = "$key" ]; then
+    log "$sys: reusing $WORK/$sys-data"
+    continue
+  fi
+  rm -f "$WORK/$sys-data.loaded"
   start_system "$sys" "$WORK/$sys-data"
   log "$sys: loading"
   load "$write"
   settle "$sys"
-  # Query a fresh process over what is on disk, so its memory is the queries' and not the load's.
   stop_pid "$pid"
-  start_system "$sys" "$WORK/$sys-data" keep
-  sleep 5
-  rss0=$(proc_kib "$pid" VmRSS)
-  echo 5 >"/proc/$pid/clear_refs"
-  qi=0
-  for line in "${lines[@]}"; do
-    qi=$((qi + 1))
-    read -r hours step expr <<<"$line"
-    end=$max_t
-    start=$((end - hours * 3600))
-    [ "$start" -lt "$min_t" ] && start=$min_t
-    # Grafana aligns start and end down to a multiple of the step.
-    start=$((start / step * step))
-    end=$((end / step * step))
-    if ! warm=$(query "$base" "$start" "$end" "$step" "$expr"); then
+  echo "$key" >"$WORK/$sys-data.loaded"
+done
+
+# Query fresh processes over what is on disk, so their memory is the queries' and not the load's.
+# All systems run at once, pinned to the same core; each query's timed runs rotate through them
+# (A B C, B C A, …), so a change in the machine's load while the run goes on falls on all alike.
+declare -A base_of pid_of rss0_of
+i=0
+for sys in $SYSTEMS; do
+  start_system "$sys" "$WORK/$sys-data" keep $((PORT + i))
+  base_of[$sys]=$base
+  pid_of[$sys]=$pid
+  i=$((i + 1))
+done
+sleep 5
+for sys in $SYSTEMS; do
+  rss0_of[$sys]=$(proc_kib "${pid_of[$sys]}" VmRSS)
+  echo 5 >"/proc/${pid_of[$sys]}/clear_refs"
+done
+read -r -a order <<<"$SYSTEMS"
+qi=0
+for line in "${lines[@]}"; do
+  qi=$((qi + 1))
+  read -r hours step expr <<<"$line"
+  end=$max_t
+  start=$((end - hours * 3600))
+  [ "$start" -lt "$min_t" ] && start=$min_t
+  # Grafana aligns start and end down to a multiple of the step.
+  start=$((start / step * step))
+  end=$((end / step * step))
+  declare -A warm_of=() times_of=()
+  for sys in "${order[@]}"; do
+    if ! warm_of[$sys]=$(query "${base_of[$sys]}" "$start" "$end" "$step" "$expr"); then
       log "$sys: query $qi failed: $expr"
       echo "{\"run\":\"$run_id\",\"system\":\"$sys\",\"query\":$qi,\"expr\":$(jq -Rn --arg e "$expr" '$e'),\"error\":true}" >>"$results"
-      continue
+      unset "warm_of[$sys]"
     fi
-    times=()
-    for _ in $(seq 1 "$REPS"); do
-      r=$(query "$base" "$start" "$end" "$step" "$expr")
-      times+=("${r%% *}")
+  done
+  for rep in $(seq 1 "$REPS"); do
+    n=${#order[@]}
+    for k in $(seq 0 $((n - 1))); do
+      sys=${order[$(((rep + k) % n))]}
+      [ -n "${warm_of[$sys]:-}" ] || continue
+      r=$(query "${base_of[$sys]}" "$start" "$end" "$step" "$expr")
+      times_of[$sys]="${times_of[$sys]:-} ${r%% *}"
     done
+  done
+  for sys in "${order[@]}"; do
+    [ -n "${warm_of[$sys]:-}" ] || continue
+    read -r -a times <<<"${times_of[$sys]}"
     median=$(printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-    echo "{\"run\":\"$run_id\",\"system\":\"$sys\",\"query\":$qi,\"hours\":$hours,\"step\":$step,\"expr\":$(jq -Rn --arg e "$expr" '$e'),\"series\":${warm#* },\"median_s\":$median,\"runs_s\":[$(IFS=,; echo "${times[*]}")]}" >>"$results"
+    warm=${warm_of[$sys]}
+    echo "{\"run\":\"$run_id\",\"system\":\"$sys\",\"query\":$qi,\"hours\":$hours,\"step\":$step,\"expr\":$(jq -Rn --arg e "$expr" '$e'),\"series\":${warm#* },\"median_s\":$median,\"runs_s\":[$(IFS=,; echo "${times[*]}")],\"load\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >>"$results"
     log "$sys q$qi ${hours}h: ${median}s, ${warm#* } series"
   done
-  hwm=$(proc_kib "$pid" VmHWM)
+done
+for sys in $SYSTEMS; do
+  hwm=$(proc_kib "${pid_of[$sys]}" VmHWM)
+  rss0=${rss0_of[$sys]}
   echo "{\"run\":\"$run_id\",\"system\":\"$sys\",\"figure\":\"query_memory\",\"rss_before_kib\":$rss0,\"peak_kib\":$hwm,\"peak_growth_kib\":$((hwm - rss0)),\"load\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >>"$results"
   log "$sys: peak RSS while querying $hwm KiB (+$((hwm - rss0)) KiB over $rss0 KiB)"
-  stop_pid "$pid"
+  stop_pid "${pid_of[$sys]}"
 done
 
 # Summary of this run: per query the median seconds of each system, then the median of per-query ratios.
