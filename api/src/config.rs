@@ -97,6 +97,8 @@ pub struct MetricsStoreConfig {
     pub max_exemplars: usize,
     /// fsync the WAL before acknowledging writes. Turn off only for benchmarks.
     pub wal_fsync: bool,
+    /// Bytes of decompressed block pages kept in memory for queries, shared by all tenants.
+    pub page_cache_bytes: u64,
 }
 
 /// The trace store and the Tempo API (`[traces]`).
@@ -244,6 +246,7 @@ impl Default for MetricsStoreConfig {
             out_of_order_window: "0".into(),
             max_exemplars: 100_000,
             wal_fsync: true,
+            page_cache_bytes: strata_store::page_cache::DEFAULT_CAPACITY_BYTES,
         }
     }
 }
@@ -579,6 +582,7 @@ impl Config {
                 block_range_ms * 84,
             ],
             wal,
+            page_cache_bytes: m.page_cache_bytes,
         }
     }
 }

@@ -72,6 +72,33 @@ pub fn render_text(state: &AppState) -> String {
             "strata_samples_rejected_total{{reason=\"{reason}\"}} {v}"
         );
     }
+    let pages = strata_store::page_cache::PageCache::global().stats();
+    family(
+        &mut o,
+        "strata_page_cache_requests_total",
+        "counter",
+        "Block page reads by queries, by whether the decompressed page was in the cache.",
+    );
+    for (result, v) in [("hit", pages.hits), ("miss", pages.misses)] {
+        let _ = writeln!(
+            o,
+            "strata_page_cache_requests_total{{result=\"{result}\"}} {v}"
+        );
+    }
+    family(
+        &mut o,
+        "strata_page_cache_bytes",
+        "gauge",
+        "Decompressed block pages held in memory.",
+    );
+    let _ = writeln!(o, "strata_page_cache_bytes {}", pages.bytes);
+    family(
+        &mut o,
+        "strata_page_cache_capacity_bytes",
+        "gauge",
+        "The page cache's bound (page_cache_bytes).",
+    );
+    let _ = writeln!(o, "strata_page_cache_capacity_bytes {}", pages.capacity);
     family(
         &mut o,
         "strata_remote_write_requests_total",

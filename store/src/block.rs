@@ -27,6 +27,7 @@ use crate::chunk::{decode_timestamps, decode_values, encode_timestamps, encode_v
 use crate::encoding::{put_str, put_uvarint, put_varint, DecodeError, Decoder};
 use crate::error::{Error, Result};
 use crate::model::{Label, Labels, Matcher, Sample};
+use crate::page_cache::PageCache;
 use crate::postings::{self, PostingsIndex};
 
 const CHUNKS_MAGIC: &[u8; 4] = b"STCK";
@@ -42,8 +43,6 @@ const SEGMENT_MAX_SAMPLES: usize = 16 * 1024;
 /// series scraped together still share their timestamp columns.
 const SEGMENT_SPAN_MS: i64 = 2 * 3600 * 1000;
 const ZSTD_LEVEL: i32 = 9;
-/// Decompressed pages kept per open block.
-const PAGE_CACHE_ENTRIES: usize = 16;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BlockMeta {
@@ -436,8 +435,15 @@ pub struct Block {
     /// name symbol → [(value symbol, series ids)]
     postings: HashMap<u32, Vec<(u32, Vec<u32>)>>,
     chunks: Mutex<File>,
-    cache: Mutex<Vec<(u32, Arc<Vec<u8>>)>>,
+    /// This block's key in the process's [`PageCache`].
+    cache_key: u64,
     size_bytes: u64,
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        PageCache::global().forget_block(self.cache_key);
+    }
 }
 
 fn corrupt(path: &Path) -> impl Fn(DecodeError) -> Error + '_ {
@@ -584,7 +590,7 @@ impl Block {
             series,
             postings,
             chunks: Mutex::new(chunks),
-            cache: Mutex::new(Vec::new()),
+            cache_key: PageCache::global().block_key(),
             size_bytes: dir_size(dir),
         })
     }
@@ -606,8 +612,9 @@ impl Block {
     }
 
     fn page(&self, id: u32) -> Result<Arc<Vec<u8>>> {
-        if let Some((_, p)) = self.cache.lock().iter().find(|(i, _)| *i == id) {
-            return Ok(p.clone());
+        let cache = PageCache::global();
+        if let Some(page) = cache.get(self.cache_key, id) {
+            return Ok(page);
         }
         let path = self.dir.join("chunks");
         let r = *self
@@ -632,11 +639,7 @@ impl Block {
             zstd::stream::decode_all(&buf[8..])
                 .map_err(|e| Error::corrupt(&path, e.to_string()))?,
         );
-        let mut cache = self.cache.lock();
-        if cache.len() >= PAGE_CACHE_ENTRIES {
-            cache.remove(0);
-        }
-        cache.push((id, page.clone()));
+        cache.insert(self.cache_key, id, page.clone());
         Ok(page)
     }
 

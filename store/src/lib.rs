@@ -12,6 +12,7 @@ pub mod flows;
 pub mod head;
 pub mod metrics;
 pub mod model;
+pub mod page_cache;
 pub mod postings;
 pub mod tenants;
 pub mod traces;

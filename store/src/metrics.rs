@@ -36,6 +36,8 @@ pub struct MetricsConfig {
     /// Compaction merges blocks up to these widths, each a multiple of the one before.
     pub compaction_ranges_ms: Vec<i64>,
     pub wal: WalOptions,
+    /// Bytes of decompressed block pages the process keeps ([`crate::page_cache`]).
+    pub page_cache_bytes: u64,
 }
 
 impl Default for MetricsConfig {
@@ -49,6 +51,7 @@ impl Default for MetricsConfig {
             max_exemplars: 100_000,
             compaction_ranges_ms: vec![two_hours * 3, two_hours * 12, two_hours * 12 * 7],
             wal: WalOptions::default(),
+            page_cache_bytes: crate::page_cache::DEFAULT_CAPACITY_BYTES,
         }
     }
 }
@@ -124,6 +127,7 @@ impl MetricsStore {
     ) -> Result<Self> {
         let bdir = blocks_dir(dir);
         fs::create_dir_all(&bdir).map_err(|e| Error::io(&bdir, e))?;
+        crate::page_cache::PageCache::global().set_capacity(cfg.page_cache_bytes);
         let catalog = Catalog::open(catalog_dir)?;
         let entries = catalog.blocks()?;
         let mut blocks = Vec::new();
