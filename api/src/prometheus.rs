@@ -1394,7 +1394,7 @@ mod tests {
         assert_eq!(format_value(0.1 + 0.2), "0.30000000000000004");
         assert_eq!(format_value(123.456), "123.456");
         // -23768853224852.0625 exactly: .062 and .063 are equally near; Go takes the even digit.
-        assert_eq!(format_value(-23768853224852.0625), "-23768853224852.062");
+        assert_eq!(format_value(-23_768_853_224_852.0 - 0.0625), "-23768853224852.062");
     }
 
     /// The layout of Rust's own shortest digits, which `write_value` must reproduce.
