@@ -558,6 +558,13 @@ pub fn write_value(b: &mut Vec<u8>, v: f64) {
     // ryu gives the shortest round-trip digits; lay them out as Go does.
     let mut buffer = ryu::Buffer::new();
     let text = buffer.format_finite(v);
+    if !text.as_bytes().contains(&b'e') {
+        // ryu writes plain notation for magnitudes in [1e-5, 1e16), inside Go's plain range, and
+        // marks integral values with ".0", which Go leaves out.
+        let plain = text.strip_suffix(".0").unwrap_or(text);
+        b.extend_from_slice(plain.as_bytes());
+        return;
+    }
     let (negative, text) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -1394,7 +1401,10 @@ mod tests {
         assert_eq!(format_value(0.1 + 0.2), "0.30000000000000004");
         assert_eq!(format_value(123.456), "123.456");
         // -23768853224852.0625 exactly: .062 and .063 are equally near; Go takes the even digit.
-        assert_eq!(format_value(-23_768_853_224_852.0 - 0.0625), "-23768853224852.062");
+        assert_eq!(
+            format_value(-23_768_853_224_852.0 - 0.0625),
+            "-23768853224852.062"
+        );
     }
 
     /// The layout of Rust's own shortest digits, which `write_value` must reproduce.
