@@ -28,6 +28,8 @@ pub use model::*;
 
 /// WAL payload type of a span batch (the first payload byte, as in the metrics WAL).
 const REC_SPANS: u8 = 0x20;
+/// Most candidates of one page a scan materializes in one pass over its columns.
+const MAX_SCAN_RUN: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct TracesConfig {
@@ -696,15 +698,21 @@ impl TraceReader for TraceStore {
                 Some(c) => Box::new(c.into_iter().rev()),
                 None => Box::new((0..b.len()).rev()),
             };
-            // Descending ordinals, a page's admitted candidates read together: one pass over the
-            // page's columns decodes them all.
+            // Descending ordinals, candidates of one page read together: one pass over the page's
+            // columns decodes them all. Runs start short and double, so a search that stops after a
+            // few matches does not materialize a whole page of candidates first.
             let mut iter = iter.filter(|&o| req.admits(b.summary(o))).peekable();
+            let mut run_len = 4;
             while let Some(o) = iter.next() {
                 let page = b.page_ordinals(o);
                 let mut run = vec![o];
-                while let Some(next) = iter.next_if(|n| page.contains(n)) {
-                    run.push(next);
+                while run.len() < run_len {
+                    match iter.next_if(|n| page.contains(n)) {
+                        Some(next) => run.push(next),
+                        None => break,
+                    }
                 }
+                run_len = (run_len * 2).min(MAX_SCAN_RUN);
                 for t in b.read_many(&run)? {
                     stats.inspected_traces += 1;
                     if !visit(&t) {
