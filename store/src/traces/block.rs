@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::encoding::{put_str, put_uvarint, DecodeError, DecodeResult, Decoder};
 use crate::error::{Error, Result};
 
-use super::columns::{RowGroup, RowGroupWriter, TraceAt};
+use super::columns::{add_column_sizes, RowGroup, RowGroupWriter, TraceAt};
 use super::model::{
     get_batches, get_resource, put_resource, Resource, Trace, TraceId, TraceSummary, Value,
 };
@@ -1045,6 +1045,89 @@ impl Block {
             .collect()
     }
 
+    /// Where the block's bytes go: per part (a data column, an index section), its bytes before and
+    /// after compression. Data columns are summed over the row groups; the index is compressed as a
+    /// whole, so its sections are compressed apart here to apportion it (their sum differs a little
+    /// from the file).
+    pub fn size_breakdown(&self) -> Result<BTreeMap<String, (u64, u64)>> {
+        let dpath = self.dir.join("data");
+        let mut out = BTreeMap::new();
+        let mut framing = 8u64;
+        for &(off, len) in &self.pages {
+            let mut framed = vec![0u8; len as usize];
+            self.data
+                .read_exact_at(&mut framed, off)
+                .map_err(|e| Error::io(&dpath, e))?;
+            let z = framed
+                .get(8..)
+                .ok_or_else(|| Error::corrupt(&dpath, "short page"))?;
+            framing += 8;
+            if self.meta.format_version == BLOCK_FORMAT_ROWS {
+                let e: &mut (u64, u64) = out.entry("data: rows".into()).or_default();
+                e.1 += z.len() as u64;
+                continue;
+            }
+            add_column_sizes(z, &mut out).map_err(|err| Error::corrupt(&dpath, err.to_string()))?;
+        }
+        let mut out: BTreeMap<String, (u64, u64)> = out
+            .into_iter()
+            .map(|(k, v)| {
+                if k.starts_with("data: ") {
+                    (k, v)
+                } else {
+                    (format!("data: {k}"), v)
+                }
+            })
+            .collect();
+        out.insert("data: page framing".into(), (framing, framing));
+        let zstd_len = |b: &[u8]| -> Result<u64> {
+            Ok(zstd::bulk::compress(b, ZSTD_LEVEL)
+                .map_err(|e| Error::io(&dpath, e))?
+                .len() as u64)
+        };
+        let mut entries = Vec::new();
+        for e in &self.entries {
+            entries.extend_from_slice(&e.trace_id);
+            put_uvarint(&mut entries, u64::from(e.page));
+            put_uvarint(&mut entries, u64::from(e.offset));
+            put_uvarint(&mut entries, u64::from(e.len));
+            put_uvarint(&mut entries, 0);
+            put_uvarint(&mut entries, 0);
+            put_uvarint(&mut entries, e.summary.start_unix_nano);
+            put_uvarint(&mut entries, e.summary.duration_nanos());
+            put_uvarint(&mut entries, u64::from(e.summary.span_count));
+        }
+        let entries_z = zstd_len(&entries)?;
+        out.insert("index: traces".into(), (entries.len() as u64, entries_z));
+        let mut dict_z = 0;
+        for (key, values) in &self.dict {
+            let mut one = Dictionary::new();
+            one.insert(key.clone(), values.clone());
+            let mut dict = Vec::new();
+            put_dictionary(&mut dict, &one);
+            let z = zstd_len(&dict)?;
+            dict_z += z;
+            let scope = match key.0 {
+                AttrScope::Resource => "resource",
+                AttrScope::Span => "span",
+                AttrScope::Intrinsic => "intrinsic",
+            };
+            out.insert(
+                format!("index: dictionary {scope}.{}", key.1),
+                (dict.len() as u64, z),
+            );
+        }
+        out.insert(
+            "index: the rest (resources, pages, names)".into(),
+            (0, self.meta.index_bytes.saturating_sub(entries_z + dict_z)),
+        );
+        out.insert(
+            "bloom".into(),
+            (self.meta.bloom_bytes, self.meta.bloom_bytes),
+        );
+        Ok(out)
+    }
+
     /// The bloom filter first (most blocks do not hold a given id), then a binary search of the index.
     pub fn find(&self, id: &TraceId) -> Result<Option<Trace>> {
         if !self.bloom.may_contain(id) {
@@ -1244,6 +1327,29 @@ mod tests {
         let c = Block::open_cached(&dir.path().join("b2"), none.clone()).unwrap();
         assert_eq!(&c.read(5).unwrap(), &traces[5]);
         assert_eq!(none.bytes(), 0);
+    }
+
+    #[test]
+    fn size_breakdown_accounts_for_every_byte_of_the_data_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let traces: Vec<Trace> = (1..=40).map(varied_trace).collect();
+        let b = write_block(dir.path(), "b2", false, 4_000, &traces);
+        let sizes = b.size_breakdown().unwrap();
+        let data: u64 = sizes
+            .iter()
+            .filter(|(k, _)| k.starts_with("data: "))
+            .map(|(_, (_, stored))| stored)
+            .sum();
+        assert_eq!(
+            data,
+            fs::metadata(dir.path().join("b2/data")).unwrap().len()
+        );
+        assert!(sizes.contains_key("data: span ids"), "{sizes:?}");
+        assert!(
+            sizes.contains_key("data: span attribute key lists"),
+            "{sizes:?}"
+        );
+        assert!(sizes.keys().any(|k| k.starts_with("index: dictionary ")));
     }
 
     #[test]

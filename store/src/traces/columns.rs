@@ -1189,3 +1189,94 @@ impl<'a> SpanCursor<'a> {
         })
     }
 }
+
+/// Adds the raw and stored bytes of each column of a sealed row group to `out`, by column name (an
+/// attribute key's seven columns under one name). For the size breakdown of a block.
+pub(crate) fn add_column_sizes(
+    sealed: &[u8],
+    out: &mut std::collections::BTreeMap<String, (u64, u64)>,
+) -> DecodeResult<()> {
+    let mut d = Decoder::new(sealed);
+    let n = d.uvarint()? as usize;
+    let mut lens = Vec::with_capacity(n.min(1 << 16));
+    for _ in 0..n {
+        let raw = d.uvarint()?;
+        lens.push((raw, d.uvarint()? >> 1));
+    }
+    let table = d.position() as u64;
+    let columns = open_columns(sealed)?;
+    let mut names: Vec<String> = [
+        "trace resource groups",
+        "resource groups",
+        "scopes",
+        "scopes",
+        "scopes",
+        "scope span counts",
+        "span ids",
+        "parents",
+        "parents given in full",
+        "trace states",
+        "trace states",
+        "trace states",
+        "flags",
+        "names",
+        "names",
+        "names",
+        "kind and status",
+        "status messages",
+        "status messages",
+        "status messages",
+        "starts",
+        "durations",
+        "dropped counts",
+    ]
+    .map(String::from)
+    .into();
+    let attrs = |names: &mut Vec<String>, owner: &str| -> DecodeResult<()> {
+        let (layout, _) = AttrsLayout::read(&columns, names.len())?;
+        names.push(format!("{owner} attribute keys"));
+        names.push(format!("{owner} attribute key lists"));
+        for k in &layout.keys {
+            names.extend(std::iter::repeat_n(format!("{owner} attribute {k}"), 7));
+        }
+        Ok(())
+    };
+    attrs(&mut names, "span")?;
+    names.extend(
+        [
+            "event counts",
+            "event times",
+            "event names",
+            "event names",
+            "event names",
+            "event dropped counts",
+        ]
+        .map(String::from),
+    );
+    attrs(&mut names, "event")?;
+    names.extend(
+        [
+            "link counts",
+            "link ids",
+            "link trace states",
+            "link trace states",
+            "link trace states",
+            "link flags",
+            "link dropped counts",
+        ]
+        .map(String::from),
+    );
+    attrs(&mut names, "link")?;
+    if names.len() != lens.len() {
+        return Err(DecodeError("unexpected column"));
+    }
+    for (name, (raw, stored)) in names.into_iter().zip(lens) {
+        let e = out.entry(name).or_default();
+        e.0 += raw;
+        e.1 += stored;
+    }
+    let e = out.entry("column tables".into()).or_default();
+    e.0 += table;
+    e.1 += table;
+    Ok(())
+}
