@@ -53,6 +53,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Where a trace block's bytes go: bytes per span of each data column and index section.
+    TraceBlockSizes {
+        /// The block's directory (`<data dir>/<tenant>/traces/blocks/<id>`).
+        block: PathBuf,
+    },
     /// Backfill data into blocks.
     Import {
         #[command(subcommand)]
@@ -168,6 +173,30 @@ pub fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&body)?);
             } else {
                 print!("{}", crate::diagnose::render_text(&body));
+            }
+            Ok(())
+        }
+        Command::TraceBlockSizes { block } => {
+            let b = strata_store::traces::Block::open(&block)
+                .with_context(|| format!("opening {}", block.display()))?;
+            let sizes = b.size_breakdown()?;
+            let spans = b.meta.spans.max(1) as f64;
+            let mut rows: Vec<_> = sizes.into_iter().collect();
+            rows.sort_by_key(|(_, (_, stored))| std::cmp::Reverse(*stored));
+            let total: u64 = rows.iter().map(|(_, (_, s))| s).sum();
+            println!(
+                "{} spans, {} traces, format version {}; {:.2} B/span in total",
+                b.meta.spans,
+                b.meta.traces,
+                b.meta.format_version,
+                total as f64 / spans
+            );
+            println!("{:>10} {:>10} {:>8}  part", "raw B", "stored B", "B/span");
+            for (name, (raw, stored)) in rows {
+                println!(
+                    "{raw:>10} {stored:>10} {:>8.3}  {name}",
+                    stored as f64 / spans
+                );
             }
             Ok(())
         }

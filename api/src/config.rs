@@ -123,6 +123,8 @@ pub struct TracesStoreConfig {
     pub max_search_limit: usize,
     /// fsync the trace WAL before acknowledging. Turn off only for benchmarks.
     pub wal_fsync: bool,
+    /// Memory for decompressed block pages kept between trace lookups and searches; 0 keeps none.
+    pub page_cache_bytes: usize,
     /// Generate span metrics and service graph series into the metrics store.
     pub generate_metrics: bool,
 }
@@ -139,6 +141,7 @@ impl Default for TracesStoreConfig {
             max_search_inspected_traces: 1_000_000,
             max_search_limit: 10_000,
             wal_fsync: true,
+            page_cache_bytes: 128 << 20,
             generate_metrics: true,
         }
     }
@@ -153,6 +156,7 @@ impl Config {
                 as u64,
             max_head_bytes: t.max_head_bytes,
             max_trace_bytes: t.max_trace_bytes,
+            page_cache_bytes: t.page_cache_bytes,
             retention_secs: (parse_duration_ms(&t.retention).unwrap_or(0) / 1000) as u64,
             wal_fsync: t.wal_fsync,
             ..Default::default()

@@ -7,8 +7,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::Write;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -17,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::encoding::{put_str, put_uvarint, DecodeError, DecodeResult, Decoder};
 use crate::error::{Error, Result};
 
-use super::columns::{RowGroup, RowGroupWriter};
+use super::columns::{add_column_sizes, RowGroup, RowGroupWriter, TraceAt};
 use super::model::{
     get_batches, get_resource, put_resource, Resource, Trace, TraceId, TraceSummary, Value,
 };
@@ -681,6 +683,81 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(dir, e))
 }
 
+/// Pages read from disk and decompressed (version 2: a row group's columns), kept for the next
+/// lookup or search that needs them. One cache serves every block of a store, bounded by the bytes
+/// its pages hold; when full, the least recently used pages go first.
+pub struct PageCache {
+    capacity: usize,
+    inner: Mutex<PageCacheInner>,
+}
+
+#[derive(Default)]
+struct PageCacheInner {
+    /// (block, page) → the page, its bytes, its last use.
+    pages: HashMap<(u64, u32), (Page, usize, u64)>,
+    /// Last use → (block, page): the eviction order.
+    uses: BTreeMap<u64, (u64, u32)>,
+    bytes: usize,
+    clock: u64,
+}
+
+impl PageCache {
+    pub fn new(capacity: usize) -> PageCache {
+        PageCache {
+            capacity,
+            inner: Mutex::new(PageCacheInner::default()),
+        }
+    }
+
+    fn get(&self, key: (u64, u32)) -> Option<Page> {
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        inner.clock += 1;
+        let (page, _, used) = inner.pages.get_mut(&key)?;
+        inner.uses.remove(used);
+        *used = inner.clock;
+        inner.uses.insert(inner.clock, key);
+        Some(page.clone())
+    }
+
+    fn insert(&self, key: (u64, u32), page: Page) {
+        let bytes = page.memory_bytes();
+        if bytes > self.capacity {
+            return;
+        }
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        inner.clock += 1;
+        if let Some((_, old_bytes, used)) = inner.pages.remove(&key) {
+            inner.uses.remove(&used);
+            inner.bytes -= old_bytes;
+        }
+        while inner.bytes + bytes > self.capacity {
+            let Some((_, oldest)) = inner.uses.pop_first() else {
+                break;
+            };
+            if let Some((_, b, _)) = inner.pages.remove(&oldest) {
+                inner.bytes -= b;
+            }
+        }
+        inner.pages.insert(key, (page, bytes, inner.clock));
+        inner.uses.insert(inner.clock, key);
+        inner.bytes += bytes;
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().bytes
+    }
+}
+
+/// Names an open block in the shared [`PageCache`]; a reopened or merged block gets a new one, so a
+/// deleted block's pages are never served, only aged out.
+static NEXT_BLOCK_KEY: AtomicU64 = AtomicU64::new(0);
+
+/// Cache capacity of a block opened on its own (tests, tools), not by a store.
+const STANDALONE_CACHE_BYTES: usize = 16 << 20;
+
 /// An open block: index, bloom and dictionary in memory; pages read from disk on demand.
 pub struct Block {
     pub meta: BlockMeta,
@@ -691,19 +768,35 @@ pub struct Block {
     entries: Vec<TraceEntry>,
     bloom: Bloom,
     pub dict: Dictionary,
-    /// The last page decoded: scans and repeated lookups read pages in runs.
-    page_cache: Mutex<Option<(u32, Page)>>,
+    cache: Arc<PageCache>,
+    cache_key: u64,
 }
 
-/// A page as read: a decoded row group (version 2) or decompressed span batch bodies (version 1).
+/// A page as read: a row group with its columns decompressed (version 2) or decompressed span batch
+/// bodies (version 1).
 #[derive(Clone)]
 enum Page {
     Columns(Arc<RowGroup>),
     Rows(Arc<Vec<u8>>),
 }
 
+impl Page {
+    fn memory_bytes(&self) -> usize {
+        match self {
+            Page::Columns(g) => g.memory_bytes(),
+            Page::Rows(r) => r.len(),
+        }
+    }
+}
+
 impl Block {
+    /// Opens a block with a cache of its own.
     pub fn open(dir: &Path) -> Result<Block> {
+        Block::open_cached(dir, Arc::new(PageCache::new(STANDALONE_CACHE_BYTES)))
+    }
+
+    /// Opens a block whose pages go into `cache`, shared with other blocks.
+    pub fn open_cached(dir: &Path, cache: Arc<PageCache>) -> Result<Block> {
         let mpath = dir.join("meta.json");
         let meta: BlockMeta =
             serde_json::from_slice(&fs::read(&mpath).map_err(|e| Error::io(&mpath, e))?)
@@ -805,7 +898,8 @@ impl Block {
             entries,
             bloom,
             dict,
-            page_cache: Mutex::new(None),
+            cache,
+            cache_key: NEXT_BLOCK_KEY.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -825,11 +919,17 @@ impl Block {
         &self.entries[ordinal].summary
     }
 
+    /// The ordinals of the traces kept in the same page as `ordinal` (they are consecutive).
+    pub fn page_ordinals(&self, ordinal: usize) -> Range<usize> {
+        let page = self.entries[ordinal].page;
+        let first = self.entries[..ordinal].partition_point(|e| e.page < page);
+        let end = ordinal + self.entries[ordinal..].partition_point(|e| e.page == page);
+        first..end
+    }
+
     fn page(&self, page: u32) -> Result<Page> {
-        if let Some((p, cached)) = self.page_cache.lock().as_ref() {
-            if *p == page {
-                return Ok(cached.clone());
-            }
+        if let Some(cached) = self.cache.get((self.cache_key, page)) {
+            return Ok(cached);
         }
         let dpath = self.dir.join("data");
         let (off, len) = self.pages[page as usize];
@@ -854,41 +954,178 @@ impl Block {
             // Traces of a page are consecutive ordinals: the page's count is where the next begins.
             let first = self.entries.partition_point(|e| e.page < page);
             let traces = self.entries[first..].partition_point(|e| e.page == page);
-            let group = RowGroup::decode(z, traces, &self.resources)
+            let group = RowGroup::open(z, traces, &self.resources)
                 .map_err(|err| Error::corrupt(&dpath, err.to_string()))?;
             Page::Columns(Arc::new(group))
         };
-        *self.page_cache.lock() = Some((page, decoded.clone()));
+        self.cache.insert((self.cache_key, page), decoded.clone());
         Ok(decoded)
     }
 
     /// Reads the trace at an index position.
     pub fn read(&self, ordinal: usize) -> Result<Trace> {
-        let e = &self.entries[ordinal];
+        let mut traces = self.read_many(&[ordinal])?;
+        Ok(traces.remove(0))
+    }
+
+    /// Reads the traces at the given index positions, in that order. Each page is read once, and
+    /// only the traces asked for are decoded from it.
+    pub fn read_many(&self, ordinals: &[usize]) -> Result<Vec<Trace>> {
         let dpath = self.dir.join("data");
         let corrupt = |err: DecodeError| Error::corrupt(&dpath, err.to_string());
-        let page = match self.page(e.page)? {
-            Page::Columns(group) => {
-                return group
-                    .trace(e.offset as usize, e.trace_id, e.summary.start_unix_nano)
-                    .map_err(corrupt);
+        let mut order: Vec<usize> = (0..ordinals.len()).collect();
+        order.sort_by_key(|&i| ordinals[i]);
+        order.dedup_by_key(|i| ordinals[*i]);
+        let mut read: Vec<(usize, Trace)> = Vec::with_capacity(order.len());
+        let mut at = 0;
+        while at < order.len() {
+            let page_no = self.entries[ordinals[order[at]]].page;
+            let run = order[at..]
+                .iter()
+                .take_while(|&&i| self.entries[ordinals[i]].page == page_no)
+                .count();
+            let run_ordinals: Vec<usize> =
+                order[at..at + run].iter().map(|&i| ordinals[i]).collect();
+            at += run;
+            match self.page(page_no)? {
+                Page::Columns(group) => {
+                    let first = self.entries.partition_point(|e| e.page < page_no);
+                    let wanted: Vec<TraceAt> = run_ordinals
+                        .iter()
+                        .map(|&o| {
+                            let e = &self.entries[o];
+                            TraceAt {
+                                position: o - first,
+                                trace_id: e.trace_id,
+                                base: e.summary.start_unix_nano,
+                            }
+                        })
+                        .collect();
+                    let traces = group.traces(&wanted).map_err(corrupt)?;
+                    read.extend(run_ordinals.into_iter().zip(traces));
+                }
+                Page::Rows(page) => {
+                    for o in run_ordinals {
+                        let e = &self.entries[o];
+                        let (start, end) = (e.offset as usize, e.offset as usize + e.len as usize);
+                        let slice = page
+                            .get(start..end)
+                            .ok_or_else(|| Error::corrupt(&dpath, "trace outside its page"))?;
+                        let batches = get_batches(
+                            &mut Decoder::new(slice),
+                            Some(&self.resources),
+                            Some(e.trace_id),
+                        )
+                        .map_err(corrupt)?;
+                        read.push((
+                            o,
+                            Trace {
+                                trace_id: e.trace_id,
+                                batches,
+                            },
+                        ));
+                    }
+                }
             }
-            Page::Rows(page) => page,
+        }
+        // Back into the order asked for (`read` is in ascending ordinal order, without repeats).
+        let repeats = read.len() < ordinals.len();
+        let mut read: Vec<(usize, Option<Trace>)> =
+            read.into_iter().map(|(o, t)| (o, Some(t))).collect();
+        ordinals
+            .iter()
+            .map(|o| {
+                let i = read
+                    .binary_search_by_key(o, |(x, _)| *x)
+                    .map_err(|_| Error::corrupt(&dpath, "trace not read"))?;
+                let slot = &mut read[i].1;
+                let t = if repeats { slot.clone() } else { slot.take() };
+                t.ok_or_else(|| Error::corrupt(&dpath, "trace not read"))
+            })
+            .collect()
+    }
+
+    /// Where the block's bytes go: per part (a data column, an index section), its bytes before and
+    /// after compression. Data columns are summed over the row groups; the index is compressed as a
+    /// whole, so its sections are compressed apart here to apportion it (their sum differs a little
+    /// from the file).
+    pub fn size_breakdown(&self) -> Result<BTreeMap<String, (u64, u64)>> {
+        let dpath = self.dir.join("data");
+        let mut out = BTreeMap::new();
+        let mut framing = 8u64;
+        for &(off, len) in &self.pages {
+            let mut framed = vec![0u8; len as usize];
+            self.data
+                .read_exact_at(&mut framed, off)
+                .map_err(|e| Error::io(&dpath, e))?;
+            let z = framed
+                .get(8..)
+                .ok_or_else(|| Error::corrupt(&dpath, "short page"))?;
+            framing += 8;
+            if self.meta.format_version == BLOCK_FORMAT_ROWS {
+                let e: &mut (u64, u64) = out.entry("data: rows".into()).or_default();
+                e.1 += z.len() as u64;
+                continue;
+            }
+            add_column_sizes(z, &mut out).map_err(|err| Error::corrupt(&dpath, err.to_string()))?;
+        }
+        let mut out: BTreeMap<String, (u64, u64)> = out
+            .into_iter()
+            .map(|(k, v)| {
+                if k.starts_with("data: ") {
+                    (k, v)
+                } else {
+                    (format!("data: {k}"), v)
+                }
+            })
+            .collect();
+        out.insert("data: page framing".into(), (framing, framing));
+        let zstd_len = |b: &[u8]| -> Result<u64> {
+            Ok(zstd::bulk::compress(b, ZSTD_LEVEL)
+                .map_err(|e| Error::io(&dpath, e))?
+                .len() as u64)
         };
-        let (start, end) = (e.offset as usize, e.offset as usize + e.len as usize);
-        let slice = page
-            .get(start..end)
-            .ok_or_else(|| Error::corrupt(&dpath, "trace outside its page"))?;
-        let batches = get_batches(
-            &mut Decoder::new(slice),
-            Some(&self.resources),
-            Some(e.trace_id),
-        )
-        .map_err(corrupt)?;
-        Ok(Trace {
-            trace_id: e.trace_id,
-            batches,
-        })
+        let mut entries = Vec::new();
+        for e in &self.entries {
+            entries.extend_from_slice(&e.trace_id);
+            put_uvarint(&mut entries, u64::from(e.page));
+            put_uvarint(&mut entries, u64::from(e.offset));
+            put_uvarint(&mut entries, u64::from(e.len));
+            put_uvarint(&mut entries, 0);
+            put_uvarint(&mut entries, 0);
+            put_uvarint(&mut entries, e.summary.start_unix_nano);
+            put_uvarint(&mut entries, e.summary.duration_nanos());
+            put_uvarint(&mut entries, u64::from(e.summary.span_count));
+        }
+        let entries_z = zstd_len(&entries)?;
+        out.insert("index: traces".into(), (entries.len() as u64, entries_z));
+        let mut dict_z = 0;
+        for (key, values) in &self.dict {
+            let mut one = Dictionary::new();
+            one.insert(key.clone(), values.clone());
+            let mut dict = Vec::new();
+            put_dictionary(&mut dict, &one);
+            let z = zstd_len(&dict)?;
+            dict_z += z;
+            let scope = match key.0 {
+                AttrScope::Resource => "resource",
+                AttrScope::Span => "span",
+                AttrScope::Intrinsic => "intrinsic",
+            };
+            out.insert(
+                format!("index: dictionary {scope}.{}", key.1),
+                (dict.len() as u64, z),
+            );
+        }
+        out.insert(
+            "index: the rest (resources, pages, names)".into(),
+            (0, self.meta.index_bytes.saturating_sub(entries_z + dict_z)),
+        );
+        out.insert(
+            "bloom".into(),
+            (self.meta.bloom_bytes, self.meta.bloom_bytes),
+        );
+        Ok(out)
     }
 
     /// The bloom filter first (most blocks do not hold a given id), then a binary search of the index.
@@ -1047,6 +1284,72 @@ mod tests {
             assert_eq!(&b.read(o).unwrap(), t);
             assert_eq!(b.summary(o), &t.summary());
         }
+    }
+
+    #[test]
+    fn read_many_returns_the_traces_asked_for_in_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let traces: Vec<Trace> = (1..=40).map(varied_trace).collect();
+        for v1 in [false, true] {
+            let id = if v1 { "b1" } else { "b2" };
+            let b = write_block(dir.path(), id, v1, 4_000, &traces);
+            let ordinals = [39, 0, 17, 18, 3, 17, 25, 1, 38];
+            let read = b.read_many(&ordinals).unwrap();
+            let expected: Vec<&Trace> = ordinals.iter().map(|&o| &traces[o]).collect();
+            assert_eq!(read.iter().collect::<Vec<_>>(), expected);
+            let page = b.page_ordinals(18);
+            assert!(page.contains(&18) && page.len() < traces.len(), "{page:?}");
+            assert_eq!(b.page_ordinals(page.start), page);
+            assert_eq!(b.page_ordinals(page.end - 1), page);
+        }
+    }
+
+    #[test]
+    fn page_cache_stays_within_its_bytes_and_is_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let traces: Vec<Trace> = (1..=40).map(varied_trace).collect();
+        write_block(dir.path(), "b2", false, 4_000, &traces);
+        let cache = Arc::new(PageCache::new(12_000));
+        let a = Block::open_cached(&dir.path().join("b2"), cache.clone()).unwrap();
+        let b = Block::open_cached(&dir.path().join("b2"), cache.clone()).unwrap();
+        for _ in 0..2 {
+            for (o, t) in traces.iter().enumerate() {
+                assert_eq!(&a.read(o).unwrap(), t);
+                assert_eq!(
+                    &b.read(traces.len() - 1 - o).unwrap(),
+                    &traces[traces.len() - 1 - o]
+                );
+                assert!(cache.bytes() <= 12_000, "{} bytes cached", cache.bytes());
+            }
+        }
+        assert!(cache.bytes() > 0);
+        let none = Arc::new(PageCache::new(0));
+        let c = Block::open_cached(&dir.path().join("b2"), none.clone()).unwrap();
+        assert_eq!(&c.read(5).unwrap(), &traces[5]);
+        assert_eq!(none.bytes(), 0);
+    }
+
+    #[test]
+    fn size_breakdown_accounts_for_every_byte_of_the_data_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let traces: Vec<Trace> = (1..=40).map(varied_trace).collect();
+        let b = write_block(dir.path(), "b2", false, 4_000, &traces);
+        let sizes = b.size_breakdown().unwrap();
+        let data: u64 = sizes
+            .iter()
+            .filter(|(k, _)| k.starts_with("data: "))
+            .map(|(_, (_, stored))| stored)
+            .sum();
+        assert_eq!(
+            data,
+            fs::metadata(dir.path().join("b2/data")).unwrap().len()
+        );
+        assert!(sizes.contains_key("data: span ids"), "{sizes:?}");
+        assert!(
+            sizes.contains_key("data: span attribute key lists"),
+            "{sizes:?}"
+        );
+        assert!(sizes.keys().any(|k| k.starts_with("index: dictionary ")));
     }
 
     #[test]

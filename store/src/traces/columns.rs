@@ -14,7 +14,7 @@ use crate::encoding::{
 use super::block::DictMap;
 use super::model::{
     get_scope, get_value, put_scope, put_value, Event, KeyValue, Link, Resource, ResourceSpans,
-    ScopeSpans, Span, SpanId, SpanKind, StatusCode, Trace, TraceId, Value,
+    Scope, ScopeSpans, Span, SpanId, SpanKind, StatusCode, Trace, TraceId, Value,
 };
 
 /// Columns shorter than this are stored as they are: a zstd frame would not pay for its header.
@@ -108,63 +108,6 @@ impl DistinctWriter {
     }
 }
 
-/// A decoded [`DistinctWriter`] column: per row, the index of its value; the values stay in one
-/// buffer (and strings are checked when materialized), so decoding a row group allocates per column,
-/// not per value.
-struct Distinct {
-    rows: Vec<u32>,
-    /// Value `i` is `bytes[starts[i]..starts[i + 1]]`.
-    starts: Vec<u32>,
-    bytes: Vec<u8>,
-}
-
-impl Distinct {
-    fn read(columns: &mut Columns, rows: usize) -> DecodeResult<Distinct> {
-        let (refs, lens, bytes) = (columns.next()?, columns.next()?, columns.next()?);
-        let (mut r, mut l) = (Decoder::new(&refs), Decoder::new(&lens));
-        let mut out = Distinct {
-            rows: Vec::with_capacity(rows),
-            starts: vec![0],
-            bytes: Vec::new(),
-        };
-        let mut at = 0u64;
-        for _ in 0..rows {
-            let x = r.uvarint()?;
-            let known = out.starts.len() as u64 - 1;
-            if x == 0 {
-                at = at
-                    .checked_add(l.uvarint()?)
-                    .filter(|&a| a <= bytes.len() as u64)
-                    .ok_or(DecodeError("distinct value outside its column"))?;
-                out.starts.push(at as u32);
-                out.rows.push(known as u32);
-            } else if x <= known {
-                out.rows.push((x - 1) as u32);
-            } else {
-                return Err(DecodeError("distinct value index out of range"));
-            }
-        }
-        if !(r.is_empty() && l.is_empty() && at == bytes.len() as u64) {
-            return Err(DecodeError("trailing bytes in a distinct-value column"));
-        }
-        out.bytes = bytes;
-        Ok(out)
-    }
-
-    fn value(&self, i: u32) -> &[u8] {
-        let i = i as usize;
-        &self.bytes[self.starts[i] as usize..self.starts[i + 1] as usize]
-    }
-
-    fn get(&self, row: usize) -> &[u8] {
-        self.value(self.rows[row])
-    }
-
-    fn string(&self, row: usize) -> DecodeResult<String> {
-        utf8(self.get(row))
-    }
-}
-
 fn utf8(b: &[u8]) -> DecodeResult<String> {
     std::str::from_utf8(b)
         .map(String::from)
@@ -220,78 +163,6 @@ impl ValueColumnWriter {
     }
 }
 
-/// A decoded value, resolved against its column when materialized.
-#[derive(Clone, Copy)]
-enum Cell {
-    Empty,
-    Str(u32),
-    Int(i64),
-    Double(u64),
-    Bool(bool),
-    /// Offset of a row-wise encoded value in the column's `nested` stream.
-    Nested(u32),
-}
-
-struct ValueColumn {
-    cells: Vec<Cell>,
-    strings: Distinct,
-    nested: Vec<u8>,
-}
-
-impl ValueColumn {
-    fn read(columns: &mut Columns, rows: usize) -> DecodeResult<ValueColumn> {
-        let tags = columns.next()?;
-        if tags.len() != rows {
-            return Err(DecodeError("attribute column length mismatch"));
-        }
-        let n_strings = tags.iter().filter(|&&t| t == TAG_STR).count();
-        let strings = Distinct::read(columns, n_strings)?;
-        let (ints, doubles, nested) = (columns.next()?, columns.next()?, columns.next()?);
-        let (mut i, mut d, mut n) = (
-            Decoder::new(&ints),
-            Decoder::new(&doubles),
-            Decoder::new(&nested),
-        );
-        let mut next_string = strings.rows.iter();
-        let mut cells = Vec::with_capacity(rows);
-        for &t in &tags {
-            cells.push(match t {
-                TAG_EMPTY => Cell::Empty,
-                TAG_STR => Cell::Str(*next_string.next().ok_or(DecodeError("missing string"))?),
-                TAG_INT => Cell::Int(i.varint()?),
-                TAG_DOUBLE => Cell::Double(d.u64_le()?),
-                TAG_FALSE => Cell::Bool(false),
-                TAG_TRUE => Cell::Bool(true),
-                TAG_NESTED => {
-                    let at = n.position() as u32;
-                    get_value(&mut n, 1)?;
-                    Cell::Nested(at)
-                }
-                _ => return Err(DecodeError("unknown attribute value tag")),
-            });
-        }
-        if !(i.is_empty() && d.is_empty() && n.is_empty()) {
-            return Err(DecodeError("trailing bytes in an attribute column"));
-        }
-        Ok(ValueColumn {
-            cells,
-            strings,
-            nested,
-        })
-    }
-
-    fn value(&self, row: usize) -> DecodeResult<Value> {
-        Ok(match self.cells[row] {
-            Cell::Empty => Value::Empty,
-            Cell::Str(i) => Value::Str(utf8(self.strings.value(i))?),
-            Cell::Int(i) => Value::Int(i),
-            Cell::Double(b) => Value::Double(f64::from_bits(b)),
-            Cell::Bool(b) => Value::Bool(b),
-            Cell::Nested(at) => get_value(&mut Decoder::new(&self.nested[at as usize..]), 1)?,
-        })
-    }
-}
-
 /// The attributes of one kind of owner (spans, events or links): per owner the list of its keys in
 /// order (which keeps order and duplicates), and a value column per key.
 #[derive(Default)]
@@ -342,74 +213,6 @@ impl AttrsWriter {
     }
 }
 
-struct Attrs {
-    keys: Vec<String>,
-    /// Per owner, where its entries start (one more than there are owners).
-    offsets: Vec<u32>,
-    /// Per attribute: its key and its row in that key's column.
-    entries: Vec<(u32, u32)>,
-    columns: Vec<ValueColumn>,
-}
-
-impl Attrs {
-    fn read(columns: &mut Columns, owners: usize) -> DecodeResult<Attrs> {
-        let keys_col = columns.next()?;
-        let mut d = Decoder::new(&keys_col);
-        let n = d.uvarint()? as usize;
-        let mut keys = Vec::with_capacity(n.min(1 << 16));
-        for _ in 0..n {
-            keys.push(d.str()?.to_owned());
-        }
-        let lists = columns.next()?;
-        let mut d = Decoder::new(&lists);
-        let mut offsets = Vec::with_capacity(owners + 1);
-        let mut entries = Vec::new();
-        let mut rows = vec![0u32; keys.len()];
-        offsets.push(0);
-        for _ in 0..owners {
-            let m = d.uvarint()?;
-            for _ in 0..m {
-                let k = d.uvarint()?;
-                let row = rows
-                    .get_mut(k as usize)
-                    .ok_or(DecodeError("attribute key out of range"))?;
-                entries.push((k as u32, *row));
-                *row += 1;
-            }
-            offsets.push(entries.len() as u32);
-        }
-        if !d.is_empty() {
-            return Err(DecodeError("trailing bytes in an attribute list"));
-        }
-        let columns = rows
-            .iter()
-            .map(|&r| ValueColumn::read(columns, r as usize))
-            .collect::<DecodeResult<Vec<_>>>()?;
-        Ok(Attrs {
-            keys,
-            offsets,
-            entries,
-            columns,
-        })
-    }
-
-    fn get(&self, owner: usize) -> DecodeResult<Vec<KeyValue>> {
-        let (a, b) = (
-            self.offsets[owner] as usize,
-            self.offsets[owner + 1] as usize,
-        );
-        self.entries[a..b]
-            .iter()
-            .map(|&(k, row)| {
-                Ok(KeyValue {
-                    key: self.keys[k as usize].clone(),
-                    value: self.columns[k as usize].value(row as usize)?,
-                })
-            })
-            .collect()
-    }
-}
-
 /// The columns of a row group as they are written: compressed one by one, behind a table of their
 /// lengths.
 fn seal(columns: Vec<Vec<u8>>, level: i32) -> std::io::Result<Vec<u8>> {
@@ -437,64 +240,6 @@ fn seal(columns: Vec<Vec<u8>>, level: i32) -> std::io::Result<Vec<u8>> {
     }
     table.extend_from_slice(&body);
     Ok(table)
-}
-
-/// The columns of a row group being read, in writing order.
-struct Columns(std::vec::IntoIter<Vec<u8>>);
-
-impl Columns {
-    fn open(sealed: &[u8]) -> DecodeResult<Columns> {
-        let mut d = Decoder::new(sealed);
-        let n = d.uvarint()? as usize;
-        let mut lens = Vec::with_capacity(n.min(1 << 16));
-        for _ in 0..n {
-            let raw = d.uvarint()?;
-            let stored = d.uvarint()?;
-            if raw > MAX_COLUMN_BYTES || stored >> 1 > MAX_COLUMN_BYTES {
-                return Err(DecodeError("column too long"));
-            }
-            lens.push((raw as usize, (stored >> 1) as usize, stored & 1 == 1));
-        }
-        let mut out = Vec::with_capacity(lens.len());
-        for (raw, stored, compressed) in lens {
-            let bytes = d.bytes(stored)?;
-            if !compressed {
-                if raw != stored {
-                    return Err(DecodeError("stored column length mismatch"));
-                }
-                out.push(bytes.to_vec());
-                continue;
-            }
-            let c = zstd::bulk::decompress(bytes, raw)
-                .map_err(|_| DecodeError("column does not decompress"))?;
-            if c.len() != raw {
-                return Err(DecodeError("column length mismatch"));
-            }
-            out.push(c);
-        }
-        if !d.is_empty() {
-            return Err(DecodeError("trailing bytes after the columns"));
-        }
-        Ok(Columns(out.into_iter()))
-    }
-
-    fn next(&mut self) -> DecodeResult<Vec<u8>> {
-        self.0.next().ok_or(DecodeError("missing column"))
-    }
-
-    /// Reads the next column whole with `f`.
-    fn parse<T>(&mut self, f: impl FnOnce(&mut Decoder<'_>) -> DecodeResult<T>) -> DecodeResult<T> {
-        let col = self.next()?;
-        let mut d = Decoder::new(&col);
-        let v = f(&mut d)?;
-        whole(d)?;
-        Ok(v)
-    }
-
-    /// Reads `n` counts from the next column into running offsets.
-    fn offsets(&mut self, n: usize) -> DecodeResult<Vec<u32>> {
-        self.parse(|d| offsets(d, n))
-    }
 }
 
 /// Writes consecutive traces into one row group.
@@ -776,17 +521,6 @@ fn offsets(d: &mut Decoder<'_>, n: usize) -> DecodeResult<Vec<u32>> {
     Ok(out)
 }
 
-fn uvarints<T: TryFrom<u64>>(col: &[u8], n: usize) -> DecodeResult<Vec<T>> {
-    let mut d = Decoder::new(col);
-    let v = (0..n)
-        .map(|_| T::try_from(d.uvarint()?).map_err(|_| DecodeError("value out of range")))
-        .collect::<DecodeResult<Vec<T>>>()?;
-    if !d.is_empty() {
-        return Err(DecodeError("trailing bytes in a column"));
-    }
-    Ok(v)
-}
-
 fn whole(d: Decoder<'_>) -> DecodeResult<()> {
     if d.is_empty() {
         Ok(())
@@ -795,50 +529,341 @@ fn whole(d: Decoder<'_>) -> DecodeResult<()> {
     }
 }
 
-/// A decoded row group: every column as an array, from which any of its traces is materialized.
+/// Decompresses the columns of a sealed row group, in writing order.
+fn open_columns(sealed: &[u8]) -> DecodeResult<Vec<Vec<u8>>> {
+    let mut d = Decoder::new(sealed);
+    let n = d.uvarint()? as usize;
+    let mut lens = Vec::with_capacity(n.min(1 << 16));
+    for _ in 0..n {
+        let raw = d.uvarint()?;
+        let stored = d.uvarint()?;
+        if raw > MAX_COLUMN_BYTES || stored >> 1 > MAX_COLUMN_BYTES {
+            return Err(DecodeError("column too long"));
+        }
+        lens.push((raw as usize, (stored >> 1) as usize, stored & 1 == 1));
+    }
+    let mut out = Vec::with_capacity(lens.len());
+    for (raw, stored, compressed) in lens {
+        let bytes = d.bytes(stored)?;
+        if !compressed {
+            if raw != stored {
+                return Err(DecodeError("stored column length mismatch"));
+            }
+            out.push(bytes.to_vec());
+            continue;
+        }
+        let c = zstd::bulk::decompress(bytes, raw)
+            .map_err(|_| DecodeError("column does not decompress"))?;
+        if c.len() != raw {
+            return Err(DecodeError("column length mismatch"));
+        }
+        out.push(c);
+    }
+    if !d.is_empty() {
+        return Err(DecodeError("trailing bytes after the columns"));
+    }
+    Ok(out)
+}
+
+/// A [`DistinctWriter`] column read row by row. Values are located as they are first met, so a
+/// row can be skipped without copying its value.
+struct DistinctCursor<'a> {
+    refs: Decoder<'a>,
+    lens: Decoder<'a>,
+    bytes: &'a [u8],
+    /// Value `i` is `bytes[starts[i]..starts[i + 1]]`.
+    starts: Vec<u32>,
+}
+
+impl<'a> DistinctCursor<'a> {
+    /// The three columns starting at `columns[0]`.
+    fn new(columns: &'a [Vec<u8>]) -> DistinctCursor<'a> {
+        DistinctCursor {
+            refs: Decoder::new(&columns[0]),
+            lens: Decoder::new(&columns[1]),
+            bytes: &columns[2],
+            starts: vec![0],
+        }
+    }
+
+    fn next(&mut self) -> DecodeResult<&'a [u8]> {
+        Ok(self.next_indexed()?.1)
+    }
+
+    /// The next row's value and its index among the column's distinct values.
+    fn next_indexed(&mut self) -> DecodeResult<(usize, &'a [u8])> {
+        let x = self.refs.uvarint()?;
+        let known = self.starts.len() as u64 - 1;
+        let i = if x == 0 {
+            let at = u64::from(self.starts[self.starts.len() - 1]);
+            let end = at
+                .checked_add(self.lens.uvarint()?)
+                .filter(|&e| e <= self.bytes.len() as u64)
+                .ok_or(DecodeError("distinct value outside its column"))?;
+            self.starts.push(end as u32);
+            known
+        } else if x <= known {
+            x - 1
+        } else {
+            return Err(DecodeError("distinct value index out of range"));
+        } as usize;
+        Ok((
+            i,
+            &self.bytes[self.starts[i] as usize..self.starts[i + 1] as usize],
+        ))
+    }
+
+    fn string(&mut self) -> DecodeResult<String> {
+        utf8(self.next()?)
+    }
+
+    fn skip(&mut self, rows: usize) -> DecodeResult<()> {
+        for _ in 0..rows {
+            self.next()?;
+        }
+        Ok(())
+    }
+}
+
+fn skip_uvarints(d: &mut Decoder<'_>, n: usize) -> DecodeResult<()> {
+    for _ in 0..n {
+        d.uvarint()?;
+    }
+    Ok(())
+}
+
+/// Sums the next `n` counts of a column.
+fn sum_counts(d: &mut Decoder<'_>, n: usize) -> DecodeResult<usize> {
+    let mut total = 0usize;
+    for _ in 0..n {
+        let c = usize::try_from(d.uvarint()?).map_err(|_| DecodeError("count out of range"))?;
+        total = total
+            .checked_add(c)
+            .ok_or(DecodeError("count out of range"))?;
+    }
+    Ok(total)
+}
+
+/// The seven columns of one attribute key's values (see [`ValueColumnWriter`]), read in row order.
+struct ValueCursor<'a> {
+    tags: &'a [u8],
+    row: usize,
+    strings: DistinctCursor<'a>,
+    ints: Decoder<'a>,
+    doubles: Decoder<'a>,
+    nested: Decoder<'a>,
+}
+
+impl<'a> ValueCursor<'a> {
+    /// The seven columns starting at `columns[0]`.
+    fn new(columns: &'a [Vec<u8>]) -> ValueCursor<'a> {
+        ValueCursor {
+            tags: &columns[0],
+            row: 0,
+            strings: DistinctCursor::new(&columns[1..4]),
+            ints: Decoder::new(&columns[4]),
+            doubles: Decoder::new(&columns[5]),
+            nested: Decoder::new(&columns[6]),
+        }
+    }
+
+    fn tag(&mut self) -> DecodeResult<u8> {
+        let t = *self
+            .tags
+            .get(self.row)
+            .ok_or(DecodeError("attribute column length mismatch"))?;
+        self.row += 1;
+        Ok(t)
+    }
+
+    fn next(&mut self) -> DecodeResult<Value> {
+        Ok(match self.tag()? {
+            TAG_EMPTY => Value::Empty,
+            TAG_STR => Value::Str(self.strings.string()?),
+            TAG_INT => Value::Int(self.ints.varint()?),
+            TAG_DOUBLE => Value::Double(f64::from_bits(self.doubles.u64_le()?)),
+            TAG_FALSE => Value::Bool(false),
+            TAG_TRUE => Value::Bool(true),
+            TAG_NESTED => get_value(&mut self.nested, 1)?,
+            _ => return Err(DecodeError("unknown attribute value tag")),
+        })
+    }
+
+    fn skip(&mut self) -> DecodeResult<()> {
+        match self.tag()? {
+            TAG_EMPTY | TAG_FALSE | TAG_TRUE => {}
+            TAG_STR => {
+                self.strings.next()?;
+            }
+            TAG_INT => {
+                self.ints.uvarint()?;
+            }
+            TAG_DOUBLE => {
+                self.doubles.u64_le()?;
+            }
+            TAG_NESTED => {
+                get_value(&mut self.nested, 1)?;
+            }
+            _ => return Err(DecodeError("unknown attribute value tag")),
+        }
+        Ok(())
+    }
+}
+
+/// Where the columns of one kind of attributes (see [`AttrsWriter`]) are in a row group.
+struct AttrsLayout {
+    keys: Vec<String>,
+    /// Index of the attribute-list column; the value columns follow it, seven per key.
+    lists: usize,
+}
+
+impl AttrsLayout {
+    /// Reads the key column at `columns[at]`; returns the layout and the index after its columns.
+    fn read(columns: &[Vec<u8>], at: usize) -> DecodeResult<(AttrsLayout, usize)> {
+        let col = columns.get(at).ok_or(DecodeError("missing column"))?;
+        let mut d = Decoder::new(col);
+        let n = d.uvarint()? as usize;
+        let mut keys = Vec::with_capacity(n.min(1 << 16));
+        for _ in 0..n {
+            keys.push(d.str()?.to_owned());
+        }
+        whole(d)?;
+        let end = at + 2 + keys.len() * 7;
+        if end > columns.len() {
+            return Err(DecodeError("missing column"));
+        }
+        Ok((
+            AttrsLayout {
+                keys,
+                lists: at + 1,
+            },
+            end,
+        ))
+    }
+
+    fn cursor<'a>(&'a self, columns: &'a [Vec<u8>]) -> AttrsCursor<'a> {
+        AttrsCursor {
+            keys: &self.keys,
+            lists: Decoder::new(&columns[self.lists]),
+            values: (0..self.keys.len())
+                .map(|k| ValueCursor::new(&columns[self.lists + 1 + k * 7..]))
+                .collect(),
+        }
+    }
+}
+
+/// The attributes of one kind of owner, read owner by owner.
+struct AttrsCursor<'a> {
+    keys: &'a [String],
+    lists: Decoder<'a>,
+    values: Vec<ValueCursor<'a>>,
+}
+
+impl<'a> AttrsCursor<'a> {
+    fn value(&mut self, k: u64) -> DecodeResult<&mut ValueCursor<'a>> {
+        self.values
+            .get_mut(k as usize)
+            .ok_or(DecodeError("attribute key out of range"))
+    }
+
+    fn next(&mut self) -> DecodeResult<Vec<KeyValue>> {
+        let m = self.lists.uvarint()? as usize;
+        let mut out = Vec::with_capacity(m.min(1024));
+        for _ in 0..m {
+            let k = self.lists.uvarint()?;
+            let value = self.value(k)?.next()?;
+            out.push(KeyValue {
+                key: self.keys[k as usize].clone(),
+                value,
+            });
+        }
+        Ok(out)
+    }
+
+    fn skip(&mut self, owners: usize) -> DecodeResult<()> {
+        for _ in 0..owners {
+            let m = self.lists.uvarint()?;
+            for _ in 0..m {
+                let k = self.lists.uvarint()?;
+                self.value(k)?.skip()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Column indices of the fixed part of a row group, in writing order (see [`RowGroupWriter::finish`]).
+const COL_TRACE_BATCHES: usize = 0;
+const COL_BATCHES: usize = 1;
+const COL_SCOPES: usize = 2;
+const COL_SCOPE_SPANS: usize = 5;
+const COL_SPAN_IDS: usize = 6;
+const COL_PARENTS: usize = 7;
+const COL_PARENT_RAW: usize = 8;
+const COL_TRACE_STATES: usize = 9;
+const COL_FLAGS: usize = 12;
+const COL_NAMES: usize = 13;
+const COL_KIND_STATUS: usize = 16;
+const COL_STATUS_MESSAGES: usize = 17;
+const COL_STARTS: usize = 20;
+const COL_DURATIONS: usize = 21;
+const COL_DROPPED: usize = 22;
+const COL_SPAN_ATTRS: usize = 23;
+/// After the span attributes: counts, times, names (3), dropped, then the event attributes.
+const EVENT_COLUMNS: usize = 6;
+/// After the event attributes: counts, ids, trace states (3), flags, dropped, then the link
+/// attributes.
+const LINK_COLUMNS: usize = 7;
+
+/// A row group whose columns are decompressed but not decoded. Only the few columns that say which
+/// spans belong to which trace are decoded on open; reading traces walks every column once, in
+/// order, skipping the rows of the traces not asked for and materializing the others, so a lookup
+/// of one trace builds only that trace's spans.
 pub(crate) struct RowGroup {
+    columns: Vec<Vec<u8>>,
     trace_batches: Vec<u32>,
     batch_resources: Vec<Arc<Resource>>,
     batch_groups: Vec<u32>,
-    group_scopes: Distinct,
+    /// Per scope group, its scope (an index into `scopes`).
+    group_scopes: Vec<u32>,
+    scopes: Vec<Scope>,
     group_spans: Vec<u32>,
-    span_ids: Vec<u8>,
-    parents: Vec<Parent>,
-    parent_raw: Vec<Vec<u8>>,
-    trace_states: Distinct,
-    flags: Vec<u32>,
-    names: Distinct,
-    kind_status: Vec<u8>,
-    status_messages: Distinct,
-    starts: Vec<u64>,
-    durations: Vec<u64>,
-    dropped: Vec<u32>,
-    span_attrs: Attrs,
-    span_events: Vec<u32>,
-    event_times: Vec<i64>,
-    event_names: Distinct,
-    event_dropped: Vec<u32>,
-    event_attrs: Attrs,
-    span_links: Vec<u32>,
-    link_ids: Vec<(Vec<u8>, Vec<u8>)>,
-    link_states: Distinct,
-    link_flags: Vec<u32>,
-    link_dropped: Vec<u32>,
-    link_attrs: Attrs,
+    span_attrs: AttrsLayout,
+    /// Index of the event-count column.
+    events: usize,
+    event_attrs: AttrsLayout,
+    /// Index of the link-count column.
+    links: usize,
+    link_attrs: AttrsLayout,
+}
+
+/// One trace to read from a row group: its position there, its id and its earliest span start.
+pub(crate) struct TraceAt {
+    pub position: usize,
+    pub trace_id: TraceId,
+    pub base: u64,
 }
 
 impl RowGroup {
-    /// Decodes a row group of `traces` traces; resources resolve into the block's `resources`.
-    pub fn decode(
+    /// Opens a row group of `traces` traces; resources resolve into the block's `resources`.
+    pub fn open(
         sealed: &[u8],
         traces: usize,
         resources: &[Arc<Resource>],
     ) -> DecodeResult<RowGroup> {
-        let mut c = Columns::open(sealed)?;
-        let trace_batches = c.offsets(traces)?;
+        let columns = open_columns(sealed)?;
+        if columns.len() < COL_SPAN_ATTRS + 2 {
+            return Err(DecodeError("missing column"));
+        }
+        let parse_offsets = |i: usize, n: usize| {
+            let mut d = Decoder::new(&columns[i]);
+            let v = offsets(&mut d, n)?;
+            whole(d)?;
+            Ok::<_, DecodeError>(v)
+        };
+        let trace_batches = parse_offsets(COL_TRACE_BATCHES, traces)?;
         let n_batches = *trace_batches.last().unwrap_or(&0) as usize;
-        let col = c.next()?;
-        let mut d = Decoder::new(&col);
+        let mut d = Decoder::new(&columns[COL_BATCHES]);
         let mut batch_resources = Vec::with_capacity(n_batches);
         let mut batch_groups = vec![0u32];
         for _ in 0..n_batches {
@@ -855,102 +880,56 @@ impl RowGroup {
         }
         whole(d)?;
         let n_groups = *batch_groups.last().unwrap_or(&0) as usize;
-        let group_scopes = Distinct::read(&mut c, n_groups)?;
-        let group_spans = c.offsets(n_groups)?;
+        let mut scope_cursor = DistinctCursor::new(&columns[COL_SCOPES..COL_SCOPES + 3]);
+        let mut scopes = Vec::new();
+        let mut group_scopes = Vec::with_capacity(n_groups);
+        for _ in 0..n_groups {
+            let (i, bytes) = scope_cursor.next_indexed()?;
+            if i == scopes.len() {
+                scopes.push(get_scope(&mut Decoder::new(bytes))?);
+            }
+            group_scopes.push(i as u32);
+        }
+        let group_spans = parse_offsets(COL_SCOPE_SPANS, n_groups)?;
         let spans = *group_spans.last().unwrap_or(&0) as usize;
-        let span_ids = c.next()?;
-        if span_ids.len() != spans * 8 {
+        if columns[COL_SPAN_IDS].len() != spans * 8 {
             return Err(DecodeError("span id column length mismatch"));
         }
-        let (col, raw) = (c.next()?, c.next()?);
-        let (mut d, mut r) = (Decoder::new(&col), Decoder::new(&raw));
-        let mut parents = Vec::with_capacity(spans);
-        let mut parent_raw = Vec::new();
-        for _ in 0..spans {
-            parents.push(match d.uvarint()? {
-                PARENT_NONE => Parent::None,
-                PARENT_RAW => {
-                    parent_raw.push(r.len_bytes()?.to_vec());
-                    Parent::Raw(parent_raw.len() as u32 - 1)
-                }
-                i => Parent::Local(
-                    u32::try_from(i - PARENT_LOCAL)
-                        .map_err(|_| DecodeError("parent out of range"))?,
-                ),
-            });
-        }
-        whole(d)?;
-        whole(r)?;
-        let trace_states = Distinct::read(&mut c, spans)?;
-        let flags = uvarints(&c.next()?, spans)?;
-        let names = Distinct::read(&mut c, spans)?;
-        let kind_status = c.next()?;
-        if kind_status.len() != spans {
+        if columns[COL_KIND_STATUS].len() != spans {
             return Err(DecodeError("kind column length mismatch"));
         }
-        let status_messages = Distinct::read(&mut c, spans)?;
-        let mut starts: Vec<u64> = uvarints(&c.next()?, spans)?;
-        for t in 0..traces {
-            let (first, end) = span_range(&trace_batches, &batch_groups, &group_spans, t);
-            relative_starts_to_base(&parents[first..end], &mut starts[first..end]);
-        }
-        let durations = uvarints(&c.next()?, spans)?;
-        let dropped = uvarints(&c.next()?, spans * 3)?;
-        let span_attrs = Attrs::read(&mut c, spans)?;
-        let span_events = c.offsets(spans)?;
-        let events = *span_events.last().unwrap_or(&0) as usize;
-        let event_times = c.parse(|d| (0..events).map(|_| d.varint()).collect())?;
-        let event_names = Distinct::read(&mut c, events)?;
-        let event_dropped = uvarints(&c.next()?, events)?;
-        let event_attrs = Attrs::read(&mut c, events)?;
-        let span_links = c.offsets(spans)?;
-        let links = *span_links.last().unwrap_or(&0) as usize;
-        let link_ids = c.parse(|d| {
-            (0..links)
-                .map(|_| Ok((d.len_bytes()?.to_vec(), d.len_bytes()?.to_vec())))
-                .collect()
-        })?;
-        let link_states = Distinct::read(&mut c, links)?;
-        let link_flags = uvarints(&c.next()?, links)?;
-        let link_dropped = uvarints(&c.next()?, links)?;
-        let link_attrs = Attrs::read(&mut c, links)?;
-        if c.0.next().is_some() {
+        let (span_attrs, events) = AttrsLayout::read(&columns, COL_SPAN_ATTRS)?;
+        let (event_attrs, links) = AttrsLayout::read(&columns, events + EVENT_COLUMNS)?;
+        let (link_attrs, end) = AttrsLayout::read(&columns, links + LINK_COLUMNS)?;
+        if end != columns.len() {
             return Err(DecodeError("unexpected column"));
         }
         Ok(RowGroup {
+            columns,
             trace_batches,
             batch_resources,
             batch_groups,
             group_scopes,
+            scopes,
             group_spans,
-            span_ids,
-            parents,
-            parent_raw,
-            trace_states,
-            flags,
-            names,
-            kind_status,
-            status_messages,
-            starts,
-            durations,
-            dropped,
             span_attrs,
-            span_events,
-            event_times,
-            event_names,
-            event_dropped,
+            events,
             event_attrs,
-            span_links,
-            link_ids,
-            link_states,
-            link_flags,
-            link_dropped,
+            links,
             link_attrs,
         })
     }
 
     pub fn len(&self) -> usize {
         self.trace_batches.len() - 1
+    }
+
+    /// Bytes held in memory, for a cache's budget.
+    pub fn memory_bytes(&self) -> usize {
+        self.columns.iter().map(|c| c.len() + 24).sum::<usize>()
+            + (self.trace_batches.len() + self.batch_groups.len() + self.group_spans.len()) * 4
+            + self.batch_resources.len() * 8
+            + self.group_scopes.len() * 4
     }
 
     fn span_range(&self, t: usize) -> (usize, usize) {
@@ -962,108 +941,342 @@ impl RowGroup {
         )
     }
 
-    /// Materializes trace `t` (its position in the row group), whose earliest span starts at `base`.
-    pub fn trace(&self, t: usize, trace_id: TraceId, base: u64) -> DecodeResult<Trace> {
-        if t >= self.len() {
-            return Err(DecodeError("trace outside its row group"));
-        }
-        let (first, end) = self.span_range(t);
-        let (b0, b1) = (
-            self.trace_batches[t] as usize,
-            self.trace_batches[t + 1] as usize,
-        );
-        let mut batches = Vec::with_capacity(b1 - b0);
-        for b in b0..b1 {
-            let (g0, g1) = (
-                self.batch_groups[b] as usize,
-                self.batch_groups[b + 1] as usize,
+    /// Materializes the traces asked for, which must be in ascending position order.
+    pub fn traces(&self, wanted: &[TraceAt]) -> DecodeResult<Vec<Trace>> {
+        let mut cursor = SpanCursor::new(self);
+        let mut out = Vec::with_capacity(wanted.len());
+        let mut last = None;
+        for w in wanted {
+            if w.position >= self.len() || last.is_some_and(|l| l >= w.position) {
+                return Err(DecodeError("trace outside its row group"));
+            }
+            last = Some(w.position);
+            let t = w.position;
+            let (first, end) = self.span_range(t);
+            cursor.skip(first - cursor.at)?;
+            let mut spans = cursor.read(end - first, w.trace_id, w.base)?.into_iter();
+            let (b0, b1) = (
+                self.trace_batches[t] as usize,
+                self.trace_batches[t + 1] as usize,
             );
-            let mut scope_spans = Vec::with_capacity(g1 - g0);
-            for g in g0..g1 {
-                let spans = (self.group_spans[g]..self.group_spans[g + 1])
-                    .map(|i| self.span(i as usize, (first, end), trace_id, base))
-                    .collect::<DecodeResult<Vec<_>>>()?;
-                scope_spans.push(ScopeSpans {
-                    scope: get_scope(&mut Decoder::new(self.group_scopes.get(g)))?,
-                    spans,
+            let mut batches = Vec::with_capacity(b1 - b0);
+            for b in b0..b1 {
+                let (g0, g1) = (
+                    self.batch_groups[b] as usize,
+                    self.batch_groups[b + 1] as usize,
+                );
+                let mut scope_spans = Vec::with_capacity(g1 - g0);
+                for g in g0..g1 {
+                    let n = (self.group_spans[g + 1] - self.group_spans[g]) as usize;
+                    scope_spans.push(ScopeSpans {
+                        scope: self.scopes[self.group_scopes[g] as usize].clone(),
+                        spans: spans.by_ref().take(n).collect(),
+                    });
+                }
+                batches.push(ResourceSpans {
+                    resource: self.batch_resources[b].clone(),
+                    scope_spans,
                 });
             }
-            batches.push(ResourceSpans {
-                resource: self.batch_resources[b].clone(),
-                scope_spans,
+            out.push(Trace {
+                trace_id: w.trace_id,
+                batches,
             });
         }
-        Ok(Trace { trace_id, batches })
+        Ok(out)
+    }
+}
+
+/// Every per-span, per-event and per-link column of a row group, read forward in span order.
+struct SpanCursor<'a> {
+    group: &'a RowGroup,
+    /// The next span's position in the row group.
+    at: usize,
+    parents: Decoder<'a>,
+    parent_raw: Decoder<'a>,
+    trace_states: DistinctCursor<'a>,
+    flags: Decoder<'a>,
+    names: DistinctCursor<'a>,
+    status_messages: DistinctCursor<'a>,
+    starts: Decoder<'a>,
+    durations: Decoder<'a>,
+    dropped: Decoder<'a>,
+    span_attrs: AttrsCursor<'a>,
+    event_counts: Decoder<'a>,
+    event_times: Decoder<'a>,
+    event_names: DistinctCursor<'a>,
+    event_dropped: Decoder<'a>,
+    event_attrs: AttrsCursor<'a>,
+    link_counts: Decoder<'a>,
+    link_ids: Decoder<'a>,
+    link_states: DistinctCursor<'a>,
+    link_flags: Decoder<'a>,
+    link_dropped: Decoder<'a>,
+    link_attrs: AttrsCursor<'a>,
+}
+
+impl<'a> SpanCursor<'a> {
+    fn new(group: &'a RowGroup) -> SpanCursor<'a> {
+        let c = &group.columns;
+        let (e, l) = (group.events, group.links);
+        SpanCursor {
+            group,
+            at: 0,
+            parents: Decoder::new(&c[COL_PARENTS]),
+            parent_raw: Decoder::new(&c[COL_PARENT_RAW]),
+            trace_states: DistinctCursor::new(&c[COL_TRACE_STATES..]),
+            flags: Decoder::new(&c[COL_FLAGS]),
+            names: DistinctCursor::new(&c[COL_NAMES..]),
+            status_messages: DistinctCursor::new(&c[COL_STATUS_MESSAGES..]),
+            starts: Decoder::new(&c[COL_STARTS]),
+            durations: Decoder::new(&c[COL_DURATIONS]),
+            dropped: Decoder::new(&c[COL_DROPPED]),
+            span_attrs: group.span_attrs.cursor(c),
+            event_counts: Decoder::new(&c[e]),
+            event_times: Decoder::new(&c[e + 1]),
+            event_names: DistinctCursor::new(&c[e + 2..]),
+            event_dropped: Decoder::new(&c[e + 5]),
+            event_attrs: group.event_attrs.cursor(c),
+            link_counts: Decoder::new(&c[l]),
+            link_ids: Decoder::new(&c[l + 1]),
+            link_states: DistinctCursor::new(&c[l + 2..]),
+            link_flags: Decoder::new(&c[l + 5]),
+            link_dropped: Decoder::new(&c[l + 6]),
+            link_attrs: group.link_attrs.cursor(c),
+        }
+    }
+
+    /// Passes over the next `n` spans, their events and links.
+    fn skip(&mut self, n: usize) -> DecodeResult<()> {
+        for _ in 0..n {
+            if self.parents.uvarint()? == PARENT_RAW {
+                self.parent_raw.len_bytes()?;
+            }
+        }
+        self.trace_states.skip(n)?;
+        skip_uvarints(&mut self.flags, n)?;
+        self.names.skip(n)?;
+        self.status_messages.skip(n)?;
+        skip_uvarints(&mut self.starts, n)?;
+        skip_uvarints(&mut self.durations, n)?;
+        skip_uvarints(&mut self.dropped, n * 3)?;
+        self.span_attrs.skip(n)?;
+        let events = sum_counts(&mut self.event_counts, n)?;
+        skip_uvarints(&mut self.event_times, events)?;
+        self.event_names.skip(events)?;
+        skip_uvarints(&mut self.event_dropped, events)?;
+        self.event_attrs.skip(events)?;
+        let links = sum_counts(&mut self.link_counts, n)?;
+        for _ in 0..links {
+            self.link_ids.len_bytes()?;
+            self.link_ids.len_bytes()?;
+        }
+        self.link_states.skip(links)?;
+        skip_uvarints(&mut self.link_flags, links)?;
+        skip_uvarints(&mut self.link_dropped, links)?;
+        self.link_attrs.skip(links)?;
+        self.at += n;
+        Ok(())
     }
 
     fn span_id(&self, i: usize) -> SpanId {
         let mut id = [0u8; 8];
-        id.copy_from_slice(&self.span_ids[i * 8..i * 8 + 8]);
+        id.copy_from_slice(&self.group.columns[COL_SPAN_IDS][i * 8..i * 8 + 8]);
         id
     }
 
-    fn span(
-        &self,
-        i: usize,
-        (first, end): (usize, usize),
-        trace_id: TraceId,
-        base: u64,
-    ) -> DecodeResult<Span> {
-        let parent_span_id = match self.parents[i] {
-            Parent::None => Vec::new(),
-            Parent::Raw(r) => self.parent_raw[r as usize].clone(),
-            Parent::Local(k) => {
-                let j = first + k as usize;
-                if j >= end {
-                    return Err(DecodeError("parent outside its trace"));
+    /// Materializes the next `n` spans: all the spans of one trace, whose earliest starts at `base`.
+    fn read(&mut self, n: usize, trace_id: TraceId, base: u64) -> DecodeResult<Vec<Span>> {
+        let first = self.at;
+        if first + n > self.group.columns[COL_KIND_STATUS].len() {
+            return Err(DecodeError("trace outside its row group"));
+        }
+        let mut parents = Vec::with_capacity(n);
+        let mut raw = Vec::new();
+        for _ in 0..n {
+            parents.push(match self.parents.uvarint()? {
+                PARENT_NONE => Parent::None,
+                PARENT_RAW => {
+                    raw.push(self.parent_raw.len_bytes()?);
+                    Parent::Raw(raw.len() as u32 - 1)
                 }
-                self.span_id(j).to_vec()
+                i => Parent::Local(
+                    u32::try_from(i - PARENT_LOCAL)
+                        .map_err(|_| DecodeError("parent out of range"))?,
+                ),
+            });
+        }
+        let mut starts = (0..n)
+            .map(|_| self.starts.uvarint())
+            .collect::<DecodeResult<Vec<u64>>>()?;
+        relative_starts_to_base(&parents, &mut starts);
+        let mut out = Vec::with_capacity(n);
+        for (i, parent) in parents.iter().enumerate() {
+            let at = first + i;
+            let parent_span_id = match *parent {
+                Parent::None => Vec::new(),
+                Parent::Raw(r) => raw[r as usize].to_vec(),
+                Parent::Local(k) if (k as usize) < n => self.span_id(first + k as usize).to_vec(),
+                Parent::Local(_) => return Err(DecodeError("parent outside its trace")),
+            };
+            let start = base.wrapping_add(starts[i]);
+            let trace_state = self.trace_states.string()?;
+            let flags = u32::try_from(self.flags.uvarint()?)
+                .map_err(|_| DecodeError("value out of range"))?;
+            let name = self.names.string()?;
+            let status_message = self.status_messages.string()?;
+            let duration = self.durations.uvarint()?;
+            let mut dropped = [0u32; 3];
+            for d in &mut dropped {
+                *d = u32::try_from(self.dropped.uvarint()?)
+                    .map_err(|_| DecodeError("value out of range"))?;
             }
-        };
-        let start = base.wrapping_add(self.starts[i]);
-        let events = (self.span_events[i]..self.span_events[i + 1])
-            .map(|e| {
-                let e = e as usize;
-                Ok(Event {
-                    time_unix_nano: start.wrapping_add(self.event_times[e] as u64),
-                    name: self.event_names.string(e)?,
-                    attributes: self.event_attrs.get(e)?,
-                    dropped_attributes_count: self.event_dropped[e],
-                })
-            })
-            .collect::<DecodeResult<Vec<_>>>()?;
-        let links = (self.span_links[i]..self.span_links[i + 1])
-            .map(|l| {
-                let l = l as usize;
-                Ok(Link {
-                    trace_id: self.link_ids[l].0.clone(),
-                    span_id: self.link_ids[l].1.clone(),
-                    trace_state: self.link_states.string(l)?,
-                    attributes: self.link_attrs.get(l)?,
-                    dropped_attributes_count: self.link_dropped[l],
-                    flags: self.link_flags[l],
-                })
-            })
-            .collect::<DecodeResult<Vec<_>>>()?;
-        let ks = self.kind_status[i];
-        Ok(Span {
-            trace_id,
-            span_id: self.span_id(i),
-            parent_span_id,
-            trace_state: self.trace_states.string(i)?,
-            flags: self.flags[i],
-            name: self.names.string(i)?,
-            kind: SpanKind::from_i32(i32::from(ks & 0x0f)),
-            start_time_unix_nano: start,
-            end_time_unix_nano: start.wrapping_add(self.durations[i]),
-            attributes: self.span_attrs.get(i)?,
-            dropped_attributes_count: self.dropped[i * 3],
-            events,
-            dropped_events_count: self.dropped[i * 3 + 1],
-            links,
-            dropped_links_count: self.dropped[i * 3 + 2],
-            status_code: StatusCode::from_i32(i32::from(ks >> 4)),
-            status_message: self.status_messages.string(i)?,
+            let attributes = self.span_attrs.next()?;
+            let events = (0..self.event_counts.uvarint()?)
+                .map(|_| self.event(start))
+                .collect::<DecodeResult<Vec<_>>>()?;
+            let links = (0..self.link_counts.uvarint()?)
+                .map(|_| self.link())
+                .collect::<DecodeResult<Vec<_>>>()?;
+            let ks = self.group.columns[COL_KIND_STATUS][at];
+            out.push(Span {
+                trace_id,
+                span_id: self.span_id(at),
+                parent_span_id,
+                trace_state,
+                flags,
+                name,
+                kind: SpanKind::from_i32(i32::from(ks & 0x0f)),
+                start_time_unix_nano: start,
+                end_time_unix_nano: start.wrapping_add(duration),
+                attributes,
+                dropped_attributes_count: dropped[0],
+                events,
+                dropped_events_count: dropped[1],
+                links,
+                dropped_links_count: dropped[2],
+                status_code: StatusCode::from_i32(i32::from(ks >> 4)),
+                status_message,
+            });
+        }
+        self.at += n;
+        Ok(out)
+    }
+
+    fn event(&mut self, span_start: u64) -> DecodeResult<Event> {
+        let time = span_start.wrapping_add(self.event_times.varint()? as u64);
+        Ok(Event {
+            time_unix_nano: time,
+            name: self.event_names.string()?,
+            dropped_attributes_count: u32::try_from(self.event_dropped.uvarint()?)
+                .map_err(|_| DecodeError("value out of range"))?,
+            attributes: self.event_attrs.next()?,
         })
     }
+
+    fn link(&mut self) -> DecodeResult<Link> {
+        let trace_id = self.link_ids.len_bytes()?.to_vec();
+        let span_id = self.link_ids.len_bytes()?.to_vec();
+        Ok(Link {
+            trace_id,
+            span_id,
+            trace_state: self.link_states.string()?,
+            flags: u32::try_from(self.link_flags.uvarint()?)
+                .map_err(|_| DecodeError("value out of range"))?,
+            dropped_attributes_count: u32::try_from(self.link_dropped.uvarint()?)
+                .map_err(|_| DecodeError("value out of range"))?,
+            attributes: self.link_attrs.next()?,
+        })
+    }
+}
+
+/// Adds the raw and stored bytes of each column of a sealed row group to `out`, by column name (an
+/// attribute key's seven columns under one name). For the size breakdown of a block.
+pub(crate) fn add_column_sizes(
+    sealed: &[u8],
+    out: &mut std::collections::BTreeMap<String, (u64, u64)>,
+) -> DecodeResult<()> {
+    let mut d = Decoder::new(sealed);
+    let n = d.uvarint()? as usize;
+    let mut lens = Vec::with_capacity(n.min(1 << 16));
+    for _ in 0..n {
+        let raw = d.uvarint()?;
+        lens.push((raw, d.uvarint()? >> 1));
+    }
+    let table = d.position() as u64;
+    let columns = open_columns(sealed)?;
+    let mut names: Vec<String> = [
+        "trace resource groups",
+        "resource groups",
+        "scopes",
+        "scopes",
+        "scopes",
+        "scope span counts",
+        "span ids",
+        "parents",
+        "parents given in full",
+        "trace states",
+        "trace states",
+        "trace states",
+        "flags",
+        "names",
+        "names",
+        "names",
+        "kind and status",
+        "status messages",
+        "status messages",
+        "status messages",
+        "starts",
+        "durations",
+        "dropped counts",
+    ]
+    .map(String::from)
+    .into();
+    let attrs = |names: &mut Vec<String>, owner: &str| -> DecodeResult<()> {
+        let (layout, _) = AttrsLayout::read(&columns, names.len())?;
+        names.push(format!("{owner} attribute keys"));
+        names.push(format!("{owner} attribute key lists"));
+        for k in &layout.keys {
+            names.extend(std::iter::repeat_n(format!("{owner} attribute {k}"), 7));
+        }
+        Ok(())
+    };
+    attrs(&mut names, "span")?;
+    names.extend(
+        [
+            "event counts",
+            "event times",
+            "event names",
+            "event names",
+            "event names",
+            "event dropped counts",
+        ]
+        .map(String::from),
+    );
+    attrs(&mut names, "event")?;
+    names.extend(
+        [
+            "link counts",
+            "link ids",
+            "link trace states",
+            "link trace states",
+            "link trace states",
+            "link flags",
+            "link dropped counts",
+        ]
+        .map(String::from),
+    );
+    attrs(&mut names, "link")?;
+    if names.len() != lens.len() {
+        return Err(DecodeError("unexpected column"));
+    }
+    for (name, (raw, stored)) in names.into_iter().zip(lens) {
+        let e = out.entry(name).or_default();
+        e.0 += raw;
+        e.1 += stored;
+    }
+    let e = out.entry("column tables".into()).or_default();
+    e.0 += table;
+    e.1 += table;
+    Ok(())
 }

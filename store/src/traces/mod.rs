@@ -11,7 +11,7 @@ pub mod block;
 mod columns;
 pub mod model;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -23,11 +23,13 @@ use crate::encoding::Decoder;
 use crate::error::{Error, Result};
 use crate::wal::{self, Wal, WalOptions};
 
-pub use block::{AttrScope, Block, BlockMeta, DictValue};
+pub use block::{AttrScope, Block, BlockMeta, DictValue, PageCache};
 pub use model::*;
 
 /// WAL payload type of a span batch (the first payload byte, as in the metrics WAL).
 const REC_SPANS: u8 = 0x20;
+/// Most candidates of one page a scan materializes in one pass over its columns.
+const MAX_SCAN_RUN: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct TracesConfig {
@@ -41,6 +43,8 @@ pub struct TracesConfig {
     /// lookup. Larger pages compress better (each column's distinct values and zstd tables are
     /// written once per page) but cost more to decode per lookup.
     pub page_bytes: usize,
+    /// Decompressed pages kept in memory for lookups and searches, shared by all blocks.
+    pub page_cache_bytes: usize,
     /// Compaction merges adjacent blocks while their sum stays below this.
     pub compact_max_block_bytes: u64,
     /// Blocks kept before compaction starts merging.
@@ -57,6 +61,7 @@ impl Default for TracesConfig {
             max_head_bytes: 256 << 20,
             max_trace_bytes: 16 << 20,
             page_bytes: 512 << 10,
+            page_cache_bytes: 128 << 20,
             compact_max_block_bytes: 512 << 20,
             compact_min_blocks: 4,
             retention_secs: 14 * 24 * 3600,
@@ -164,6 +169,7 @@ pub struct TraceStore {
     /// Traces taken from the head and being written into a block: still readable.
     flushing: RwLock<Arc<Vec<(TraceId, HeadTrace)>>>,
     blocks: RwLock<Vec<Arc<Block>>>,
+    page_cache: Arc<PageCache>,
     next_seq: AtomicU64,
     /// One cut or compaction at a time.
     background: Mutex<()>,
@@ -215,7 +221,8 @@ impl TraceStore {
     pub fn open(dir: &Path, cfg: TracesConfig) -> Result<TraceStore> {
         let blocks_dir = dir.join("blocks");
         fs::create_dir_all(&blocks_dir).map_err(|e| Error::io(&blocks_dir, e))?;
-        let blocks = open_blocks(&blocks_dir)?;
+        let page_cache = Arc::new(PageCache::new(cfg.page_cache_bytes));
+        let blocks = open_blocks(&blocks_dir, &page_cache)?;
         let next_seq = blocks.iter().map(|b| b.meta.seq + 1).max().unwrap_or(1);
         let wal_dir = dir.join("wal");
         let replay = wal::replay_raw(&wal_dir, |_| 0)?;
@@ -249,6 +256,7 @@ impl TraceStore {
             head: RwLock::new(head),
             flushing: RwLock::new(Arc::new(Vec::new())),
             blocks: RwLock::new(blocks),
+            page_cache,
             next_seq: AtomicU64::new(next_seq),
             background: Mutex::new(()),
             spans_ingested: AtomicU64::new(0),
@@ -379,7 +387,10 @@ impl TraceStore {
                 w.add(&h.decode(*id)?)?;
             }
             w.finish(seq, 0, Vec::new())?;
-            Block::open(&self.dir.join("blocks").join(block_id(seq)))
+            Block::open_cached(
+                &self.dir.join("blocks").join(block_id(seq)),
+                self.page_cache.clone(),
+            )
         })();
         let _g = self.gate.write();
         let block = match result {
@@ -447,8 +458,9 @@ impl TraceStore {
         let id = format!("{}-l{level}", block_id(seq));
         let blocks_dir = self.dir.join("blocks");
         let mut w = BlockWriter::create(&blocks_dir, &id, self.cfg.page_bytes)?;
-        // k-way merge by trace id: each block is sorted.
+        // k-way merge by trace id: each block is sorted, and read a page at a time.
         let mut pos = vec![0usize; run.len()];
+        let mut read: Vec<VecDeque<Trace>> = vec![VecDeque::new(); run.len()];
         loop {
             let next = run
                 .iter()
@@ -460,7 +472,13 @@ impl TraceStore {
             let mut trace: Option<Trace> = None;
             for (i, b) in run.iter().enumerate() {
                 if pos[i] < b.len() && b.summary(pos[i]).trace_id == id {
-                    let t = b.read(pos[i])?;
+                    if read[i].is_empty() {
+                        let page: Vec<usize> = (pos[i]..b.page_ordinals(pos[i]).end).collect();
+                        read[i].extend(b.read_many(&page)?);
+                    }
+                    let t = read[i]
+                        .pop_front()
+                        .ok_or_else(|| Error::corrupt(b.dir(), "trace not read"))?;
                     pos[i] += 1;
                     match &mut trace {
                         None => trace = Some(t),
@@ -474,7 +492,10 @@ impl TraceStore {
         }
         let replaces: Vec<String> = run.iter().map(|b| b.meta.id.clone()).collect();
         w.finish(seq, level, replaces.clone())?;
-        let block = Arc::new(Block::open(&blocks_dir.join(&id))?);
+        let block = Arc::new(Block::open_cached(
+            &blocks_dir.join(&id),
+            self.page_cache.clone(),
+        )?);
         {
             let mut blocks = self.blocks.write();
             let at = blocks
@@ -571,7 +592,7 @@ fn block_id(seq: u64) -> String {
     format!("{seq:016x}")
 }
 
-fn open_blocks(dir: &Path) -> Result<Vec<Arc<Block>>> {
+fn open_blocks(dir: &Path, cache: &Arc<PageCache>) -> Result<Vec<Arc<Block>>> {
     let mut blocks = Vec::new();
     for e in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let e = e.map_err(|err| Error::io(dir, err))?;
@@ -584,7 +605,7 @@ fn open_blocks(dir: &Path) -> Result<Vec<Arc<Block>>> {
             fs::remove_dir_all(&path).map_err(|err| Error::io(&path, err))?;
             continue;
         }
-        blocks.push(Arc::new(Block::open(&path)?));
+        blocks.push(Arc::new(Block::open_cached(&path, cache.clone())?));
     }
     // A compaction that crashed after writing its result but before deleting its sources.
     let replaced: BTreeSet<String> = blocks
@@ -673,20 +694,31 @@ impl TraceReader for TraceStore {
             }
             stats.total_blocks += 1;
             let candidates = candidates(b, &req.required);
-            let mut iter: Box<dyn Iterator<Item = usize>> = match candidates {
+            let iter: Box<dyn Iterator<Item = usize>> = match candidates {
                 Some(c) => Box::new(c.into_iter().rev()),
                 None => Box::new((0..b.len()).rev()),
             };
-            // Descending ordinals keep page reads in runs (the page cache holds one page).
-            for o in &mut iter {
-                if !req.admits(b.summary(o)) {
-                    continue;
+            // Descending ordinals, candidates of one page read together: one pass over the page's
+            // columns decodes them all. Runs start short and double, so a search that stops after a
+            // few matches does not materialize a whole page of candidates first.
+            let mut iter = iter.filter(|&o| req.admits(b.summary(o))).peekable();
+            let mut run_len = 4;
+            while let Some(o) = iter.next() {
+                let page = b.page_ordinals(o);
+                let mut run = vec![o];
+                while run.len() < run_len {
+                    match iter.next_if(|n| page.contains(n)) {
+                        Some(next) => run.push(next),
+                        None => break,
+                    }
                 }
-                let t = b.read(o)?;
-                stats.inspected_traces += 1;
-                if !visit(&t) {
-                    stats.inspected_bytes += b.meta.data_bytes;
-                    return Ok(stats);
+                run_len = (run_len * 2).min(MAX_SCAN_RUN);
+                for t in b.read_many(&run)? {
+                    stats.inspected_traces += 1;
+                    if !visit(&t) {
+                        stats.inspected_bytes += b.meta.data_bytes;
+                        return Ok(stats);
+                    }
                 }
             }
             stats.inspected_bytes += b.meta.data_bytes;

@@ -3,7 +3,8 @@
 //!
 //! Traces: 30 services × 3 instances (11 resource attributes each), 5–50 spans per trace in a random
 //! tree, 10–30 span attributes drawn from 40 keys (low-cardinality enums, numbers, booleans and
-//! high-cardinality ids), 3% error spans, 10% of spans with an exception event, start times spread
+//! high-cardinality ids) and written in an order fixed per service, as an instrumented code path
+//! writes its attributes; 3% error spans, 10% of spans with an exception event, start times spread
 //! over the hour before the run. Deterministic for a seed.
 //!
 //! ```text
@@ -206,6 +207,8 @@ fn attribute(r: &mut Rng, key: usize) -> KeyValue {
 struct Generator {
     rng: Rng,
     resources: Vec<Resource>,
+    /// Per service, the order its spans write attribute keys in: the position of each key.
+    key_orders: Vec<[usize; 40]>,
     window_start_ns: u64,
 }
 
@@ -215,8 +218,23 @@ impl Generator {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_nanos() as u64;
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let key_orders = (0..SERVICES)
+            .map(|_| {
+                let mut keys: [usize; 40] = std::array::from_fn(|k| k);
+                for a in 0..40 {
+                    keys.swap(a, a + rng.below(40 - a));
+                }
+                let mut position = [0; 40];
+                for (p, &k) in keys.iter().enumerate() {
+                    position[k] = p;
+                }
+                position
+            })
+            .collect();
         Generator {
-            rng: Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
+            rng,
+            key_orders,
             resources: (0..SERVICES * INSTANCES)
                 .map(|x| resource(x / INSTANCES, x % INSTANCES))
                 .collect(),
@@ -227,6 +245,7 @@ impl Generator {
     /// One trace: (service instance, span) pairs.
     fn trace(&mut self) -> (Vec<u8>, Vec<(usize, otlp::Span)>) {
         let r = &mut self.rng;
+        let key_orders = &self.key_orders;
         let trace_id: Vec<u8> = [r.next().to_be_bytes(), r.next().to_be_bytes()].concat();
         let n = r.range(5, 50);
         let start = self.window_start_ns + (r.next() % 3_600_000_000_000);
@@ -266,12 +285,16 @@ impl Generator {
             };
             let nattrs = r.range(10, 30);
             let mut keys: Vec<usize> = (0..40).collect();
-            let mut attributes = Vec::with_capacity(nattrs);
             for a in 0..nattrs {
                 let j = a + r.below(40 - a);
                 keys.swap(a, j);
-                attributes.push(attribute(r, keys[a]));
             }
+            // Which keys is random; their order is the service's (an OTel SDK keeps a code
+            // path's attributes in the order it sets them).
+            let order = &key_orders[inst / INSTANCES];
+            keys[..nattrs].sort_by_key(|&k| order[k]);
+            let attributes: Vec<KeyValue> =
+                keys[..nattrs].iter().map(|&k| attribute(r, k)).collect();
             let error = r.chance(0.03);
             let events = if r.chance(0.1) {
                 vec![otlp::span::Event {
