@@ -66,6 +66,17 @@ impl Seen {
         }
     }
 
+    /// Whether `self` is the same socket as `known`, read again. The kernel's counters are the
+    /// socket's own totals since it opened, so they never go back; an entry the kernel evicted and
+    /// tracks again mid-connection comes back without its open time (0) and with totals that
+    /// continue. A different open time, or totals that went back, is a new socket at a reused
+    /// address.
+    fn continues(&self, known: &Seen) -> bool {
+        (self.opened_ns == known.opened_ns || self.opened_ns == 0)
+            && known.bytes_sent <= self.bytes_sent
+            && known.bytes_received <= self.bytes_received
+    }
+
     /// The mean smoothed RTT of the samples taken since `previous`, else `latest`: a snapshot at
     /// the end of the interval would miss the rise that a lost segment causes and that decays
     /// within a few round trips.
@@ -133,16 +144,10 @@ impl FlowTable {
         let mut present = HashMap::with_capacity(entries.len());
         for (sock_id, stats) in &entries {
             let current = Seen::of(stats);
-            // A different open time under the same id is a new socket at a reused address;
-            // counters that went back are an entry the kernel evicted and started again.
             let known = self
                 .seen
                 .get(sock_id)
-                .filter(|known| known.seen.opened_ns == current.opened_ns)
-                .filter(|known| {
-                    known.seen.bytes_sent <= current.bytes_sent
-                        && known.seen.bytes_received <= current.bytes_received
-                })
+                .filter(|known| current.continues(&known.seen))
                 .copied();
             if let Some(known) = known.filter(|known| known.closed) {
                 // Read between the close summary and the kernel's delete: already reported.
@@ -181,15 +186,8 @@ impl FlowTable {
 
     /// The last delta of a closed connection, from its close summary.
     pub fn close(&mut self, closed: &ConnectionClosed) -> FlowDelta {
-        let opened_ns = closed.opened_ns.unwrap_or(0);
-        let previous = self
-            .seen
-            .get(&closed.sock_id)
-            .filter(|known| known.seen.opened_ns == opened_ns && !known.closed)
-            .map(|known| known.seen)
-            .unwrap_or_default();
         let last = Seen {
-            opened_ns,
+            opened_ns: closed.opened_ns.unwrap_or(0),
             bytes_sent: closed.bytes_sent,
             bytes_received: closed.bytes_received,
             segs_out: u64::from(closed.segs_out),
@@ -198,6 +196,12 @@ impl FlowTable {
             rtt_samples: closed.rtt_samples,
             srtt_sum_us: closed.srtt_sum_us,
         };
+        let previous = self
+            .seen
+            .get(&closed.sock_id)
+            .filter(|known| !known.closed && last.continues(&known.seen))
+            .map(|known| known.seen)
+            .unwrap_or_default();
         self.seen.insert(
             closed.sock_id,
             Tracked {
@@ -601,7 +605,7 @@ mod tests {
     }
 
     #[test]
-    fn an_evicted_entry_that_starts_again_counts_from_zero() {
+    fn counters_that_went_back_start_from_zero() {
         let mut map = FakeMap::default();
         let mut table = FlowTable::new(60 * SECOND);
         map.entries.insert(7, stats(5, 100, 200, 10));
@@ -609,6 +613,25 @@ mod tests {
         map.entries.insert(7, stats(5, 30, 0, 30));
         let scan = table.scan(&mut map, 40).unwrap();
         assert_eq!(scan.deltas[0].bytes_sent, 30);
+    }
+
+    #[test]
+    fn an_evicted_entry_tracked_again_continues_from_what_was_seen() {
+        let mut map = FakeMap::default();
+        let mut table = FlowTable::new(60 * SECOND);
+        map.entries.insert(7, stats(5, 100, 200, 10));
+        table.scan(&mut map, 20).unwrap();
+        // Evicted, then tracked again from a segment: no open time, the socket's totals.
+        map.entries.insert(7, stats(0, 130, 200, 30));
+        let scan = table.scan(&mut map, 40).unwrap();
+        assert_eq!(
+            (scan.deltas[0].bytes_sent, scan.deltas[0].bytes_received),
+            (30, 0)
+        );
+        let mut summary = closed(7, 150, 210);
+        summary.opened_ns = None;
+        let last = table.close(&summary);
+        assert_eq!((last.bytes_sent, last.bytes_received), (20, 10));
     }
 
     mod tracker {

@@ -78,8 +78,6 @@ impl Default for LoaderConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Hook {
     InetSockSetState,
-    SockSendLength,
-    SockRecvLength,
     TcpRetransmitSkb,
     TcpProbe,
     CgroupIngress,
@@ -95,10 +93,8 @@ enum AttachPoint {
 }
 
 impl Hook {
-    pub const ALL: [Hook; 7] = [
+    pub const ALL: [Hook; 5] = [
         Hook::InetSockSetState,
-        Hook::SockSendLength,
-        Hook::SockRecvLength,
         Hook::TcpRetransmitSkb,
         Hook::TcpProbe,
         Hook::CgroupIngress,
@@ -108,8 +104,6 @@ impl Hook {
     fn program(self) -> &'static str {
         match self {
             Hook::InetSockSetState => program::INET_SOCK_SET_STATE,
-            Hook::SockSendLength => program::SOCK_SEND_LENGTH,
-            Hook::SockRecvLength => program::SOCK_RECV_LENGTH,
             Hook::TcpRetransmitSkb => program::TCP_RETRANSMIT_SKB,
             Hook::TcpProbe => program::TCP_PROBE,
             Hook::CgroupIngress => program::CGROUP_INGRESS,
@@ -121,8 +115,6 @@ impl Hook {
     /// it the tracepoint's arguments without building the classic trace record.
     fn btf_program(self) -> Option<(&'static str, &'static str)> {
         match self {
-            Hook::SockSendLength => Some((program::SOCK_SEND_LENGTH_BTF, "sock_send_length")),
-            Hook::SockRecvLength => Some((program::SOCK_RECV_LENGTH_BTF, "sock_recv_length")),
             Hook::TcpProbe => Some((program::TCP_PROBE_BTF, "tcp_probe")),
             _ => None,
         }
@@ -132,8 +124,6 @@ impl Hook {
         let tracepoint = |category, name| AttachPoint::Tracepoint { category, name };
         match self {
             Hook::InetSockSetState => tracepoint("sock", "inet_sock_set_state"),
-            Hook::SockSendLength => tracepoint("sock", "sock_send_length"),
-            Hook::SockRecvLength => tracepoint("sock", "sock_recv_length"),
             Hook::TcpRetransmitSkb => tracepoint("tcp", "tcp_retransmit_skb"),
             Hook::TcpProbe => tracepoint("tcp", "tcp_probe"),
             Hook::CgroupIngress => AttachPoint::Cgroup(CgroupSkbAttachType::Ingress),
@@ -150,11 +140,11 @@ impl Hook {
     /// What the agent cannot see while this hook is missing, for the log line.
     pub fn loses(self) -> &'static str {
         match self {
-            Hook::InetSockSetState => "TCP connection opens, closes and failed connects",
-            Hook::SockSendLength => "TCP bytes sent per connection",
-            Hook::SockRecvLength => "TCP bytes received per connection",
+            Hook::InetSockSetState => {
+                "TCP connection opens, closes, failed connects and exact bytes at close"
+            }
             Hook::TcpRetransmitSkb => "TCP retransmits",
-            Hook::TcpProbe => "sampled RTT of open connections (RTT at close remains)",
+            Hook::TcpProbe => "bytes and sampled RTT of open connections (both at close remain)",
             Hook::CgroupIngress => "HTTP and DNS seen arriving (server requests, client responses)",
             Hook::CgroupEgress => "HTTP and DNS seen leaving (client requests, server responses)",
         }

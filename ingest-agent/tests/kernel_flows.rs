@@ -1,7 +1,8 @@
 //! The user-space TCP pipeline on real kernel data, as root: ring-buffer closes routed into the
 //! flow tracker, which scans `sock_stats` on a timer. A loopback connection's deltas, summed
 //! over the batches, equal the bytes written and read, and its last delta comes from the close;
-//! with the byte counters on tp_btf programs, and on the classic tracepoints they fall back to.
+//! with `tcp_probe`, which refreshes the counters between state changes, as a tp_btf program and
+//! as the classic tracepoint it falls back to.
 //!
 //! Needs root; skips loudly without it, fails under `STRATA_REQUIRE_ALL=1`.
 
@@ -46,21 +47,11 @@ fn tracker_sums_bytes(btf_tracepoints: bool) {
         Ok(probes) => probes,
         Err(why) => skip!("{why}"),
     };
-    let (send, receive, probe) = if btf_tracepoints {
-        (
-            program::SOCK_SEND_LENGTH_BTF,
-            program::SOCK_RECV_LENGTH_BTF,
-            program::TCP_PROBE_BTF,
-        )
+    let probe = if btf_tracepoints {
+        program::TCP_PROBE_BTF
     } else {
-        (
-            program::SOCK_SEND_LENGTH,
-            program::SOCK_RECV_LENGTH,
-            program::TCP_PROBE,
-        )
+        program::TCP_PROBE
     };
-    assert_eq!(probes.program_of(Hook::SockSendLength), Some(send));
-    assert_eq!(probes.program_of(Hook::SockRecvLength), Some(receive));
     assert_eq!(probes.program_of(Hook::TcpProbe), Some(probe));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let _enter = runtime.enter();

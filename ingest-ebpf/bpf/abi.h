@@ -71,15 +71,17 @@ STRATA_ABI_OFFSET(strata_flow_tuple, remote_port, 34);
 STRATA_ABI_OFFSET(strata_flow_tuple, family, 36);
 STRATA_ABI_OFFSET(strata_flow_tuple, protocol, 38);
 
-/* Value of `sock_stats`: one live TCP socket, updated in place by the tracepoints. */
+/* Value of `sock_stats`: one live TCP socket, updated in place by the tracepoints. The byte and
+ * segment counters are the socket's own (tcp_sock), as of the last state change or received
+ * segment, and exact at the close; since the socket opened, also for sockets first seen late. */
 struct strata_sock_stats {
 	struct strata_flow_tuple tuple;
 	__u64 cgroup_id;          /* cgroup v2 id of the socket's owner, from sk->sk_cgrp_data */
 	__u64 opened_ns;          /* SYN_SENT or SYN_RECV seen; 0 when first seen mid-connection */
 	__u64 established_ns;     /* 0 until ESTABLISHED */
 	__u64 last_seen_ns;       /* any update; user space clears entries idle for long */
-	__u64 bytes_sent;         /* sock:sock_send_length */
-	__u64 bytes_received;     /* sock:sock_recv_length, MSG_PEEK excluded */
+	__u64 bytes_sent;         /* payload bytes transmitted, retransmissions not counted again */
+	__u64 bytes_received;     /* payload bytes taken in order by the stack, the FIN not counted */
 	__u64 last_rtt_sample_ns; /* tcp:tcp_probe sampling clock */
 	__u32 segs_out;           /* tcp_sock.segs_out at the last update */
 	__u32 segs_in;            /* tcp_sock.segs_in at the last update */

@@ -9,8 +9,12 @@
 #ifndef STRATA_HTTP_H
 #define STRATA_HTTP_H
 
-/* Shortest request line ("GET / HTTP/1.0\r\n") and longest prefix we look at. */
-#define STRATA_HTTP_MIN_PAYLOAD 16
+/* An exchange record's length before the request capture, which it carries only as captured. */
+#define STRATA_HTTP_EXCHANGE_FIXED_LEN __builtin_offsetof(struct strata_http_exchange, request)
+
+#define STRATA_HTTP_NEITHER 0
+#define STRATA_HTTP_REQUEST 1
+#define STRATA_HTTP_RESPONSE 2
 
 static __always_inline int starts_with(const __u8 *head, const char *prefix, int len)
 {
@@ -20,20 +24,40 @@ static __always_inline int starts_with(const __u8 *head, const char *prefix, int
 	return 1;
 }
 
-static __always_inline int is_http_request(const __u8 *head)
-{
-	return starts_with(head, "GET ", 4) || starts_with(head, "POST ", 5) ||
-	       starts_with(head, "PUT ", 4) || starts_with(head, "HEAD ", 5) ||
-	       starts_with(head, "DELETE ", 7) || starts_with(head, "PATCH ", 6) ||
-	       starts_with(head, "OPTIONS ", 8) || starts_with(head, "CONNECT ", 8) ||
-	       starts_with(head, "TRACE ", 6);
-}
+/* Four bytes as one word, the same way on both sides of a comparison, whatever the byte order. */
+#define STRATA_WORD(a, b, c, d) \
+	((__u32)(__u8)(a) | (__u32)(__u8)(b) << 8 | (__u32)(__u8)(c) << 16 | (__u32)(__u8)(d) << 24)
 
-/* A final response: "HTTP/1.x NNN" with NNN not 1xx. Interim responses (100 Continue) come before
- * the real one on the same request and must not complete the exchange. */
-static __always_inline int is_final_http_response(const __u8 *head)
+/* What a payload starts with: a request line (the nine methods of RFC 9110 and PATCH), a final
+ * response ("HTTP/1.x NNN" with NNN not 1xx: interim responses such as 100 Continue come before
+ * the real one on the same request and must not complete the exchange), or neither. Most
+ * payloads are told apart by their first word alone. */
+static __always_inline int classify_http(const __u8 *head)
 {
-	return starts_with(head, "HTTP/1.", 7) && head[8] == ' ' && head[9] != '1';
+	switch (STRATA_WORD(head[0], head[1], head[2], head[3])) {
+	case STRATA_WORD('G', 'E', 'T', ' '):
+	case STRATA_WORD('P', 'U', 'T', ' '):
+		return STRATA_HTTP_REQUEST;
+	case STRATA_WORD('P', 'O', 'S', 'T'):
+	case STRATA_WORD('H', 'E', 'A', 'D'):
+		return head[4] == ' ' ? STRATA_HTTP_REQUEST : STRATA_HTTP_NEITHER;
+	case STRATA_WORD('D', 'E', 'L', 'E'):
+		return starts_with(head + 4, "TE ", 3) ? STRATA_HTTP_REQUEST : STRATA_HTTP_NEITHER;
+	case STRATA_WORD('P', 'A', 'T', 'C'):
+		return starts_with(head + 4, "H ", 2) ? STRATA_HTTP_REQUEST : STRATA_HTTP_NEITHER;
+	case STRATA_WORD('O', 'P', 'T', 'I'):
+		return starts_with(head + 4, "ONS ", 4) ? STRATA_HTTP_REQUEST : STRATA_HTTP_NEITHER;
+	case STRATA_WORD('C', 'O', 'N', 'N'):
+		return starts_with(head + 4, "ECT ", 4) ? STRATA_HTTP_REQUEST : STRATA_HTTP_NEITHER;
+	case STRATA_WORD('T', 'R', 'A', 'C'):
+		return starts_with(head + 4, "E ", 2) ? STRATA_HTTP_REQUEST : STRATA_HTTP_NEITHER;
+	case STRATA_WORD('H', 'T', 'T', 'P'):
+		return starts_with(head + 4, "/1.", 3) && head[8] == ' ' && head[9] != '1'
+			       ? STRATA_HTTP_RESPONSE
+			       : STRATA_HTTP_NEITHER;
+	default:
+		return STRATA_HTTP_NEITHER;
+	}
 }
 
 static __always_inline void record_request(struct __sk_buff *skb, struct bpf_sock *sk,
@@ -77,10 +101,36 @@ static __always_inline void complete_exchange(struct __sk_buff *skb, struct bpf_
 	/* a response travels against its request: out of a server, into a client */
 	if ((pending->role == STRATA_ROLE_SERVER) != !!egress)
 		return;
-	union strata_scratch *slot = scratch_acquire();
-	if (!slot)
+	__u32 response_len = pkt->payload_len;
+	if (response_len > STRATA_HTTP_RESPONSE_CAPTURE)
+		response_len = STRATA_HTTP_RESPONSE_CAPTURE;
+	response_len = bound_len(response_len, STRATA_HTTP_RESPONSE_CAPTURE);
+	__u32 request_len = bound_len(pending->request_len, STRATA_HTTP_REQUEST_CAPTURE);
+
+	/* Written in place in the ring, sized to the request actually captured: the fixed part and
+	 * the response through a pointer into the record, the request copied once from socket
+	 * storage. A reservation must be discarded even when it failed. */
+	struct bpf_dynptr record;
+	__u64 flags = emit_flags();
+	if (bpf_ringbuf_reserve_dynptr(&events, STRATA_HTTP_EXCHANGE_FIXED_LEN + request_len, 0,
+				       &record)) {
+		bpf_ringbuf_discard_dynptr(&record, 0);
+		count(STRATA_COUNTER_RINGBUF_LOST_HTTP);
 		return;
-	struct strata_http_exchange *event = &slot->http;
+	}
+	struct strata_http_exchange *event =
+		bpf_dynptr_data(&record, 0, STRATA_HTTP_EXCHANGE_FIXED_LEN);
+	if (!event) {
+		bpf_ringbuf_discard_dynptr(&record, 0);
+		return;
+	}
+	if (bpf_skb_load_bytes(skb, pkt->payload_off, event->response, response_len) ||
+	    bpf_dynptr_write(&record, STRATA_HTTP_EXCHANGE_FIXED_LEN, pending->request,
+			     request_len, 0)) {
+		count(STRATA_COUNTER_PACKET_READ_FAILED);
+		bpf_ringbuf_discard_dynptr(&record, 0);
+		return;
+	}
 	event->header.kind = STRATA_EVENT_HTTP_EXCHANGE;
 	event->header._pad = 0;
 	event->cgroup_id = bpf_skb_cgroup_id(skb);
@@ -93,27 +143,10 @@ static __always_inline void complete_exchange(struct __sk_buff *skb, struct bpf_
 	event->_pad2 = 0;
 	event->_pad3 = 0;
 	event->request_payload_len = pending->request_payload_len;
-
-	__u32 response_len = pkt->payload_len;
-	if (response_len > STRATA_HTTP_RESPONSE_CAPTURE)
-		response_len = STRATA_HTTP_RESPONSE_CAPTURE;
-	response_len = bound_len(response_len, STRATA_HTTP_RESPONSE_CAPTURE);
-	if (response_len < STRATA_HTTP_MIN_PAYLOAD ||
-	    bpf_skb_load_bytes(skb, pkt->payload_off, event->response, response_len)) {
-		count(STRATA_COUNTER_PACKET_READ_FAILED);
-		scratch_release();
-		return;
-	}
 	event->response_len = response_len;
-
-	__u32 request_len = bound_len(pending->request_len, STRATA_HTTP_REQUEST_CAPTURE);
 	event->request_len = request_len;
-	__builtin_memcpy(event->request, pending->request, STRATA_HTTP_REQUEST_CAPTURE);
 	pending->request_ns = 0;
-
-	emit(event, __builtin_offsetof(struct strata_http_exchange, request) + request_len,
-	     STRATA_COUNTER_RINGBUF_LOST_HTTP);
-	scratch_release();
+	bpf_ringbuf_submit_dynptr(&record, flags);
 }
 
 static __always_inline void observe_http(struct __sk_buff *skb, const struct strata_packet *pkt,
@@ -126,8 +159,8 @@ static __always_inline void observe_http(struct __sk_buff *skb, const struct str
 		count(STRATA_COUNTER_PACKET_READ_FAILED);
 		return;
 	}
-	int request = is_http_request(head);
-	if (!request && !is_final_http_response(head))
+	int kind = classify_http(head);
+	if (kind == STRATA_HTTP_NEITHER)
 		return;
 	struct bpf_sock *sk = skb->sk;
 	if (!sk)
@@ -135,7 +168,7 @@ static __always_inline void observe_http(struct __sk_buff *skb, const struct str
 	sk = bpf_sk_fullsock(sk);
 	if (!sk)
 		return;
-	if (request)
+	if (kind == STRATA_HTTP_REQUEST)
 		record_request(skb, sk, pkt, egress);
 	else
 		complete_exchange(skb, sk, pkt, egress);

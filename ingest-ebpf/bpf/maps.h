@@ -62,7 +62,6 @@ struct {
 
 union strata_scratch {
 	struct strata_conn_closed conn;
-	struct strata_http_exchange http;
 	struct strata_dns_message dns;
 };
 
@@ -121,12 +120,16 @@ static __always_inline void scratch_release(void)
 /* Wakeups are batched: a write only wakes the reader once the unread backlog passes the threshold;
  * otherwise the reader's own tick picks the record up. Per-record wakeups cost about five times
  * the CPU at high event rates (DESIGN §4). */
+static __always_inline __u64 emit_flags(void)
+{
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= ringbuf_wakeup_bytes)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void emit(void *record, __u64 size, __u32 lost_slot)
 {
-	__u64 flags = BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= ringbuf_wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
-	if (bpf_ringbuf_output(&events, record, size, flags))
+	if (bpf_ringbuf_output(&events, record, size, emit_flags()))
 		count(lost_slot);
 }
 

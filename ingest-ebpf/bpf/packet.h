@@ -7,6 +7,9 @@
 #ifndef STRATA_PACKET_H
 #define STRATA_PACKET_H
 
+/* Shortest HTTP request line ("GET / HTTP/1.0\r\n"), and the prefix looked at to classify one. */
+#define STRATA_HTTP_MIN_PAYLOAD 16
+
 struct strata_ipv4_header {
 	__u8 version_ihl;
 	__u8 tos;
@@ -62,15 +65,13 @@ struct strata_packet {
 
 static __always_inline int parse_packet(struct __sk_buff *skb, struct strata_packet *pkt)
 {
-	__u8 version = 0;
+	/* The IPv4 header's length covers the version of either; IPv6 reads its own header again. */
+	struct strata_ipv4_header ip;
 	__u32 l4_off;
-	if (bpf_skb_load_bytes(skb, 0, &version, 1))
+	if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
 		return -1;
-	version >>= 4;
+	__u8 version = ip.version_ihl >> 4;
 	if (version == 4) {
-		struct strata_ipv4_header ip;
-		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
-			return -1;
 		l4_off = (ip.version_ihl & 0xf) * 4;
 		if (l4_off < sizeof(ip) || (ip.frag_off & bpf_htons(0x1fff)))
 			return -1;
@@ -82,19 +83,23 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct strata_pac
 		pkt->protocol = ip.protocol;
 		pkt->family = STRATA_AF_INET;
 	} else if (version == 6) {
-		struct strata_ipv6_header ip;
-		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
+		struct strata_ipv6_header ip6;
+		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
 			return -1;
-		__builtin_memcpy(pkt->saddr, ip.saddr, 16);
-		__builtin_memcpy(pkt->daddr, ip.daddr, 16);
-		pkt->protocol = ip.next_header;
+		__builtin_memcpy(pkt->saddr, ip6.saddr, 16);
+		__builtin_memcpy(pkt->daddr, ip6.daddr, 16);
+		pkt->protocol = ip6.next_header;
 		pkt->family = STRATA_AF_INET6;
-		l4_off = sizeof(ip);
+		l4_off = sizeof(ip6);
 	} else {
 		return -1;
 	}
 
 	if (pkt->protocol == STRATA_IPPROTO_TCP) {
+		/* Only a payload interests us (HTTP, at least STRATA_HTTP_MIN_PAYLOAD bytes): a segment
+		 * too short to carry one after the smallest TCP header, most of them ACKs, stops here. */
+		if (skb->len < l4_off + sizeof(struct strata_tcp_header) + STRATA_HTTP_MIN_PAYLOAD)
+			return -1;
 		struct strata_tcp_header tcp;
 		if (bpf_skb_load_bytes(skb, l4_off, &tcp, sizeof(tcp)))
 			return -1;

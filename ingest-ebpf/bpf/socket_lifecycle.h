@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0) */
 /*
- * TCP sockets from the tracepoints: open, state changes, bytes, retransmits, RTT, and the close
- * summary. Keyed by the struct sock address. These hooks often run in softirq or on behalf of
+ * TCP sockets from the tracepoints: open, state changes, retransmits, and per received segment
+ * the socket's own byte, segment and RTT counters; the close summary. Keyed by the struct sock address. These hooks often run in softirq or on behalf of
  * another task, so identity comes from the socket (sk->sk_cgrp_data), never from `current`.
  */
 #ifndef STRATA_SOCKET_LIFECYCLE_H
@@ -66,25 +66,70 @@ static __always_inline int tuple_from_sock(struct strata_flow_tuple *tuple, stru
 	return 0;
 }
 
-/* RTT and segment counters straight from the tcp_sock; cheap enough at sampling points. */
-static __always_inline void read_tcp_counters(struct strata_sock_stats *stats, struct sock *sk)
+/*
+ * What the socket's own counters say, read at points that already run (an incoming segment, a
+ * state change, the close) instead of on every send and receive call. The kernel keeps them per
+ * tcp_sock: payload bytes transmitted with retransmissions counted apart, bytes taken into the
+ * receive sequence (a FIN takes one), segments, RTT.
+ */
+struct strata_tcp_snapshot {
+	__u64 bytes_sent;    /* tcp_sock.bytes_sent: payload transmitted, retransmissions included */
+	__u64 bytes_retrans; /* tcp_sock.bytes_retrans: payload retransmitted */
+	__u64 bytes_received; /* tcp_sock.bytes_received: RFC 4898 ThruOctetsReceived, a FIN counts one */
+	__u32 segs_in;
+	__u32 segs_out;
+	__u32 srtt8;   /* smoothed RTT << 3, µs */
+	__u32 min_rtt; /* µs; ~0U before the first sample */
+	__u8 shutdown; /* sk_shutdown: RCV_SHUTDOWN once the peer's FIN arrived */
+};
+
+/* Through probe reads: for the classic tracepoints, whose records carry only an address. */
+static __always_inline int snapshot_probe_read(struct strata_tcp_snapshot *snap, struct sock *sk)
 {
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	__u32 srtt8 = 0, min_rtt = 0, segs_in = 0, segs_out = 0;
-	if (bpf_core_read(&srtt8, sizeof(srtt8), &tp->srtt_us) ||
-	    bpf_core_read(&min_rtt, sizeof(min_rtt), &tp->rtt_min.s[0].v) ||
-	    bpf_core_read(&segs_in, sizeof(segs_in), &tp->segs_in) ||
-	    bpf_core_read(&segs_out, sizeof(segs_out), &tp->segs_out)) {
+	return bpf_core_read(&snap->bytes_sent, sizeof(snap->bytes_sent), &tp->bytes_sent) ||
+	       bpf_core_read(&snap->bytes_retrans, sizeof(snap->bytes_retrans), &tp->bytes_retrans) ||
+	       bpf_core_read(&snap->bytes_received, sizeof(snap->bytes_received),
+			     &tp->bytes_received) ||
+	       bpf_core_read(&snap->segs_in, sizeof(snap->segs_in), &tp->segs_in) ||
+	       bpf_core_read(&snap->segs_out, sizeof(snap->segs_out), &tp->segs_out) ||
+	       bpf_core_read(&snap->srtt8, sizeof(snap->srtt8), &tp->srtt_us) ||
+	       bpf_core_read(&snap->min_rtt, sizeof(snap->min_rtt), &tp->rtt_min.s[0].v) ||
+	       bpf_core_read(&snap->shutdown, sizeof(snap->shutdown), &sk->sk_shutdown);
+}
+
+/* The counters as the flow records count them, which only move forward: the stack's bytes less
+ * retransmissions and less the peer's FIN, so that at the close they equal what the application
+ * wrote and what it could read. A socket first seen mid-connection reports everything since it
+ * opened, like its segment counters. */
+static __always_inline void apply_snapshot(struct strata_sock_stats *stats,
+					   const struct strata_tcp_snapshot *snap)
+{
+	__u64 sent = snap->bytes_sent - snap->bytes_retrans;
+	__u64 received = snap->bytes_received;
+	if ((snap->shutdown & STRATA_RCV_SHUTDOWN) && received > 0)
+		received -= 1;
+	if (sent > stats->bytes_sent)
+		stats->bytes_sent = sent;
+	if (received > stats->bytes_received)
+		stats->bytes_received = received;
+	stats->segs_in = snap->segs_in;
+	stats->segs_out = snap->segs_out;
+	if (snap->srtt8)
+		stats->srtt_us = snap->srtt8 >> 3;
+	/* ~0U means "no sample yet" in the kernel's windowed min filter */
+	if (snap->min_rtt != ~0U)
+		stats->min_rtt_us = snap->min_rtt;
+}
+
+static __always_inline void read_tcp_counters(struct strata_sock_stats *stats, struct sock *sk)
+{
+	struct strata_tcp_snapshot snap = {};
+	if (snapshot_probe_read(&snap, sk)) {
 		count(STRATA_COUNTER_KERNEL_READ_FAILED);
 		return;
 	}
-	if (srtt8)
-		stats->srtt_us = srtt8 >> 3;
-	/* ~0U means "no sample yet" in the kernel's windowed min filter */
-	if (min_rtt != ~0U)
-		stats->min_rtt_us = min_rtt;
-	stats->segs_in = segs_in;
-	stats->segs_out = segs_out;
+	apply_snapshot(stats, &snap);
 }
 
 /* A socket seen for the first time after its handshake (the agent started later, or LRU evicted
@@ -109,26 +154,6 @@ static __always_inline struct strata_sock_stats *track_late(strata_sock_id id, s
 	return bpf_map_lookup_elem(&sock_stats, &id);
 }
 
-/* Bytes the stack received, read or not. A socket reaches TCP_CLOSE (and leaves the map) when the
- * peer's FIN completes the close, often before the application drains its receive queue, so reads
- * after that are not seen by sock_recv_length; the stack's total covers them. The peer's FIN takes
- * one sequence number, which the total counts and we do not. */
-static __always_inline void read_tcp_bytes_received(struct strata_sock_stats *stats, struct sock *sk)
-{
-	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	__u64 received = 0;
-	__u8 shutdown = 0;
-	if (bpf_core_read(&received, sizeof(received), &tp->bytes_received) ||
-	    bpf_core_read(&shutdown, sizeof(shutdown), &sk->sk_shutdown)) {
-		count(STRATA_COUNTER_KERNEL_READ_FAILED);
-		return;
-	}
-	if ((shutdown & STRATA_RCV_SHUTDOWN) && received > 0)
-		received -= 1;
-	if (received > stats->bytes_received)
-		stats->bytes_received = received;
-}
-
 static __always_inline void close_socket(struct trace_event_raw_inet_sock_set_state *ctx,
 					 strata_sock_id id, struct sock *sk, __u64 now)
 {
@@ -143,7 +168,6 @@ static __always_inline void close_socket(struct trace_event_raw_inet_sock_set_st
 		struct strata_conn_closed *event = &slot->conn;
 		tuple_from_state_change(&stats->tuple, ctx);
 		read_tcp_counters(stats, sk);
-		read_tcp_bytes_received(stats, sk);
 		stats->state = STRATA_TCP_CLOSE;
 		stats->last_seen_ns = now;
 		event->header.kind = STRATA_EVENT_CONN_CLOSED;
@@ -201,68 +225,10 @@ int strata_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		stats->cgroup_id = socket_cgroup_id(sk);
 		stats->established_ns = now;
 	}
+	/* Leaving ESTABLISHED (FIN_WAIT1, CLOSE_WAIT) ends the segments tcp_probe sees. */
+	read_tcp_counters(stats, sk);
 	stats->state = newstate;
 	stats->last_seen_ns = now;
-	return 0;
-}
-
-/* `len`: what sendmsg/recvmsg returned. */
-static __always_inline void account_bytes(struct sock *sk, int len, int flags, int sending)
-{
-	/* errors are negative; a peek (MSG_PEEK) will be read again and counted then */
-	if (len <= 0 || (!sending && (flags & STRATA_MSG_PEEK)))
-		return;
-	strata_sock_id id = (strata_sock_id)sk;
-	__u64 now = bpf_ktime_get_ns();
-	struct strata_sock_stats *stats = bpf_map_lookup_elem(&sock_stats, &id);
-	if (!stats) {
-		stats = track_late(id, sk, now);
-		if (!stats)
-			return;
-	}
-	/* send and receive of one socket can run on two CPUs at once */
-	if (sending)
-		__sync_fetch_and_add(&stats->bytes_sent, len);
-	else
-		__sync_fetch_and_add(&stats->bytes_received, len);
-	stats->last_seen_ns = now;
-}
-
-/*
- * The per-segment and per-call hooks come twice: as BTF tracepoints (tp_btf), which get the
- * kernel's arguments as they are, and as classic tracepoints, for which the kernel first builds
- * the event's trace record (for tcp_probe, a dozen tcp_sock fields and the socket cookie) on
- * every call. The loader attaches the tp_btf one and falls back to the classic one.
- */
-SEC("tracepoint/sock/sock_send_length")
-int strata_sock_send_length(struct trace_event_raw_sock_msg_length *ctx)
-{
-	if (ctx->protocol == STRATA_IPPROTO_TCP)
-		account_bytes((struct sock *)ctx->sk, ctx->ret, ctx->flags, 1);
-	return 0;
-}
-
-SEC("tracepoint/sock/sock_recv_length")
-int strata_sock_recv_length(struct trace_event_raw_sock_msg_length *ctx)
-{
-	if (ctx->protocol == STRATA_IPPROTO_TCP)
-		account_bytes((struct sock *)ctx->sk, ctx->ret, ctx->flags, 0);
-	return 0;
-}
-
-SEC("tp_btf/sock_send_length")
-int BPF_PROG(strata_sock_send_length_btf, struct sock *sk, int ret, int flags)
-{
-	if (BPF_CORE_READ(sk, sk_protocol) == STRATA_IPPROTO_TCP)
-		account_bytes(sk, ret, flags, 1);
-	return 0;
-}
-
-SEC("tp_btf/sock_recv_length")
-int BPF_PROG(strata_sock_recv_length_btf, struct sock *sk, int ret, int flags)
-{
-	if (BPF_CORE_READ(sk, sk_protocol) == STRATA_IPPROTO_TCP)
-		account_bytes(sk, ret, flags, 0);
 	return 0;
 }
 
@@ -276,20 +242,33 @@ int strata_tcp_retransmit_skb(struct trace_event_raw_tcp_retransmit_skb *ctx)
 	return 0;
 }
 
-/* Fires for every received segment on an established socket, so it only records a sample when the
- * previous one is older than rtt_sample_interval_ns. Segment counters ride along. `srtt`: µs,
- * or 0 to read it from the socket. */
-static __always_inline void sample_rtt(struct sock *sk, __u32 srtt)
+/*
+ * tcp:tcp_probe fires for every segment an established socket receives, before the segment is
+ * processed; the socket lock is held, so two runs for one socket never overlap. Each run refreshes
+ * the byte and segment counters (what the flow tracker's scan reads between state changes): they
+ * show everything sent up to the last incoming segment, which for data in flight is its ACK, and
+ * everything received before it, so the last segment of a burst is counted at the next incoming
+ * one or at the close, which is exact. The RTT is only sampled every rtt_sample_interval_ns.
+ */
+static __always_inline struct strata_sock_stats *segment_stats(struct sock *sk, __u64 now)
 {
 	strata_sock_id id = (strata_sock_id)sk;
 	struct strata_sock_stats *stats = bpf_map_lookup_elem(&sock_stats, &id);
 	if (!stats)
-		return;
-	__u64 now = bpf_ktime_get_ns();
+		stats = track_late(id, sk, now);
+	return stats;
+}
+
+/* `srtt`: µs from the classic record, or 0 to take the socket's. */
+static __always_inline void record_segment(struct strata_sock_stats *stats,
+					   const struct strata_tcp_snapshot *snap, __u32 srtt,
+					   __u64 now)
+{
+	apply_snapshot(stats, snap);
+	stats->last_seen_ns = now;
 	if (now - stats->last_rtt_sample_ns < rtt_sample_interval_ns)
 		return;
 	stats->last_rtt_sample_ns = now;
-	read_tcp_counters(stats, sk);
 	if (!srtt)
 		srtt = stats->srtt_us;
 	if (srtt) {
@@ -297,20 +276,53 @@ static __always_inline void sample_rtt(struct sock *sk, __u32 srtt)
 		stats->srtt_sum_us += srtt;
 		stats->rtt_samples += 1;
 	}
-	stats->last_seen_ns = now;
 }
 
+/*
+ * tcp_probe comes twice: as a BTF tracepoint (tp_btf), which gets the kernel's arguments as they
+ * are and reads the socket through its BTF pointer with plain loads, and as a classic tracepoint,
+ * for which the kernel first builds the trace record (a dozen tcp_sock fields and the socket
+ * cookie) and the program probe-reads the rest. The loader attaches the tp_btf one and falls back
+ * to the classic one.
+ */
 SEC("tracepoint/tcp/tcp_probe")
 int strata_tcp_probe(struct trace_event_raw_tcp_probe *ctx)
 {
-	sample_rtt((struct sock *)ctx->skaddr, ctx->srtt);
+	struct sock *sk = (struct sock *)ctx->skaddr;
+	__u64 now = bpf_ktime_get_ns();
+	struct strata_sock_stats *stats = segment_stats(sk, now);
+	if (!stats)
+		return 0;
+	struct strata_tcp_snapshot snap = {};
+	if (snapshot_probe_read(&snap, sk)) {
+		count(STRATA_COUNTER_KERNEL_READ_FAILED);
+		return 0;
+	}
+	record_segment(stats, &snap, ctx->srtt, now);
 	return 0;
 }
 
 SEC("tp_btf/tcp_probe")
 int BPF_PROG(strata_tcp_probe_btf, struct sock *sk, struct sk_buff *skb)
 {
-	sample_rtt(sk, 0);
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	struct strata_sock_stats *stats = segment_stats(sk, now);
+	if (!stats)
+		return 0;
+	struct strata_tcp_snapshot snap = {
+		.bytes_sent = tp->bytes_sent,
+		.bytes_retrans = tp->bytes_retrans,
+		.bytes_received = tp->bytes_received,
+		.segs_in = tp->segs_in,
+		.segs_out = tp->segs_out,
+		.srtt8 = tp->srtt_us,
+		.min_rtt = tp->rtt_min.s[0].v,
+		.shutdown = sk->sk_shutdown,
+	};
+	record_segment(stats, &snap, 0, now);
 	return 0;
 }
 

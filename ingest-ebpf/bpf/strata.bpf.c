@@ -18,7 +18,6 @@
 #define STRATA_AF_INET6 10
 #define STRATA_IPPROTO_TCP 6
 #define STRATA_IPPROTO_UDP 17
-#define STRATA_MSG_PEEK 2
 #define STRATA_RCV_SHUTDOWN 1
 #define STRATA_EEXIST 17
 /* include/net/tcp_states.h */

@@ -35,15 +35,6 @@ struct trace_event_raw_inet_sock_set_state {
 	__u8 daddr_v6[16];
 };
 
-struct trace_event_raw_sock_msg_length {
-	struct trace_entry ent;
-	void *sk;
-	__u16 family;
-	__u16 protocol;
-	int ret;
-	int flags;
-};
-
 struct trace_event_raw_tcp_retransmit_skb {
 	struct trace_entry ent;
 	const void *skbaddr;
@@ -107,6 +98,8 @@ struct minmax {
 struct tcp_sock {
 	__u32 segs_in;
 	__u32 segs_out;
+	__u64 bytes_sent;    /* RFC 4898 tcpEStatsPerfHCDataOctetsOut: payload, retransmits included */
+	__u64 bytes_retrans; /* RFC 4898 tcpEStatsPerfOctetsRetrans */
 	__u32 srtt_us; /* smoothed RTT << 3, in µs */
 	struct minmax rtt_min;
 	__u64 bytes_received; /* RFC 4898 tcpEStatsAppHCThruOctetsReceived; a FIN counts one */

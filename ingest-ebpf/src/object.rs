@@ -40,15 +40,11 @@ pub const OBJECT_ORIGIN: ObjectOrigin =
 /// Program names (the C function names) in the object.
 pub mod program {
     pub const INET_SOCK_SET_STATE: &str = "strata_inet_sock_set_state";
-    pub const SOCK_SEND_LENGTH: &str = "strata_sock_send_length";
-    pub const SOCK_RECV_LENGTH: &str = "strata_sock_recv_length";
     pub const TCP_RETRANSMIT_SKB: &str = "strata_tcp_retransmit_skb";
     pub const TCP_PROBE: &str = "strata_tcp_probe";
     pub const CGROUP_INGRESS: &str = "strata_cgroup_ingress";
     pub const CGROUP_EGRESS: &str = "strata_cgroup_egress";
-    /// BTF tracepoint (tp_btf) twins of the hooks that run per call or per segment.
-    pub const SOCK_SEND_LENGTH_BTF: &str = "strata_sock_send_length_btf";
-    pub const SOCK_RECV_LENGTH_BTF: &str = "strata_sock_recv_length_btf";
+    /// BTF tracepoint (tp_btf) twin of the hook that runs per received segment.
     pub const TCP_PROBE_BTF: &str = "strata_tcp_probe_btf";
 }
 
@@ -108,14 +104,10 @@ mod tests {
         let text = String::from_utf8_lossy(object());
         for name in [
             program::INET_SOCK_SET_STATE,
-            program::SOCK_SEND_LENGTH,
-            program::SOCK_RECV_LENGTH,
             program::TCP_RETRANSMIT_SKB,
             program::TCP_PROBE,
             program::CGROUP_INGRESS,
             program::CGROUP_EGRESS,
-            program::SOCK_SEND_LENGTH_BTF,
-            program::SOCK_RECV_LENGTH_BTF,
             program::TCP_PROBE_BTF,
             map::EVENTS,
             map::SOCK_STATS,
