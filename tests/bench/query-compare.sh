@@ -127,7 +127,7 @@ load() { # URL
 }
 
 start_system() { # SYSTEM DATA_DIR [keep] [PORT] → sets pid, base (query API base URL)
-  local sys=$1 dir=$2 port=${4:-$port}
+  local sys=$1 dir=$2 port=${4:-$PORT}
   if [ "${3:-}" != keep ]; then
     rm -rf "$dir"
     mkdir -p "$dir"
