@@ -1,7 +1,8 @@
-//! Decompressed block pages, shared by every open metrics block of the process and bounded in
-//! bytes. A dashboard repeats its queries over the same blocks; without the cache each run
-//! decompresses its pages again, and with one small cache per block a query over many series
-//! evicts its own pages before it is done.
+//! Decompressed block pages, shared by the open blocks of a store and bounded in bytes. A dashboard
+//! repeats its queries over the same blocks; without the cache each run decompresses its pages
+//! again, and with one small cache per block a query over many series evicts its own pages before
+//! it is done. Metrics blocks share the process's [`PageCache::global`]; a trace store has its own
+//! cache of decoded row groups.
 //!
 //! Least recently used pages go first. Eviction runs when an insert passes the capacity and frees
 //! down to seven eighths of it, so its sort is paid once per many inserts.
@@ -15,25 +16,35 @@ use parking_lot::Mutex;
 /// Capacity until [`PageCache::set_capacity`] is called: 256 MiB.
 pub const DEFAULT_CAPACITY_BYTES: u64 = 256 << 20;
 
+/// What a cached page costs in memory.
+pub trait Weigh {
+    fn weight(&self) -> u64;
+}
+
+impl Weigh for Arc<Vec<u8>> {
+    fn weight(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
 /// Which block's page: the block's key from [`PageCache::block_key`], and the page number.
 type Key = (u64, u32);
 
-#[derive(Debug)]
-struct Entry {
-    page: Arc<Vec<u8>>,
+struct Entry<V> {
+    page: V,
+    weight: u64,
     last_used: u64,
 }
 
-#[derive(Debug, Default)]
-struct Pages {
-    entries: HashMap<Key, Entry>,
+struct Pages<V> {
+    entries: HashMap<Key, Entry<V>>,
     bytes: u64,
     clock: u64,
 }
 
-#[derive(Debug)]
-pub struct PageCache {
-    pages: Mutex<Pages>,
+/// Pages of type `V`, by block and page number.
+pub struct PageCache<V = Arc<Vec<u8>>> {
+    pages: Mutex<Pages<V>>,
     capacity: AtomicU64,
     next_block: AtomicU64,
     hits: AtomicU64,
@@ -51,20 +62,26 @@ pub struct PageCacheStats {
 }
 
 impl PageCache {
-    pub fn new(capacity_bytes: u64) -> PageCache {
+    /// The process's cache, which metrics blocks use.
+    pub fn global() -> &'static PageCache {
+        static GLOBAL: OnceLock<PageCache> = OnceLock::new();
+        GLOBAL.get_or_init(|| PageCache::new(DEFAULT_CAPACITY_BYTES))
+    }
+}
+
+impl<V: Clone + Weigh> PageCache<V> {
+    pub fn new(capacity_bytes: u64) -> PageCache<V> {
         PageCache {
-            pages: Mutex::new(Pages::default()),
+            pages: Mutex::new(Pages {
+                entries: HashMap::new(),
+                bytes: 0,
+                clock: 0,
+            }),
             capacity: AtomicU64::new(capacity_bytes),
             next_block: AtomicU64::new(1),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
-    }
-
-    /// The process's cache, which blocks use.
-    pub fn global() -> &'static PageCache {
-        static GLOBAL: OnceLock<PageCache> = OnceLock::new();
-        GLOBAL.get_or_init(|| PageCache::new(DEFAULT_CAPACITY_BYTES))
     }
 
     /// Sets the bound; 0 keeps nothing. Pages over a lowered bound leave at the next insert.
@@ -77,7 +94,7 @@ impl PageCache {
         self.next_block.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub fn get(&self, block: u64, page: u32) -> Option<Arc<Vec<u8>>> {
+    pub fn get(&self, block: u64, page: u32) -> Option<V> {
         let mut pages = self.pages.lock();
         pages.clock += 1;
         let now = pages.clock;
@@ -94,9 +111,9 @@ impl PageCache {
         }
     }
 
-    pub fn insert(&self, block: u64, page: u32, data: Arc<Vec<u8>>) {
+    pub fn insert(&self, block: u64, page: u32, data: V) {
         let capacity = self.capacity.load(Ordering::Relaxed);
-        let size = data.len() as u64;
+        let size = data.weight();
         if size > capacity {
             return;
         }
@@ -105,10 +122,11 @@ impl PageCache {
         let now = pages.clock;
         let entry = Entry {
             page: data,
+            weight: size,
             last_used: now,
         };
         if let Some(old) = pages.entries.insert((block, page), entry) {
-            pages.bytes -= old.page.len() as u64;
+            pages.bytes -= old.weight;
         }
         pages.bytes += size;
         if pages.bytes > capacity {
@@ -123,11 +141,16 @@ impl PageCache {
         pages.entries.retain(|&(b, _), entry| {
             let keep = b != block;
             if !keep {
-                freed += entry.page.len() as u64;
+                freed += entry.weight;
             }
             keep
         });
         pages.bytes -= freed;
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> u64 {
+        self.pages.lock().bytes
     }
 
     pub fn stats(&self) -> PageCacheStats {
@@ -143,11 +166,11 @@ impl PageCache {
 }
 
 /// Removes the least recently used pages until at most `target` bytes remain.
-fn evict(pages: &mut Pages, target: u64) {
+fn evict<V>(pages: &mut Pages<V>, target: u64) {
     let mut by_age: Vec<(u64, Key, u64)> = pages
         .entries
         .iter()
-        .map(|(&key, entry)| (entry.last_used, key, entry.page.len() as u64))
+        .map(|(&key, entry)| (entry.last_used, key, entry.weight))
         .collect();
     by_age.sort_unstable();
     for (_, key, size) in by_age {
@@ -169,7 +192,7 @@ mod tests {
 
     #[test]
     fn stays_within_its_bytes_and_keeps_what_was_used_last() {
-        let cache = PageCache::new(1000);
+        let cache: PageCache = PageCache::new(1000);
         let block = cache.block_key();
         for i in 0..5 {
             cache.insert(block, i, page(200, i as u8));
@@ -190,7 +213,7 @@ mod tests {
 
     #[test]
     fn blocks_do_not_share_pages_and_forgetting_one_frees_its_bytes() {
-        let cache = PageCache::new(1 << 20);
+        let cache: PageCache = PageCache::new(1 << 20);
         let (a, b) = (cache.block_key(), cache.block_key());
         assert_ne!(a, b);
         cache.insert(a, 0, page(100, 1));
@@ -207,7 +230,7 @@ mod tests {
 
     #[test]
     fn a_zero_capacity_keeps_nothing() {
-        let cache = PageCache::new(0);
+        let cache: PageCache = PageCache::new(0);
         let block = cache.block_key();
         cache.insert(block, 0, page(10, 0));
         assert!(cache.get(block, 0).is_none());

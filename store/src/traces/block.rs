@@ -10,10 +10,8 @@ use std::io::Write;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::encoding::{put_str, put_uvarint, DecodeError, DecodeResult, Decoder};
@@ -684,79 +682,11 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Pages read from disk and decompressed (version 2: a row group's columns), kept for the next
-/// lookup or search that needs them. One cache serves every block of a store, bounded by the bytes
-/// its pages hold; when full, the least recently used pages go first.
-pub struct PageCache {
-    capacity: usize,
-    inner: Mutex<PageCacheInner>,
-}
-
-#[derive(Default)]
-struct PageCacheInner {
-    /// (block, page) → the page, its bytes, its last use.
-    pages: HashMap<(u64, u32), (Page, usize, u64)>,
-    /// Last use → (block, page): the eviction order.
-    uses: BTreeMap<u64, (u64, u32)>,
-    bytes: usize,
-    clock: u64,
-}
-
-impl PageCache {
-    pub fn new(capacity: usize) -> PageCache {
-        PageCache {
-            capacity,
-            inner: Mutex::new(PageCacheInner::default()),
-        }
-    }
-
-    fn get(&self, key: (u64, u32)) -> Option<Page> {
-        let mut guard = self.inner.lock();
-        let inner = &mut *guard;
-        inner.clock += 1;
-        let (page, _, used) = inner.pages.get_mut(&key)?;
-        inner.uses.remove(used);
-        *used = inner.clock;
-        inner.uses.insert(inner.clock, key);
-        Some(page.clone())
-    }
-
-    fn insert(&self, key: (u64, u32), page: Page) {
-        let bytes = page.memory_bytes();
-        if bytes > self.capacity {
-            return;
-        }
-        let mut guard = self.inner.lock();
-        let inner = &mut *guard;
-        inner.clock += 1;
-        if let Some((_, old_bytes, used)) = inner.pages.remove(&key) {
-            inner.uses.remove(&used);
-            inner.bytes -= old_bytes;
-        }
-        while inner.bytes + bytes > self.capacity {
-            let Some((_, oldest)) = inner.uses.pop_first() else {
-                break;
-            };
-            if let Some((_, b, _)) = inner.pages.remove(&oldest) {
-                inner.bytes -= b;
-            }
-        }
-        inner.pages.insert(key, (page, bytes, inner.clock));
-        inner.uses.insert(inner.clock, key);
-        inner.bytes += bytes;
-    }
-
-    /// Bytes held now.
-    pub fn bytes(&self) -> usize {
-        self.inner.lock().bytes
-    }
-}
-
-/// Names an open block in the shared [`PageCache`]; a reopened or merged block gets a new one, so a
-/// deleted block's pages are never served, only aged out.
-static NEXT_BLOCK_KEY: AtomicU64 = AtomicU64::new(0);
+/// lookup or search that needs them; one cache serves every block of a store.
+pub(crate) type PageCache = crate::page_cache::PageCache<Page>;
 
 /// Cache capacity of a block opened on its own (tests, tools), not by a store.
-const STANDALONE_CACHE_BYTES: usize = 16 << 20;
+const STANDALONE_CACHE_BYTES: u64 = 16 << 20;
 
 /// An open block: index, bloom and dictionary in memory; pages read from disk on demand.
 pub struct Block {
@@ -775,16 +705,22 @@ pub struct Block {
 /// A page as read: a row group with its columns decompressed (version 2) or decompressed span batch
 /// bodies (version 1).
 #[derive(Clone)]
-enum Page {
+pub(crate) enum Page {
     Columns(Arc<RowGroup>),
     Rows(Arc<Vec<u8>>),
 }
 
-impl Page {
-    fn memory_bytes(&self) -> usize {
+impl Drop for Block {
+    fn drop(&mut self) {
+        self.cache.forget_block(self.cache_key);
+    }
+}
+
+impl crate::page_cache::Weigh for Page {
+    fn weight(&self) -> u64 {
         match self {
-            Page::Columns(g) => g.memory_bytes(),
-            Page::Rows(r) => r.len(),
+            Page::Columns(g) => g.memory_bytes() as u64,
+            Page::Rows(r) => r.len() as u64,
         }
     }
 }
@@ -796,7 +732,7 @@ impl Block {
     }
 
     /// Opens a block whose pages go into `cache`, shared with other blocks.
-    pub fn open_cached(dir: &Path, cache: Arc<PageCache>) -> Result<Block> {
+    pub(crate) fn open_cached(dir: &Path, cache: Arc<PageCache>) -> Result<Block> {
         let mpath = dir.join("meta.json");
         let meta: BlockMeta =
             serde_json::from_slice(&fs::read(&mpath).map_err(|e| Error::io(&mpath, e))?)
@@ -898,8 +834,8 @@ impl Block {
             entries,
             bloom,
             dict,
+            cache_key: cache.block_key(),
             cache,
-            cache_key: NEXT_BLOCK_KEY.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -928,7 +864,7 @@ impl Block {
     }
 
     fn page(&self, page: u32) -> Result<Page> {
-        if let Some(cached) = self.cache.get((self.cache_key, page)) {
+        if let Some(cached) = self.cache.get(self.cache_key, page) {
             return Ok(cached);
         }
         let dpath = self.dir.join("data");
@@ -958,7 +894,7 @@ impl Block {
                 .map_err(|err| Error::corrupt(&dpath, err.to_string()))?;
             Page::Columns(Arc::new(group))
         };
-        self.cache.insert((self.cache_key, page), decoded.clone());
+        self.cache.insert(self.cache_key, page, decoded.clone());
         Ok(decoded)
     }
 

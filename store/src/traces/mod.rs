@@ -23,7 +23,8 @@ use crate::encoding::Decoder;
 use crate::error::{Error, Result};
 use crate::wal::{self, Wal, WalOptions};
 
-pub use block::{AttrScope, Block, BlockMeta, DictValue, PageCache};
+use block::PageCache;
+pub use block::{AttrScope, Block, BlockMeta, DictValue};
 pub use model::*;
 
 /// WAL payload type of a span batch (the first payload byte, as in the metrics WAL).
@@ -221,7 +222,7 @@ impl TraceStore {
     pub fn open(dir: &Path, cfg: TracesConfig) -> Result<TraceStore> {
         let blocks_dir = dir.join("blocks");
         fs::create_dir_all(&blocks_dir).map_err(|e| Error::io(&blocks_dir, e))?;
-        let page_cache = Arc::new(PageCache::new(cfg.page_cache_bytes));
+        let page_cache = Arc::new(PageCache::new(cfg.page_cache_bytes as u64));
         let blocks = open_blocks(&blocks_dir, &page_cache)?;
         let next_seq = blocks.iter().map(|b| b.meta.seq + 1).max().unwrap_or(1);
         let wal_dir = dir.join("wal");
