@@ -278,6 +278,10 @@ pub struct FlowsStoreConfig {
     pub max_search_limit: usize,
     /// Most groups one aggregation may return (`top`).
     pub max_aggregate_top: usize,
+    /// A flow search, aggregation or value lookup taking longer answers 503, e.g. `60s`.
+    pub query_timeout: String,
+    /// Flow queries evaluated at once; more wait for a slot within `query_timeout`.
+    pub max_concurrent_queries: usize,
 }
 
 impl Default for FlowsStoreConfig {
@@ -293,6 +297,8 @@ impl Default for FlowsStoreConfig {
             wal_fsync: true,
             max_search_limit: 100_000,
             max_aggregate_top: 10_000,
+            query_timeout: "60s".into(),
+            max_concurrent_queries: 8,
         }
     }
 }
@@ -345,7 +351,23 @@ impl FlowsStoreConfig {
                 "flows.max_search_limit and flows.max_aggregate_top must be at least 1",
             ));
         }
+        if parse_duration_ms(&self.query_timeout).unwrap_or(0) < 1 {
+            return Err(err(
+                "flows.query_timeout",
+                format!("{:?} is not a duration like 60s", self.query_timeout),
+            ));
+        }
+        if self.max_concurrent_queries == 0 {
+            return Err(err("flows.max_concurrent_queries", "must be at least 1"));
+        }
         Ok(())
+    }
+
+    /// How long a flow query may take (call after `validate`).
+    pub fn query_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            parse_duration_ms(&self.query_timeout).unwrap_or(60_000) as u64
+        )
     }
 
     /// The store's settings (call after `validate`).

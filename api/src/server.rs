@@ -45,6 +45,8 @@ pub struct AppState {
     pub ready: AtomicBool,
     pub started: std::time::Instant,
     pub span_metrics: crate::tempo::span_metrics::Registry,
+    /// Slots for flow queries (`flows.max_concurrent_queries`).
+    pub flow_queries: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -56,7 +58,11 @@ impl AppState {
             ..Default::default()
         });
         let flows = FlowStorage::new(storage.data_dir(), cfg.flows.store_config());
+        let flow_queries = Arc::new(tokio::sync::Semaphore::new(
+            cfg.flows.max_concurrent_queries.max(1),
+        ));
         Arc::new(AppState {
+            flow_queries,
             flows,
             engine: Arc::new(engine),
             limits: cfg.decode_limits(),

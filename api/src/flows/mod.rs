@@ -9,6 +9,7 @@ pub mod otlp;
 mod tests;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
@@ -64,6 +65,17 @@ impl FlowApiError {
         FlowApiError {
             status: StatusCode::BAD_REQUEST,
             body: json!({ "error": message.into() }),
+        }
+    }
+
+    fn timeout(limit: Duration) -> Self {
+        FlowApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            body: json!({
+                "error": format!(
+                    "flow query timed out: it took longer than flows.query_timeout ({limit:?})"
+                ),
+            }),
         }
     }
 
@@ -204,12 +216,36 @@ fn store_for_read(
     Ok(state.flows.for_read(&t)?)
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, FlowApiError> + Send + 'static,
-) -> Result<T, FlowApiError> {
-    tokio::task::spawn_blocking(f)
+/// A slot among `flows.max_concurrent_queries`, waited for until `deadline`.
+async fn query_slot(
+    state: &AppState,
+    deadline: Instant,
+) -> Result<tokio::sync::OwnedSemaphorePermit, FlowApiError> {
+    tokio::time::timeout_at(deadline.into(), state.flow_queries.clone().acquire_owned())
         .await
-        .unwrap_or_else(|e| Err(FlowApiError::internal(format!("query task failed: {e}"))))
+        .map_err(|_| FlowApiError::timeout(state.cfg.flows.query_timeout()))?
+        .map_err(|_| FlowApiError::internal("flow query slots closed"))
+}
+
+/// Runs a flow query on the blocking pool within the limits: it waits for a query slot and
+/// answers 503 past `flows.query_timeout`; `f` gets the deadline, to stop at when it can. A query
+/// keeps its slot until it returns, so one that overran still counts against the limit.
+async fn limited<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(Instant) -> Result<T, FlowApiError> + Send + 'static,
+) -> Result<T, FlowApiError> {
+    let timeout = state.cfg.flows.query_timeout();
+    let deadline = Instant::now() + timeout;
+    let slot = query_slot(state, deadline).await?;
+    let task = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        f(deadline)
+    });
+    match tokio::time::timeout_at(deadline.into(), task).await {
+        Ok(joined) => joined
+            .unwrap_or_else(|e| Err(FlowApiError::internal(format!("query task failed: {e}")))),
+        Err(_) => Err(FlowApiError::timeout(timeout)),
+    }
 }
 
 fn wants_ndjson(headers: &HeaderMap) -> bool {
@@ -243,10 +279,16 @@ async fn search(
     };
     let store = store_for_read(&state, &headers)?;
     if wants_ndjson(&headers) {
-        return Ok(ndjson(store, filter, start_ns, end_ns, limit, order));
+        let timeout = state.cfg.flows.query_timeout();
+        let deadline = Instant::now() + timeout;
+        let slot = query_slot(&state, deadline).await?;
+        let req = (filter, start_ns, end_ns, limit, order);
+        return Ok(ndjson(store, req, slot, deadline, timeout));
     }
-    let flows = blocking(move || {
+    let timeout = state.cfg.flows.query_timeout();
+    let flows = limited(&state, move |deadline| {
         let mut flows = Vec::new();
+        let mut late = false;
         if let Some(store) = store {
             let req = SearchRequest {
                 filter: &*filter,
@@ -257,8 +299,12 @@ async fn search(
             };
             store.search(&req, &mut |r| {
                 flows.push(json::record_json(&r));
-                true
+                late = Instant::now() >= deadline;
+                !late
             })?;
+        }
+        if late {
+            return Err(FlowApiError::timeout(timeout));
         }
         Ok(flows)
     })
@@ -267,18 +313,20 @@ async fn search(
 }
 
 /// Streams matching records as NDJSON while the search runs; a client that goes away stops it.
+/// Past `deadline` the stream ends with an error, which aborts the response.
 fn ndjson(
     store: Option<Arc<FlowStore>>,
-    filter: Box<dyn Query>,
-    start_ns: i64,
-    end_ns: i64,
-    limit: usize,
-    order: SortOrder,
+    (filter, start_ns, end_ns, limit, order): (Box<dyn Query>, i64, i64, usize, SortOrder),
+    slot: tokio::sync::OwnedSemaphorePermit,
+    deadline: Instant,
+    timeout: Duration,
 ) -> Response {
     let (tx, rx) =
         tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(NDJSON_CHUNKS_BUFFERED);
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let Some(store) = store else { return };
+        let mut late = false;
         let mut chunk = Vec::with_capacity(64 << 10);
         let mut in_chunk = 0;
         let send = |chunk: &mut Vec<u8>| {
@@ -297,6 +345,10 @@ fn ndjson(
             let _ = serde_json::to_writer(&mut chunk, &json::record_json(&r));
             chunk.push(b'\n');
             in_chunk += 1;
+            if Instant::now() >= deadline {
+                late = true;
+                return false;
+            }
             if in_chunk >= NDJSON_CHUNK_RECORDS {
                 in_chunk = 0;
                 return send(&mut chunk);
@@ -304,6 +356,10 @@ fn ndjson(
             true
         });
         match result {
+            Ok(_) if late => {
+                let message = format!("flow query timed out after {timeout:?}");
+                let _ = tx.blocking_send(Err(std::io::Error::other(message)));
+            }
             Ok(_) => {
                 if !chunk.is_empty() {
                     send(&mut chunk);
@@ -357,7 +413,7 @@ async fn aggregate(
         FlowApiError::bad_request(format!("invalid parameter \"by\" or \"agg\": {e}"))
     })?;
     let store = store_for_read(&state, &headers)?;
-    let rows = blocking(move || match store {
+    let rows = limited(&state, move |_| match store {
         Some(s) => Ok(s.aggregate(&*filter, start_ns, end_ns, &req)?),
         None => Ok(Vec::new()),
     })
@@ -460,7 +516,7 @@ async fn values(
     )?;
     let store = store_for_read(&state, &headers)?;
     let f = field.clone();
-    let values = blocking(move || match store {
+    let values = limited(&state, move |_| match store {
         Some(s) => Ok(s.field_values(&f, &prefix, start_ns, end_ns, limit)?),
         None => Ok(Vec::new()),
     })

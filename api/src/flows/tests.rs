@@ -26,11 +26,16 @@ struct TestServer {
 }
 
 fn server() -> TestServer {
+    server_with(|_| {})
+}
+
+fn server_with(adjust: impl FnOnce(&mut crate::config::Config)) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = crate::config::Config::default();
     // The golden records are dated; keep them whatever the clock says.
     cfg.flows.retention = "0".into();
     cfg.flows.writer_heap_bytes = 15_000_000;
+    adjust(&mut cfg);
     let storage = Arc::new(strata_store::Storage::open(dir.path(), cfg.metrics_config()).unwrap());
     let state = AppState::new(storage, cfg);
     TestServer {
@@ -116,7 +121,11 @@ fn rejected(v: &Value) -> i64 {
 }
 
 async fn golden_server() -> TestServer {
-    let s = server();
+    golden_server_with(|_| {}).await
+}
+
+async fn golden_server_with(adjust: impl FnOnce(&mut crate::config::Config)) -> TestServer {
+    let s = server_with(adjust);
     let (code, body) = s
         .export("team-a", "application/json", FIXTURE.as_bytes().to_vec())
         .await;
@@ -583,4 +592,54 @@ async fn openapi_document_matches_the_server() {
         &doc,
     )
     .unwrap();
+}
+
+#[tokio::test]
+async fn flow_queries_wait_for_a_slot_and_answer_503_past_the_timeout() {
+    let s = golden_server_with(|cfg| {
+        cfg.flows.max_concurrent_queries = 1;
+        cfg.flows.query_timeout = "300ms".into();
+    })
+    .await;
+    let uris = [
+        url("/api/v1/flows", &[]),
+        url("/api/v1/flows/aggregate", &[("by", "src.workload")]),
+        url("/api/v1/flows/values", &[("field", "src.workload")]),
+    ];
+    // The only slot is taken: every kind of flow query waits, then gives up.
+    let held = s.state.flow_queries.clone().acquire_owned().await.unwrap();
+    for uri in &uris {
+        let started = std::time::Instant::now();
+        let (code, v) = s.get("team-a", uri).await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{uri}: {v}");
+        let message = v["error"].as_str().unwrap();
+        assert!(message.contains("flows.query_timeout"), "{message}");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    }
+    let req = Request::get(uris[0].as_str())
+        .header("x-scope-orgid", "team-a")
+        .header("accept", "application/x-ndjson")
+        .body(Body::empty())
+        .unwrap();
+    let (code, _, _) = call(&s.api, req).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    // Once the slot is free the same queries answer, and give their slot back.
+    drop(held);
+    for uri in &uris {
+        let (code, v) = s.get("team-a", uri).await;
+        assert_eq!(code, StatusCode::OK, "{uri}: {v}");
+    }
+    let (_, v) = s.get("team-a", &uris[0]).await;
+    assert_eq!(workloads(&v).len(), 3);
+    assert_eq!(s.state.flow_queries.available_permits(), 1);
+}
+
+#[test]
+fn flow_query_limits_are_validated() {
+    let mut cfg = crate::config::Config::default();
+    cfg.flows.query_timeout = "soon".into();
+    assert!(cfg.validate().is_err());
+    let mut cfg = crate::config::Config::default();
+    cfg.flows.max_concurrent_queries = 0;
+    assert!(cfg.validate().is_err());
 }
