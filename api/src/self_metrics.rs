@@ -2,7 +2,7 @@
 //! other target.
 
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -201,6 +201,44 @@ pub fn render_text(state: &AppState) -> String {
         "strata_retention_deleted_blocks_total {}",
         load(&s.blocks_deleted_by_retention)
     );
+
+    let flow_tenants = state.flows.tenants();
+    for (name, help, counter) in [
+        (
+            "strata_flow_records_appended_total",
+            "Flow records stored.",
+            (|s| &s.records_appended) as fn(&strata_store::flows::FlowStats) -> &AtomicU64,
+        ),
+        (
+            "strata_flow_records_rejected_total",
+            "Flow records refused.",
+            |s| &s.records_rejected,
+        ),
+        (
+            "strata_flow_commits_total",
+            "Commits of the flow indexes (records become searchable).",
+            |s| &s.commits,
+        ),
+        (
+            "strata_flow_partitions_dropped_total",
+            "Flow partitions deleted by retention.",
+            |s| &s.partitions_dropped,
+        ),
+        (
+            "strata_flow_partitions_merged_total",
+            "Closed flow partitions merged into one segment.",
+            |s| &s.partitions_merged,
+        ),
+    ] {
+        family(&mut o, name, "counter", help);
+        for (t, store) in &flow_tenants {
+            let _ = writeln!(
+                o,
+                "{name}{{tenant=\"{t}\"}} {}",
+                load(counter(&store.stats))
+            );
+        }
+    }
 
     let tenants = state.storage.tenants();
     family(

@@ -643,3 +643,21 @@ fn flow_query_limits_are_validated() {
     cfg.flows.max_concurrent_queries = 0;
     assert!(cfg.validate().is_err());
 }
+
+#[tokio::test]
+async fn the_flow_store_counters_are_in_the_self_metrics() {
+    let s = golden_server().await;
+    let text = crate::self_metrics::render_text(&s.state);
+    let value = |name: &str| {
+        let prefix = format!("{name}{{tenant=\"team-a\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+    };
+    assert_eq!(value("strata_flow_records_appended_total"), 3);
+    assert!(value("strata_flow_commits_total") >= 1);
+    assert_eq!(value("strata_flow_partitions_dropped_total"), 0);
+    assert_eq!(value("strata_flow_partitions_merged_total"), 0);
+    assert!(text.contains("# TYPE strata_flow_records_rejected_total counter"));
+}
