@@ -203,11 +203,12 @@ pub fn render_text(state: &AppState) -> String {
     );
 
     let flow_tenants = state.flows.tenants();
-    for (name, help, counter) in [
+    type FlowCounter = fn(&strata_store::flows::FlowStats) -> &AtomicU64;
+    let flow_counters: [(&str, &str, FlowCounter); 5] = [
         (
             "strata_flow_records_appended_total",
             "Flow records stored.",
-            (|s| &s.records_appended) as fn(&strata_store::flows::FlowStats) -> &AtomicU64,
+            |s| &s.records_appended,
         ),
         (
             "strata_flow_records_rejected_total",
@@ -229,7 +230,8 @@ pub fn render_text(state: &AppState) -> String {
             "Closed flow partitions merged into one segment.",
             |s| &s.partitions_merged,
         ),
-    ] {
+    ];
+    for (name, help, counter) in flow_counters {
         family(&mut o, name, "counter", help);
         for (t, store) in &flow_tenants {
             let _ = writeln!(
