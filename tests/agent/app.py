@@ -22,16 +22,19 @@ Each mode is one program a pod runs:
                                     a link with a delay, as `tc netem delay` would make on a kernel
                                     that has it: a TUN device `eth0` in POD_NS and one named DEVICE
                                     in NODE_NS, joined by this process, which holds every packet
-                                    the pod sends for DELAY_MS
+                                    the pod sends for DELAY_MS; a line `LOSS_PERCENT DELAY_MS` on
+                                    stdin changes the link, as `tc qdisc change ... netem` would:
+                                    it then also drops that share of packets each way
 """
 
+import collections
 import ctypes
 import fcntl
-import heapq
 import http.client
 import http.server
 import json
 import os
+import random
 import select
 import socket
 import struct
@@ -248,28 +251,43 @@ def delay_link(node_ns, pod_ns, device, delay_ms):
     node_side = open_tun(device)
     enter_netns(pod_ns)
     pod_side = open_tun("eth0")
-    delay = int(delay_ms) / 1000
-    held = []  # (due, sequence, packet): what the pod sent, in order
-    sequence = 0
+    watched = [pod_side, node_side, sys.stdin.fileno()]
+    delay, loss = int(delay_ms) / 1000, 0.0
+    commands = b""
+    held = collections.deque()  # (due, packet): what the pod sent, in order
     print("listening", flush=True)
     while True:
         timeout = max(0.0, held[0][0] - time.monotonic()) if held else None
-        ready, _, _ = select.select([pod_side, node_side], [], [], timeout)
+        ready, _, _ = select.select(watched, [], [], timeout)
         for fd in ready:
+            if fd == sys.stdin.fileno():
+                read = os.read(fd, 4096)
+                if not read:
+                    watched.remove(fd)  # the test closed its end: the link stays as it is
+                    continue
+                commands += read
+                while b"\n" in commands:
+                    line, commands = commands.split(b"\n", 1)
+                    percent, milliseconds = line.split()
+                    loss, delay = float(percent) / 100, int(milliseconds) / 1000
+                continue
             try:
                 packet = os.read(fd, 65536)
             except OSError:
                 # EIO while a device is still down: nothing to move yet.
                 time.sleep(0.01)
                 continue
+            if loss and random.random() < loss:
+                continue
             if fd == pod_side:
-                heapq.heappush(held, (time.monotonic() + delay, sequence, packet))
-                sequence += 1
+                # In order, as on a wire, also when the delay has just shrunk.
+                due = max(time.monotonic() + delay, held[-1][0] if held else 0.0)
+                held.append((due, packet))
             else:
                 forward(pod_side, packet)
         now = time.monotonic()
         while held and held[0][0] <= now:
-            forward(node_side, heapq.heappop(held)[2])
+            forward(node_side, held.popleft()[1])
 
 
 def forward(fd, packet):

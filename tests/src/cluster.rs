@@ -130,6 +130,24 @@ impl Cluster {
     /// until the returned peer is dropped.
     pub fn external_service(&mut self, client: &Pod, resolver: &Pod, name: &str) -> (Pod, Peer) {
         let external = self.node.add_pod("", "external", "");
+        self.known_as(client, resolver, name, external)
+    }
+
+    /// As [`Cluster::external_service`], behind a link that [`Node::impair`] can make lossy and
+    /// slow.
+    pub fn external_service_behind_link(
+        &mut self,
+        client: &Pod,
+        resolver: &Pod,
+        name: &str,
+    ) -> (Pod, Peer) {
+        let external = self
+            .node
+            .add_delayed_pod("", "external", "", Duration::ZERO);
+        self.known_as(client, resolver, name, external)
+    }
+
+    fn known_as(&self, client: &Pod, resolver: &Pod, name: &str, external: Pod) -> (Pod, Peer) {
         let zone = format!("{name}={}", external.ip);
         let responder = serve(
             resolver,

@@ -2,15 +2,16 @@
 //! each pod is a network namespace with a veth into that bridge and an address in the node's
 //! subnet, and its processes run in a cgroup laid out as the kubelet lays it out with the systemd
 //! driver and containerd (`kubepods.slice/…/cri-containerd-<id>.scope`). Programs run in a pod
-//! with `Pod::spawn`; nftables drops a share of what a pod sends; a pod can have its own
-//! `resolv.conf`.
+//! with `Pod::spawn`; nftables drops a share of what a pod sends; a pod can sit behind a link
+//! whose delay and loss change while it runs; a pod can have its own `resolv.conf`.
 //! Everything is removed on drop, also while a failed assertion unwinds.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -164,6 +165,8 @@ pub struct Node {
     cgroup_root: PathBuf,
     pub pods: Vec<Pod>,
     children: Vec<Child>,
+    /// The control end of each link's forwarder, by the pod's network namespace.
+    links: HashMap<String, ChildStdin>,
 }
 
 impl Node {
@@ -183,6 +186,7 @@ impl Node {
             cgroup_root,
             pods: Vec::new(),
             children: Vec::new(),
+            links: HashMap::new(),
         };
         ip(&["-n", &node.netns, "link", "add", "br0", "type", "bridge"]);
         ip(&["-n", &node.netns, "link", "set", "br0", "up"]);
@@ -321,7 +325,7 @@ impl Node {
         let delay_ms = delay.as_millis().to_string();
         let mut forwarder = Command::new("python3")
             .args([APP, "delay-link", &self.netns, netns, device, &delay_ms])
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -330,6 +334,8 @@ impl Node {
         let mut stdout = std::io::BufReader::new(forwarder.stdout.take().expect("stdout"));
         std::io::BufRead::read_line(&mut stdout, &mut line).expect("read");
         assert_eq!(line.trim(), "listening", "the delay link did not come up");
+        let control = forwarder.stdin.take().expect("stdin");
+        self.links.insert(netns.to_owned(), control);
         self.children.push(forwarder);
         ip(&["-n", &self.netns, "link", "set", device, "up"]);
         ip(&[
@@ -415,6 +421,19 @@ impl Node {
             nft.wait().expect("nft exits").success(),
             "nft refused {ruleset}"
         );
+    }
+
+    /// Makes the link of a pod added by [`Node::add_delayed_pod`] drop `loss_percent` of the
+    /// packets each way and hold what the pod sends for `delay`, from now on, as `tc qdisc
+    /// change ... netem loss ... delay ...` would.
+    pub fn impair(&mut self, pod: &Pod, loss_percent: u32, delay: Duration) {
+        let control = self
+            .links
+            .get_mut(&pod.netns)
+            .unwrap_or_else(|| panic!("{} is not behind a link", pod.name));
+        writeln!(control, "{loss_percent} {}", delay.as_millis())
+            .and_then(|()| control.flush())
+            .expect("change the link");
     }
 
     /// Sets a sysctl inside `pod`'s network namespace (`net.ipv4.tcp_syn_retries=1`).

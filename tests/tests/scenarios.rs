@@ -4,7 +4,8 @@
 //!
 //! 1. HTTP golden signals by identity: `tenant-jobs/resumes → tenant-jobs/core-api` among noisy
 //!    workloads; core-api starts answering a share of requests with 500.
-//! 2. A transient network fault towards an external destination known by its DNS name.
+//! 2. A transient network fault towards an external destination known by its DNS name: for a
+//!    window, its link drops 10% of packets each way and queues the rest for 40 ms.
 //! 3. From a latency spike to the trace: core-api answers slower; the latency histogram's
 //!    exemplars open traces with the agent's server span.
 //! 4. The resolver fails: a workload's lookups of an external name answer SERVFAIL for a window.
@@ -24,6 +25,8 @@ const STRATA: &str = env!("CARGO_BIN_EXE_strata-e2e");
 const AGENT: &str = env!("CARGO_BIN_EXE_strata-agent-e2e");
 /// Length of each phase of a scenario.
 const PHASE: Duration = Duration::from_secs(15);
+/// How long the congested path of scenario 2 holds a packet.
+const FAULT_DELAY: Duration = Duration::from_millis(40);
 /// The agent's export interval in these tests, plus the store's flow commit and slack.
 const SETTLE: Duration = Duration::from_secs(8);
 
@@ -427,19 +430,20 @@ fn a_lossy_path_to_an_external_api_is_the_network() {
         return;
     };
     let (client, dns) = (&pods[0], &pods[1]);
-    let (twilio, _dns) = cluster.external_service(client, dns, "api.twilio.com");
+    let (twilio, _dns) = cluster.external_service_behind_link(client, dns, "api.twilio.com");
     let _api = serve(&twilio, &["python3", APP, "http-server", "80"]);
 
     let total = 3 * PHASE.as_secs() + 2;
     let _traffic = load(client, "http://api.twilio.com:80/work", total, false);
     let begin = Instant::now();
     sleep_until(begin + PHASE);
-    cluster.node.lose_from(client, 10);
-    cluster.node.lose_from(&twilio, 10);
+    // The fault of a congested path: 10% of packets dropped each way, and a queue that holds the
+    // rest. Loss alone would leave the RTT flat, since TCP takes no RTT sample from a
+    // retransmitted segment; the queue's delay is what the RTT shows.
+    cluster.node.impair(&twilio, 10, FAULT_DELAY);
     let lossy_from = now_ms();
     sleep_until(begin + 2 * PHASE);
-    cluster.node.lose_from(client, 0);
-    cluster.node.lose_from(&twilio, 0);
+    cluster.node.impair(&twilio, 0, Duration::ZERO);
     let lossy_until = now_ms();
     sleep_until(begin + 3 * PHASE);
     let healed_until = now_ms();
@@ -463,18 +467,24 @@ fn a_lossy_path_to_an_external_api_is_the_network() {
         before <= 1.0 && after <= 1.0,
         "only in the window: before {before}, after {after}"
     );
-    // The path's sockets report their round-trip time in every window. It need not rise: TCP
-    // takes no RTT sample from a retransmitted segment, so random loss leaves it flat. The loss
-    // shows to the caller as retransmission timeouts in its own request latency.
+    // The RTT rises in the window and only there.
     let mean = |metric: &str, at: i64| {
         let expr = format!(
             "sum(increase({metric}_sum{{{pair}}}[14s])) / sum(increase({metric}_count{{{pair}}}[14s]))"
         );
         value_at(&cluster, &expr, at)
     };
-    for at in [lossy_from, lossy_until, healed_until] {
-        assert!(mean("network_tcp_rtt_seconds", at).is_some(), "RTT at {at}");
-    }
+    let rtt = |at: i64| mean("network_tcp_rtt_seconds", at).expect("the path's RTT");
+    let (rtt_before, rtt_during, rtt_after) =
+        (rtt(lossy_from), rtt(lossy_until), rtt(healed_until));
+    let queued = FAULT_DELAY.as_secs_f64();
+    eprintln!(
+        "retransmits {before} / {during} / {after}; mean RTT {rtt_before} / {rtt_during} / {rtt_after} s"
+    );
+    assert!(
+        rtt_during >= queued / 2.0 && rtt_before < queued / 4.0 && rtt_after < queued / 4.0,
+        "mean RTT {rtt_before} s, then {rtt_during} s behind a {queued} s queue, then {rtt_after} s"
+    );
     let latency = |at: i64| {
         mean("http_client_request_duration_seconds", at).expect("the caller's request latency")
     };
