@@ -1,6 +1,8 @@
-//! The version 1 trace store (`tests/fixtures/v1/traces/`: a block with traces 1–3, a WAL segment with
-//! trace 4, written by `cargo run -p strata-store --example write_trace_fixtures`) opens and reads back
-//! exactly, and its block compacts with a block of the current version into one of the current version.
+//! The trace stores of earlier versions (`tests/fixtures/vN/traces/`: a block with traces 1–3, a WAL
+//! segment with trace 4, written by `cargo run -p strata-store --example write_trace_fixtures` when
+//! that version was current) open and read back exactly, and their blocks compact with a block of the
+//! current version into one of the current version. Version 1 kept spans row-wise; version 2 wrote
+//! attribute keys as lists.
 
 mod fixture_copy;
 mod trace_fixture_content;
@@ -10,14 +12,23 @@ use strata_store::traces::{TraceReader, TraceStore, TracesConfig};
 
 #[test]
 fn v1_trace_store_reads_back() {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1/traces");
+    reads_back_and_compacts(1);
+}
+
+#[test]
+fn v2_trace_store_reads_back() {
+    reads_back_and_compacts(2);
+}
+
+fn reads_back_and_compacts(version: u32) {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/fixtures/v{version}/traces"));
     // Opening may repair a WAL tail and cuts at close, so it works on a copy.
     let dir = tempfile::tempdir().unwrap();
     fixture_copy::copy_dir(&src, dir.path());
-    let store =
-        TraceStore::open(dir.path(), TracesConfig::default()).expect("the v1 trace store opens");
+    let store = TraceStore::open(dir.path(), TracesConfig::default()).expect("the old store opens");
     assert_eq!(store.blocks().len(), 1);
-    assert_eq!(store.blocks()[0].meta.format_version, 1);
+    assert_eq!(store.blocks()[0].meta.format_version, version);
     assert_eq!(store.head_traces(), 1);
     assert_reads_back(&store);
     // The head (trace 4) is cut into a block of the current version at close.
@@ -32,7 +43,7 @@ fn v1_trace_store_reads_back() {
         .iter()
         .map(|b| b.meta.format_version)
         .collect();
-    assert_eq!(versions, [1, BLOCK_FORMAT_VERSION]);
+    assert_eq!(versions, [version, BLOCK_FORMAT_VERSION]);
     assert_reads_back(&store);
     assert_eq!(store.compact().unwrap(), 2);
     let versions: Vec<u32> = store

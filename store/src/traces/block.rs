@@ -1,8 +1,9 @@
 //! Immutable trace blocks: traces sorted by trace id, a trace-id index with a summary per trace, a
 //! bloom filter on trace ids, a per-block dictionary of attribute values with postings (trace
 //! ordinals) for search and autocomplete, and `meta.json`, written last so a block appears atomically.
-//! Version 2 (written) keeps the spans in column-wise row groups ([`super::columns`]); version 1
-//! (read) kept them row-wise in zstd pages. The layout is drawn in `docs/formats.md` ("Trace blocks").
+//! Version 3 (written) keeps the spans in column-wise row groups ([`super::columns`]) with each
+//! span's attribute keys as a bitmap over its resource's learned key order; version 2 (read) wrote
+//! them as lists of key ids; version 1 (read) kept the spans row-wise in zstd pages. The layout is drawn in `docs/formats.md` ("Trace blocks").
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -25,8 +26,11 @@ use super::model::{
 const DATA_MAGIC: &[u8; 4] = b"STTD";
 const INDEX_MAGIC: &[u8; 4] = b"STTI";
 const BLOOM_MAGIC: &[u8; 4] = b"STTB";
-/// The version written: spans in column-wise row groups.
-pub const BLOCK_FORMAT_VERSION: u32 = 2;
+/// The version written: spans in column-wise row groups, attribute keys as bitmaps over learned
+/// orders.
+pub const BLOCK_FORMAT_VERSION: u32 = 3;
+/// The second version, still read: column-wise row groups, attribute keys as lists.
+pub const BLOCK_FORMAT_KEY_LISTS: u32 = 2;
 /// The first version, still read: spans row-wise in zstd pages.
 pub const BLOCK_FORMAT_ROWS: u32 = 1;
 const ZSTD_LEVEL: i32 = 3;
@@ -278,7 +282,7 @@ impl Bloom {
 
 /// What the data file's pages hold while they are filled.
 enum Pages {
-    /// Version 2: the row group being filled.
+    /// Versions 2 and 3: the row group being filled.
     Columns(Box<RowGroupWriter>),
     /// Version 1: span batch bodies back to back. Written only by tests, which check that blocks of
     /// the first version are still read and compacted.
@@ -307,8 +311,15 @@ pub struct BlockWriter {
 
 impl BlockWriter {
     pub fn create(blocks_dir: &Path, id: &str, page_bytes: usize) -> Result<BlockWriter> {
-        let page = Pages::Columns(Box::default());
+        let page = Pages::Columns(Box::new(RowGroupWriter::new(true)));
         Self::create_with(blocks_dir, id, page_bytes, BLOCK_FORMAT_VERSION, page)
+    }
+
+    /// A writer of the second version, attribute keys as lists.
+    #[cfg(test)]
+    pub(crate) fn create_v2(blocks_dir: &Path, id: &str, page_bytes: usize) -> Result<BlockWriter> {
+        let page = Pages::Columns(Box::new(RowGroupWriter::new(false)));
+        Self::create_with(blocks_dir, id, page_bytes, BLOCK_FORMAT_KEY_LISTS, page)
     }
 
     /// A writer of the first, row-wise version.
@@ -423,9 +434,7 @@ impl BlockWriter {
         let io = |e| Error::io(&self.tmp, e);
         let z = match &mut self.page {
             Pages::Columns(group) if group.traces() == 0 => return Ok(()),
-            Pages::Columns(group) => std::mem::take(&mut **group)
-                .finish(ZSTD_LEVEL)
-                .map_err(io)?,
+            Pages::Columns(group) => group.finish_and_restart(ZSTD_LEVEL).map_err(io)?,
             #[cfg(test)]
             Pages::Rows(page) if page.is_empty() => return Ok(()),
             #[cfg(test)]
@@ -737,7 +746,13 @@ impl Block {
         let meta: BlockMeta =
             serde_json::from_slice(&fs::read(&mpath).map_err(|e| Error::io(&mpath, e))?)
                 .map_err(|e| Error::corrupt(&mpath, e.to_string()))?;
-        if ![BLOCK_FORMAT_ROWS, BLOCK_FORMAT_VERSION].contains(&meta.format_version) {
+        if ![
+            BLOCK_FORMAT_ROWS,
+            BLOCK_FORMAT_KEY_LISTS,
+            BLOCK_FORMAT_VERSION,
+        ]
+        .contains(&meta.format_version)
+        {
             return Err(Error::UnsupportedVersion {
                 path: mpath,
                 version: meta.format_version,
@@ -890,7 +905,8 @@ impl Block {
             // Traces of a page are consecutive ordinals: the page's count is where the next begins.
             let first = self.entries.partition_point(|e| e.page < page);
             let traces = self.entries[first..].partition_point(|e| e.page == page);
-            let group = RowGroup::open(z, traces, &self.resources)
+            let key_orders = self.meta.format_version >= BLOCK_FORMAT_VERSION;
+            let group = RowGroup::open(z, traces, &self.resources, key_orders)
                 .map_err(|err| Error::corrupt(&dpath, err.to_string()))?;
             Page::Columns(Arc::new(group))
         };
@@ -1003,7 +1019,9 @@ impl Block {
                 e.1 += z.len() as u64;
                 continue;
             }
-            add_column_sizes(z, &mut out).map_err(|err| Error::corrupt(&dpath, err.to_string()))?;
+            let key_orders = self.meta.format_version >= BLOCK_FORMAT_VERSION;
+            add_column_sizes(z, key_orders, &mut out)
+                .map_err(|err| Error::corrupt(&dpath, err.to_string()))?;
         }
         let mut out: BTreeMap<String, (u64, u64)> = out
             .into_iter()
@@ -1192,11 +1210,17 @@ mod tests {
         }
     }
 
-    fn write_block(dir: &Path, id: &str, v1: bool, page_bytes: usize, traces: &[Trace]) -> Block {
-        let mut w = if v1 {
-            BlockWriter::create_v1(dir, id, page_bytes).unwrap()
-        } else {
-            BlockWriter::create(dir, id, page_bytes).unwrap()
+    fn write_block(
+        dir: &Path,
+        id: &str,
+        version: u32,
+        page_bytes: usize,
+        traces: &[Trace],
+    ) -> Block {
+        let mut w = match version {
+            BLOCK_FORMAT_ROWS => BlockWriter::create_v1(dir, id, page_bytes).unwrap(),
+            BLOCK_FORMAT_KEY_LISTS => BlockWriter::create_v2(dir, id, page_bytes).unwrap(),
+            _ => BlockWriter::create(dir, id, page_bytes).unwrap(),
         };
         for t in traces {
             w.add(t).unwrap();
@@ -1206,19 +1230,22 @@ mod tests {
     }
 
     #[test]
-    fn v2_round_trips_every_field_across_row_groups() {
+    fn row_groups_round_trip_every_field() {
         let dir = tempfile::tempdir().unwrap();
         let traces: Vec<Trace> = (1..=40).map(varied_trace).collect();
-        // Small row groups: traces of one group and of different groups are read in any order.
-        let b = write_block(dir.path(), "b2", false, 4_000, &traces);
-        assert_eq!(b.meta.format_version, 2);
-        assert!(b.pages.len() > 3, "{} row groups", b.pages.len());
-        for t in traces.iter().rev().chain(traces.iter().step_by(3)) {
-            assert_eq!(b.find(&t.trace_id).unwrap().as_ref(), Some(t));
-        }
-        for (o, t) in traces.iter().enumerate() {
-            assert_eq!(&b.read(o).unwrap(), t);
-            assert_eq!(b.summary(o), &t.summary());
+        for version in [BLOCK_FORMAT_KEY_LISTS, BLOCK_FORMAT_VERSION] {
+            // Small row groups: traces of one group and of different groups are read in any order.
+            let id = format!("b{version}");
+            let b = write_block(dir.path(), &id, version, 4_000, &traces);
+            assert_eq!(b.meta.format_version, version);
+            assert!(b.pages.len() > 3, "{} row groups", b.pages.len());
+            for t in traces.iter().rev().chain(traces.iter().step_by(3)) {
+                assert_eq!(b.find(&t.trace_id).unwrap().as_ref(), Some(t));
+            }
+            for (o, t) in traces.iter().enumerate() {
+                assert_eq!(&b.read(o).unwrap(), t);
+                assert_eq!(b.summary(o), &t.summary());
+            }
         }
     }
 
@@ -1226,9 +1253,9 @@ mod tests {
     fn read_many_returns_the_traces_asked_for_in_their_order() {
         let dir = tempfile::tempdir().unwrap();
         let traces: Vec<Trace> = (1..=40).map(varied_trace).collect();
-        for v1 in [false, true] {
-            let id = if v1 { "b1" } else { "b2" };
-            let b = write_block(dir.path(), id, v1, 4_000, &traces);
+        for version in [BLOCK_FORMAT_ROWS, BLOCK_FORMAT_VERSION] {
+            let id = format!("b{version}");
+            let b = write_block(dir.path(), &id, version, 4_000, &traces);
             let ordinals = [39, 0, 17, 18, 3, 17, 25, 1, 38];
             let read = b.read_many(&ordinals).unwrap();
             let expected: Vec<&Trace> = ordinals.iter().map(|&o| &traces[o]).collect();
@@ -1244,7 +1271,7 @@ mod tests {
     fn page_cache_stays_within_its_bytes_and_is_shared() {
         let dir = tempfile::tempdir().unwrap();
         let traces: Vec<Trace> = (1..=40).map(varied_trace).collect();
-        write_block(dir.path(), "b2", false, 4_000, &traces);
+        write_block(dir.path(), "b2", BLOCK_FORMAT_VERSION, 4_000, &traces);
         let cache = Arc::new(PageCache::new(12_000));
         let a = Block::open_cached(&dir.path().join("b2"), cache.clone()).unwrap();
         let b = Block::open_cached(&dir.path().join("b2"), cache.clone()).unwrap();
@@ -1269,7 +1296,7 @@ mod tests {
     fn size_breakdown_accounts_for_every_byte_of_the_data_file() {
         let dir = tempfile::tempdir().unwrap();
         let traces: Vec<Trace> = (1..=40).map(varied_trace).collect();
-        let b = write_block(dir.path(), "b2", false, 4_000, &traces);
+        let b = write_block(dir.path(), "b2", BLOCK_FORMAT_VERSION, 4_000, &traces);
         let sizes = b.size_breakdown().unwrap();
         let data: u64 = sizes
             .iter()
@@ -1281,33 +1308,121 @@ mod tests {
             fs::metadata(dir.path().join("b2/data")).unwrap().len()
         );
         assert!(sizes.contains_key("data: span ids"), "{sizes:?}");
-        assert!(
-            sizes.contains_key("data: span attribute key lists"),
-            "{sizes:?}"
-        );
+        assert!(sizes.contains_key("data: span keys: bitmaps"), "{sizes:?}");
         assert!(sizes.keys().any(|k| k.starts_with("index: dictionary ")));
     }
 
     #[test]
-    fn v1_blocks_still_read_and_agree_with_v2() {
+    fn older_blocks_still_read_and_agree_with_the_current_version() {
         let dir = tempfile::tempdir().unwrap();
         let traces: Vec<Trace> = (1..=30).map(varied_trace).collect();
-        let v1 = write_block(dir.path(), "b1", true, 2_000, &traces);
-        let v2 = write_block(dir.path(), "b2", false, 2_000, &traces);
-        assert_eq!(v1.meta.format_version, 1);
-        assert_eq!(fs::read(dir.path().join("b1/data")).unwrap()[4], 1);
-        for (o, t) in traces.iter().enumerate() {
-            assert_eq!(&v1.read(o).unwrap(), t);
-            assert_eq!(v1.read(o).unwrap(), v2.read(o).unwrap());
+        let current = write_block(dir.path(), "b3", BLOCK_FORMAT_VERSION, 2_000, &traces);
+        assert_eq!(fs::read(dir.path().join("b3/data")).unwrap()[4], 3);
+        for version in [BLOCK_FORMAT_ROWS, BLOCK_FORMAT_KEY_LISTS] {
+            let id = format!("b{version}");
+            let old = write_block(dir.path(), &id, version, 2_000, &traces);
+            assert_eq!(old.meta.format_version, version);
+            assert_eq!(
+                fs::read(dir.path().join(&id).join("data")).unwrap()[4],
+                version as u8
+            );
+            for (o, t) in traces.iter().enumerate() {
+                assert_eq!(&old.read(o).unwrap(), t);
+                assert_eq!(old.read(o).unwrap(), current.read(o).unwrap());
+            }
+            assert_eq!(old.dict, current.dict);
+            assert!(old.find(&[0xee; 16]).unwrap().is_none());
         }
-        assert_eq!(v1.dict, v2.dict);
-        assert!(v1.find(&[0xee; 16]).unwrap().is_none());
+    }
+
+    /// Spans of two services, each setting a varying subset of its keys in a fixed order of its
+    /// own (as instrumented code does), and spans that break their service's order.
+    fn keyed_traces(breaking: bool) -> Vec<Trace> {
+        let keys = |service: usize| -> Vec<String> {
+            let mut k: Vec<String> = (0..24).map(|i| format!("key.{i:02}")).collect();
+            if service == 1 {
+                k.reverse();
+            }
+            k
+        };
+        (1..=60u8)
+            .map(|id| {
+                let batches = (0..2)
+                    .map(|service| {
+                        let order = keys(service);
+                        let spans = (0..5u8)
+                            .map(|k| {
+                                let mut s = span(id, k + 1, None, "op", 1_000, 10);
+                                let seed = u64::from(id) * 31 + u64::from(k) * 7 + service as u64;
+                                s.attributes = order
+                                    .iter()
+                                    .enumerate()
+                                    .filter(|(i, _)| (seed >> (i % 12)) & 1 == 1 || *i == 0)
+                                    .map(|(i, key)| KeyValue::new(key, Value::Int(i as i64)))
+                                    .collect();
+                                if breaking && k == 2 {
+                                    s.attributes.reverse();
+                                }
+                                s
+                            })
+                            .collect();
+                        batch(&format!("svc-{service}"), spans)
+                    })
+                    .collect();
+                Trace {
+                    trace_id: [id; 16],
+                    batches,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn attribute_keys_follow_their_resources_learned_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_bytes = |b: &Block, part: &str| -> u64 {
+            b.size_breakdown().unwrap()[&format!("data: span keys: {part}")].0
+        };
+        for breaking in [false, true] {
+            let traces = keyed_traces(breaking);
+            let v2 = write_block(dir.path(), "v2", BLOCK_FORMAT_KEY_LISTS, 1 << 20, &traces);
+            let v3 = write_block(dir.path(), "v3", BLOCK_FORMAT_VERSION, 1 << 20, &traces);
+            for (o, t) in traces.iter().enumerate() {
+                assert_eq!(&v3.read(o).unwrap(), t);
+            }
+            let lists = key_bytes(&v2, "lists");
+            let (shapes, bitmaps) = (key_bytes(&v3, "shapes"), key_bytes(&v3, "bitmaps"));
+            let shaped = key_bytes(&v3, "orders") + shapes + bitmaps;
+            // 600 spans, 120 of them (every fifth) out of order when `breaking`. A span in order
+            // is its shape's byte and a bitmap over its service's 17-24 keys (3 bytes); one out
+            // of order is its shape's byte and its list.
+            let in_order = if breaking { 480 } else { 600 };
+            assert_eq!(bitmaps, in_order * 3);
+            if breaking {
+                assert!(shapes > 600 + 120 * 5, "{shapes}");
+            } else {
+                assert_eq!(shapes, 600);
+            }
+            assert!(
+                shaped * 2 < lists,
+                "{shaped} raw bytes against {lists} as lists"
+            );
+            drop((v2, v3));
+            fs::remove_dir_all(dir.path().join("v2")).unwrap();
+            fs::remove_dir_all(dir.path().join("v3")).unwrap();
+        }
     }
 
     #[test]
     fn damaged_row_group_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let b = write_block(dir.path(), "b2", false, 1 << 20, &[varied_trace(1)]);
+        let b = write_block(
+            dir.path(),
+            "b2",
+            BLOCK_FORMAT_VERSION,
+            1 << 20,
+            &[varied_trace(1)],
+        );
         let dpath = dir.path().join("b2/data");
         let mut raw = fs::read(&dpath).unwrap();
         raw[20] ^= 0x01;
@@ -1322,7 +1437,7 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
         #[test]
-        fn any_spans_round_trip_through_v2(
+        fn any_spans_round_trip_through_row_groups(
             spans in proptest::collection::vec((
                 proptest::collection::vec(("[a-c]{1,2}", value_strategy()), 0..5),
                 proptest::prelude::any::<u64>(),
@@ -1347,8 +1462,11 @@ mod tests {
                 .collect();
             let t = Trace { trace_id: [5; 16], batches: vec![batch("p", spans)] };
             let dir = tempfile::tempdir().unwrap();
-            let b = write_block(dir.path(), "p", false, 1 << 20, std::slice::from_ref(&t));
-            proptest::prop_assert_eq!(b.read(0).unwrap(), t);
+            for version in [BLOCK_FORMAT_KEY_LISTS, BLOCK_FORMAT_VERSION] {
+                let id = format!("p{version}");
+                let b = write_block(dir.path(), &id, version, 1 << 20, std::slice::from_ref(&t));
+                proptest::prop_assert_eq!(b.read(0).unwrap(), t.clone());
+            }
         }
     }
 

@@ -1,9 +1,10 @@
-//! Block format version 2's data: consecutive traces form a row group, and a row group is a set of
+//! Block format versions 2 and 3's data: consecutive traces form a row group, and a row group is a set of
 //! columns — one per span intrinsic, one per attribute key (for span, event and link attributes
 //! apart) — each compressed with zstd on its own. Values of one kind side by side (span ids with span
 //! ids, durations with durations, `user.id`s with `user.id`s) compress far better than rows that mix
-//! them. Every field of the span model round-trips, attribute order and duplicate keys included. The
-//! layout is drawn in `docs/formats.md` ("Trace blocks", version 2).
+//! them. Every field of the span model round-trips, attribute order and duplicate keys included.
+//! Version 3 writes a span's attribute keys as a bitmap over the key order its resource's spans
+//! follow ([`AttrsWriter`]). The layout is drawn in `docs/formats.md` ("Trace blocks").
 
 use std::sync::Arc;
 
@@ -163,19 +164,26 @@ impl ValueColumnWriter {
     }
 }
 
-/// The attributes of one kind of owner (spans, events or links): per owner the list of its keys in
-/// order (which keeps order and duplicates), and a value column per key.
+/// The attributes of one kind of owner (spans, events or links): per owner its keys in order (which
+/// keeps order and duplicates), and a value column per key.
+///
+/// Version 2 writes each owner's keys as a list of key ids. Version 3 learns, per context (a span's
+/// resource; one context for events, one for links), an order in which the context's owners set
+/// their keys, as instrumented code sets them in the same order every time; an owner whose keys
+/// follow that order is written as a bitmap over it, a bit per key of the context, and any other
+/// owner as its list, as in version 2.
 #[derive(Default)]
 struct AttrsWriter {
     key_ids: DictMap<String, u32>,
     keys: Vec<u8>,
-    lists: Vec<u8>,
+    /// Per owner: its context, and the end of its key ids in `ids`.
+    owners: Vec<(u32, u32)>,
+    ids: Vec<u32>,
     columns: Vec<ValueColumnWriter>,
 }
 
 impl AttrsWriter {
-    fn push(&mut self, attrs: &[KeyValue]) {
-        put_uvarint(&mut self.lists, attrs.len() as u64);
+    fn push(&mut self, context: u32, attrs: &[KeyValue]) {
         for kv in attrs {
             let id = match self.key_ids.get(kv.key.as_str()) {
                 Some(&id) => id,
@@ -187,14 +195,16 @@ impl AttrsWriter {
                     id
                 }
             };
-            put_uvarint(&mut self.lists, u64::from(id));
+            self.ids.push(id);
             self.columns[id as usize].push(&kv.value);
         }
+        self.owners.push((context, self.ids.len() as u32));
     }
 
     fn raw_len(&self) -> usize {
         self.keys.len()
-            + self.lists.len()
+            + self.owners.len()
+            + self.ids.len()
             + self
                 .columns
                 .iter()
@@ -202,15 +212,180 @@ impl AttrsWriter {
                 .sum::<usize>()
     }
 
-    fn finish(self, out: &mut Vec<Vec<u8>>) {
+    /// The key ids of each owner, in owner order.
+    fn lists(&self) -> impl Iterator<Item = &[u32]> + '_ {
+        let mut start = 0;
+        self.owners.iter().map(move |&(_, end)| {
+            let list = &self.ids[start as usize..end as usize];
+            start = end;
+            list
+        })
+    }
+
+    /// Version 2's list column: per owner, the number of its keys and their ids.
+    fn explicit_lists(&self) -> Vec<u8> {
+        let mut lists = Vec::with_capacity(self.owners.len() + self.ids.len());
+        for list in self.lists() {
+            put_explicit(&mut lists, list);
+        }
+        lists
+    }
+
+    /// Version 3's columns: the learned orders (their count, then per order its length and key
+    /// ids), the per-owner shapes (`0` and the explicit list, or `i + 1` for a bitmap over order
+    /// `i`), and the bitmaps, `⌈len / 8⌉` bytes each, least significant bit first.
+    fn shaped_lists(&self) -> [Vec<u8>; 3] {
+        let mut context_order: DictMap<u32, usize> = DictMap::default();
+        let mut members: Vec<Vec<usize>> = Vec::new();
+        for (o, &(context, _)) in self.owners.iter().enumerate() {
+            let c = *context_order.entry(context).or_insert_with(|| {
+                members.push(Vec::new());
+                members.len() - 1
+            });
+            members[c].push(o);
+        }
+        let lists: Vec<&[u32]> = self.lists().collect();
+        let mut orders_col = Vec::new();
+        put_uvarint(&mut orders_col, members.len() as u64);
+        // Per owner: the order its bitmap is over and where the bitmap is in `bits`.
+        let mut shaped: Vec<Option<(usize, usize)>> = vec![None; self.owners.len()];
+        let mut bits = Vec::new();
+        let mut position = vec![u32::MAX; self.columns.len()];
+        let mut widths = Vec::with_capacity(members.len());
+        for (c, owners) in members.iter().enumerate() {
+            let order = learn_order(owners.iter().map(|&o| lists[o]), self.columns.len());
+            put_uvarint(&mut orders_col, order.len() as u64);
+            for (i, &k) in order.iter().enumerate() {
+                put_uvarint(&mut orders_col, u64::from(k));
+                position[k as usize] = i as u32;
+            }
+            let width = order.len().div_ceil(8);
+            widths.push(width);
+            for &o in owners {
+                let list = lists[o];
+                let follows = list
+                    .windows(2)
+                    .all(|w| position[w[0] as usize] < position[w[1] as usize]);
+                if !follows || uvarint_len(c as u64 + 1) + width > explicit_len(list) {
+                    continue;
+                }
+                let at = bits.len();
+                bits.resize(at + width, 0u8);
+                for &k in list {
+                    let i = position[k as usize] as usize;
+                    bits[at + i / 8] |= 1 << (i % 8);
+                }
+                shaped[o] = Some((c, at));
+            }
+            for &k in &order {
+                position[k as usize] = u32::MAX;
+            }
+        }
+        let mut shapes = Vec::with_capacity(self.owners.len());
+        let mut bitmaps = Vec::with_capacity(bits.len());
+        for (o, list) in lists.iter().enumerate() {
+            match shaped[o] {
+                Some((c, at)) => {
+                    put_uvarint(&mut shapes, c as u64 + 1);
+                    bitmaps.extend_from_slice(&bits[at..at + widths[c]]);
+                }
+                None => {
+                    put_uvarint(&mut shapes, 0);
+                    put_explicit(&mut shapes, list);
+                }
+            }
+        }
+        [orders_col, shapes, bitmaps]
+    }
+
+    fn finish(self, out: &mut Vec<Vec<u8>>, key_orders: bool) {
         let mut keys = Vec::with_capacity(self.keys.len() + 4);
         put_uvarint(&mut keys, self.columns.len() as u64);
         keys.extend_from_slice(&self.keys);
-        out.extend([keys, self.lists]);
+        out.push(keys);
+        if key_orders {
+            out.extend(self.shaped_lists());
+        } else {
+            out.push(self.explicit_lists());
+        }
         for c in self.columns {
             c.finish(out);
         }
     }
+}
+
+fn put_explicit(out: &mut Vec<u8>, list: &[u32]) {
+    put_uvarint(out, list.len() as u64);
+    for &k in list {
+        put_uvarint(out, u64::from(k));
+    }
+}
+
+fn uvarint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Bytes of an explicit list in version 3: its shape, its length and its ids.
+fn explicit_len(list: &[u32]) -> usize {
+    1 + uvarint_len(list.len() as u64)
+        + list
+            .iter()
+            .map(|&k| uvarint_len(u64::from(k)))
+            .sum::<usize>()
+}
+
+/// An order of the keys in `lists` (ids below `keys`) that as many lists as possible follow. Each
+/// list's consecutive keys are an edge, weighted by how many lists have it; the next key is always
+/// one that the fewest lists want after a key still unplaced (none, where the lists agree: a
+/// topological order), the key seen first among equals. Where lists disagree, the order the
+/// majority follows wins, and the lists it contradicts are written explicitly.
+fn learn_order<'a>(lists: impl Iterator<Item = &'a [u32]>, keys: usize) -> Vec<u32> {
+    use std::cmp::Reverse;
+    const UNSEEN: u32 = u32::MAX;
+    let mut rank = vec![UNSEEN; keys];
+    let mut by_rank: Vec<u32> = Vec::new();
+    let mut edges: DictMap<(u32, u32), u32> = DictMap::default();
+    for list in lists {
+        let mut previous = None;
+        for &k in list {
+            if rank[k as usize] == UNSEEN {
+                rank[k as usize] = by_rank.len() as u32;
+                by_rank.push(k);
+            }
+            let r = rank[k as usize];
+            if let Some(p) = previous.filter(|&p| p != r) {
+                *edges.entry((p, r)).or_default() += 1;
+            }
+            previous = Some(r);
+        }
+    }
+    let n = by_rank.len();
+    let mut successors: Vec<Vec<(u32, u32)>> = vec![Vec::new(); n];
+    let mut wanted_after = vec![0u64; n];
+    for (&(p, r), &count) in &edges {
+        successors[p as usize].push((r, count));
+        wanted_after[r as usize] += u64::from(count);
+    }
+    // Entries go stale when their key is placed or its weight drops; the current one is checked.
+    let mut next: std::collections::BinaryHeap<Reverse<(u64, u32)>> = (0..n as u32)
+        .map(|r| Reverse((wanted_after[r as usize], r)))
+        .collect();
+    let mut placed = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    while let Some(Reverse((weight, r))) = next.pop() {
+        if placed[r as usize] || weight != wanted_after[r as usize] {
+            continue;
+        }
+        placed[r as usize] = true;
+        order.push(by_rank[r as usize]);
+        for &(s, count) in &successors[r as usize] {
+            if !placed[s as usize] {
+                wanted_after[s as usize] -= u64::from(count);
+                next.push(Reverse((wanted_after[s as usize], s)));
+            }
+        }
+    }
+    order
 }
 
 /// The columns of a row group as they are written: compressed one by one, behind a table of their
@@ -278,9 +453,19 @@ pub(crate) struct RowGroupWriter {
     /// Span id → position in the trace being added, to write parents as positions.
     positions: DictMap<SpanId, usize>,
     scratch: Vec<u8>,
+    /// Version 3: attribute keys as bitmaps over learned orders (see [`AttrsWriter`]).
+    key_orders: bool,
 }
 
 impl RowGroupWriter {
+    /// A writer of version 3 (`key_orders`) or version 2.
+    pub fn new(key_orders: bool) -> RowGroupWriter {
+        RowGroupWriter {
+            key_orders,
+            ..RowGroupWriter::default()
+        }
+    }
+
     pub fn traces(&self) -> usize {
         self.traces
     }
@@ -354,7 +539,8 @@ impl RowGroupWriter {
         let mut local = local.into_iter();
         put_uvarint(&mut self.trace_batches, trace.batches.len() as u64);
         for rs in &trace.batches {
-            put_uvarint(&mut self.batches, u64::from(resource(&rs.resource)));
+            let resource = resource(&rs.resource);
+            put_uvarint(&mut self.batches, u64::from(resource));
             put_uvarint(&mut self.batches, rs.scope_spans.len() as u64);
             for ss in &rs.scope_spans {
                 self.scratch.clear();
@@ -362,14 +548,14 @@ impl RowGroupWriter {
                 self.scopes.push(&self.scratch);
                 put_uvarint(&mut self.scope_spans, ss.spans.len() as u64);
                 for s in &ss.spans {
-                    self.add_span(s, local.next().flatten());
+                    self.add_span(s, resource, local.next().flatten());
                 }
             }
         }
     }
 
-    /// Adds a span whose parent is the span at `local` in the trace, if it is there.
-    fn add_span(&mut self, s: &Span, local: Option<usize>) {
+    /// Adds a span of `resource` whose parent is the span at `local` in the trace, if it is there.
+    fn add_span(&mut self, s: &Span, resource: u32, local: Option<usize>) {
         self.span_ids.extend_from_slice(&s.span_id);
         match local {
             _ if s.parent_span_id.is_empty() => put_uvarint(&mut self.parents, PARENT_NONE),
@@ -396,7 +582,7 @@ impl RowGroupWriter {
         ] {
             put_uvarint(&mut self.dropped, u64::from(n));
         }
-        self.span_attrs.push(&s.attributes);
+        self.span_attrs.push(resource, &s.attributes);
         put_uvarint(&mut self.event_counts, s.events.len() as u64);
         for e in &s.events {
             put_varint(
@@ -408,7 +594,7 @@ impl RowGroupWriter {
                 &mut self.event_dropped,
                 u64::from(e.dropped_attributes_count),
             );
-            self.event_attrs.push(&e.attributes);
+            self.event_attrs.push(0, &e.attributes);
         }
         put_uvarint(&mut self.link_counts, s.links.len() as u64);
         for l in &s.links {
@@ -420,12 +606,18 @@ impl RowGroupWriter {
                 &mut self.link_dropped,
                 u64::from(l.dropped_attributes_count),
             );
-            self.link_attrs.push(&l.attributes);
+            self.link_attrs.push(0, &l.attributes);
         }
     }
 
+    /// The row group's bytes, leaving an empty writer of the same version in its place.
+    pub fn finish_and_restart(&mut self, level: i32) -> std::io::Result<Vec<u8>> {
+        let next = RowGroupWriter::new(self.key_orders);
+        std::mem::replace(self, next).finish(level)
+    }
+
     /// The row group's bytes: its column table, then the columns.
-    pub fn finish(self, level: i32) -> std::io::Result<Vec<u8>> {
+    fn finish(self, level: i32) -> std::io::Result<Vec<u8>> {
         let mut c = Vec::with_capacity(64);
         c.extend([self.trace_batches, self.batches]);
         self.scopes.finish(&mut c);
@@ -441,15 +633,15 @@ impl RowGroupWriter {
         c.push(self.kind_status);
         self.status_messages.finish(&mut c);
         c.extend([self.starts, self.durations, self.dropped]);
-        self.span_attrs.finish(&mut c);
+        self.span_attrs.finish(&mut c, self.key_orders);
         c.extend([self.event_counts, self.event_times]);
         self.event_names.finish(&mut c);
         c.push(self.event_dropped);
-        self.event_attrs.finish(&mut c);
+        self.event_attrs.finish(&mut c, self.key_orders);
         c.extend([self.link_counts, self.link_ids]);
         self.link_states.finish(&mut c);
         c.extend([self.link_flags, self.link_dropped]);
-        self.link_attrs.finish(&mut c);
+        self.link_attrs.finish(&mut c, self.key_orders);
         seal(c, level)
     }
 }
@@ -713,29 +905,62 @@ impl<'a> ValueCursor<'a> {
 /// Where the columns of one kind of attributes (see [`AttrsWriter`]) are in a row group.
 struct AttrsLayout {
     keys: Vec<String>,
-    /// Index of the attribute-list column; the value columns follow it, seven per key.
+    /// Version 3: the learned orders of keys (ids into `keys`); `None` in version 2.
+    orders: Option<Vec<Vec<u32>>>,
+    /// Index of the list (version 3: shape) column; in version 3 the bitmap column follows.
     lists: usize,
+    /// Index of the first value column; seven per key.
+    values: usize,
 }
 
 impl AttrsLayout {
-    /// Reads the key column at `columns[at]`; returns the layout and the index after its columns.
-    fn read(columns: &[Vec<u8>], at: usize) -> DecodeResult<(AttrsLayout, usize)> {
-        let col = columns.get(at).ok_or(DecodeError("missing column"))?;
-        let mut d = Decoder::new(col);
+    /// Reads the key column at `columns[at]` (and version 3's orders after it); returns the layout
+    /// and the index after its columns.
+    fn read(
+        columns: &[Vec<u8>],
+        at: usize,
+        key_orders: bool,
+    ) -> DecodeResult<(AttrsLayout, usize)> {
+        let column = |i: usize| columns.get(i).ok_or(DecodeError("missing column"));
+        let mut d = Decoder::new(column(at)?);
         let n = d.uvarint()? as usize;
         let mut keys = Vec::with_capacity(n.min(1 << 16));
         for _ in 0..n {
             keys.push(d.str()?.to_owned());
         }
         whole(d)?;
-        let end = at + 2 + keys.len() * 7;
+        let (orders, lists, values) = if key_orders {
+            let mut d = Decoder::new(column(at + 1)?);
+            let count = d.uvarint()? as usize;
+            let mut orders = Vec::with_capacity(count.min(1 << 16));
+            for _ in 0..count {
+                let len = d.uvarint()? as usize;
+                if len > keys.len() {
+                    return Err(DecodeError("key order longer than its keys"));
+                }
+                let order = (0..len)
+                    .map(|_| match d.uvarint()? {
+                        k if (k as usize) < keys.len() => Ok(k as u32),
+                        _ => Err(DecodeError("attribute key out of range")),
+                    })
+                    .collect::<DecodeResult<Vec<u32>>>()?;
+                orders.push(order);
+            }
+            whole(d)?;
+            (Some(orders), at + 2, at + 4)
+        } else {
+            (None, at + 1, at + 2)
+        };
+        let end = values + keys.len() * 7;
         if end > columns.len() {
             return Err(DecodeError("missing column"));
         }
         Ok((
             AttrsLayout {
                 keys,
-                lists: at + 1,
+                orders,
+                lists,
+                values,
             },
             end,
         ))
@@ -744,10 +969,16 @@ impl AttrsLayout {
     fn cursor<'a>(&'a self, columns: &'a [Vec<u8>]) -> AttrsCursor<'a> {
         AttrsCursor {
             keys: &self.keys,
+            orders: self.orders.as_deref(),
             lists: Decoder::new(&columns[self.lists]),
+            bitmaps: Decoder::new(match self.orders {
+                Some(_) => &columns[self.lists + 1],
+                None => &[],
+            }),
             values: (0..self.keys.len())
-                .map(|k| ValueCursor::new(&columns[self.lists + 1 + k * 7..]))
+                .map(|k| ValueCursor::new(&columns[self.values + k * 7..]))
                 .collect(),
+            owner_keys: Vec::new(),
         }
     }
 }
@@ -755,26 +986,58 @@ impl AttrsLayout {
 /// The attributes of one kind of owner, read owner by owner.
 struct AttrsCursor<'a> {
     keys: &'a [String],
+    orders: Option<&'a [Vec<u32>]>,
     lists: Decoder<'a>,
+    bitmaps: Decoder<'a>,
     values: Vec<ValueCursor<'a>>,
+    /// The next owner's key ids, in its order.
+    owner_keys: Vec<u32>,
 }
 
 impl<'a> AttrsCursor<'a> {
-    fn value(&mut self, k: u64) -> DecodeResult<&mut ValueCursor<'a>> {
-        self.values
-            .get_mut(k as usize)
-            .ok_or(DecodeError("attribute key out of range"))
+    /// Reads the next owner's key ids into `owner_keys`.
+    fn next_keys(&mut self) -> DecodeResult<()> {
+        self.owner_keys.clear();
+        let shape = match self.orders {
+            Some(_) => self.lists.uvarint()?,
+            None => 0,
+        };
+        if shape == 0 {
+            let m = self.lists.uvarint()? as usize;
+            for _ in 0..m {
+                match self.lists.uvarint()? {
+                    k if (k as usize) < self.keys.len() => self.owner_keys.push(k as u32),
+                    _ => return Err(DecodeError("attribute key out of range")),
+                }
+            }
+            return Ok(());
+        }
+        let order = self
+            .orders
+            .and_then(|o| o.get(shape as usize - 1))
+            .ok_or(DecodeError("key order out of range"))?;
+        let bits = self.bitmaps.bytes(order.len().div_ceil(8))?;
+        for (byte_at, &byte) in bits.iter().enumerate() {
+            let mut byte = byte;
+            while byte != 0 {
+                let i = byte_at * 8 + byte.trailing_zeros() as usize;
+                let &k = order
+                    .get(i)
+                    .ok_or(DecodeError("key bitmap past its order"))?;
+                self.owner_keys.push(k);
+                byte &= byte - 1;
+            }
+        }
+        Ok(())
     }
 
     fn next(&mut self) -> DecodeResult<Vec<KeyValue>> {
-        let m = self.lists.uvarint()? as usize;
-        let mut out = Vec::with_capacity(m.min(1024));
-        for _ in 0..m {
-            let k = self.lists.uvarint()?;
-            let value = self.value(k)?.next()?;
+        self.next_keys()?;
+        let mut out = Vec::with_capacity(self.owner_keys.len());
+        for &k in &self.owner_keys {
             out.push(KeyValue {
                 key: self.keys[k as usize].clone(),
-                value,
+                value: self.values[k as usize].next()?,
             });
         }
         Ok(out)
@@ -782,10 +1045,9 @@ impl<'a> AttrsCursor<'a> {
 
     fn skip(&mut self, owners: usize) -> DecodeResult<()> {
         for _ in 0..owners {
-            let m = self.lists.uvarint()?;
-            for _ in 0..m {
-                let k = self.lists.uvarint()?;
-                self.value(k)?.skip()?;
+            self.next_keys()?;
+            for &k in &self.owner_keys {
+                self.values[k as usize].skip()?;
             }
         }
         Ok(())
@@ -850,6 +1112,7 @@ impl RowGroup {
         sealed: &[u8],
         traces: usize,
         resources: &[Arc<Resource>],
+        key_orders: bool,
     ) -> DecodeResult<RowGroup> {
         let columns = open_columns(sealed)?;
         if columns.len() < COL_SPAN_ATTRS + 2 {
@@ -898,9 +1161,9 @@ impl RowGroup {
         if columns[COL_KIND_STATUS].len() != spans {
             return Err(DecodeError("kind column length mismatch"));
         }
-        let (span_attrs, events) = AttrsLayout::read(&columns, COL_SPAN_ATTRS)?;
-        let (event_attrs, links) = AttrsLayout::read(&columns, events + EVENT_COLUMNS)?;
-        let (link_attrs, end) = AttrsLayout::read(&columns, links + LINK_COLUMNS)?;
+        let (span_attrs, events) = AttrsLayout::read(&columns, COL_SPAN_ATTRS, key_orders)?;
+        let (event_attrs, links) = AttrsLayout::read(&columns, events + EVENT_COLUMNS, key_orders)?;
+        let (link_attrs, end) = AttrsLayout::read(&columns, links + LINK_COLUMNS, key_orders)?;
         if end != columns.len() {
             return Err(DecodeError("unexpected column"));
         }
@@ -1194,6 +1457,7 @@ impl<'a> SpanCursor<'a> {
 /// attribute key's seven columns under one name). For the size breakdown of a block.
 pub(crate) fn add_column_sizes(
     sealed: &[u8],
+    key_orders: bool,
     out: &mut std::collections::BTreeMap<String, (u64, u64)>,
 ) -> DecodeResult<()> {
     let mut d = Decoder::new(sealed);
@@ -1233,9 +1497,13 @@ pub(crate) fn add_column_sizes(
     .map(String::from)
     .into();
     let attrs = |names: &mut Vec<String>, owner: &str| -> DecodeResult<()> {
-        let (layout, _) = AttrsLayout::read(&columns, names.len())?;
-        names.push(format!("{owner} attribute keys"));
-        names.push(format!("{owner} attribute key lists"));
+        let (layout, _) = AttrsLayout::read(&columns, names.len(), key_orders)?;
+        let parts: &[&str] = if key_orders {
+            &["names", "orders", "shapes", "bitmaps"]
+        } else {
+            &["names", "lists"]
+        };
+        names.extend(parts.iter().map(|p| format!("{owner} keys: {p}")));
         for k in &layout.keys {
             names.extend(std::iter::repeat_n(format!("{owner} attribute {k}"), 7));
         }
@@ -1279,4 +1547,26 @@ pub(crate) fn add_column_sizes(
     e.0 += table;
     e.1 += table;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::learn_order;
+
+    #[test]
+    fn learned_order_is_one_every_list_follows() {
+        let lists: [&[u32]; 4] = [&[0, 2, 5], &[1, 2, 3], &[0, 1, 4, 5], &[3, 4]];
+        let order = learn_order(lists.iter().copied(), 6);
+        let at = |k: u32| order.iter().position(|&o| o == k).unwrap();
+        for list in lists {
+            assert!(list.windows(2).all(|w| at(w[0]) < at(w[1])), "{order:?}");
+        }
+        assert_eq!(order.len(), 6);
+    }
+
+    #[test]
+    fn lists_that_disagree_keep_the_order_first_seen() {
+        let lists: [&[u32]; 3] = [&[2, 0, 1], &[1, 0], &[0, 3]];
+        assert_eq!(learn_order(lists.iter().copied(), 4), [2, 0, 1, 3]);
+    }
 }

@@ -964,7 +964,7 @@ mod tests {
     }
 
     #[test]
-    fn v1_and_v2_blocks_answer_alike_and_compact_into_v2() {
+    fn older_blocks_answer_alike_and_compact_into_the_current_version() {
         let dir = tempfile::tempdir().unwrap();
         let blocks = dir.path().join("blocks");
         fs::create_dir_all(&blocks).unwrap();
@@ -975,9 +975,13 @@ mod tests {
                 vec![span(id, sid, None, "root", u64::from(id) * 1_000, 100)],
             )
         };
-        // Two blocks of the first version, as it wrote them; trace 3 is split across them.
+        // Blocks of the first and second versions, as they wrote them; trace 3 is split across
+        // them.
         for (seq, ids) in [(1u64, [1u8, 3]), (2, [2, 3])] {
-            let mut w = BlockWriter::create_v1(&blocks, &block_id(seq), 512).unwrap();
+            let mut w = match seq {
+                1 => BlockWriter::create_v1(&blocks, &block_id(seq), 512).unwrap(),
+                _ => BlockWriter::create_v2(&blocks, &block_id(seq), 512).unwrap(),
+            };
             for id in ids {
                 let batches = vec![part(id, seq as u8)];
                 w.add(&Trace {
@@ -992,7 +996,7 @@ mod tests {
         s.append(vec![part(4, 1), part(3, 9)]).unwrap();
         s.cut(now_ms(), true).unwrap();
         let versions: Vec<u32> = s.blocks().iter().map(|b| b.meta.format_version).collect();
-        assert_eq!(versions, [1, 1, 2]);
+        assert_eq!(versions, [1, 2, 3]);
         let read_all = |s: &TraceStore| -> Vec<Trace> {
             (1..=4u8)
                 .map(|i| s.trace_by_id(&[i; 16], None).unwrap().unwrap())
@@ -1011,7 +1015,7 @@ mod tests {
         assert_eq!(ids(&s, &even), vec![2, 4]);
         assert_eq!(s.compact().unwrap(), 3);
         let versions: Vec<u32> = s.blocks().iter().map(|b| b.meta.format_version).collect();
-        assert_eq!(versions, [2]);
+        assert_eq!(versions, [3]);
         assert_eq!(read_all(&s), before);
         assert_eq!(ids(&s, &even), vec![2, 4]);
     }
