@@ -168,10 +168,10 @@ impl ValueColumnWriter {
 /// keeps order and duplicates), and a value column per key.
 ///
 /// Version 2 writes each owner's keys as a list of key ids. Version 3 learns, per context (a span's
-/// resource; one context for events, one for links), an order in which the context's owners set
-/// their keys, as instrumented code sets them in the same order every time; an owner whose keys
-/// follow that order is written as a bitmap over it, a bit per key of the context, and any other
-/// owner as its list, as in version 2.
+/// resource, which the reader knows from the span's position; one context for all events, one for
+/// all links), an order in which the context's owners set their keys, as instrumented code sets them
+/// in the same order every time; an owner whose keys follow that order is written as a bitmap over
+/// it, a bit per key of the context, and any other owner as its list, as in version 2.
 #[derive(Default)]
 struct AttrsWriter {
     key_ids: DictMap<String, u32>,
@@ -231,14 +231,17 @@ impl AttrsWriter {
         lists
     }
 
-    /// Version 3's columns: the learned orders (their count, then per order its length and key
-    /// ids), the per-owner shapes (`0` and the explicit list, or `i + 1` for a bitmap over order
-    /// `i`), and the bitmaps, `⌈len / 8⌉` bytes each, least significant bit first.
+    /// Version 3's columns: the learned orders (their count, then per order its context, length
+    /// and key ids), the per-owner shapes (`0` and the explicit list, or `1` for a bitmap over the
+    /// order of the owner's context), and the bitmaps, `⌈len / 8⌉` bytes each, least significant
+    /// bit first.
     fn shaped_lists(&self) -> [Vec<u8>; 3] {
         let mut context_order: DictMap<u32, usize> = DictMap::default();
+        let mut contexts: Vec<u32> = Vec::new();
         let mut members: Vec<Vec<usize>> = Vec::new();
         for (o, &(context, _)) in self.owners.iter().enumerate() {
             let c = *context_order.entry(context).or_insert_with(|| {
+                contexts.push(context);
                 members.push(Vec::new());
                 members.len() - 1
             });
@@ -254,6 +257,7 @@ impl AttrsWriter {
         let mut widths = Vec::with_capacity(members.len());
         for (c, owners) in members.iter().enumerate() {
             let order = learn_order(owners.iter().map(|&o| lists[o]), self.columns.len());
+            put_uvarint(&mut orders_col, u64::from(contexts[c]));
             put_uvarint(&mut orders_col, order.len() as u64);
             for (i, &k) in order.iter().enumerate() {
                 put_uvarint(&mut orders_col, u64::from(k));
@@ -266,7 +270,7 @@ impl AttrsWriter {
                 let follows = list
                     .windows(2)
                     .all(|w| position[w[0] as usize] < position[w[1] as usize]);
-                if !follows || uvarint_len(c as u64 + 1) + width > explicit_len(list) {
+                if !follows || 1 + width > explicit_len(list) {
                     continue;
                 }
                 let at = bits.len();
@@ -286,11 +290,11 @@ impl AttrsWriter {
         for (o, list) in lists.iter().enumerate() {
             match shaped[o] {
                 Some((c, at)) => {
-                    put_uvarint(&mut shapes, c as u64 + 1);
+                    shapes.push(SHAPE_BITMAP);
                     bitmaps.extend_from_slice(&bits[at..at + widths[c]]);
                 }
                 None => {
-                    put_uvarint(&mut shapes, 0);
+                    shapes.push(SHAPE_LIST);
                     put_explicit(&mut shapes, list);
                 }
             }
@@ -313,6 +317,10 @@ impl AttrsWriter {
         }
     }
 }
+
+/// Version 3's shapes of an owner's keys: its list follows, or its bitmap is in the bitmap column.
+const SHAPE_LIST: u8 = 0;
+const SHAPE_BITMAP: u8 = 1;
 
 fn put_explicit(out: &mut Vec<u8>, list: &[u32]) {
     put_uvarint(out, list.len() as u64);
@@ -905,8 +913,8 @@ impl<'a> ValueCursor<'a> {
 /// Where the columns of one kind of attributes (see [`AttrsWriter`]) are in a row group.
 struct AttrsLayout {
     keys: Vec<String>,
-    /// Version 3: the learned orders of keys (ids into `keys`); `None` in version 2.
-    orders: Option<Vec<Vec<u32>>>,
+    /// Version 3: the learned order of keys (ids into `keys`) of each context; `None` in version 2.
+    orders: Option<DictMap<u32, Vec<u32>>>,
     /// Index of the list (version 3: shape) column; in version 3 the bitmap column follows.
     lists: usize,
     /// Index of the first value column; seven per key.
@@ -932,8 +940,10 @@ impl AttrsLayout {
         let (orders, lists, values) = if key_orders {
             let mut d = Decoder::new(column(at + 1)?);
             let count = d.uvarint()? as usize;
-            let mut orders = Vec::with_capacity(count.min(1 << 16));
+            let mut orders = DictMap::default();
             for _ in 0..count {
+                let context = u32::try_from(d.uvarint()?)
+                    .map_err(|_| DecodeError("key order context out of range"))?;
                 let len = d.uvarint()? as usize;
                 if len > keys.len() {
                     return Err(DecodeError("key order longer than its keys"));
@@ -944,7 +954,9 @@ impl AttrsLayout {
                         _ => Err(DecodeError("attribute key out of range")),
                     })
                     .collect::<DecodeResult<Vec<u32>>>()?;
-                orders.push(order);
+                if orders.insert(context, order).is_some() {
+                    return Err(DecodeError("two key orders for one context"));
+                }
             }
             whole(d)?;
             (Some(orders), at + 2, at + 4)
@@ -969,7 +981,7 @@ impl AttrsLayout {
     fn cursor<'a>(&'a self, columns: &'a [Vec<u8>]) -> AttrsCursor<'a> {
         AttrsCursor {
             keys: &self.keys,
-            orders: self.orders.as_deref(),
+            orders: self.orders.as_ref(),
             lists: Decoder::new(&columns[self.lists]),
             bitmaps: Decoder::new(match self.orders {
                 Some(_) => &columns[self.lists + 1],
@@ -986,7 +998,7 @@ impl AttrsLayout {
 /// The attributes of one kind of owner, read owner by owner.
 struct AttrsCursor<'a> {
     keys: &'a [String],
-    orders: Option<&'a [Vec<u32>]>,
+    orders: Option<&'a DictMap<u32, Vec<u32>>>,
     lists: Decoder<'a>,
     bitmaps: Decoder<'a>,
     values: Vec<ValueCursor<'a>>,
@@ -995,14 +1007,14 @@ struct AttrsCursor<'a> {
 }
 
 impl<'a> AttrsCursor<'a> {
-    /// Reads the next owner's key ids into `owner_keys`.
-    fn next_keys(&mut self) -> DecodeResult<()> {
+    /// Reads the key ids of the next owner, of `context`, into `owner_keys`.
+    fn next_keys(&mut self, context: u32) -> DecodeResult<()> {
         self.owner_keys.clear();
         let shape = match self.orders {
-            Some(_) => self.lists.uvarint()?,
-            None => 0,
+            Some(_) => self.lists.u8()?,
+            None => SHAPE_LIST,
         };
-        if shape == 0 {
+        if shape == SHAPE_LIST {
             let m = self.lists.uvarint()? as usize;
             for _ in 0..m {
                 match self.lists.uvarint()? {
@@ -1012,10 +1024,13 @@ impl<'a> AttrsCursor<'a> {
             }
             return Ok(());
         }
+        if shape != SHAPE_BITMAP {
+            return Err(DecodeError("unknown key shape"));
+        }
         let order = self
             .orders
-            .and_then(|o| o.get(shape as usize - 1))
-            .ok_or(DecodeError("key order out of range"))?;
+            .and_then(|o| o.get(&context))
+            .ok_or(DecodeError("no key order for a bitmap's context"))?;
         let bits = self.bitmaps.bytes(order.len().div_ceil(8))?;
         for (byte_at, &byte) in bits.iter().enumerate() {
             let mut byte = byte;
@@ -1031,8 +1046,8 @@ impl<'a> AttrsCursor<'a> {
         Ok(())
     }
 
-    fn next(&mut self) -> DecodeResult<Vec<KeyValue>> {
-        self.next_keys()?;
+    fn next(&mut self, context: u32) -> DecodeResult<Vec<KeyValue>> {
+        self.next_keys(context)?;
         let mut out = Vec::with_capacity(self.owner_keys.len());
         for &k in &self.owner_keys {
             out.push(KeyValue {
@@ -1043,9 +1058,10 @@ impl<'a> AttrsCursor<'a> {
         Ok(out)
     }
 
-    fn skip(&mut self, owners: usize) -> DecodeResult<()> {
-        for _ in 0..owners {
-            self.next_keys()?;
+    /// Passes over owners, one per context given.
+    fn skip(&mut self, contexts: impl Iterator<Item = u32>) -> DecodeResult<()> {
+        for context in contexts {
+            self.next_keys(context)?;
             for &k in &self.owner_keys {
                 self.values[k as usize].skip()?;
             }
@@ -1085,6 +1101,10 @@ pub(crate) struct RowGroup {
     columns: Vec<Vec<u8>>,
     trace_batches: Vec<u32>,
     batch_resources: Vec<Arc<Resource>>,
+    /// Per resource group, its resource's index in the block: the context of its spans' keys.
+    batch_resource_ids: Vec<u32>,
+    /// Per resource group, its first span; then the number of spans.
+    batch_spans: Vec<u32>,
     batch_groups: Vec<u32>,
     /// Per scope group, its scope (an index into `scopes`).
     group_scopes: Vec<u32>,
@@ -1128,12 +1148,15 @@ impl RowGroup {
         let n_batches = *trace_batches.last().unwrap_or(&0) as usize;
         let mut d = Decoder::new(&columns[COL_BATCHES]);
         let mut batch_resources = Vec::with_capacity(n_batches);
+        let mut batch_resource_ids = Vec::with_capacity(n_batches);
         let mut batch_groups = vec![0u32];
         for _ in 0..n_batches {
+            let id = d.uvarint()?;
             let r = resources
-                .get(d.uvarint()? as usize)
+                .get(id as usize)
                 .ok_or(DecodeError("resource index out of range"))?;
             batch_resources.push(r.clone());
+            batch_resource_ids.push(id as u32);
             let n = u32::try_from(d.uvarint()?).map_err(|_| DecodeError("count out of range"))?;
             let last = *batch_groups.last().unwrap_or(&0);
             batch_groups.push(
@@ -1155,6 +1178,10 @@ impl RowGroup {
         }
         let group_spans = parse_offsets(COL_SCOPE_SPANS, n_groups)?;
         let spans = *group_spans.last().unwrap_or(&0) as usize;
+        let batch_spans = batch_groups
+            .iter()
+            .map(|&g| group_spans[g as usize])
+            .collect();
         if columns[COL_SPAN_IDS].len() != spans * 8 {
             return Err(DecodeError("span id column length mismatch"));
         }
@@ -1171,6 +1198,8 @@ impl RowGroup {
             columns,
             trace_batches,
             batch_resources,
+            batch_resource_ids,
+            batch_spans,
             batch_groups,
             group_scopes,
             scopes,
@@ -1191,7 +1220,7 @@ impl RowGroup {
     pub fn memory_bytes(&self) -> usize {
         self.columns.iter().map(|c| c.len() + 24).sum::<usize>()
             + (self.trace_batches.len() + self.batch_groups.len() + self.group_spans.len()) * 4
-            + self.batch_resources.len() * 8
+            + self.batch_resources.len() * 16
             + self.group_scopes.len() * 4
     }
 
@@ -1250,11 +1279,34 @@ impl RowGroup {
     }
 }
 
+/// The resource of each span of a row group, asked for in ascending span order.
+struct ResourceWalk<'a> {
+    group: &'a RowGroup,
+    batch: usize,
+}
+
+impl ResourceWalk<'_> {
+    /// The block's index of the resource of span `span`, which is not before the last one asked.
+    fn of(&mut self, span: usize) -> u32 {
+        let starts = &self.group.batch_spans;
+        while self.batch + 1 < starts.len() - 1 && starts[self.batch + 1] as usize <= span {
+            self.batch += 1;
+        }
+        // No resource group at all (a row group without spans) names no context.
+        self.group
+            .batch_resource_ids
+            .get(self.batch)
+            .copied()
+            .unwrap_or(u32::MAX)
+    }
+}
+
 /// Every per-span, per-event and per-link column of a row group, read forward in span order.
 struct SpanCursor<'a> {
     group: &'a RowGroup,
     /// The next span's position in the row group.
     at: usize,
+    resources: ResourceWalk<'a>,
     parents: Decoder<'a>,
     parent_raw: Decoder<'a>,
     trace_states: DistinctCursor<'a>,
@@ -1285,6 +1337,7 @@ impl<'a> SpanCursor<'a> {
         SpanCursor {
             group,
             at: 0,
+            resources: ResourceWalk { group, batch: 0 },
             parents: Decoder::new(&c[COL_PARENTS]),
             parent_raw: Decoder::new(&c[COL_PARENT_RAW]),
             trace_states: DistinctCursor::new(&c[COL_TRACE_STATES..]),
@@ -1323,12 +1376,14 @@ impl<'a> SpanCursor<'a> {
         skip_uvarints(&mut self.starts, n)?;
         skip_uvarints(&mut self.durations, n)?;
         skip_uvarints(&mut self.dropped, n * 3)?;
-        self.span_attrs.skip(n)?;
+        let resources = &mut self.resources;
+        self.span_attrs
+            .skip((self.at..self.at + n).map(|i| resources.of(i)))?;
         let events = sum_counts(&mut self.event_counts, n)?;
         skip_uvarints(&mut self.event_times, events)?;
         self.event_names.skip(events)?;
         skip_uvarints(&mut self.event_dropped, events)?;
-        self.event_attrs.skip(events)?;
+        self.event_attrs.skip(std::iter::repeat_n(0, events))?;
         let links = sum_counts(&mut self.link_counts, n)?;
         for _ in 0..links {
             self.link_ids.len_bytes()?;
@@ -1337,7 +1392,7 @@ impl<'a> SpanCursor<'a> {
         self.link_states.skip(links)?;
         skip_uvarints(&mut self.link_flags, links)?;
         skip_uvarints(&mut self.link_dropped, links)?;
-        self.link_attrs.skip(links)?;
+        self.link_attrs.skip(std::iter::repeat_n(0, links))?;
         self.at += n;
         Ok(())
     }
@@ -1394,7 +1449,7 @@ impl<'a> SpanCursor<'a> {
                 *d = u32::try_from(self.dropped.uvarint()?)
                     .map_err(|_| DecodeError("value out of range"))?;
             }
-            let attributes = self.span_attrs.next()?;
+            let attributes = self.span_attrs.next(self.resources.of(at))?;
             let events = (0..self.event_counts.uvarint()?)
                 .map(|_| self.event(start))
                 .collect::<DecodeResult<Vec<_>>>()?;
@@ -1433,7 +1488,7 @@ impl<'a> SpanCursor<'a> {
             name: self.event_names.string()?,
             dropped_attributes_count: u32::try_from(self.event_dropped.uvarint()?)
                 .map_err(|_| DecodeError("value out of range"))?,
-            attributes: self.event_attrs.next()?,
+            attributes: self.event_attrs.next(0)?,
         })
     }
 
@@ -1448,7 +1503,7 @@ impl<'a> SpanCursor<'a> {
                 .map_err(|_| DecodeError("value out of range"))?,
             dropped_attributes_count: u32::try_from(self.link_dropped.uvarint()?)
                 .map_err(|_| DecodeError("value out of range"))?,
-            attributes: self.link_attrs.next()?,
+            attributes: self.link_attrs.next(0)?,
         })
     }
 }
