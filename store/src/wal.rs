@@ -522,15 +522,22 @@ impl Wal {
                 .map_or(current, |s| s.index)
         };
         let tmp = self.dir.join("checkpoint.tmp");
-        let mut body = Vec::with_capacity(1 << 20);
-        body.extend_from_slice(CHECKPOINT_MAGIC);
-        body.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        for r in records {
-            frame(r, &mut body);
-        }
         {
-            let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-            f.write_all(&body).map_err(|e| Error::io(&tmp, e))?;
+            // Written record by record: a checkpoint of a large head is not copied again whole.
+            let f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, f);
+            let mut write = |bytes: &[u8]| out.write_all(bytes).map_err(|e| Error::io(&tmp, e));
+            write(CHECKPOINT_MAGIC)?;
+            write(&FORMAT_VERSION.to_le_bytes())?;
+            for r in records {
+                // The framing of `frame`, without copying the payload.
+                write(&(r.len() as u32).to_le_bytes())?;
+                write(&crc32c::crc32c(r).to_le_bytes())?;
+                write(r)?;
+            }
+            let f = out
+                .into_inner()
+                .map_err(|e| Error::io(&tmp, e.into_error()))?;
             f.sync_all().map_err(|e| Error::io(&tmp, e))?;
         }
         let path = checkpoint_path(&self.dir, first_kept);

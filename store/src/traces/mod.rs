@@ -36,7 +36,9 @@ const MAX_SCAN_RUN: usize = 1024;
 pub struct TracesConfig {
     /// A trace is cut into a block once no span arrived for it for this long.
     pub trace_idle_secs: u64,
-    /// The head is cut whole once it holds more than this many encoded bytes.
+    /// The head is cut whole once it holds more than this many encoded bytes. Appends are refused
+    /// (retry later) while it holds more than twice this, which bounds the memory of a head that
+    /// fills faster than a cut writes it out.
     pub max_head_bytes: usize,
     /// Spans of one trace beyond this many encoded bytes (in the head) are refused.
     pub max_trace_bytes: usize,
@@ -272,6 +274,13 @@ impl TraceStore {
     /// Logs the spans and makes them readable; returns once they are durable. Spans that would grow a
     /// trace past `max_trace_bytes` are refused and counted.
     pub fn append(&self, batches: Vec<ResourceSpans>) -> Result<TraceAppend> {
+        let held = self.head.read().bytes;
+        if held > 2 * self.cfg.max_head_bytes {
+            return Err(Error::Overloaded(format!(
+                "the trace head holds {held} bytes, more than twice traces.max_head_bytes, while \
+                 a block is written out; retry later"
+            )));
+        }
         let mut out = TraceAppend::default();
         // Every trace is encoded into one buffer sized from the previous request, then copied once
         // into the WAL payload and once into its exact-size head chunk: no buffer grows by doubling.
@@ -1018,6 +1027,51 @@ mod tests {
         assert_eq!(versions, [3]);
         assert_eq!(read_all(&s), before);
         assert_eq!(ids(&s, &even), vec![2, 4]);
+    }
+
+    #[test]
+    fn a_head_past_twice_its_limit_refuses_appends_until_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = TraceStore::open(
+            dir.path(),
+            TracesConfig {
+                max_head_bytes: 2_000,
+                ..cfg()
+            },
+        )
+        .unwrap();
+        let mut acked = Vec::new();
+        let refusal = (1..=200u8)
+            .find_map(|id| {
+                match s.append(vec![batch(
+                    "a",
+                    vec![span(id, 1, None, "root", 1_000, 100)],
+                )]) {
+                    Ok(r) => {
+                        assert_eq!(r.accepted, 1);
+                        acked.push(id);
+                        None
+                    }
+                    Err(e) => Some(e),
+                }
+            })
+            .expect("appends are refused once the head is full");
+        assert!(matches!(refusal, Error::Overloaded(_)), "{refusal}");
+        assert!(s.head_bytes() > 4_000 && s.head_bytes() < 6_000);
+        s.cut(now_ms(), false).unwrap();
+        assert_eq!(s.head_bytes(), 0);
+        let next = acked.len() as u8 + 1;
+        s.append(vec![batch(
+            "a",
+            vec![span(next, 1, None, "root", 1_000, 100)],
+        )])
+        .unwrap();
+        for id in acked.into_iter().chain([next]) {
+            assert!(
+                s.trace_by_id(&[id; 16], None).unwrap().is_some(),
+                "trace {id}"
+            );
+        }
     }
 
     #[test]

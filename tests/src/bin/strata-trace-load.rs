@@ -467,15 +467,17 @@ fn ingest(args: &[String]) -> Result<()> {
                                 }
                                 break;
                             }
+                            // Retried as an OTel SDK retries: the server refuses while its
+                            // head waits for a block to be written.
                             Err(e)
-                                if tries < 10
+                                if tries < 100
                                     && matches!(
                                         e.code(),
                                         tonic::Code::Unavailable | tonic::Code::ResourceExhausted
                                     ) =>
                             {
                                 tries += 1;
-                                tokio::time::sleep(Duration::from_millis(50 << tries.min(6))).await;
+                                tokio::time::sleep(Duration::from_millis(50 << tries.min(5))).await;
                             }
                             Err(e) => bail!("export failed: {e}"),
                         }
