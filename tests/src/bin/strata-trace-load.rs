@@ -221,7 +221,7 @@ impl Generator {
         let rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         // A service's code sets its attributes in the same order whoever runs the generator: the
         // orders come from a seed of their own, the same for every connection.
-        let mut code = Rng(0x5eed_0f_c0de);
+        let mut code = Rng(0x005e_ed0f_c0de);
         let key_orders = (0..SERVICES)
             .map(|_| {
                 let mut keys: [usize; 40] = std::array::from_fn(|k| k);
