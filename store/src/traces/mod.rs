@@ -11,7 +11,7 @@ pub mod block;
 mod columns;
 pub mod model;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -430,33 +430,39 @@ impl TraceStore {
         Ok(taken.len())
     }
 
-    /// Merges runs of adjacent small blocks (oldest first); a trace split across them becomes one.
+    /// Merges blocks level by level (oldest first); a trace split across them becomes one. Once a
+    /// level holds `compact_min_blocks` blocks, they are merged (as many as fit in
+    /// `compact_max_block_bytes`) into one block of the next level. A span is therefore rewritten
+    /// once per level, a few times in all, where merging each new block into one growing block
+    /// would rewrite the oldest spans at every merge.
     pub fn compact(&self) -> Result<usize> {
         let _bg = self.background.lock();
         let mut merged = 0;
         loop {
-            let blocks = self.blocks();
-            if blocks.len() < self.cfg.compact_min_blocks.max(2) {
-                return Ok(merged);
+            let mut by_level: BTreeMap<u32, Vec<Arc<Block>>> = BTreeMap::new();
+            for b in self.blocks() {
+                by_level.entry(b.meta.level).or_default().push(b);
             }
-            let mut run: Vec<Arc<Block>> = Vec::new();
-            let mut bytes = 0;
-            for b in &blocks {
-                if bytes + b.meta.total_bytes() > self.cfg.compact_max_block_bytes && run.len() >= 2
-                {
-                    break;
+            let min_blocks = self.cfg.compact_min_blocks.max(2);
+            let run = by_level.into_values().find_map(|mut level| {
+                if level.len() < min_blocks {
+                    return None;
                 }
-                if bytes + b.meta.total_bytes() > self.cfg.compact_max_block_bytes {
-                    run.clear();
-                    bytes = 0;
-                    continue;
-                }
-                bytes += b.meta.total_bytes();
-                run.push(b.clone());
-            }
-            if run.len() < 2 {
+                level.sort_by_key(|b| b.meta.seq);
+                let mut bytes = 0;
+                let fit = level
+                    .iter()
+                    .take_while(|b| {
+                        bytes += b.meta.total_bytes();
+                        bytes <= self.cfg.compact_max_block_bytes
+                    })
+                    .count();
+                level.truncate(fit);
+                (level.len() >= 2).then_some(level)
+            });
+            let Some(run) = run else {
                 return Ok(merged);
-            }
+            };
             self.merge(&run)?;
             merged += run.len();
         }
@@ -1027,6 +1033,57 @@ mod tests {
         assert_eq!(versions, [3]);
         assert_eq!(read_all(&s), before);
         assert_eq!(ids(&s, &even), vec![2, 4]);
+    }
+
+    #[test]
+    fn compaction_merges_level_by_level_and_leaves_merged_blocks_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = TraceStore::open(
+            dir.path(),
+            TracesConfig {
+                compact_min_blocks: 4,
+                ..cfg()
+            },
+        )
+        .unwrap();
+        let block_of = |s: &TraceStore, id: u8| {
+            s.append(vec![batch(
+                "a",
+                vec![span(id, 1, None, "root", 1_000, 100)],
+            )])
+            .unwrap();
+            s.cut(now_ms(), true).unwrap();
+        };
+        let levels = |s: &TraceStore| -> Vec<(u32, String)> {
+            s.blocks()
+                .iter()
+                .map(|b| (b.meta.level, b.meta.id.clone()))
+                .collect()
+        };
+        for id in 1..=4 {
+            block_of(&s, id);
+        }
+        assert_eq!(s.compact().unwrap(), 4);
+        let first = levels(&s);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].0, 1);
+        for id in 5..=7 {
+            block_of(&s, id);
+        }
+        assert_eq!(s.compact().unwrap(), 0, "{:?}", levels(&s));
+        block_of(&s, 8);
+        assert_eq!(s.compact().unwrap(), 4);
+        let now = levels(&s);
+        // The first merged block is not rewritten with the newer ones.
+        assert_eq!(now.len(), 2);
+        assert_eq!(now[0], first[0]);
+        assert_eq!(now[1].0, 1);
+        for id in 1..=8u8 {
+            assert!(
+                s.trace_by_id(&[id; 16], None).unwrap().is_some(),
+                "trace {id}"
+            );
+        }
     }
 
     #[test]
