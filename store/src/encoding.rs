@@ -68,6 +68,11 @@ impl<'a> Decoder<'a> {
         self.pos
     }
 
+    /// The bytes not read yet.
+    pub fn rest(&self) -> &'a [u8] {
+        &self.buf[self.pos..]
+    }
+
     pub fn uvarint(&mut self) -> DecodeResult<u64> {
         let mut v = 0u64;
         let mut shift = 0u32;
