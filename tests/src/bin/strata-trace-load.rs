@@ -527,6 +527,18 @@ fn query(args: &[String]) -> Result<()> {
     let c = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()?;
+    // A server just started answers once it has opened its stores.
+    let ready = Instant::now();
+    while !c
+        .get(format!("{url}/tempo/ready"))
+        .send()
+        .is_ok_and(|r| r.status().is_success())
+    {
+        if ready.elapsed() > Duration::from_secs(120) {
+            bail!("{url} is not ready after 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let by_id = |first: &mut Vec<f64>| -> Result<()> {
         for id in &ids {
             let t = Instant::now();
