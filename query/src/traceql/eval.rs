@@ -5,8 +5,8 @@
 use std::cmp::Ordering;
 
 use strata_store::traces::{
-    hex, AttrScope, DictValue, Resource, Scope, Span, SpanKind, StatusCode, Trace, TraceSummary,
-    Value,
+    hex, AttrScope, DictValue, Resource, Scope, Span, SpanCondition, SpanKind, StatusCode, Trace,
+    TraceSummary, Value,
 };
 
 use super::parser::{
@@ -389,6 +389,88 @@ pub fn implied_min_trace_duration(q: &Query) -> u64 {
 /// Attribute equalities every matching trace must contain (a conjunction of alternatives), so the
 /// store can skip traces from its postings. Only what is certain is returned; the query is still
 /// evaluated on every candidate.
+/// Conditions that some one span of a matching trace meets together, per spanset filter every
+/// match needs: the conjuncts of `{ a && b && … }` that blocks can check on their columns (name,
+/// status, kind, duration, resource string attributes). Others are left out, which only lets more
+/// traces through to [`evaluate`].
+pub fn span_filters(q: &Query) -> Vec<Vec<SpanCondition>> {
+    fn conjuncts(e: &Expr, out: &mut Vec<SpanCondition>) {
+        match e {
+            Expr::And(a, b) => {
+                conjuncts(a, out);
+                conjuncts(b, out);
+            }
+            Expr::Cmp {
+                field, op, value, ..
+            } => out.extend(condition(field, *op, value)),
+            _ => {}
+        }
+    }
+    fn condition(field: &Field, op: CmpOp, value: &Literal) -> Option<SpanCondition> {
+        let equal = match op {
+            CmpOp::Eq => Some(true),
+            CmpOp::Ne => Some(false),
+            _ => None,
+        };
+        Some(match (field, value) {
+            (Field::Intrinsic(Intrinsic::Name), Literal::Str(name)) => SpanCondition::Name {
+                equal: equal?,
+                name: name.clone(),
+            },
+            (Field::Intrinsic(Intrinsic::Status), Literal::Status(code)) => SpanCondition::Status {
+                equal: equal?,
+                code: *code,
+            },
+            (Field::Intrinsic(Intrinsic::Kind), Literal::Kind(kind)) => SpanCondition::Kind {
+                equal: equal?,
+                kind: *kind,
+            },
+            (Field::Intrinsic(Intrinsic::Duration), Literal::Duration(d)) => {
+                let d = u64::try_from(*d).ok()?;
+                let (min, max) = match op {
+                    CmpOp::Eq => (d, d),
+                    CmpOp::Gt => (d.checked_add(1)?, i64::MAX as u64),
+                    CmpOp::Ge => (d, i64::MAX as u64),
+                    CmpOp::Lt => (0, d.checked_sub(1)?),
+                    CmpOp::Le => (0, d),
+                    _ => return None,
+                };
+                SpanCondition::Duration { min, max }
+            }
+            (
+                Field::Attr {
+                    scope: AttrSel::Resource,
+                    name,
+                },
+                Literal::Str(v),
+            ) if op == CmpOp::Eq => SpanCondition::Resource {
+                key: name.clone(),
+                value: v.clone(),
+            },
+            _ => return None,
+        })
+    }
+    fn filters(e: &SpansetExpr, out: &mut Vec<Vec<SpanCondition>>) {
+        match e {
+            SpansetExpr::Filter(Some(expr)) => {
+                let mut c = Vec::new();
+                conjuncts(expr, &mut c);
+                if !c.is_empty() {
+                    out.push(c);
+                }
+            }
+            SpansetExpr::And(a, b) => {
+                filters(a, out);
+                filters(b, out);
+            }
+            SpansetExpr::Filter(None) | SpansetExpr::Or(..) => {}
+        }
+    }
+    let mut out = Vec::new();
+    filters(&q.spansets, &mut out);
+    out
+}
+
 pub fn required_terms(q: &Query) -> Vec<Vec<(AttrScope, String, DictValue)>> {
     fn alternatives(e: &Expr) -> Option<Vec<(AttrScope, String, DictValue)>> {
         match e {

@@ -18,7 +18,8 @@ use strata_store::traces::{ScanRequest, ScanStats};
 use strata_store::traces::{Span, TraceId, TraceReader, TraceSummary, Value};
 
 pub use eval::{
-    evaluate, implied_min_trace_duration, required_terms, shown_fields, values, SpanRef, Typed,
+    evaluate, implied_min_trace_duration, required_terms, shown_fields, span_filters, values,
+    SpanRef, Typed,
 };
 pub use parser::{
     parse, parse_duration, parse_filter, Aggregate, AttrSel, CmpOp, Expr, Field, Intrinsic,
@@ -91,6 +92,7 @@ pub fn search(
         min_duration_ns: opts.min_duration_ns.max(implied_min_trace_duration(q)),
         max_duration_ns: opts.max_duration_ns,
         required: required_terms(q),
+        span_filters: span_filters(q),
     };
     let shown = shown_fields(q);
     let mut seen: HashSet<TraceId> = HashSet::new();
@@ -200,6 +202,7 @@ pub fn filtered_values(
         start_ns,
         end_ns,
         required: required_terms(filter),
+        span_filters: span_filters(filter),
         ..Default::default()
     };
     let mut seen: BTreeSet<String> = BTreeSet::new();
@@ -235,6 +238,7 @@ pub fn filtered_tag_names(
         start_ns,
         end_ns,
         required: required_terms(filter),
+        span_filters: span_filters(filter),
         ..Default::default()
     };
     let mut out = BTreeSet::new();
@@ -435,6 +439,52 @@ mod tests {
             r.stats.inspected_traces, 3,
             "the short traces are never decoded"
         );
+    }
+
+    #[test]
+    fn span_filters_keep_the_conditions_one_span_meets_together() {
+        use strata_store::traces::SpanCondition as C;
+        let q = parse(
+            r#"{ resource.service.name = "x" && name != "GET" && status = error && kind = client && duration > 100ms && (span.a = 1 || name = "y") } && { duration <= 2s }"#,
+        )
+        .unwrap();
+        let ms = 1_000_000;
+        assert_eq!(
+            span_filters(&q),
+            [
+                vec![
+                    C::Resource {
+                        key: "service.name".into(),
+                        value: "x".into()
+                    },
+                    C::Name {
+                        equal: false,
+                        name: "GET".into()
+                    },
+                    C::Status {
+                        equal: true,
+                        code: StatusCode::Error
+                    },
+                    C::Kind {
+                        equal: true,
+                        kind: SpanKind::Client
+                    },
+                    C::Duration {
+                        min: 100 * ms + 1,
+                        max: i64::MAX as u64
+                    },
+                ],
+                vec![C::Duration {
+                    min: 0,
+                    max: 2_000 * ms
+                }],
+            ]
+        );
+        // Either side may match: no span needs to meet anything.
+        let q = parse(r#"{ name = "a" } || { name = "b" }"#).unwrap();
+        assert!(span_filters(&q).is_empty());
+        let q = parse(r#"{ !(name = "a") && span.x =~ "a.*" }"#).unwrap();
+        assert!(span_filters(&q).is_empty());
     }
 
     #[test]

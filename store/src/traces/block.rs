@@ -22,6 +22,7 @@ use super::columns::{add_column_sizes, RowGroup, RowGroupWriter, TraceAt};
 use super::model::{
     get_batches, get_resource, put_resource, Resource, Trace, TraceId, TraceSummary, Value,
 };
+use super::SpanCondition;
 
 const DATA_MAGIC: &[u8; 4] = b"STTD";
 const INDEX_MAGIC: &[u8; 4] = b"STTI";
@@ -278,6 +279,17 @@ impl Bloom {
         self.probes(id)
             .all(|b| self.bits[b / 64] & (1 << (b % 64)) != 0)
     }
+}
+
+/// Whether resource `r` meets the resource conditions of `filter`.
+fn resource_meets(r: &Resource, filter: &[SpanCondition]) -> bool {
+    filter.iter().all(|c| match c {
+        SpanCondition::Resource { key, value } => r
+            .attributes
+            .iter()
+            .any(|kv| kv.key == *key && matches!(&kv.value, Value::Str(v) if v == value)),
+        _ => true,
+    })
 }
 
 /// What the data file's pages hold while they are filled.
@@ -939,6 +951,45 @@ impl Block {
 
     /// Reads the traces at the given index positions, in that order. Each page is read once, and
     /// only the traces asked for are decoded from it.
+    /// The traces of `ordinals` (all in one page, ascending or descending) that have, for each of
+    /// `filters`, a span meeting all its conditions, found on the page's columns without decoding
+    /// the traces. Pages of version 1 are not checked: their traces are all kept.
+    pub(crate) fn with_matching_spans(
+        &self,
+        ordinals: Vec<usize>,
+        filters: &[Vec<SpanCondition>],
+    ) -> Result<Vec<usize>> {
+        let Some(&o) = ordinals.first() else {
+            return Ok(ordinals);
+        };
+        if filters.is_empty() {
+            return Ok(ordinals);
+        }
+        let page_no = self.entries[o].page;
+        let Page::Columns(group) = self.page(page_no)? else {
+            return Ok(ordinals);
+        };
+        let first = self.entries.partition_point(|e| e.page < page_no);
+        let mut positions: Vec<usize> = ordinals.iter().map(|&o| o - first).collect();
+        positions.sort_unstable();
+        let resource_ok: Vec<Vec<bool>> = filters
+            .iter()
+            .map(|f| {
+                self.resources
+                    .iter()
+                    .map(|r| resource_meets(r, f))
+                    .collect()
+            })
+            .collect();
+        let keep = group
+            .traces_with_spans(&positions, filters, &resource_ok)
+            .map_err(|err| Error::corrupt(self.dir.join("data"), err.to_string()))?;
+        Ok(ordinals
+            .into_iter()
+            .filter(|&o| positions.binary_search(&(o - first)).is_ok_and(|i| keep[i]))
+            .collect())
+    }
+
     pub fn read_many(&self, ordinals: &[usize]) -> Result<Vec<Trace>> {
         let dpath = self.dir.join("data");
         let corrupt = |err: DecodeError| Error::corrupt(&dpath, err.to_string());

@@ -17,6 +17,7 @@ use super::model::{
     get_scope, get_value, put_scope, put_value, Event, KeyValue, Link, Resource, ResourceSpans,
     Scope, ScopeSpans, Span, SpanId, SpanKind, StatusCode, Trace, TraceId, Value,
 };
+use super::SpanCondition;
 
 /// Columns shorter than this are stored as they are: a zstd frame would not pay for its header.
 const MIN_COMPRESSED_COLUMN: usize = 32;
@@ -1231,6 +1232,77 @@ impl RowGroup {
             &self.group_spans,
             t,
         )
+    }
+
+    /// For each trace at `positions` (ascending), whether each of `filters` holds, all its
+    /// conditions on one span, for some span of the trace: read from the name, kind and status,
+    /// and duration columns and the spans' resources, without materializing spans.
+    /// `resource_ok[f][r]` says whether the block's resource `r` meets filter `f`'s resource
+    /// conditions.
+    pub fn traces_with_spans(
+        &self,
+        positions: &[usize],
+        filters: &[Vec<SpanCondition>],
+        resource_ok: &[Vec<bool>],
+    ) -> DecodeResult<Vec<bool>> {
+        let c = &self.columns;
+        let mut names = DistinctCursor::new(&c[COL_NAMES..]);
+        let mut durations = Decoder::new(&c[COL_DURATIONS]);
+        let kind_status = &c[COL_KIND_STATUS];
+        let mut resources = ResourceWalk {
+            group: self,
+            batch: 0,
+        };
+        let mut at = 0;
+        let mut out = Vec::with_capacity(positions.len());
+        let mut met = vec![false; filters.len()];
+        for &t in positions {
+            if t >= self.len() {
+                return Err(DecodeError("trace outside its row group"));
+            }
+            let (first, end) = self.span_range(t);
+            let skipped = first
+                .checked_sub(at)
+                .ok_or(DecodeError("traces out of order"))?;
+            names.skip(skipped)?;
+            skip_uvarints(&mut durations, skipped)?;
+            met.fill(false);
+            for span in first..end {
+                let (_, name) = names.next_indexed()?;
+                // As the span model reads it: an end before the start is a duration of 0.
+                let duration = match durations.uvarint()? {
+                    d if d > i64::MAX as u64 => 0,
+                    d => d,
+                };
+                let ks = *kind_status
+                    .get(span)
+                    .ok_or(DecodeError("kind column length mismatch"))?;
+                let resource = resources.of(span) as usize;
+                for (f, filter) in filters.iter().enumerate() {
+                    met[f] = met[f]
+                        || filter.iter().all(|cond| match cond {
+                            SpanCondition::Name { equal, name: n } => {
+                                (name == n.as_bytes()) == *equal
+                            }
+                            SpanCondition::Status { equal, code } => {
+                                (ks >> 4 == *code as u8) == *equal
+                            }
+                            SpanCondition::Kind { equal, kind } => {
+                                (ks & 0x0f == *kind as u8) == *equal
+                            }
+                            SpanCondition::Duration { min, max } => {
+                                (*min..=*max).contains(&duration)
+                            }
+                            SpanCondition::Resource { .. } => {
+                                resource_ok[f].get(resource).copied().unwrap_or(false)
+                            }
+                        });
+                }
+            }
+            at = end;
+            out.push(met.iter().all(|&m| m));
+        }
+        Ok(out)
     }
 
     /// Materializes the traces asked for, which must be in ascending position order.

@@ -132,6 +132,37 @@ pub struct ScanRequest {
     /// Conjunction of disjunctions of attribute equalities every returned trace must hold somewhere;
     /// blocks answer it from their postings, skipping traces that cannot match.
     pub required: Vec<Vec<(AttrScope, String, DictValue)>>,
+    /// Each of these must hold, all its conditions on one span, for some span of a returned
+    /// trace; blocks check them on their columns before decoding a trace.
+    pub span_filters: Vec<Vec<SpanCondition>>,
+}
+
+/// A condition on one span that a block checks on its columns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpanCondition {
+    /// The span's name is (`equal`) or is not this.
+    Name {
+        equal: bool,
+        name: String,
+    },
+    Status {
+        equal: bool,
+        code: StatusCode,
+    },
+    Kind {
+        equal: bool,
+        kind: SpanKind,
+    },
+    /// The span's duration in nanoseconds lies in `min..=max`.
+    Duration {
+        min: u64,
+        max: u64,
+    },
+    /// The span's resource has this string attribute.
+    Resource {
+        key: String,
+        value: String,
+    },
 }
 
 impl ScanRequest {
@@ -739,6 +770,7 @@ impl TraceReader for TraceStore {
                     }
                 }
                 run_len = (run_len * 2).min(MAX_SCAN_RUN);
+                let run = b.with_matching_spans(run, &req.span_filters)?;
                 for t in b.read_many(&run)? {
                     stats.inspected_traces += 1;
                     if !visit(&t) {
@@ -937,6 +969,95 @@ mod tests {
             .trace_by_id(&[2; 16], Some((1_500, 2_050)))
             .unwrap()
             .is_some());
+    }
+
+    #[test]
+    fn blocks_pass_only_traces_with_one_span_meeting_a_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = TraceStore::open(dir.path(), cfg()).unwrap();
+        let with = |name: &str, status: StatusCode, dur: u64, mut sp: Span| {
+            sp.name = name.into();
+            sp.status_code = status;
+            sp.end_time_unix_nano = sp.start_time_unix_nano + dur;
+            sp
+        };
+        let (ok, err) = (StatusCode::Ok, StatusCode::Error);
+        // 1: "GET" failed and slow on one span; 2: "GET" ok, another span failed;
+        // 3: like 1 but fast; 4: like 1 in service "other"; 5, 6: like 1 and 2, kept in the head.
+        let trace = |id: u8, svc: &str, parts: [(&str, StatusCode, u64); 2]| {
+            let spans = parts
+                .iter()
+                .enumerate()
+                .map(|(k, &(n, st, d))| {
+                    with(
+                        n,
+                        st,
+                        d,
+                        span(id, k as u8 + 1, None, "x", u64::from(id) * 1_000, 1),
+                    )
+                })
+                .collect();
+            vec![batch(svc, spans)]
+        };
+        s.append(trace(1, "a", [("GET", err, 500), ("db", ok, 10)]))
+            .unwrap();
+        s.append(trace(2, "a", [("GET", ok, 500), ("db", err, 500)]))
+            .unwrap();
+        s.append(trace(3, "a", [("GET", err, 50), ("db", ok, 10)]))
+            .unwrap();
+        s.append(trace(4, "other", [("GET", err, 500), ("db", ok, 10)]))
+            .unwrap();
+        s.cut(now_ms(), true).unwrap();
+        s.append(trace(5, "a", [("GET", err, 500), ("db", ok, 10)]))
+            .unwrap();
+        s.append(trace(6, "a", [("GET", ok, 500), ("db", err, 500)]))
+            .unwrap();
+        let failed_slow_get = vec![
+            SpanCondition::Name {
+                equal: true,
+                name: "GET".into(),
+            },
+            SpanCondition::Status {
+                equal: true,
+                code: err,
+            },
+            SpanCondition::Duration {
+                min: 101,
+                max: u64::MAX,
+            },
+            SpanCondition::Resource {
+                key: "service.name".into(),
+                value: "a".into(),
+            },
+        ];
+        let req = ScanRequest {
+            span_filters: vec![failed_slow_get.clone()],
+            ..Default::default()
+        };
+        // The head is passed whole, as before; in the block only trace 1 has such a span.
+        assert_eq!(ids(&s, &req), vec![1, 5, 6]);
+        // Two filters, each met by its own span: trace 2 too.
+        let failed = vec![SpanCondition::Status {
+            equal: true,
+            code: err,
+        }];
+        let not_get = vec![SpanCondition::Name {
+            equal: false,
+            name: "GET".into(),
+        }];
+        let req = ScanRequest {
+            span_filters: vec![failed, not_get],
+            ..Default::default()
+        };
+        assert_eq!(ids(&s, &req), vec![1, 2, 3, 4, 5, 6]);
+        let req = ScanRequest {
+            span_filters: vec![vec![SpanCondition::Kind {
+                equal: true,
+                kind: SpanKind::Client,
+            }]],
+            ..Default::default()
+        };
+        assert_eq!(ids(&s, &req), vec![5, 6]);
     }
 
     #[test]
