@@ -731,39 +731,93 @@ fn whole(d: Decoder<'_>) -> DecodeResult<()> {
 }
 
 /// Decompresses the columns of a sealed row group, in writing order.
-fn open_columns(sealed: &[u8]) -> DecodeResult<Vec<Vec<u8>>> {
-    let mut d = Decoder::new(sealed);
-    let n = d.uvarint()? as usize;
-    let mut lens = Vec::with_capacity(n.min(1 << 16));
-    for _ in 0..n {
-        let raw = d.uvarint()?;
-        let stored = d.uvarint()?;
-        if raw > MAX_COLUMN_BYTES || stored >> 1 > MAX_COLUMN_BYTES {
-            return Err(DecodeError("column too long"));
+/// A row group's columns as stored, each decompressed when it is first read: a search that checks
+/// a few columns leaves the others compressed.
+pub(crate) struct Columns {
+    sealed: Vec<u8>,
+    /// Per column: its raw length, where it is in `sealed`, and whether it is compressed.
+    parts: Vec<(usize, std::ops::Range<usize>, bool)>,
+    decompressed: Vec<std::sync::OnceLock<DecodeResult<Vec<u8>>>>,
+}
+
+impl Columns {
+    fn open(sealed: &[u8]) -> DecodeResult<Columns> {
+        let mut d = Decoder::new(sealed);
+        let n = d.uvarint()? as usize;
+        let mut lens = Vec::with_capacity(n.min(1 << 16));
+        for _ in 0..n {
+            let raw = d.uvarint()?;
+            let stored = d.uvarint()?;
+            if raw > MAX_COLUMN_BYTES || stored >> 1 > MAX_COLUMN_BYTES {
+                return Err(DecodeError("column too long"));
+            }
+            lens.push((raw as usize, (stored >> 1) as usize, stored & 1 == 1));
         }
-        lens.push((raw as usize, (stored >> 1) as usize, stored & 1 == 1));
-    }
-    let mut out = Vec::with_capacity(lens.len());
-    for (raw, stored, compressed) in lens {
-        let bytes = d.bytes(stored)?;
-        if !compressed {
-            if raw != stored {
+        let mut parts = Vec::with_capacity(lens.len());
+        for (raw, stored, compressed) in lens {
+            let at = d.position();
+            d.bytes(stored)?;
+            if !compressed && raw != stored {
                 return Err(DecodeError("stored column length mismatch"));
             }
-            out.push(bytes.to_vec());
-            continue;
+            parts.push((raw, at..at + stored, compressed));
         }
-        let c = zstd::bulk::decompress(bytes, raw)
-            .map_err(|_| DecodeError("column does not decompress"))?;
-        if c.len() != raw {
-            return Err(DecodeError("column length mismatch"));
+        if !d.is_empty() {
+            return Err(DecodeError("trailing bytes after the columns"));
         }
-        out.push(c);
+        Ok(Columns {
+            sealed: sealed.to_vec(),
+            decompressed: parts.iter().map(|_| std::sync::OnceLock::new()).collect(),
+            parts,
+        })
     }
-    if !d.is_empty() {
-        return Err(DecodeError("trailing bytes after the columns"));
+
+    fn len(&self) -> usize {
+        self.parts.len()
     }
-    Ok(out)
+
+    /// Column `i`'s length once decompressed.
+    fn raw_len(&self, i: usize) -> DecodeResult<usize> {
+        self.parts
+            .get(i)
+            .map(|p| p.0)
+            .ok_or(DecodeError("missing column"))
+    }
+
+    fn get(&self, i: usize) -> DecodeResult<&[u8]> {
+        let (raw, range, compressed) = self.parts.get(i).ok_or(DecodeError("missing column"))?;
+        let stored = &self.sealed[range.clone()];
+        if !compressed {
+            return Ok(stored);
+        }
+        let column = self.decompressed[i].get_or_init(|| {
+            let c = zstd::bulk::decompress(stored, *raw)
+                .map_err(|_| DecodeError("column does not decompress"))?;
+            if c.len() != *raw {
+                return Err(DecodeError("column length mismatch"));
+            }
+            Ok(c)
+        });
+        column.as_deref().map_err(Clone::clone)
+    }
+
+    /// The three columns of a distinct column starting at `i`.
+    fn distinct(&self, i: usize) -> DecodeResult<DistinctCursor<'_>> {
+        Ok(DistinctCursor::new([
+            self.get(i)?,
+            self.get(i + 1)?,
+            self.get(i + 2)?,
+        ]))
+    }
+
+    fn decoder(&self, i: usize) -> DecodeResult<Decoder<'_>> {
+        Ok(Decoder::new(self.get(i)?))
+    }
+
+    /// Bytes held: the stored columns, and each at its decompressed length (whether it is yet).
+    fn memory_bytes(&self) -> usize {
+        self.sealed.len() + self.parts.iter().map(|p| p.0 + 24).sum::<usize>()
+    }
 }
 
 /// A [`DistinctWriter`] column read row by row. Values are located as they are first met, so a
@@ -777,12 +831,12 @@ struct DistinctCursor<'a> {
 }
 
 impl<'a> DistinctCursor<'a> {
-    /// The three columns starting at `columns[0]`.
-    fn new(columns: &'a [Vec<u8>]) -> DistinctCursor<'a> {
+    /// The reference, length and byte columns.
+    fn new([refs, lens, bytes]: [&'a [u8]; 3]) -> DistinctCursor<'a> {
         DistinctCursor {
-            refs: Decoder::new(&columns[0]),
-            lens: Decoder::new(&columns[1]),
-            bytes: &columns[2],
+            refs: Decoder::new(refs),
+            lens: Decoder::new(lens),
+            bytes,
             starts: vec![0],
         }
     }
@@ -856,16 +910,16 @@ struct ValueCursor<'a> {
 }
 
 impl<'a> ValueCursor<'a> {
-    /// The seven columns starting at `columns[0]`.
-    fn new(columns: &'a [Vec<u8>]) -> ValueCursor<'a> {
-        ValueCursor {
-            tags: &columns[0],
+    /// The seven columns starting at `columns[at]`.
+    fn new(columns: &'a Columns, at: usize) -> DecodeResult<ValueCursor<'a>> {
+        Ok(ValueCursor {
+            tags: columns.get(at)?,
             row: 0,
-            strings: DistinctCursor::new(&columns[1..4]),
-            ints: Decoder::new(&columns[4]),
-            doubles: Decoder::new(&columns[5]),
-            nested: Decoder::new(&columns[6]),
-        }
+            strings: columns.distinct(at + 1)?,
+            ints: columns.decoder(at + 4)?,
+            doubles: columns.decoder(at + 5)?,
+            nested: columns.decoder(at + 6)?,
+        })
     }
 
     fn tag(&mut self) -> DecodeResult<u8> {
@@ -925,13 +979,8 @@ struct AttrsLayout {
 impl AttrsLayout {
     /// Reads the key column at `columns[at]` (and version 3's orders after it); returns the layout
     /// and the index after its columns.
-    fn read(
-        columns: &[Vec<u8>],
-        at: usize,
-        key_orders: bool,
-    ) -> DecodeResult<(AttrsLayout, usize)> {
-        let column = |i: usize| columns.get(i).ok_or(DecodeError("missing column"));
-        let mut d = Decoder::new(column(at)?);
+    fn read(columns: &Columns, at: usize, key_orders: bool) -> DecodeResult<(AttrsLayout, usize)> {
+        let mut d = columns.decoder(at)?;
         let n = d.uvarint()? as usize;
         let mut keys = Vec::with_capacity(n.min(1 << 16));
         for _ in 0..n {
@@ -939,7 +988,7 @@ impl AttrsLayout {
         }
         whole(d)?;
         let (orders, lists, values) = if key_orders {
-            let mut d = Decoder::new(column(at + 1)?);
+            let mut d = columns.decoder(at + 1)?;
             let count = d.uvarint()? as usize;
             let mut orders = DictMap::default();
             for _ in 0..count {
@@ -979,20 +1028,20 @@ impl AttrsLayout {
         ))
     }
 
-    fn cursor<'a>(&'a self, columns: &'a [Vec<u8>]) -> AttrsCursor<'a> {
-        AttrsCursor {
+    fn cursor<'a>(&'a self, columns: &'a Columns) -> DecodeResult<AttrsCursor<'a>> {
+        Ok(AttrsCursor {
             keys: &self.keys,
             orders: self.orders.as_ref(),
-            lists: Decoder::new(&columns[self.lists]),
-            bitmaps: Decoder::new(match self.orders {
-                Some(_) => &columns[self.lists + 1],
-                None => &[],
-            }),
+            lists: columns.decoder(self.lists)?,
+            bitmaps: match self.orders {
+                Some(_) => columns.decoder(self.lists + 1)?,
+                None => Decoder::new(&[]),
+            },
             values: (0..self.keys.len())
-                .map(|k| ValueCursor::new(&columns[self.values + k * 7..]))
-                .collect(),
+                .map(|k| ValueCursor::new(columns, self.values + k * 7))
+                .collect::<DecodeResult<_>>()?,
             owner_keys: Vec::new(),
-        }
+        })
     }
 }
 
@@ -1099,7 +1148,7 @@ const LINK_COLUMNS: usize = 7;
 /// order, skipping the rows of the traces not asked for and materializing the others, so a lookup
 /// of one trace builds only that trace's spans.
 pub(crate) struct RowGroup {
-    columns: Vec<Vec<u8>>,
+    columns: Columns,
     trace_batches: Vec<u32>,
     batch_resources: Vec<Arc<Resource>>,
     /// Per resource group, its resource's index in the block: the context of its spans' keys.
@@ -1135,19 +1184,19 @@ impl RowGroup {
         resources: &[Arc<Resource>],
         key_orders: bool,
     ) -> DecodeResult<RowGroup> {
-        let columns = open_columns(sealed)?;
+        let columns = Columns::open(sealed)?;
         if columns.len() < COL_SPAN_ATTRS + 2 {
             return Err(DecodeError("missing column"));
         }
         let parse_offsets = |i: usize, n: usize| {
-            let mut d = Decoder::new(&columns[i]);
+            let mut d = columns.decoder(i)?;
             let v = offsets(&mut d, n)?;
             whole(d)?;
             Ok::<_, DecodeError>(v)
         };
         let trace_batches = parse_offsets(COL_TRACE_BATCHES, traces)?;
         let n_batches = *trace_batches.last().unwrap_or(&0) as usize;
-        let mut d = Decoder::new(&columns[COL_BATCHES]);
+        let mut d = columns.decoder(COL_BATCHES)?;
         let mut batch_resources = Vec::with_capacity(n_batches);
         let mut batch_resource_ids = Vec::with_capacity(n_batches);
         let mut batch_groups = vec![0u32];
@@ -1167,7 +1216,7 @@ impl RowGroup {
         }
         whole(d)?;
         let n_groups = *batch_groups.last().unwrap_or(&0) as usize;
-        let mut scope_cursor = DistinctCursor::new(&columns[COL_SCOPES..COL_SCOPES + 3]);
+        let mut scope_cursor = columns.distinct(COL_SCOPES)?;
         let mut scopes = Vec::new();
         let mut group_scopes = Vec::with_capacity(n_groups);
         for _ in 0..n_groups {
@@ -1183,10 +1232,10 @@ impl RowGroup {
             .iter()
             .map(|&g| group_spans[g as usize])
             .collect();
-        if columns[COL_SPAN_IDS].len() != spans * 8 {
+        if columns.raw_len(COL_SPAN_IDS)? != spans * 8 {
             return Err(DecodeError("span id column length mismatch"));
         }
-        if columns[COL_KIND_STATUS].len() != spans {
+        if columns.raw_len(COL_KIND_STATUS)? != spans {
             return Err(DecodeError("kind column length mismatch"));
         }
         let (span_attrs, events) = AttrsLayout::read(&columns, COL_SPAN_ATTRS, key_orders)?;
@@ -1219,7 +1268,7 @@ impl RowGroup {
 
     /// Bytes held in memory, for a cache's budget.
     pub fn memory_bytes(&self) -> usize {
-        self.columns.iter().map(|c| c.len() + 24).sum::<usize>()
+        self.columns.memory_bytes()
             + (self.trace_batches.len() + self.batch_groups.len() + self.group_spans.len()) * 4
             + self.batch_resources.len() * 16
             + self.group_scopes.len() * 4
@@ -1246,9 +1295,9 @@ impl RowGroup {
         resource_ok: &[Vec<bool>],
     ) -> DecodeResult<Vec<bool>> {
         let c = &self.columns;
-        let mut names = DistinctCursor::new(&c[COL_NAMES..]);
-        let mut durations = Decoder::new(&c[COL_DURATIONS]);
-        let kind_status = &c[COL_KIND_STATUS];
+        let mut names = c.distinct(COL_NAMES)?;
+        let mut durations = c.decoder(COL_DURATIONS)?;
+        let kind_status = c.get(COL_KIND_STATUS)?;
         let mut resources = ResourceWalk {
             group: self,
             batch: 0,
@@ -1307,7 +1356,7 @@ impl RowGroup {
 
     /// Materializes the traces asked for, which must be in ascending position order.
     pub fn traces(&self, wanted: &[TraceAt]) -> DecodeResult<Vec<Trace>> {
-        let mut cursor = SpanCursor::new(self);
+        let mut cursor = SpanCursor::new(self)?;
         let mut out = Vec::with_capacity(wanted.len());
         let mut last = None;
         for w in wanted {
@@ -1375,10 +1424,11 @@ impl ResourceWalk<'_> {
 
 /// Every per-span, per-event and per-link column of a row group, read forward in span order.
 struct SpanCursor<'a> {
-    group: &'a RowGroup,
     /// The next span's position in the row group.
     at: usize,
     resources: ResourceWalk<'a>,
+    span_ids: &'a [u8],
+    kind_status: &'a [u8],
     parents: Decoder<'a>,
     parent_raw: Decoder<'a>,
     trace_states: DistinctCursor<'a>,
@@ -1403,35 +1453,36 @@ struct SpanCursor<'a> {
 }
 
 impl<'a> SpanCursor<'a> {
-    fn new(group: &'a RowGroup) -> SpanCursor<'a> {
+    fn new(group: &'a RowGroup) -> DecodeResult<SpanCursor<'a>> {
         let c = &group.columns;
         let (e, l) = (group.events, group.links);
-        SpanCursor {
-            group,
+        Ok(SpanCursor {
             at: 0,
             resources: ResourceWalk { group, batch: 0 },
-            parents: Decoder::new(&c[COL_PARENTS]),
-            parent_raw: Decoder::new(&c[COL_PARENT_RAW]),
-            trace_states: DistinctCursor::new(&c[COL_TRACE_STATES..]),
-            flags: Decoder::new(&c[COL_FLAGS]),
-            names: DistinctCursor::new(&c[COL_NAMES..]),
-            status_messages: DistinctCursor::new(&c[COL_STATUS_MESSAGES..]),
-            starts: Decoder::new(&c[COL_STARTS]),
-            durations: Decoder::new(&c[COL_DURATIONS]),
-            dropped: Decoder::new(&c[COL_DROPPED]),
-            span_attrs: group.span_attrs.cursor(c),
-            event_counts: Decoder::new(&c[e]),
-            event_times: Decoder::new(&c[e + 1]),
-            event_names: DistinctCursor::new(&c[e + 2..]),
-            event_dropped: Decoder::new(&c[e + 5]),
-            event_attrs: group.event_attrs.cursor(c),
-            link_counts: Decoder::new(&c[l]),
-            link_ids: Decoder::new(&c[l + 1]),
-            link_states: DistinctCursor::new(&c[l + 2..]),
-            link_flags: Decoder::new(&c[l + 5]),
-            link_dropped: Decoder::new(&c[l + 6]),
-            link_attrs: group.link_attrs.cursor(c),
-        }
+            span_ids: c.get(COL_SPAN_IDS)?,
+            kind_status: c.get(COL_KIND_STATUS)?,
+            parents: c.decoder(COL_PARENTS)?,
+            parent_raw: c.decoder(COL_PARENT_RAW)?,
+            trace_states: c.distinct(COL_TRACE_STATES)?,
+            flags: c.decoder(COL_FLAGS)?,
+            names: c.distinct(COL_NAMES)?,
+            status_messages: c.distinct(COL_STATUS_MESSAGES)?,
+            starts: c.decoder(COL_STARTS)?,
+            durations: c.decoder(COL_DURATIONS)?,
+            dropped: c.decoder(COL_DROPPED)?,
+            span_attrs: group.span_attrs.cursor(c)?,
+            event_counts: c.decoder(e)?,
+            event_times: c.decoder(e + 1)?,
+            event_names: c.distinct(e + 2)?,
+            event_dropped: c.decoder(e + 5)?,
+            event_attrs: group.event_attrs.cursor(c)?,
+            link_counts: c.decoder(l)?,
+            link_ids: c.decoder(l + 1)?,
+            link_states: c.distinct(l + 2)?,
+            link_flags: c.decoder(l + 5)?,
+            link_dropped: c.decoder(l + 6)?,
+            link_attrs: group.link_attrs.cursor(c)?,
+        })
     }
 
     /// Passes over the next `n` spans, their events and links.
@@ -1471,14 +1522,14 @@ impl<'a> SpanCursor<'a> {
 
     fn span_id(&self, i: usize) -> SpanId {
         let mut id = [0u8; 8];
-        id.copy_from_slice(&self.group.columns[COL_SPAN_IDS][i * 8..i * 8 + 8]);
+        id.copy_from_slice(&self.span_ids[i * 8..i * 8 + 8]);
         id
     }
 
     /// Materializes the next `n` spans: all the spans of one trace, whose earliest starts at `base`.
     fn read(&mut self, n: usize, trace_id: TraceId, base: u64) -> DecodeResult<Vec<Span>> {
         let first = self.at;
-        if first + n > self.group.columns[COL_KIND_STATUS].len() {
+        if first + n > self.kind_status.len() {
             return Err(DecodeError("trace outside its row group"));
         }
         let mut parents = Vec::with_capacity(n);
@@ -1528,7 +1579,7 @@ impl<'a> SpanCursor<'a> {
             let links = (0..self.link_counts.uvarint()?)
                 .map(|_| self.link())
                 .collect::<DecodeResult<Vec<_>>>()?;
-            let ks = self.group.columns[COL_KIND_STATUS][at];
+            let ks = self.kind_status[at];
             out.push(Span {
                 trace_id,
                 span_id: self.span_id(at),
@@ -1595,7 +1646,7 @@ pub(crate) fn add_column_sizes(
         lens.push((raw, d.uvarint()? >> 1));
     }
     let table = d.position() as u64;
-    let columns = open_columns(sealed)?;
+    let columns = Columns::open(sealed)?;
     let mut names: Vec<String> = [
         "trace resource groups",
         "resource groups",
@@ -1678,7 +1729,61 @@ pub(crate) fn add_column_sizes(
 
 #[cfg(test)]
 mod tests {
-    use super::learn_order;
+    use super::super::model::tests::{batch, span};
+    use super::super::model::Trace;
+    use super::super::SpanCondition;
+    use super::{learn_order, RowGroup, RowGroupWriter, COL_NAMES, COL_SPAN_ATTRS};
+
+    #[test]
+    fn a_span_check_decompresses_only_the_columns_it_reads() {
+        let trace = Trace {
+            trace_id: [7; 16],
+            batches: vec![batch(
+                "svc",
+                (1..=40u8)
+                    .map(|i| span(7, i, None, &format!("op-{}", i % 3), 1_000, 100))
+                    .collect(),
+            )],
+        };
+        let mut resources = Vec::new();
+        let mut writer = RowGroupWriter::new(true);
+        writer.add(&trace, 1_000, &mut |r| {
+            resources.push(r.clone());
+            0
+        });
+        let sealed = writer.finish_and_restart(3).unwrap();
+        let group = RowGroup::open(&sealed, 1, &resources[..1], true).unwrap();
+        let decompressed = |g: &RowGroup| -> Vec<usize> {
+            (0..g.columns.len())
+                .filter(|&i| g.columns.decompressed[i].get().is_some())
+                .collect()
+        };
+        let before = decompressed(&group);
+        let filter = vec![SpanCondition::Name {
+            equal: true,
+            name: "op-2".into(),
+        }];
+        assert_eq!(
+            group
+                .traces_with_spans(&[0], &[filter], &[vec![true]])
+                .unwrap(),
+            [true]
+        );
+        let after = decompressed(&group);
+        assert!(after.len() > before.len(), "{before:?} → {after:?}");
+        assert!(after.iter().all(|&i| i < COL_SPAN_ATTRS), "{after:?}");
+        assert!(!before.contains(&COL_NAMES));
+        // Reading the trace decompresses what it needs, and gives it back whole.
+        let read = group
+            .traces(&[super::TraceAt {
+                position: 0,
+                trace_id: [7; 16],
+                base: 1_000,
+            }])
+            .unwrap();
+        assert_eq!(read[0].batches, trace.batches);
+        assert!(decompressed(&group).iter().any(|&i| i > COL_SPAN_ATTRS));
+    }
 
     #[test]
     fn learned_order_is_one_every_list_follows() {
