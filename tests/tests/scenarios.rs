@@ -5,7 +5,7 @@
 //! 1. HTTP golden signals by identity: `tenant-jobs/resumes → tenant-jobs/core-api` among noisy
 //!    workloads; core-api starts answering a share of requests with 500.
 //! 2. A transient network fault towards an external destination known by its DNS name: for a
-//!    window, its link drops 10% of packets each way and queues the rest for 40 ms.
+//!    window, its link drops 10% of packets each way and queues the rest for 60 ms.
 //! 3. From a latency spike to the trace: core-api answers slower; the latency histogram's
 //!    exemplars open traces with the agent's server span.
 //! 4. The resolver fails: a workload's lookups of an external name answer SERVFAIL for a window.
@@ -26,7 +26,7 @@ const AGENT: &str = env!("CARGO_BIN_EXE_strata-agent-e2e");
 /// Length of each phase of a scenario.
 const PHASE: Duration = Duration::from_secs(15);
 /// How long the congested path of scenario 2 holds a packet.
-const FAULT_DELAY: Duration = Duration::from_millis(40);
+const FAULT_DELAY: Duration = Duration::from_millis(60);
 /// The agent's export interval in these tests, plus the store's flow commit and slack.
 const SETTLE: Duration = Duration::from_secs(8);
 
@@ -481,8 +481,12 @@ fn a_lossy_path_to_an_external_api_is_the_network() {
     eprintln!(
         "retransmits {before} / {during} / {after}; mean RTT {rtt_before} / {rtt_during} / {rtt_after} s"
     );
+    // The forwarder that plays the link adds its own latency when the machine is busy (tests run
+    // side by side): the rise is measured against the windows around it.
     assert!(
-        rtt_during >= queued / 2.0 && rtt_before < queued / 4.0 && rtt_after < queued / 4.0,
+        rtt_during >= queued / 2.0
+            && rtt_during >= 2.0 * rtt_before
+            && rtt_during >= 2.0 * rtt_after,
         "mean RTT {rtt_before} s, then {rtt_during} s behind a {queued} s queue, then {rtt_after} s"
     );
     let latency = |at: i64| {
