@@ -497,8 +497,12 @@ fn a_lossy_path_to_an_external_api_is_the_network() {
         latency(lossy_until),
         latency(healed_until),
     );
+    eprintln!("mean request latency {latency_before} / {latency_during} / {latency_after} s");
+    // Every answer crosses the queue once; retransmission timeouts add to that.
     assert!(
-        latency_during >= 5.0 * latency_before && latency_during >= 5.0 * latency_after,
+        latency_during >= queued
+            && latency_during >= 3.0 * latency_before
+            && latency_during >= 3.0 * latency_after,
         "mean request latency {latency_before} s, then {latency_during} s under loss, then {latency_after} s"
     );
 
