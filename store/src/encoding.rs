@@ -68,11 +68,6 @@ impl<'a> Decoder<'a> {
         self.pos
     }
 
-    /// The bytes not read yet.
-    pub fn rest(&self) -> &'a [u8] {
-        &self.buf[self.pos..]
-    }
-
     pub fn uvarint(&mut self) -> DecodeResult<u64> {
         let mut v = 0u64;
         let mut shift = 0u32;

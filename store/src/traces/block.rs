@@ -316,8 +316,6 @@ pub struct BlockWriter {
     entries: Vec<TraceEntry>,
     resources: Vec<Arc<Resource>>,
     resource_ids: DictMap<Arc<Resource>, u32>,
-    /// Resources seen, by the address of their `Arc`, and their ids.
-    resource_addresses: DictMap<usize, (Arc<Resource>, u32)>,
     dict: DictBuilder,
     spans: u64,
     last_id: Option<TraceId>,
@@ -372,7 +370,6 @@ impl BlockWriter {
             entries: Vec::new(),
             resources: Vec::new(),
             resource_ids: DictMap::default(),
-            resource_addresses: DictMap::default(),
             dict: DictBuilder::default(),
             spans: 0,
             last_id: None,
@@ -389,20 +386,11 @@ impl BlockWriter {
         let summary = trace.summary();
         let resources = &mut self.resources;
         let ids = &mut self.resource_ids;
-        let by_address = &mut self.resource_addresses;
         let mut lookup = |r: &Arc<Resource>| -> u32 {
-            // Traces of one cut share their resources' `Arc`s: most lookups need no hashing of
-            // the attributes. The map holds the `Arc`, so no address is reused while it is in it.
-            let address = Arc::as_ptr(r) as usize;
-            if let Some((_, id)) = by_address.get(&address) {
-                return *id;
-            }
-            let id = *ids.entry(r.clone()).or_insert_with(|| {
+            *ids.entry(r.clone()).or_insert_with(|| {
                 resources.push(r.clone());
                 (resources.len() - 1) as u32
-            });
-            by_address.insert(address, (r.clone(), id));
-            id
+            })
         };
         // Where the trace sits in its page: v2 its position in the row group, v1 a byte range.
         let (offset, len, full) = match &mut self.page {
@@ -423,16 +411,11 @@ impl BlockWriter {
                 (offset, page.len() - offset, page.len() >= self.page_bytes)
             }
         };
-        let mut resources_added: Vec<u32> = Vec::new();
         for rs in &trace.batches {
-            // A resource's attributes are the same for all its spans: add them once per trace.
-            let resource = lookup(&rs.resource);
-            if !resources_added.contains(&resource) {
-                resources_added.push(resource);
-                for kv in &rs.resource.attributes {
-                    self.dict
-                        .add(AttrScope::Resource, &kv.key, &kv.value, ordinal);
-                }
+            // A resource's attributes are the same for all its spans: add them once per group.
+            for kv in &rs.resource.attributes {
+                self.dict
+                    .add(AttrScope::Resource, &kv.key, &kv.value, ordinal);
             }
             for span in rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()) {
                 for kv in &span.attributes {

@@ -92,21 +92,12 @@ struct HeadTrace {
 
 impl HeadTrace {
     fn decode(&self, trace_id: TraceId) -> Result<Trace> {
-        self.decode_interned(trace_id, &mut ResourceInterner::default())
-    }
-
-    /// [`decode`](Self::decode) with the resources of earlier traces reused.
-    fn decode_interned(
-        &self,
-        trace_id: TraceId,
-        resources: &mut ResourceInterner,
-    ) -> Result<Trace> {
         let mut t = Trace {
             trace_id,
             batches: Vec::new(),
         };
         for c in &self.chunks {
-            let batches = model::get_batches_interned(&mut Decoder::new(c), resources, None)
+            let batches = model::get_batches(&mut Decoder::new(c), None, None)
                 .map_err(|e| Error::corrupt("trace head", e.to_string()))?;
             for rs in batches {
                 model::push_batch(&mut t.batches, rs);
@@ -433,9 +424,8 @@ impl TraceStore {
                 &block_id(seq),
                 self.cfg.page_bytes,
             )?;
-            let mut resources = ResourceInterner::default();
             for (id, h) in taken.iter() {
-                w.add(&h.decode_interned(*id, &mut resources)?)?;
+                w.add(&h.decode(*id)?)?;
             }
             w.finish(seq, 0, Vec::new())?;
             Block::open_cached(

@@ -5,7 +5,6 @@
 //! `Value` = tag byte (0 empty, 1 string, 2 int (zigzag), 3 double (8 bytes LE), 4 bool, 5 bytes,
 //! 6 array, 7 key/value list) + payload; times are stored as a delta from the fragment's base time.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::encoding::{
@@ -495,67 +494,6 @@ fn get_attrs(d: &mut Decoder<'_>, depth: usize) -> DecodeResult<Vec<KeyValue>> {
     Ok(v)
 }
 
-/// Passes over a value as [`get_value`] reads it, allocating nothing.
-fn skip_value(d: &mut Decoder<'_>, depth: usize) -> DecodeResult<()> {
-    if depth > MAX_VALUE_DEPTH {
-        return Err(DecodeError("attribute value nested too deep"));
-    }
-    match d.u8()? {
-        0 => {}
-        1 | 5 => {
-            d.len_bytes()?;
-        }
-        2 => {
-            d.varint()?;
-        }
-        3 => {
-            d.f64_le()?;
-        }
-        4 => {
-            d.u8()?;
-        }
-        6 => {
-            for _ in 0..d.uvarint()? {
-                skip_value(d, depth + 1)?;
-            }
-        }
-        7 => skip_attrs(d, depth + 1)?,
-        _ => return Err(DecodeError("unknown value tag")),
-    }
-    Ok(())
-}
-
-fn skip_attrs(d: &mut Decoder<'_>, depth: usize) -> DecodeResult<()> {
-    for _ in 0..d.uvarint()? {
-        d.len_bytes()?;
-        skip_value(d, depth)?;
-    }
-    Ok(())
-}
-
-/// Resources decoded once per distinct encoding: the parts of the many traces a cut writes name the
-/// same few resources, each encoded in full.
-#[derive(Default)]
-pub(crate) struct ResourceInterner(HashMap<Vec<u8>, Arc<Resource>>);
-
-impl ResourceInterner {
-    /// Reads a resource encoded by [`put_resource`].
-    fn get(&mut self, d: &mut Decoder<'_>) -> DecodeResult<Arc<Resource>> {
-        let rest = d.rest();
-        let mut probe = Decoder::new(rest);
-        skip_attrs(&mut probe, 1)?;
-        probe.uvarint()?;
-        probe.len_bytes()?;
-        let encoded = d.bytes(probe.position())?;
-        if let Some(r) = self.0.get(encoded) {
-            return Ok(r.clone());
-        }
-        let r = Arc::new(get_resource(&mut Decoder::new(encoded))?);
-        self.0.insert(encoded.to_vec(), r.clone());
-        Ok(r)
-    }
-}
-
 pub(crate) fn put_resource(buf: &mut Vec<u8>, r: &Resource) {
     put_attrs(buf, &r.attributes);
     put_uvarint(buf, u64::from(r.dropped_attributes_count));
@@ -752,38 +690,17 @@ pub(crate) fn get_batches(
     table: Option<&[Arc<Resource>]>,
     trace_id: Option<TraceId>,
 ) -> DecodeResult<Vec<ResourceSpans>> {
-    get_batches_with(
-        d,
-        &mut |d| match table {
-            None => Ok(Arc::new(get_resource(d)?)),
-            Some(t) => t
-                .get(d.uvarint()? as usize)
-                .cloned()
-                .ok_or(DecodeError("resource index out of range")),
-        },
-        trace_id,
-    )
-}
-
-/// [`get_batches`] of inline resources, each distinct one decoded once by `resources`.
-pub(crate) fn get_batches_interned(
-    d: &mut Decoder<'_>,
-    resources: &mut ResourceInterner,
-    trace_id: Option<TraceId>,
-) -> DecodeResult<Vec<ResourceSpans>> {
-    get_batches_with(d, &mut |d| resources.get(d), trace_id)
-}
-
-fn get_batches_with(
-    d: &mut Decoder<'_>,
-    resource: &mut dyn FnMut(&mut Decoder<'_>) -> DecodeResult<Arc<Resource>>,
-    trace_id: Option<TraceId>,
-) -> DecodeResult<Vec<ResourceSpans>> {
     let base = d.uvarint()?;
     let n = d.uvarint()? as usize;
     let mut out = Vec::with_capacity(n.min(1024));
     for _ in 0..n {
-        let resource = resource(d)?;
+        let resource = match table {
+            None => Arc::new(get_resource(d)?),
+            Some(t) => t
+                .get(d.uvarint()? as usize)
+                .cloned()
+                .ok_or(DecodeError("resource index out of range"))?,
+        };
         let ns = d.uvarint()? as usize;
         let mut scope_spans = Vec::with_capacity(ns.min(1024));
         for _ in 0..ns {
@@ -938,41 +855,6 @@ pub(crate) mod tests {
             let back = get_batches(&mut Decoder::new(&buf), None, None).unwrap();
             proptest::prop_assert_eq!(back, b);
         }
-    }
-
-    #[test]
-    fn interned_resources_are_decoded_once_and_read_the_same() {
-        let parts = [
-            vec![batch("a", vec![span(1, 1, None, "x", 10, 5)])],
-            vec![
-                batch("b", vec![span(2, 1, None, "y", 10, 5)]),
-                batch("a", vec![span(2, 2, Some(1), "z", 12, 1)]),
-            ],
-        ];
-        let mut interner = ResourceInterner::default();
-        let mut read = Vec::new();
-        for b in &parts {
-            let mut buf = Vec::new();
-            put_batches(&mut buf, b, ResourceRef::Inline, true);
-            let back = get_batches_interned(&mut Decoder::new(&buf), &mut interner, None).unwrap();
-            assert_eq!(&back, b);
-            assert_eq!(
-                back,
-                get_batches(&mut Decoder::new(&buf), None, None).unwrap()
-            );
-            for cut in 0..buf.len() {
-                let mut fresh = ResourceInterner::default();
-                assert!(
-                    get_batches_interned(&mut Decoder::new(&buf[..cut]), &mut fresh, None).is_err()
-                );
-            }
-            read.push(back);
-        }
-        let a1 = &read[0][0].resource;
-        let (b, a2) = (&read[1][0].resource, &read[1][1].resource);
-        assert!(Arc::ptr_eq(a1, a2), "one decoding of service a");
-        assert!(!Arc::ptr_eq(a1, b));
-        assert_eq!(interner.0.len(), 2);
     }
 
     #[test]
