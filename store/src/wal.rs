@@ -193,9 +193,16 @@ pub fn decode_record(payload: &[u8]) -> DecodeResult<WalRecord> {
     Ok(rec)
 }
 
+/// A record's frame header: its length and CRC-32C, each u32 LE.
+fn frame_header(payload: &[u8]) -> [u8; 8] {
+    let mut h = [0u8; 8];
+    h[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    h[4..].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    h
+}
+
 fn frame(payload: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    out.extend_from_slice(&frame_header(payload));
     out.extend_from_slice(payload);
 }
 
@@ -530,9 +537,7 @@ impl Wal {
             write(CHECKPOINT_MAGIC)?;
             write(&FORMAT_VERSION.to_le_bytes())?;
             for r in records {
-                // The framing of `frame`, without copying the payload.
-                write(&(r.len() as u32).to_le_bytes())?;
-                write(&crc32c::crc32c(r).to_le_bytes())?;
+                write(&frame_header(r))?;
                 write(r)?;
             }
             let f = out

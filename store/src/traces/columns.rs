@@ -730,10 +730,9 @@ fn whole(d: Decoder<'_>) -> DecodeResult<()> {
     }
 }
 
-/// Decompresses the columns of a sealed row group, in writing order.
 /// A row group's columns as stored, each decompressed when it is first read: a search that checks
 /// a few columns leaves the others compressed.
-pub(crate) struct Columns {
+struct Columns {
     sealed: Vec<u8>,
     /// Per column: its raw length, where it is in `sealed`, and whether it is compressed.
     parts: Vec<(usize, std::ops::Range<usize>, bool)>,
@@ -1638,15 +1637,12 @@ pub(crate) fn add_column_sizes(
     key_orders: bool,
     out: &mut std::collections::BTreeMap<String, (u64, u64)>,
 ) -> DecodeResult<()> {
-    let mut d = Decoder::new(sealed);
-    let n = d.uvarint()? as usize;
-    let mut lens = Vec::with_capacity(n.min(1 << 16));
-    for _ in 0..n {
-        let raw = d.uvarint()?;
-        lens.push((raw, d.uvarint()? >> 1));
-    }
-    let table = d.position() as u64;
     let columns = Columns::open(sealed)?;
+    let table = columns.parts.first().map_or(sealed.len(), |p| p.1.start) as u64;
+    let lens = columns
+        .parts
+        .iter()
+        .map(|(raw, stored, _)| (*raw as u64, stored.len() as u64));
     let mut names: Vec<String> = [
         "trace resource groups",
         "resource groups",
@@ -1713,7 +1709,7 @@ pub(crate) fn add_column_sizes(
         .map(String::from),
     );
     attrs(&mut names, "link")?;
-    if names.len() != lens.len() {
+    if names.len() != columns.len() {
         return Err(DecodeError("unexpected column"));
     }
     for (name, (raw, stored)) in names.into_iter().zip(lens) {
