@@ -18,12 +18,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
-use strata_query::flowql::{self, FilterError};
+use strata_query::flowql::{self, Filter, FilterError};
 use strata_store::flows::aggregate::{AggFn, AggregateRequest};
-use strata_store::flows::index::FlowSchema;
 use strata_store::flows::search::{SearchRequest, SortOrder};
 use strata_store::flows::{now_ns, FieldKind, FlowStore, FIELDS};
-use tantivy::query::Query;
 
 use crate::prometheus::parse_time;
 use crate::server::{tenant, AppState};
@@ -172,16 +170,14 @@ fn count_param(p: &Params, name: &str, default: usize, max: usize) -> Result<usi
     Ok(n)
 }
 
-fn filter(p: &Params) -> Result<Box<dyn Query>, FlowApiError> {
-    // One schema for every tenant: field handles are positions, the same in every index.
-    let schema = FlowSchema::new();
-    flowql::filter_query(p.get("query").unwrap_or(""), &schema).map_err(FlowApiError::filter)
+fn filter(p: &Params) -> Result<Filter, FlowApiError> {
+    flowql::filter(p.get("query").unwrap_or("")).map_err(FlowApiError::filter)
 }
 
 /// What the search and the aggregation both take: the parameters, the compiled filter, the window.
 struct Filtered {
     p: Params,
-    filter: Box<dyn Query>,
+    filter: Filter,
     start_ns: i64,
     end_ns: i64,
 }
@@ -291,7 +287,7 @@ async fn search(
         let mut late = false;
         if let Some(store) = store {
             let req = SearchRequest {
-                filter: &*filter,
+                filter: &filter,
                 start_ns,
                 end_ns,
                 limit,
@@ -316,7 +312,7 @@ async fn search(
 /// Past `deadline` the stream ends with an error, which aborts the response.
 fn ndjson(
     store: Option<Arc<FlowStore>>,
-    (filter, start_ns, end_ns, limit, order): (Box<dyn Query>, i64, i64, usize, SortOrder),
+    (filter, start_ns, end_ns, limit, order): (Filter, i64, i64, usize, SortOrder),
     slot: tokio::sync::OwnedSemaphorePermit,
     deadline: Instant,
     timeout: Duration,
@@ -334,7 +330,7 @@ fn ndjson(
                 .is_ok()
         };
         let req = SearchRequest {
-            filter: &*filter,
+            filter: &filter,
             start_ns,
             end_ns,
             limit,
@@ -414,7 +410,7 @@ async fn aggregate(
     })?;
     let store = store_for_read(&state, &headers)?;
     let rows = limited(&state, move |_| match store {
-        Some(s) => Ok(s.aggregate(&*filter, start_ns, end_ns, &req)?),
+        Some(s) => Ok(s.aggregate(&filter, start_ns, end_ns, &req)?),
         None => Ok(Vec::new()),
     })
     .await?;

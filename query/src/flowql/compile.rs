@@ -1,17 +1,13 @@
-//! From a parsed filter to a tantivy query over the flow schema. The meaning checks live here: a field
-//! must exist and be searchable, an operator must suit the field's kind, a value must parse as that
-//! kind. Each error points at the offending part of the filter.
+//! From a parsed filter to the flow store's [`Filter`]. The meaning checks live here: a field must
+//! exist and be searchable, an operator must suit the field's kind, a value must parse as that kind.
+//! Each error points at the offending part of the filter. How a filter runs over a partition (on its
+//! key table or its columns) is the store's business.
 
 use std::net::{IpAddr, Ipv6Addr};
-use std::ops::Bound;
 
-use strata_store::flows::index::{to_ipv6, FlowSchema};
+use strata_store::flows::filter::{Cmp, Filter, Test};
+use strata_store::flows::index::to_ipv6;
 use strata_store::flows::record::{field_index, FieldKind, FIELDS};
-use tantivy::query::{
-    AllQuery, BooleanQuery, ExistsQuery, Occur, Query, RangeQuery, RegexQuery, TermQuery,
-};
-use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::Term;
 
 use super::parser::{Comparison, Expr, FilterError, Literal, Op};
 
@@ -23,51 +19,18 @@ fn error(position: usize, expected: impl Into<String>, found: impl Into<String>)
     }
 }
 
-fn not(q: Box<dyn Query>) -> Box<dyn Query> {
-    Box::new(BooleanQuery::new(vec![
-        (Occur::Must, Box::new(AllQuery)),
-        (Occur::MustNot, q),
-    ]))
-}
-
-/// Compiles a filter against the flow schema.
-pub fn compile(expr: &Expr, schema: &FlowSchema) -> Result<Box<dyn Query>, FilterError> {
+/// Checks a parsed filter against the flow schema.
+pub fn compile(expr: &Expr) -> Result<Filter, FilterError> {
     Ok(match expr {
-        Expr::All => Box::new(AllQuery),
-        Expr::Cmp(c) => comparison(c, schema)?,
-        Expr::Not(e) => not(compile(e, schema)?),
-        Expr::And(es) => Box::new(BooleanQuery::new(
-            es.iter()
-                .map(|e| Ok((Occur::Must, compile(e, schema)?)))
-                .collect::<Result<_, FilterError>>()?,
-        )),
-        Expr::Or(es) => Box::new(BooleanQuery::new(
-            es.iter()
-                .map(|e| Ok((Occur::Should, compile(e, schema)?)))
-                .collect::<Result<_, FilterError>>()?,
-        )),
+        Expr::All => Filter::All,
+        Expr::Cmp(c) => comparison(c)?,
+        Expr::Not(e) => Filter::Not(Box::new(compile(e)?)),
+        Expr::And(es) => Filter::And(es.iter().map(compile).collect::<Result<_, _>>()?),
+        Expr::Or(es) => Filter::Or(es.iter().map(compile).collect::<Result<_, _>>()?),
     })
 }
 
-fn range(lower: Bound<Term>, upper: Bound<Term>) -> Box<dyn Query> {
-    Box::new(RangeQuery::new(lower, upper))
-}
-
-/// `field op value` on an ordered column, given a function that makes the value's term.
-fn ordered(op: Op, term: impl Fn() -> Term) -> Box<dyn Query> {
-    use Bound::{Excluded, Included, Unbounded};
-    match op {
-        Op::Eq => range(Included(term()), Included(term())),
-        Op::Ne => not(range(Included(term()), Included(term()))),
-        Op::Gt => range(Excluded(term()), Unbounded),
-        Op::Ge => range(Included(term()), Unbounded),
-        Op::Lt => range(Unbounded, Excluded(term())),
-        Op::Le => range(Unbounded, Included(term())),
-        Op::Match | Op::NotMatch => unreachable!("regex operators are refused before"),
-    }
-}
-
-fn comparison(c: &Comparison, schema: &FlowSchema) -> Result<Box<dyn Query>, FilterError> {
+fn comparison(c: &Comparison) -> Result<Filter, FilterError> {
     let i = field_index(&c.field).ok_or_else(|| {
         error(
             c.field_pos,
@@ -76,13 +39,13 @@ fn comparison(c: &Comparison, schema: &FlowSchema) -> Result<Box<dyn Query>, Fil
         )
     })?;
     let def = &FIELDS[i];
-    let Some(field) = schema.field(i) else {
+    if def.kind == FieldKind::StoredList {
         return Err(error(
             c.field_pos,
             "a searchable field",
             format!("`{}`, which is stored only", c.field),
         ));
-    };
+    }
     let kind_ops: &[Op] = match def.kind {
         FieldKind::Str | FieldKind::StrList => &[Op::Eq, Op::Ne, Op::Match, Op::NotMatch],
         FieldKind::Ip => &[Op::Eq, Op::Ne],
@@ -96,59 +59,51 @@ fn comparison(c: &Comparison, schema: &FlowSchema) -> Result<Box<dyn Query>, Fil
             format!("`{}`", c.op.as_str()),
         ));
     }
-    match def.kind {
-        FieldKind::Str | FieldKind::StrList => text(c, field),
-        FieldKind::U64 | FieldKind::Counts => {
-            let v = match &c.value {
-                Literal::Int(n) => *n,
-                other => {
-                    return Err(error(
-                        c.value_pos,
-                        format!("an unsigned integer for {}", c.field),
-                        format!("`{}`", other.text()),
-                    ))
+    let cmp = match c.op {
+        Op::Eq | Op::Ne | Op::Match | Op::NotMatch => Cmp::Eq,
+        Op::Gt => Cmp::Gt,
+        Op::Ge => Cmp::Ge,
+        Op::Lt => Cmp::Lt,
+        Op::Le => Cmp::Le,
+    };
+    let test = match def.kind {
+        FieldKind::Str | FieldKind::StrList => {
+            let value = c.value.text();
+            match c.op {
+                Op::Match | Op::NotMatch => {
+                    // Matched against the whole value.
+                    let re = regex::Regex::new(&format!("^(?:{value})$")).map_err(|e| {
+                        error(
+                            c.value_pos,
+                            "a valid regular expression (matched against the whole value)",
+                            format!("{value:?}: {e}"),
+                        )
+                    })?;
+                    Test::Regex(re)
                 }
-            };
-            let absent_is_zero = def.kind == FieldKind::U64;
-            let op = match c.op {
-                // Absent is 0, so `!= 0` is "present".
-                Op::Ne if v == 0 && absent_is_zero => Op::Gt,
-                op => op,
-            };
-            let q = ordered(op, || Term::from_field_u64(field, v));
-            // The store leaves zeros out of the columns: where 0 satisfies the comparison, records
-            // without the value match too (`!=` is a negation, so it includes them already). For
-            // per-code counts, absent means no code at all.
-            let zero_matches = match op {
-                Op::Eq => v == 0,
-                Op::Ne | Op::Gt => false,
-                Op::Ge => v == 0,
-                Op::Lt => v > 0,
-                Op::Le => true,
-                Op::Match | Op::NotMatch => false,
-            };
-            Ok(if absent_is_zero && zero_matches {
-                Box::new(BooleanQuery::new(vec![
-                    (Occur::Should, q),
-                    (
-                        Occur::Should,
-                        not(Box::new(ExistsQuery::new(def.name.to_owned(), false))),
-                    ),
-                ]))
-            } else {
-                q
-            })
+                _ => Test::Text(value),
+            }
         }
-        FieldKind::Time => {
-            let v = time_value(&c.value).ok_or_else(|| {
+        FieldKind::U64 | FieldKind::Counts => match &c.value {
+            Literal::Int(n) => Test::Uint(cmp, *n),
+            other => {
+                return Err(error(
+                    c.value_pos,
+                    format!("an unsigned integer for {}", c.field),
+                    format!("`{}`", other.text()),
+                ))
+            }
+        },
+        FieldKind::Time => Test::Time(
+            cmp,
+            time_value(&c.value).ok_or_else(|| {
                 error(
                     c.value_pos,
                     format!("Unix nanoseconds or a quoted RFC 3339 time for {}", c.field),
                     format!("`{}`", c.value.text()),
                 )
-            })?;
-            Ok(ordered(c.op, || Term::from_field_i64(field, v)))
-        }
+            })?,
+        ),
         FieldKind::Ip => {
             let (lo, hi) = ip_range(&c.value.text()).ok_or_else(|| {
                 error(
@@ -157,34 +112,14 @@ fn comparison(c: &Comparison, schema: &FlowSchema) -> Result<Box<dyn Query>, Fil
                     format!("`{}`", c.value.text()),
                 )
             })?;
-            let q = range(
-                Bound::Included(Term::from_field_ip_addr(field, lo)),
-                Bound::Included(Term::from_field_ip_addr(field, hi)),
-            );
-            Ok(if c.op == Op::Ne { not(q) } else { q })
+            Test::Ip(lo, hi)
         }
-        FieldKind::StoredList => unreachable!("stored-only fields have no index field"),
-    }
-}
-
-fn text(c: &Comparison, field: Field) -> Result<Box<dyn Query>, FilterError> {
-    let value = c.value.text();
-    let q: Box<dyn Query> = match c.op {
-        Op::Eq | Op::Ne => Box::new(TermQuery::new(
-            Term::from_field_text(field, &value),
-            IndexRecordOption::Basic,
-        )),
-        _ => Box::new(RegexQuery::from_pattern(&value, field).map_err(|e| {
-            error(
-                c.value_pos,
-                "a valid regular expression (matched against the whole value)",
-                format!("{value:?}: {e}"),
-            )
-        })?),
+        FieldKind::StoredList => unreachable!("refused above"),
     };
+    let cond = Filter::Cond { field: i, test };
     Ok(match c.op {
-        Op::Ne | Op::NotMatch => not(q),
-        _ => q,
+        Op::Ne | Op::NotMatch => Filter::Not(Box::new(cond)),
+        _ => cond,
     })
 }
 

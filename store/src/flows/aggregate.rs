@@ -1,21 +1,26 @@
 //! Group-by aggregations over fast columns (top talkers, error hot spots): records matching a filter
 //! are grouped by up to [`MAX_GROUP_FIELDS`] text or number fields, and each group gets its aggregates.
-//! Within a segment a group is keyed by the columns' ordinals (no string is touched per record);
-//! ordinals are turned into strings once per group when the segment is done. When every grouping
-//! field is text and the product of their distinct values is small (the usual `src.workload,
-//! dst.workload`), a segment's groups are cells of a dense table indexed by the ordinals, not entries
-//! of a hash map. Partitions are aggregated in parallel, one thread per core.
+//! Within a segment a group is keyed by the record's key number (which decides every key field at once)
+//! and the values of the other grouping fields; no string is touched per record. Keys are turned into
+//! the grouping fields' values once per group when a partition is done, and groups with the same
+//! values merge. When every grouping field is a key field (the usual `src.workload,dst.workload`), a
+//! segment's groups are cells of a dense table indexed by key number, not entries of a hash map.
+//! Partitions are aggregated in parallel, one thread per core.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::sync::Arc;
+
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::{Column, StrColumn};
-use tantivy::query::Query;
+use tantivy::columnar::Column;
 use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
 
+use super::filter::{to_query, Filter};
+use super::index::KEY_FIELD;
+use super::keys::KeyTable;
 use super::partition::tantivy_error;
-use super::record::{field_index, FieldKind, FIELDS};
+use super::record::{field_index, is_key_field, FieldKind, FieldValue, FIELDS};
 use super::search::time_bounded;
 use super::FlowStore;
 use crate::error::{Error, Result};
@@ -160,36 +165,87 @@ impl Acc {
     }
 }
 
+/// Groups by the grouping fields' values.
 type Groups = HashMap<Vec<String>, Acc>;
+/// A segment's or partition's groups by raw key: per grouping field the record's key number (key
+/// fields) or value (other fields), `MISSING` when absent.
+type RawGroups = HashMap<[u64; MAX_GROUP_FIELDS], Acc>;
 
+/// The collector of one partition.
 struct AggCollector<'a> {
     req: &'a AggregateRequest,
+    /// When every grouping field is a key field and their value combinations are few: per key
+    /// number, its cell in a dense table of the combinations (see [`Cells`]).
+    cells: Option<Arc<Cells>>,
+    /// Per aggregate over a key field, that field's value per key number.
+    key_values: Vec<Option<Arc<Vec<u64>>>>,
 }
 
-enum KeyColumn {
-    Str(StrColumn),
-    U64(Column<u64>),
-    Absent,
+/// The combinations of the grouping fields' values in a partition, as cells of a dense table: a
+/// cell is the sum of each field's value ordinal times its stride.
+struct Cells {
+    /// Per grouping field: its number of distinct values and its stride.
+    dims: Vec<(u64, u64)>,
+    count: u32,
+    of_key: Vec<u32>,
+}
+
+impl Cells {
+    fn new(by: &[usize], keys: &KeyTable) -> Option<Cells> {
+        if by.is_empty() || keys.is_empty() || !by.iter().all(|&f| is_key_field(f)) {
+            return None;
+        }
+        let mut dims = Vec::with_capacity(by.len());
+        let mut count = 1u64;
+        for &f in by {
+            let n = keys.values(f).len() as u64;
+            dims.push((n, count));
+            count = count.checked_mul(n).filter(|&c| c <= MAX_DENSE_CELLS)?;
+        }
+        let of_key = (0..keys.len())
+            .map(|k| {
+                by.iter()
+                    .zip(&dims)
+                    .map(|(&f, &(_, stride))| u64::from(keys.ordinal(k, f).unwrap_or(0)) * stride)
+                    .sum::<u64>() as u32
+            })
+            .collect();
+        Some(Cells {
+            dims,
+            count: count as u32,
+            of_key,
+        })
+    }
+
+    /// The value ordinal of each grouping field in `cell`.
+    fn ordinals(&self, cell: u64) -> [u64; MAX_GROUP_FIELDS] {
+        let mut out = [MISSING; MAX_GROUP_FIELDS];
+        for (o, &(n, stride)) in out.iter_mut().zip(&self.dims) {
+            *o = (cell / stride) % n;
+        }
+        out
+    }
 }
 
 struct AggSegment {
     aggs: Vec<AggFn>,
-    keys: Vec<KeyColumn>,
-    values: Vec<Option<ValueColumn>>,
+    cells: Option<Arc<Cells>>,
+    /// Per grouping field: `None` for key fields (the key number stands for them), else its column.
+    by: Vec<Option<Column<u64>>>,
+    key: Option<Column<u64>>,
+    values: Vec<ValueColumn>,
     table: Table,
 }
 
 /// A segment's groups.
 enum Table {
-    Hashed(HashMap<[u64; MAX_GROUP_FIELDS], Acc>),
+    Hashed(RawGroups),
     Dense(DenseTable),
 }
 
 /// Cells of `count` and of the aggregates' running values (`values[cell * aggs + j]`), one per
-/// combination of the key columns' ordinals, `MISSING` taking the ordinal after the last term.
+/// combination of the grouping fields' values ([`Cells`]).
 struct DenseTable {
-    /// Per key column: the number of terms, and the distance between cells of consecutive ordinals.
-    dims: Vec<(u64, u64)>,
     counts: Vec<u64>,
     values: Vec<u64>,
 }
@@ -198,20 +254,9 @@ struct DenseTable {
 const MAX_DENSE_CELLS: u64 = 1 << 18;
 
 impl DenseTable {
-    /// A table for these key columns, when they are all text and few enough combinations exist for
-    /// `docs` documents to fill a fair part of it.
-    fn new(keys: &[KeyColumn], aggs: &[AggFn], docs: u32) -> Option<DenseTable> {
-        let limit = MAX_DENSE_CELLS.min(4 * u64::from(docs) + 1024);
-        let mut cells = 1u64;
-        let mut dims = Vec::with_capacity(keys.len());
-        for k in keys {
-            let terms = match k {
-                KeyColumn::Str(c) => c.num_terms() as u64,
-                KeyColumn::Absent => 0,
-                KeyColumn::U64(_) => return None,
-            };
-            dims.push((terms, cells));
-            cells = cells.checked_mul(terms + 1).filter(|&c| c <= limit)?;
+    fn new(cells: u32, aggs: &[AggFn]) -> Option<DenseTable> {
+        if u64::from(cells) > MAX_DENSE_CELLS {
+            return None;
         }
         let init: Vec<u64> = Acc::new(aggs).values;
         let mut values = Vec::with_capacity(cells as usize * init.len());
@@ -219,42 +264,25 @@ impl DenseTable {
             values.extend_from_slice(&init);
         }
         Some(DenseTable {
-            dims,
             counts: vec![0; cells as usize],
             values,
         })
     }
-
-    fn cell(&self, key: &[u64; MAX_GROUP_FIELDS]) -> usize {
-        let mut cell = 0;
-        for (&k, &(terms, stride)) in key.iter().zip(&self.dims) {
-            cell += k.min(terms) * stride;
-        }
-        cell as usize
-    }
-
-    fn key(&self, cell: usize) -> [u64; MAX_GROUP_FIELDS] {
-        let mut key = [MISSING; MAX_GROUP_FIELDS];
-        for (k, &(terms, stride)) in key.iter_mut().zip(&self.dims) {
-            let ord = (cell as u64 / stride) % (terms + 1);
-            if ord < terms {
-                *k = ord;
-            }
-        }
-        key
-    }
 }
 
 enum ValueColumn {
+    None,
     U64(Column<u64>),
     /// Times are i64 nanoseconds; flows are after 1970, so clamping at 0 loses nothing.
     Time(Column<i64>),
+    /// A key field's value, per key number.
+    Key(Arc<Vec<u64>>),
 }
 
 const MISSING: u64 = u64::MAX;
 
 impl Collector for AggCollector<'_> {
-    type Fruit = Groups;
+    type Fruit = RawGroups;
     type Child = AggSegment;
 
     fn for_segment(
@@ -263,39 +291,45 @@ impl Collector for AggCollector<'_> {
         segment: &SegmentReader,
     ) -> tantivy::Result<AggSegment> {
         let ff = segment.fast_fields();
-        let keys = self
+        let by = self
             .req
             .by
             .iter()
-            .map(|&i| {
-                let name = FIELDS[i].name;
-                Ok(match FIELDS[i].kind {
-                    FieldKind::U64 => ff
-                        .column_opt::<u64>(name)?
-                        .map_or(KeyColumn::Absent, KeyColumn::U64),
-                    _ => ff.str(name)?.map_or(KeyColumn::Absent, KeyColumn::Str),
-                })
+            .map(|&i| match is_key_field(i) {
+                true => Ok(None),
+                false => ff.column_opt::<u64>(FIELDS[i].name),
             })
             .collect::<tantivy::Result<Vec<_>>>()?;
+        let key = ff.column_opt::<u64>(KEY_FIELD)?;
         let values = self
             .req
             .aggs
             .iter()
-            .map(|a| match a.field() {
-                None => Ok(None),
-                Some(i) if FIELDS[i].kind == FieldKind::Time => {
-                    Ok(ff.column_opt::<i64>(FIELDS[i].name)?.map(ValueColumn::Time))
-                }
-                Some(i) => Ok(ff.column_opt::<u64>(FIELDS[i].name)?.map(ValueColumn::U64)),
+            .zip(&self.key_values)
+            .map(|(a, kv)| match (a.field(), kv) {
+                (None, _) => Ok(ValueColumn::None),
+                (Some(_), Some(kv)) => Ok(ValueColumn::Key(kv.clone())),
+                (Some(i), None) if FIELDS[i].kind == FieldKind::Time => Ok(ff
+                    .column_opt::<i64>(FIELDS[i].name)?
+                    .map_or(ValueColumn::None, ValueColumn::Time)),
+                (Some(i), None) => Ok(ff
+                    .column_opt::<u64>(FIELDS[i].name)?
+                    .map_or(ValueColumn::None, ValueColumn::U64)),
             })
             .collect::<tantivy::Result<Vec<_>>>()?;
-        let table = match DenseTable::new(&keys, &self.req.aggs, segment.max_doc()) {
+        let table = match self
+            .cells
+            .as_ref()
+            .and_then(|c| DenseTable::new(c.count, &self.req.aggs))
+        {
             Some(t) => Table::Dense(t),
             None => Table::Hashed(HashMap::new()),
         };
         Ok(AggSegment {
             aggs: self.req.aggs.clone(),
-            keys,
+            cells: self.cells.clone(),
+            by,
+            key,
             values,
             table,
         })
@@ -305,8 +339,8 @@ impl Collector for AggCollector<'_> {
         false
     }
 
-    fn merge_fruits(&self, fruits: Vec<Groups>) -> tantivy::Result<Groups> {
-        let mut out = Groups::new();
+    fn merge_fruits(&self, fruits: Vec<RawGroups>) -> tantivy::Result<RawGroups> {
+        let mut out = RawGroups::new();
         for f in fruits {
             merge_groups(&mut out, f, &self.req.aggs);
         }
@@ -314,13 +348,21 @@ impl Collector for AggCollector<'_> {
     }
 }
 
-fn merge_groups(into: &mut Groups, from: Groups, aggs: &[AggFn]) {
+fn merge_groups<K: std::hash::Hash + Eq>(
+    into: &mut HashMap<K, Acc>,
+    from: HashMap<K, Acc>,
+    aggs: &[AggFn],
+) {
     for (k, acc) in from {
-        match into.get_mut(&k) {
-            Some(a) => a.merge(&acc, aggs),
-            None => {
-                into.insert(k, acc);
-            }
+        merge_one(into, k, acc, aggs);
+    }
+}
+
+fn merge_one<K: std::hash::Hash + Eq>(into: &mut HashMap<K, Acc>, k: K, acc: Acc, aggs: &[AggFn]) {
+    match into.entry(k) {
+        std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&acc, aggs),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(acc);
         }
     }
 }
@@ -346,7 +388,11 @@ impl AggSegment {
                 }
             }
             Table::Dense(t) => {
-                let cell = t.cell(key);
+                // The first holds the cell (see `collect_block`).
+                let cell = key[0] as usize;
+                if cell >= t.counts.len() {
+                    return;
+                }
                 t.counts[cell] += 1;
                 let running = &mut t.values[cell * aggs.len()..(cell + 1) * aggs.len()];
                 for ((v, x), a) in running.iter_mut().zip(values).zip(aggs) {
@@ -358,7 +404,7 @@ impl AggSegment {
 }
 
 impl SegmentCollector for AggSegment {
-    type Fruit = Groups;
+    type Fruit = RawGroups;
 
     fn collect(&mut self, doc: DocId, _score: Score) {
         self.collect_block(&[doc]);
@@ -368,32 +414,55 @@ impl SegmentCollector for AggSegment {
     /// is several times cheaper than a lookup per document and column.
     fn collect_block(&mut self, docs: &[DocId]) {
         let n = docs.len();
-        let mut keys = vec![[MISSING; MAX_GROUP_FIELDS]; n];
         let mut scratch: Vec<Option<u64>> = vec![None; n];
-        for (k, col) in self.keys.iter().enumerate() {
-            let column = match col {
-                KeyColumn::Str(c) => c.ords(),
-                KeyColumn::U64(c) => c,
-                KeyColumn::Absent => continue,
-            };
-            column.first_vals(docs, &mut scratch);
-            for (key, v) in keys.iter_mut().zip(&scratch) {
-                key[k] = v.unwrap_or(MISSING);
+        let mut key_numbers = vec![MISSING; n];
+        if let Some(c) = &self.key {
+            c.first_vals(docs, &mut scratch);
+            for (k, v) in key_numbers.iter_mut().zip(&scratch) {
+                *k = v.unwrap_or(MISSING);
+            }
+        }
+        let mut keys = vec![[MISSING; MAX_GROUP_FIELDS]; n];
+        if let Some(cells) = &self.cells {
+            for (key, &k) in keys.iter_mut().zip(&key_numbers) {
+                key[0] = cells
+                    .of_key
+                    .get(k as usize)
+                    .map_or(MISSING, |&c| u64::from(c));
+            }
+        }
+        for (f, col) in self.by.iter().enumerate().filter(|_| self.cells.is_none()) {
+            match col {
+                None => {
+                    for (key, &k) in keys.iter_mut().zip(&key_numbers) {
+                        key[f] = k;
+                    }
+                }
+                Some(c) => {
+                    c.first_vals(docs, &mut scratch);
+                    for (key, v) in keys.iter_mut().zip(&scratch) {
+                        key[f] = v.unwrap_or(MISSING);
+                    }
+                }
             }
         }
         let mut values: Vec<Vec<u64>> = Vec::with_capacity(self.values.len());
         for col in &self.values {
             values.push(match col {
-                None => Vec::new(),
-                Some(ValueColumn::U64(c)) => {
+                ValueColumn::None => Vec::new(),
+                ValueColumn::U64(c) => {
                     c.first_vals(docs, &mut scratch);
                     scratch.iter().map(|v| v.unwrap_or(0)).collect()
                 }
-                Some(ValueColumn::Time(c)) => {
+                ValueColumn::Time(c) => {
                     let mut t = vec![None; n];
                     c.first_vals(docs, &mut t);
                     t.iter().map(|v| v.unwrap_or(0).max(0) as u64).collect()
                 }
+                ValueColumn::Key(kv) => key_numbers
+                    .iter()
+                    .map(|&k| kv.get(k as usize).copied().unwrap_or(0))
+                    .collect(),
             });
         }
         for (i, key) in keys.iter().enumerate() {
@@ -401,9 +470,9 @@ impl SegmentCollector for AggSegment {
         }
     }
 
-    fn harvest(self) -> Groups {
-        let groups: Vec<([u64; MAX_GROUP_FIELDS], Acc)> = match self.table {
-            Table::Hashed(groups) => groups.into_iter().collect(),
+    fn harvest(self) -> RawGroups {
+        match self.table {
+            Table::Hashed(groups) => groups,
             Table::Dense(t) => {
                 let n = self.aggs.len();
                 t.counts
@@ -412,34 +481,60 @@ impl SegmentCollector for AggSegment {
                     .filter(|&(_, &count)| count > 0)
                     .map(|(cell, &count)| {
                         let values = t.values[cell * n..(cell + 1) * n].to_vec();
-                        (t.key(cell), Acc { count, values })
+                        let mut key = [MISSING; MAX_GROUP_FIELDS];
+                        key[0] = cell as u64;
+                        (key, Acc { count, values })
                     })
                     .collect()
             }
-        };
-        let mut out = Groups::with_capacity(groups.len());
-        let mut text = String::new();
-        for (key, acc) in groups {
-            let names = key
-                .iter()
-                .zip(&self.keys)
-                .map(|(&k, col)| match col {
-                    _ if k == MISSING => String::new(),
-                    KeyColumn::Str(c) => {
-                        text.clear();
-                        match c.ord_to_str(k, &mut text) {
-                            Ok(true) => text.clone(),
-                            _ => String::new(),
-                        }
-                    }
-                    KeyColumn::U64(_) => k.to_string(),
-                    KeyColumn::Absent => String::new(),
-                })
-                .collect();
-            merge_groups(&mut out, HashMap::from([(names, acc)]), &self.aggs);
         }
-        out
     }
+}
+
+/// A grouping value as text, given the raw value of its group ([`by_value`]): key fields from the
+/// key table, numbers in decimal, absent as "".
+fn group_name(field: usize, raw: u64, keys: &KeyTable) -> String {
+    if raw == MISSING {
+        return String::new();
+    }
+    if !is_key_field(field) {
+        return raw.to_string();
+    }
+    match keys.values(field).get(raw as usize) {
+        Some(FieldValue::Str(s)) => s.clone(),
+        // A list groups by its first value, as a multi-valued column would.
+        Some(FieldValue::List(l)) => l.first().cloned().unwrap_or_default(),
+        Some(FieldValue::U64(0)) | None => String::new(),
+        Some(FieldValue::U64(v)) => v.to_string(),
+        Some(FieldValue::Ip(Some(a))) => a.to_string(),
+        Some(_) => String::new(),
+    }
+}
+
+/// A segment group's raw key with key numbers replaced by the ordinals of the grouping fields'
+/// values, so that keys with the same values fall into one group before any text is made.
+fn by_value(
+    by: &[usize],
+    raw: [u64; MAX_GROUP_FIELDS],
+    keys: &KeyTable,
+) -> [u64; MAX_GROUP_FIELDS] {
+    let mut out = raw;
+    for (o, (&f, &r)) in out.iter_mut().zip(by.iter().zip(&raw)) {
+        if is_key_field(f) && r != MISSING {
+            *o = keys.ordinal(r as u32, f).map_or(MISSING, u64::from);
+        }
+    }
+    out
+}
+
+/// A key field's number per key (0 when absent), for aggregates over it.
+fn key_numbers(field: usize, keys: &KeyTable) -> Vec<u64> {
+    (0..keys.len())
+        .map(|k| match keys.value(k, field) {
+            Some(FieldValue::U64(v)) => *v,
+            _ => 0,
+        })
+        .collect()
 }
 
 impl FlowStore {
@@ -447,7 +542,7 @@ impl FlowStore {
     /// the `top` groups by the first aggregate, largest first (ties by key).
     pub fn aggregate(
         &self,
-        filter: &dyn Query,
+        filter: &Filter,
         start_ns: i64,
         end_ns: i64,
         req: &AggregateRequest,
@@ -457,7 +552,6 @@ impl FlowStore {
                 "at most {MAX_GROUP_FIELDS} grouping fields"
             )));
         }
-        let collector = AggCollector { req };
         let partitions = self.partitions_overlapping(start_ns, end_ns);
         let next = AtomicUsize::new(0);
         // Partitions are independent: each thread takes the next one until none is left.
@@ -465,12 +559,45 @@ impl FlowStore {
             let mut groups = Groups::new();
             while let Some(p) = partitions.get(next.fetch_add(1, Ordering::Relaxed)) {
                 let searcher = p.reader.searcher();
-                let query = time_bounded(self, &searcher, filter, start_ns, end_ns)
+                // After the searcher: the table then holds every key its records refer to.
+                let keys = p.keys.view()?;
+                let query = to_query(filter, self.schema(), &keys);
+                let query = time_bounded(self, &searcher, query, start_ns, end_ns)
                     .map_err(|e| tantivy_error(p.dir(), e))?;
-                let g = searcher
+                let cells = Cells::new(&req.by, &keys).map(Arc::new);
+                let collector = AggCollector {
+                    req,
+                    cells: cells.clone(),
+                    key_values: req
+                        .aggs
+                        .iter()
+                        .map(|a| {
+                            a.field()
+                                .filter(|&i| is_key_field(i))
+                                .map(|i| Arc::new(key_numbers(i, &keys)))
+                        })
+                        .collect(),
+                };
+                let raw = searcher
                     .search(&*query, &collector)
                     .map_err(|e| tantivy_error(p.dir(), e))?;
-                merge_groups(&mut groups, g, &req.aggs);
+                let mut by_values = RawGroups::new();
+                for (key, acc) in raw {
+                    let v = match &cells {
+                        Some(c) => c.ordinals(key[0]),
+                        None => by_value(&req.by, key, &keys),
+                    };
+                    merge_one(&mut by_values, v, acc, &req.aggs);
+                }
+                for (v, acc) in by_values {
+                    let names = req
+                        .by
+                        .iter()
+                        .zip(v)
+                        .map(|(&f, raw)| group_name(f, raw, &keys))
+                        .collect();
+                    merge_one(&mut groups, names, acc, &req.aggs);
+                }
             }
             Ok(groups)
         };

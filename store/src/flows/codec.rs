@@ -17,42 +17,56 @@ pub fn encode_batch<'a>(buf: &mut Vec<u8>, records: impl ExactSizeIterator<Item 
     }
 }
 
-/// Appends the present fields of `r` whose kind `keep` accepts: a count, then (u8 id, value) pairs.
-pub fn encode_fields(buf: &mut Vec<u8>, r: &FlowRecord, keep: impl Fn(FieldKind) -> bool) {
-    let present: Vec<usize> = (0..FIELDS.len())
-        .filter(|&i| keep(FIELDS[i].kind) && !r.field(i).is_empty())
-        .collect();
-    put_uvarint(buf, present.len() as u64);
-    for i in present {
-        debug_assert!(i < 256, "field ids are one byte");
+/// Appends the present fields of `r` whose id `keep` accepts: a count, then (u8 id, value) pairs.
+pub fn encode_fields(buf: &mut Vec<u8>, r: &FlowRecord, keep: impl Fn(usize) -> bool) {
+    let count_at = buf.len();
+    buf.push(0);
+    let mut present = 0u8;
+    for i in (0..FIELDS.len()).filter(|&i| keep(i)) {
+        let v = r.field(i);
+        if v.is_empty() {
+            continue;
+        }
+        debug_assert!(
+            i < 128,
+            "field ids are one byte, and the count one varint byte"
+        );
         buf.push(i as u8);
-        match r.field(i) {
-            FieldRef::Str(s) => put_str(buf, s),
-            FieldRef::U64(v) => put_uvarint(buf, v),
-            FieldRef::Time(v) => put_varint(buf, v),
-            FieldRef::Ip(ip) => match ip {
-                Some(IpAddr::V4(a)) => {
-                    buf.push(4);
-                    buf.extend_from_slice(&a.octets());
-                }
-                Some(IpAddr::V6(a)) => {
-                    buf.push(16);
-                    buf.extend_from_slice(&a.octets());
-                }
-                None => buf.push(0),
-            },
-            FieldRef::List(l) => {
-                put_uvarint(buf, l.len() as u64);
-                for s in l {
-                    put_str(buf, s);
-                }
+        encode_value(buf, v);
+        present += 1;
+    }
+    // Fewer than 128 fields: the count is a one-byte uvarint.
+    buf[count_at] = present;
+}
+
+/// Appends one value in the layout of its kind.
+pub fn encode_value(buf: &mut Vec<u8>, v: FieldRef<'_>) {
+    match v {
+        FieldRef::Str(s) => put_str(buf, s),
+        FieldRef::U64(v) => put_uvarint(buf, v),
+        FieldRef::Time(v) => put_varint(buf, v),
+        FieldRef::Ip(ip) => match ip {
+            Some(IpAddr::V4(a)) => {
+                buf.push(4);
+                buf.extend_from_slice(&a.octets());
             }
-            FieldRef::Counts(c) => {
-                put_uvarint(buf, c.len() as u64);
-                for &(code, n) in c {
-                    put_uvarint(buf, code);
-                    put_uvarint(buf, n);
-                }
+            Some(IpAddr::V6(a)) => {
+                buf.push(16);
+                buf.extend_from_slice(&a.octets());
+            }
+            None => buf.push(0),
+        },
+        FieldRef::List(l) => {
+            put_uvarint(buf, l.len() as u64);
+            for s in l {
+                put_str(buf, s);
+            }
+        }
+        FieldRef::Counts(c) => {
+            put_uvarint(buf, c.len() as u64);
+            for &(code, n) in c {
+                put_uvarint(buf, code);
+                put_uvarint(buf, n);
             }
         }
     }
@@ -71,7 +85,7 @@ pub fn decode_fields(d: &mut Decoder<'_>, r: &mut FlowRecord) -> DecodeResult<()
     Ok(())
 }
 
-fn decode_value(d: &mut Decoder<'_>, kind: FieldKind) -> DecodeResult<FieldValue> {
+pub fn decode_value(d: &mut Decoder<'_>, kind: FieldKind) -> DecodeResult<FieldValue> {
     Ok(match kind {
         FieldKind::Str => FieldValue::Str(d.str()?.to_owned()),
         FieldKind::U64 => FieldValue::U64(d.uvarint()?),

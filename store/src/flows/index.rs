@@ -1,13 +1,14 @@
-//! How a flow record maps onto a tantivy document, and back. Identity and protocol fields are exact
-//! (raw-tokenized) terms and fast columns; numbers, times and addresses are fast columns only (range
-//! filters run on the columns, so an inverted index for them would be paid for twice); the few
-//! list-valued fields that are only shown, never filtered on, go into one compact blob per record, a
-//! dictionary-encoded bytes column (most blobs repeat: per-code counts of a few codes). A record is
-//! rebuilt from its columns plus that blob, so nothing is stored twice. Numbers that are 0 are not
-//! written (absent reads back as 0).
+//! How a flow record maps onto a tantivy document, and back. A record's key fields (identity,
+//! addresses, texts: see `keys`) are stored once per partition in its key table; the document keeps
+//! the key's number, a column (`_key`). The other fields (numbers and times) are columns only: range
+//! filters run on the columns. The few list-valued fields that are only shown, never filtered on, go
+//! into one compact blob per record, a dictionary-encoded bytes column (most blobs repeat: per-code
+//! counts of a few codes). A record is rebuilt from its key, its columns and that blob, so nothing is
+//! stored twice. Numbers that are 0 are not written (absent reads back as 0).
 //!
-//! Partitions of format version 1 kept the blob in tantivy's document store; they are still read (the
-//! schemas differ only in that field's options, so every `Field` is the same in both).
+//! Partitions of format versions 1 and 2 had no key table: text fields were exact terms and columns
+//! of their own, and (version 1) the blob lived in tantivy's document store. They are read only to be
+//! rewritten into the current format ([`FlowSchema::legacy`]).
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -20,24 +21,29 @@ use tantivy::store::StoreReader;
 use tantivy::{DocId, SegmentReader, TantivyDocument};
 
 use super::codec::{decode_fields, encode_fields};
-use super::record::{FieldKind, FieldRef, FieldValue, FlowRecord, FIELDS};
+use super::keys::KeyTable;
+use super::record::{is_key_field, FieldKind, FieldRef, FieldValue, FlowRecord, FIELDS};
 use crate::encoding::Decoder;
 
 /// The tantivy field holding the blob of the fields that are only shown (a bytes column; the document
 /// store in format version 1).
 const STORED_FIELD: &str = "_stored";
+/// The tantivy field holding a record's key number (format version 3).
+pub const KEY_FIELD: &str = "_key";
 
-fn is_stored_only(kind: FieldKind) -> bool {
-    matches!(kind, FieldKind::StoredList | FieldKind::Counts)
+fn is_stored_only(i: usize) -> bool {
+    matches!(FIELDS[i].kind, FieldKind::StoredList | FieldKind::Counts)
 }
 
 /// The tantivy schema of a flow partition, with the tantivy field of each record field.
 #[derive(Debug, Clone)]
 pub struct FlowSchema {
     pub schema: Schema,
-    /// Indexed by the position in [`FIELDS`]; `None` for document-store-only fields.
+    /// Indexed by the position in [`FIELDS`]; `None` for key fields and stored-only fields.
     fields: Vec<Option<Field>>,
     stored: Field,
+    /// `None` in the legacy layout.
+    key: Option<Field>,
 }
 
 impl Default for FlowSchema {
@@ -47,7 +53,35 @@ impl Default for FlowSchema {
 }
 
 impl FlowSchema {
+    /// The current layout (format version 3).
     pub fn new() -> FlowSchema {
+        let mut b = Schema::builder();
+        let number = NumericOptions::default().set_fast();
+        let fields = FIELDS
+            .iter()
+            .enumerate()
+            .map(|(i, f)| match f.kind {
+                _ if is_key_field(i) => None,
+                FieldKind::U64 => Some(b.add_u64_field(f.name, number.clone())),
+                // The codes of a per-code count are a multi-valued column, so `http.status>=500`
+                // matches a record that saw any 5xx; the counts live in the blob.
+                FieldKind::Counts => Some(b.add_u64_field(f.name, number.clone())),
+                FieldKind::Time => Some(b.add_i64_field(f.name, number.clone())),
+                FieldKind::Str | FieldKind::StrList | FieldKind::Ip | FieldKind::StoredList => None,
+            })
+            .collect();
+        let key = b.add_u64_field(KEY_FIELD, number);
+        let stored = b.add_bytes_field(STORED_FIELD, FAST);
+        FlowSchema {
+            schema: b.build(),
+            fields,
+            stored,
+            key: Some(key),
+        }
+    }
+
+    /// The layout of format versions 1 and 2 (which differ only in `_stored`'s options).
+    pub fn legacy() -> FlowSchema {
         let mut b = Schema::builder();
         let exact = TextOptions::default()
             .set_indexing_options(
@@ -64,10 +98,7 @@ impl FlowSchema {
                 FieldKind::Str | FieldKind::StrList => {
                     Some(b.add_text_field(f.name, exact.clone()))
                 }
-                FieldKind::U64 => Some(b.add_u64_field(f.name, number.clone())),
-                // The codes of a per-code count are a multi-valued column, so `http.status>=500`
-                // matches a record that saw any 5xx; the counts live in the blob.
-                FieldKind::Counts => Some(b.add_u64_field(f.name, number.clone())),
+                FieldKind::U64 | FieldKind::Counts => Some(b.add_u64_field(f.name, number.clone())),
                 FieldKind::Time => Some(b.add_i64_field(f.name, number.clone())),
                 FieldKind::Ip => {
                     Some(b.add_ip_addr_field(f.name, IpAddrOptions::default().set_fast()))
@@ -80,44 +111,54 @@ impl FlowSchema {
             schema: b.build(),
             fields,
             stored,
+            key: None,
         }
     }
 
-    /// The tantivy field of record field `i`, when it is indexed or columnar.
+    /// The tantivy field of record field `i`, when it is a column of the index.
     pub fn field(&self, i: usize) -> Option<Field> {
         self.fields[i]
     }
 
-    pub fn to_document(&self, r: &FlowRecord) -> TantivyDocument {
+    /// Whether an index with schema `theirs` has the current layout; `Err` names what differs.
+    pub fn is_current(&self, theirs: &Schema) -> std::result::Result<bool, String> {
+        if theirs.get_field(KEY_FIELD).is_err() {
+            return Ok(false);
+        }
+        for (field, entry) in self.schema.fields() {
+            if theirs.get_field(entry.name()).ok() != Some(field) {
+                return Err(format!("field {} missing or moved", entry.name()));
+            }
+        }
+        Ok(true)
+    }
+
+    /// The document of a record whose key has number `key`.
+    pub fn to_document(&self, r: &FlowRecord, key: u32) -> TantivyDocument {
         let mut doc = TantivyDocument::new();
         let mut has_blob = false;
-        for (i, def) in FIELDS.iter().enumerate() {
+        for (i, field) in self.fields.iter().enumerate() {
             let v = r.field(i);
-            has_blob |= is_stored_only(def.kind) && !v.is_empty();
-            let Some(field) = self.fields[i] else {
+            has_blob |= is_stored_only(i) && !v.is_empty();
+            let Some(field) = *field else {
                 continue;
             };
             match v {
-                FieldRef::Str(s) if !s.is_empty() => doc.add_text(field, s),
-                FieldRef::Str(_) => {}
                 // Zero is absent: most numbers are zero on most records (HTTP, DNS, retransmits), and
                 // a sparse column costs far less than a dense one. Filters treat absent as 0.
                 FieldRef::U64(0) => {}
                 FieldRef::U64(n) => doc.add_u64(field, n),
                 FieldRef::Time(t) => doc.add_i64(field, t),
-                FieldRef::Ip(Some(ip)) => doc.add_ip_addr(field, to_ipv6(ip)),
-                FieldRef::Ip(None) => {}
-                FieldRef::List(l) => {
-                    for s in l {
-                        doc.add_text(field, s);
-                    }
-                }
                 FieldRef::Counts(c) => {
                     for &(code, _) in c {
                         doc.add_u64(field, code);
                     }
                 }
+                FieldRef::Str(_) | FieldRef::Ip(_) | FieldRef::List(_) => {}
             }
+        }
+        if let Some(k) = self.key {
+            doc.add_u64(k, u64::from(key));
         }
         if has_blob {
             let mut blob = Vec::new();
@@ -160,6 +201,7 @@ enum Blobs {
 /// Rebuilds records of one segment from its columns and blobs.
 pub struct SegmentRecords {
     columns: Vec<ColumnOf>,
+    key: Option<Column<u64>>,
     blobs: Blobs,
     stored: Field,
 }
@@ -192,15 +234,31 @@ impl SegmentRecords {
         } else {
             Blobs::DocStore(segment.get_store_reader(8)?)
         };
+        let key = match schema.key {
+            Some(_) => ff.column_opt::<u64>(KEY_FIELD)?,
+            None => None,
+        };
         Ok(SegmentRecords {
             columns,
+            key,
             blobs,
             stored: schema.stored,
         })
     }
 
-    pub fn read(&self, doc: DocId) -> tantivy::Result<FlowRecord> {
+    /// The record of `doc`; `keys` is the partition's key table (empty for the legacy layout).
+    pub fn read(&self, doc: DocId, keys: &KeyTable) -> tantivy::Result<FlowRecord> {
         let mut r = FlowRecord::default();
+        if let Some(k) = self.key.as_ref().and_then(|c| c.first(doc)) {
+            let k = u32::try_from(k).unwrap_or(u32::MAX);
+            if k >= keys.len() {
+                return Err(tantivy::TantivyError::InternalError(format!(
+                    "flow record refers to key {k}, the partition has {}",
+                    keys.len()
+                )));
+            }
+            keys.fill(k, &mut r);
+        }
         let mut text = String::new();
         for (i, col) in self.columns.iter().enumerate() {
             let v = match col {

@@ -11,7 +11,9 @@
 
 pub mod aggregate;
 pub mod codec;
+pub mod filter;
 pub mod index;
+pub mod keys;
 pub mod partition;
 pub mod record;
 pub mod search;
@@ -126,12 +128,16 @@ impl FlowStore {
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let schema = FlowSchema::new();
         let popts = cfg.partition_options();
+        partition::finish_upgrades(dir)?;
         let mut partitions = BTreeMap::new();
         for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
             let entry = entry.map_err(|e| Error::io(dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some((start, width)) = partition::parse_dir_name(&name) {
-                let p = Partition::open(dir, start, width, &schema, &popts)?;
+                let mut p = Partition::open(dir, start, width, &schema, &popts)?;
+                if p.legacy {
+                    p = partition::upgrade(dir, p, &schema, &popts)?;
+                }
                 partitions.insert(start, Arc::new(p));
             }
         }
@@ -162,11 +168,11 @@ impl FlowStore {
                     continue;
                 }
             };
-            for (start, docs) in store.documents_by_partition(records.iter()) {
+            for (start, group) in store.by_partition(records.iter()) {
                 let p = store.partition_for_write(start)?;
                 if segment >= p.committed_wal_segment() {
-                    replayed += docs.len() as u64;
-                    p.add(docs, &store.popts)?;
+                    replayed += group.len() as u64;
+                    p.add(&group, &store.schema, &store.popts)?;
                 }
             }
         }
@@ -190,17 +196,17 @@ impl FlowStore {
         t.div_euclid(self.cfg.partition_ns) * self.cfg.partition_ns
     }
 
-    /// The records as index documents, grouped by the partition they belong to.
-    fn documents_by_partition<'a>(
+    /// The records grouped by the partition they belong to.
+    fn by_partition<'a>(
         &self,
         records: impl Iterator<Item = &'a FlowRecord>,
-    ) -> BTreeMap<i64, Vec<tantivy::TantivyDocument>> {
+    ) -> BTreeMap<i64, Vec<&'a FlowRecord>> {
         let mut groups: BTreeMap<i64, Vec<_>> = BTreeMap::new();
         for r in records {
             groups
                 .entry(self.partition_start(r.interval_end))
                 .or_default()
-                .push(self.schema.to_document(r));
+                .push(r);
         }
         groups
     }
@@ -271,7 +277,7 @@ impl FlowStore {
         }
         let mut payload = Vec::with_capacity(accepted.len() * 128);
         codec::encode_batch(&mut payload, accepted.iter().copied());
-        let groups = self.documents_by_partition(accepted.iter().copied());
+        let groups = self.by_partition(accepted.iter().copied());
         let ticket = {
             let _guard = self.ingest.lock();
             let open = self
@@ -295,8 +301,9 @@ impl FlowStore {
                 self.commit_locked(true)?;
             }
             let ticket = self.wal.log(payload, i64::MIN)?;
-            for (start, docs) in groups {
-                self.partition_for_write(start)?.add(docs, &self.popts)?;
+            for (start, group) in groups {
+                self.partition_for_write(start)?
+                    .add(&group, &self.schema, &self.popts)?;
             }
             ticket
         };
@@ -389,6 +396,9 @@ impl FlowStore {
                 merged += 1;
                 self.stats.partitions_merged.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(dir = %p.dir().display(), "flow partition merged into one segment");
+            }
+            if current && !p.has_writer() {
+                p.keys.pack()?;
             }
         }
         Ok(merged)

@@ -3,7 +3,8 @@
 //! writer is opened on the first record and dropped once a commit finds it idle, so only partitions
 //! being written hold an indexing heap. Each commit records, as its payload, the WAL segment from
 //! which records are not yet in this index. Once no longer written, a partition's segments are merged
-//! into one (`merge_segments`): every segment repeats its term and column dictionaries.
+//! into one (`merge_segments`): every segment repeats its term and column dictionaries. Beside the
+//! index, the partition's key table (`keys`): every distinct key its records refer to.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,9 +14,11 @@ use parking_lot::Mutex;
 use tantivy::directory::MmapDirectory;
 use tantivy::indexer::LogMergePolicy;
 use tantivy::store::{Compressor, ZstdCompressor};
-use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument};
+use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy};
 
-use super::index::FlowSchema;
+use super::index::{FlowSchema, SegmentRecords};
+use super::keys::{KeyTable, PartitionKeys};
+use super::record::FlowRecord;
 use crate::error::{Error, Result};
 
 /// Settings of the partitions' indexes.
@@ -49,6 +52,9 @@ pub struct Partition {
     writer: Mutex<Option<WriterState>>,
     /// Records in WAL segments from this one on may be missing from the index (commit payload).
     committed_wal_segment: Mutex<u64>,
+    pub keys: PartitionKeys,
+    /// Written in format version 1 or 2, to be rewritten ([`upgrade`]) before use.
+    pub legacy: bool,
 }
 
 pub fn dir_name(start_ns: i64, width_ns: i64) -> String {
@@ -72,6 +78,16 @@ impl Partition {
         opts: &PartitionOptions,
     ) -> Result<Partition> {
         let dir = base.join(dir_name(start_ns, width_ns));
+        Partition::open_dir(dir, start_ns, width_ns, schema, opts)
+    }
+
+    fn open_dir(
+        dir: PathBuf,
+        start_ns: i64,
+        width_ns: i64,
+        schema: &FlowSchema,
+        opts: &PartitionOptions,
+    ) -> Result<Partition> {
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let mmap = MmapDirectory::open(&dir).map_err(|e| Error::corrupt(&dir, e.to_string()))?;
         let settings = IndexSettings {
@@ -81,7 +97,7 @@ impl Partition {
             docstore_blocksize: opts.docstore_block_bytes,
             ..IndexSettings::default()
         };
-        // An existing index keeps the schema it was written with (format version 1 or 2).
+        // An existing index keeps the schema it was written with.
         let exists = Index::exists(&mmap).map_err(|e| Error::corrupt(&dir, e.to_string()))?;
         let index = if exists {
             Index::open(mmap)
@@ -92,15 +108,9 @@ impl Partition {
                 .open_or_create(mmap)
         }
         .map_err(|e| tantivy_error(&dir, e))?;
-        let theirs = index.schema();
-        for (field, entry) in schema.schema.fields() {
-            if theirs.get_field(entry.name()).ok() != Some(field) {
-                return Err(Error::corrupt(
-                    &dir,
-                    format!("flow index: field {} missing or moved", entry.name()),
-                ));
-            }
-        }
+        let legacy = !schema
+            .is_current(&index.schema())
+            .map_err(|e| Error::corrupt(&dir, format!("flow index: {e}")))?;
         let committed = index
             .load_metas()
             .map_err(|e| tantivy_error(&dir, e))?
@@ -115,11 +125,13 @@ impl Partition {
         Ok(Partition {
             start_ns,
             width_ns,
+            keys: PartitionKeys::new(&dir),
             dir,
             index,
             reader,
             writer: Mutex::new(None),
             committed_wal_segment: Mutex::new(committed),
+            legacy,
         })
     }
 
@@ -157,8 +169,22 @@ impl Partition {
         Ok(writer)
     }
 
-    /// Adds documents, opening the writer when needed.
-    pub fn add(&self, docs: Vec<TantivyDocument>, opts: &PartitionOptions) -> Result<()> {
+    /// Adds records, numbering their keys, opening the writer when needed.
+    pub fn add(
+        &self,
+        records: &[&FlowRecord],
+        schema: &FlowSchema,
+        opts: &PartitionOptions,
+    ) -> Result<()> {
+        if self.legacy {
+            return Err(Error::corrupt(&self.dir, "flow partition not upgraded"));
+        }
+        let mut ids = Vec::with_capacity(records.len());
+        self.keys.assign(records.iter().copied(), &mut ids)?;
+        let docs = records
+            .iter()
+            .zip(ids)
+            .map(|(r, k)| schema.to_document(r, k));
         let mut w = self.writer.lock();
         if w.is_none() {
             *w = Some(WriterState {
@@ -187,6 +213,8 @@ impl Partition {
         };
         let idle = state.pending == 0;
         if !idle {
+            // Every key a committed record refers to is durable first.
+            self.keys.sync()?;
             let mut prepared = state
                 .writer
                 .prepare_commit()
@@ -328,4 +356,103 @@ impl Partition {
             })
             .unwrap_or(0)
     }
+}
+
+const UPGRADE_SUFFIX: &str = ".upgrade";
+const OLD_SUFFIX: &str = ".old";
+
+/// Rewrites the legacy partition `p` (format version 1 or 2) into the current format in its place:
+/// its records are read back and written into a new index beside it, which, once complete, committed
+/// with the same WAL payload and merged, takes the old directory's name. Returns the new partition.
+/// A crash at any point leaves either layout whole ([`finish_upgrades`] tidies up at the next open).
+pub fn upgrade(
+    base: &Path,
+    p: Partition,
+    schema: &FlowSchema,
+    opts: &PartitionOptions,
+) -> Result<Partition> {
+    let (start_ns, width_ns) = (p.start_ns, p.width_ns);
+    let name = dir_name(start_ns, width_ns);
+    let tmp = base.join(format!("{name}{UPGRADE_SUFFIX}"));
+    let old = base.join(format!("{name}{OLD_SUFFIX}"));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    let legacy = FlowSchema::legacy();
+    let searcher = p.reader.searcher();
+    let next = Partition::open_dir(tmp.clone(), start_ns, width_ns, schema, opts)?;
+    let empty = KeyTable::default();
+    let mut records = 0u64;
+    for seg in searcher.segment_readers() {
+        let reader = SegmentRecords::open(&legacy, seg).map_err(|e| tantivy_error(&p.dir, e))?;
+        let mut batch = Vec::with_capacity(8192);
+        let flush = |batch: &mut Vec<FlowRecord>| -> Result<()> {
+            let refs: Vec<&FlowRecord> = batch.iter().collect();
+            next.add(&refs, schema, opts)?;
+            batch.clear();
+            Ok(())
+        };
+        for doc in 0..seg.max_doc() {
+            if seg.is_deleted(doc) {
+                continue;
+            }
+            batch.push(
+                reader
+                    .read(doc, &empty)
+                    .map_err(|e| tantivy_error(&p.dir, e))?,
+            );
+            records += 1;
+            if batch.len() == batch.capacity() {
+                flush(&mut batch)?;
+            }
+        }
+        flush(&mut batch)?;
+    }
+    next.commit(p.committed_wal_segment(), true)?;
+    next.merge_segments(opts)?;
+    next.keys.pack()?;
+    drop(next);
+    drop(searcher);
+    let dir = p.dir.clone();
+    drop(p);
+    fs::rename(&dir, &old).map_err(|e| Error::io(&dir, e))?;
+    fs::rename(&tmp, &dir).map_err(|e| Error::io(&tmp, e))?;
+    sync_dir(base)?;
+    fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    tracing::info!(dir = %dir.display(), records, "flow partition rewritten into format version 3");
+    Partition::open_dir(dir, start_ns, width_ns, schema, opts)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// Completes or discards upgrades that a crash interrupted, under `base`: an old layout set aside
+/// (`.old`) whose successor was not yet renamed into place is replaced by that complete successor; a
+/// successor beside an untouched old layout is incomplete and goes.
+pub fn finish_upgrades(base: &Path) -> Result<()> {
+    let names: Vec<String> = fs::read_dir(base)
+        .map_err(|e| Error::io(base, e))?
+        .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+        .collect();
+    for n in names.iter().filter(|n| n.ends_with(OLD_SUFFIX)) {
+        let name = &n[..n.len() - OLD_SUFFIX.len()];
+        let dir = base.join(name);
+        let tmp = base.join(format!("{name}{UPGRADE_SUFFIX}"));
+        if !dir.exists() {
+            fs::rename(&tmp, &dir).map_err(|e| Error::io(&tmp, e))?;
+            sync_dir(base)?;
+        }
+        let old = base.join(n);
+        fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    }
+    for n in names.iter().filter(|n| n.ends_with(UPGRADE_SUFFIX)) {
+        let tmp = base.join(n);
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        }
+    }
+    Ok(())
 }

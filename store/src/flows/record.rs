@@ -9,15 +9,15 @@ use std::net::IpAddr;
 /// and its JSON rendering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldKind {
-    /// UTF-8 text; empty means absent. Indexed as one exact term and kept as a fast column.
+    /// UTF-8 text; empty means absent. A key field (see [`is_key_field`]).
     Str,
-    /// Unsigned integer; 0 means absent or none. A fast column.
+    /// Unsigned integer; 0 means absent or none. A fast column (`dst.port`: a key field).
     U64,
     /// Unix time in nanoseconds. A fast column.
     Time,
-    /// IPv4 or IPv6 address. A fast column; filters take an address or a CIDR prefix.
+    /// IPv4 or IPv6 address; filters take an address or a CIDR prefix. A key field.
     Ip,
-    /// Several exact terms (e.g. HTTP methods seen). Indexed and a multi-valued fast column.
+    /// Several texts, each matched exactly (e.g. HTTP methods seen). A key field.
     StrList,
     /// Several texts kept with the record but not indexed (e.g. trace ids, DNS answers).
     StoredList,
@@ -45,6 +45,19 @@ pub enum FieldValue {
     Ip(Option<IpAddr>),
     List(Vec<String>),
     Counts(Vec<(u64, u64)>),
+}
+
+impl FieldValue {
+    pub fn as_field_ref(&self) -> FieldRef<'_> {
+        match self {
+            FieldValue::Str(s) => FieldRef::Str(s),
+            FieldValue::U64(v) => FieldRef::U64(*v),
+            FieldValue::Time(v) => FieldRef::Time(*v),
+            FieldValue::Ip(v) => FieldRef::Ip(*v),
+            FieldValue::List(v) => FieldRef::List(v),
+            FieldValue::Counts(v) => FieldRef::Counts(v),
+        }
+    }
 }
 
 /// A borrowed view of some field's value.
@@ -322,6 +335,14 @@ pub fn field_index(name: &str) -> Option<usize> {
     BY_NAME.get(name).copied()
 }
 
+/// Whether field `i` belongs to a record's key: the identity of both ends and everything else a
+/// record shares with many others (text, addresses, the service port). A partition stores each
+/// distinct key once (`keys`); its records refer to it by number.
+pub fn is_key_field(i: usize) -> bool {
+    let f = &FIELDS[i];
+    matches!(f.kind, FieldKind::Str | FieldKind::StrList | FieldKind::Ip) || f.name == "dst.port"
+}
+
 /// Limits on one record, checked at ingest so a bad sender cannot blow up the index.
 pub const MAX_STR_LEN: usize = 1024;
 pub const MAX_LIST_LEN: usize = 64;
@@ -432,5 +453,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), FIELDS.len());
+        // Field ids are one byte in the WAL, and a record's field count one varint byte.
+        assert!(FIELDS.len() < 128);
     }
 }

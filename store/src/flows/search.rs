@@ -1,6 +1,6 @@
 //! The query path over a tenant's flow partitions: matching records in time order, and the values of
-//! a field for autocomplete. Filters arrive as tantivy queries; the store adds the time range and prunes
-//! partitions that lie outside it.
+//! a field for autocomplete. Each partition turns the filter into a tantivy query over its own keys
+//! (`filter`); the store adds the time range and prunes partitions that lie outside it.
 
 use std::collections::BTreeSet;
 use std::ops::Bound;
@@ -9,9 +9,10 @@ use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery};
 use tantivy::{DocAddress, Order, Searcher, Term};
 
+use super::filter::{to_query, Filter};
 use super::index::SegmentRecords;
 use super::partition::{tantivy_error, Partition};
-use super::record::{field_index, FieldKind, FlowRecord, FIELDS};
+use super::record::{field_index, FieldKind, FieldValue, FlowRecord, FIELDS};
 use super::FlowStore;
 use crate::error::{Error, Result};
 
@@ -23,24 +24,13 @@ pub enum SortOrder {
 }
 
 /// One search: records matching `filter` whose `interval.end` lies in `[start_ns, end_ns]`.
+#[derive(Debug)]
 pub struct SearchRequest<'a> {
-    pub filter: &'a dyn Query,
+    pub filter: &'a Filter,
     pub start_ns: i64,
     pub end_ns: i64,
     pub limit: usize,
     pub order: SortOrder,
-}
-
-impl std::fmt::Debug for SearchRequest<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SearchRequest")
-            .field("filter", &self.filter)
-            .field("start_ns", &self.start_ns)
-            .field("end_ns", &self.end_ns)
-            .field("limit", &self.limit)
-            .field("order", &self.order)
-            .finish()
-    }
 }
 
 /// The filter restricted to `interval.end` in `[start, end]` over the records of `searcher`. When
@@ -49,7 +39,7 @@ impl std::fmt::Debug for SearchRequest<'_> {
 pub fn time_bounded(
     store: &FlowStore,
     searcher: &Searcher,
-    filter: &dyn Query,
+    filter: Box<dyn Query>,
     start: i64,
     end: i64,
 ) -> tantivy::Result<Box<dyn Query>> {
@@ -61,7 +51,7 @@ pub fn time_bounded(
         }
     }
     if inside {
-        return Ok(filter.box_clone());
+        return Ok(filter);
     }
     let field = store
         .schema()
@@ -72,7 +62,7 @@ pub fn time_bounded(
         Bound::Included(Term::from_field_i64(field, end)),
     );
     Ok(Box::new(BooleanQuery::new(vec![
-        (Occur::Must, filter.box_clone()),
+        (Occur::Must, filter),
         (Occur::Must, Box::new(range)),
     ])))
 }
@@ -113,7 +103,10 @@ impl FlowStore {
         emit: &mut dyn FnMut(FlowRecord) -> bool,
     ) -> Result<(usize, bool)> {
         let searcher = p.reader.searcher();
-        let query = time_bounded(self, &searcher, req.filter, req.start_ns, req.end_ns)
+        // After the searcher: the table then holds every key its records refer to.
+        let keys = p.keys.view()?;
+        let filter = to_query(req.filter, self.schema(), &keys);
+        let query = time_bounded(self, &searcher, filter, req.start_ns, req.end_ns)
             .map_err(|e| tantivy_error(p.dir(), e))?;
         let order = match req.order {
             SortOrder::Asc => Order::Asc,
@@ -138,7 +131,7 @@ impl FlowStore {
             let record = segments[seg]
                 .as_ref()
                 .expect("opened above")
-                .read(addr.doc_id)
+                .read(addr.doc_id, &keys)
                 .map_err(|e| tantivy_error(p.dir(), e))?;
             n += 1;
             if !emit(record) {
@@ -161,32 +154,24 @@ impl FlowStore {
         let i = field_index(field)
             .filter(|&i| matches!(FIELDS[i].kind, FieldKind::Str | FieldKind::StrList))
             .ok_or_else(|| Error::InvalidMatcher(format!("{field} is not a text field")))?;
-        let tfield = self.schema().field(i).expect("text fields are indexed");
         let mut values = BTreeSet::new();
         for p in self.partitions_overlapping(start_ns, end_ns) {
-            let searcher = p.reader.searcher();
-            for seg in searcher.segment_readers() {
-                let inverted = seg
-                    .inverted_index(tfield)
-                    .map_err(|e| tantivy_error(p.dir(), e))?;
-                let mut stream = inverted
-                    .terms()
-                    .range()
-                    .ge(prefix.as_bytes())
-                    .into_stream()
-                    .map_err(|e| Error::io(p.dir(), e))?;
-                while stream.advance() {
-                    let key = stream.key();
-                    if !key.starts_with(prefix.as_bytes()) {
-                        break;
+            let keys = p.keys.view()?;
+            for v in keys.values(i) {
+                let texts: &[String] = match v {
+                    FieldValue::Str(s) => std::slice::from_ref(s),
+                    FieldValue::List(l) => l,
+                    _ => &[],
+                };
+                for t in texts {
+                    if t.is_empty() || !t.starts_with(prefix) {
+                        continue;
                     }
                     // Past the limit, only values that sort before what we hold can still matter.
-                    if values.len() >= limit
-                        && values.last().is_some_and(|l: &String| key >= l.as_bytes())
-                    {
-                        break;
+                    if values.len() >= limit && values.last().is_some_and(|l: &String| t >= l) {
+                        continue;
                     }
-                    values.insert(String::from_utf8_lossy(key).into_owned());
+                    values.insert(t.clone());
                     if values.len() > limit {
                         values.pop_last();
                     }

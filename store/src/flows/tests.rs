@@ -1,11 +1,8 @@
-use std::ops::Bound;
-
 use tantivy::collector::Count;
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery};
-use tantivy::schema::IndexRecordOption;
-use tantivy::Term;
+use tantivy::query::AllQuery;
 
 use super::aggregate::{AggFn, AggregateRequest};
+use super::filter::{Cmp, Filter, Test};
 use super::record::field_index;
 use super::search::{SearchRequest, SortOrder};
 use super::testdata::sample_records;
@@ -22,23 +19,21 @@ fn test_config() -> FlowConfig {
     }
 }
 
-fn term(store: &FlowStore, field: &str, value: &str) -> Box<dyn Query> {
-    let f = store.schema().field(field_index(field).unwrap()).unwrap();
-    Box::new(TermQuery::new(
-        Term::from_field_text(f, value),
-        IndexRecordOption::Basic,
-    ))
+fn term(field: &str, value: &str) -> Filter {
+    Filter::Cond {
+        field: field_index(field).unwrap(),
+        test: Test::Text(value.into()),
+    }
 }
 
-fn at_least(store: &FlowStore, field: &str, v: u64) -> Box<dyn Query> {
-    let f = store.schema().field(field_index(field).unwrap()).unwrap();
-    Box::new(RangeQuery::new(
-        Bound::Included(Term::from_field_u64(f, v)),
-        Bound::Unbounded,
-    ))
+fn at_least(field: &str, v: u64) -> Filter {
+    Filter::Cond {
+        field: field_index(field).unwrap(),
+        test: Test::Uint(Cmp::Ge, v),
+    }
 }
 
-fn all(store: &FlowStore, filter: &dyn Query, order: SortOrder) -> Vec<FlowRecord> {
+fn all(store: &FlowStore, filter: &Filter, order: SortOrder) -> Vec<FlowRecord> {
     let mut out = Vec::new();
     store
         .search(
@@ -66,13 +61,13 @@ fn records_read_back_exactly_newest_first() {
     let out = store.append(&records, T0).unwrap();
     assert_eq!(out.accepted, 300);
     // Not searchable before the commit.
-    assert!(all(&store, &AllQuery, SortOrder::Desc).is_empty());
+    assert!(all(&store, &Filter::All, SortOrder::Desc).is_empty());
     store.commit().unwrap();
-    let got = all(&store, &AllQuery, SortOrder::Desc);
+    let got = all(&store, &Filter::All, SortOrder::Desc);
     let mut expected = records.clone();
     expected.reverse();
     assert_eq!(got, expected);
-    assert_eq!(all(&store, &AllQuery, SortOrder::Asc), records);
+    assert_eq!(all(&store, &Filter::All, SortOrder::Asc), records);
     // 300 s of records span one hourly partition.
     assert_eq!(store.partition_count(), 1);
 }
@@ -84,9 +79,9 @@ fn filters_select_the_expected_records() {
     let records = sample_records(400, T0);
     store.append(&records, T0).unwrap();
     store.commit().unwrap();
-    let q = BooleanQuery::new(vec![
-        (Occur::Must, term(&store, "dst.workload", "server-1")),
-        (Occur::Must, at_least(&store, "http.status", 500)),
+    let q = Filter::And(vec![
+        term("dst.workload", "server-1"),
+        at_least("http.status", 500),
     ]);
     let got = all(&store, &q, SortOrder::Asc);
     let expected: Vec<_> = records
@@ -96,11 +91,7 @@ fn filters_select_the_expected_records() {
         .collect();
     assert!(!expected.is_empty());
     assert_eq!(got, expected);
-    let got = all(
-        &store,
-        &*term(&store, "http.methods", "GET"),
-        SortOrder::Asc,
-    );
+    let got = all(&store, &term("http.methods", "GET"), SortOrder::Asc);
     assert_eq!(
         got.len(),
         records
@@ -129,7 +120,7 @@ fn time_range_and_limit_are_honoured_across_partitions() {
     store
         .search(
             &SearchRequest {
-                filter: &AllQuery,
+                filter: &Filter::All,
                 start_ns: start,
                 end_ns: end,
                 limit: 4,
@@ -170,7 +161,7 @@ fn aggregation_groups_and_ranks() {
     )
     .unwrap();
     let rows = store
-        .aggregate(&AllQuery, i64::MIN, i64::MAX, &req)
+        .aggregate(&Filter::All, i64::MIN, i64::MAX, &req)
         .unwrap();
     let mut model: HashMap<Vec<String>, (u64, u64, u64)> = HashMap::new();
     for r in &records {
@@ -213,6 +204,8 @@ fn aggregation_matches_a_model_for_every_key_kind_and_time_range() {
         AggFn::parse("min(tcp.srtt_us)").unwrap(),
         AggFn::Count,
         AggFn::parse("avg(bytes_rx)").unwrap(),
+        // A key field's number, read through the key table.
+        AggFn::parse("max(dst.port)").unwrap(),
     ];
     let ranges = [
         (i64::MIN, i64::MAX),
@@ -220,16 +213,20 @@ fn aggregation_matches_a_model_for_every_key_kind_and_time_range() {
         (T0 + 1000 * NS_PER_SEC, T0 + 4000 * NS_PER_SEC),
         (T0 + 3599 * NS_PER_SEC, T0 + 3600 * NS_PER_SEC),
     ];
-    let keys: [&[&str]; 3] = [
+    // Key fields only (a dense table of their value combinations), key fields mixed with columns,
+    // and columns only.
+    let keys: [&[&str]; 5] = [
         &["dst.port", "src.namespace"],
         &["src.namespace", "dst.workload", "dns.rcode"],
         &["protocol"],
+        &["src.port", "dst.workload"],
+        &["tcp.retransmits"],
     ];
     for by in keys {
         let req = AggregateRequest::new(by, aggs.clone(), 1000).unwrap();
         for (start, end) in ranges {
-            let rows = store.aggregate(&AllQuery, start, end, &req).unwrap();
-            let mut model: HashMap<Vec<String>, (u64, u64, u64)> = HashMap::new();
+            let rows = store.aggregate(&Filter::All, start, end, &req).unwrap();
+            let mut model: HashMap<Vec<String>, (u64, u64, u64, u64)> = HashMap::new();
             for r in records
                 .iter()
                 .filter(|r| (start..=end).contains(&r.interval_end))
@@ -243,17 +240,24 @@ fn aggregation_matches_a_model_for_every_key_kind_and_time_range() {
                         other => panic!("{other:?}"),
                     })
                     .collect();
-                let e = model.entry(key).or_insert((u64::MAX, 0, 0));
+                let e = model.entry(key).or_insert((u64::MAX, 0, 0, 0));
                 // Absent numbers are 0 in aggregates.
                 e.0 = e.0.min(r.tcp.srtt_us);
                 e.1 += 1;
                 e.2 += r.bytes_rx;
+                e.3 = e.3.max(r.dst.port);
             }
             let mut expected: Vec<_> = model
                 .into_iter()
-                .map(|(k, (min, n, sum))| (k, vec![min as f64, n as f64, sum as f64 / n as f64]))
+                .map(|(k, (min, n, sum, port))| {
+                    (
+                        k,
+                        vec![min as f64, n as f64, sum as f64 / n as f64, port as f64],
+                    )
+                })
                 .collect();
             expected.sort_by(|a, b| b.1[0].total_cmp(&a.1[0]).then(a.0.cmp(&b.0)));
+            expected.truncate(req.top);
             let got: Vec<_> = rows.into_iter().map(|r| (r.key, r.values)).collect();
             assert_eq!(got, expected, "by {by:?} over [{start}, {end}]");
         }
@@ -292,11 +296,11 @@ fn acknowledged_records_survive_a_crash_before_commit() {
         // the WAL has the last 150.
     }
     let store = FlowStore::open(dir.path(), test_config()).unwrap();
-    assert_eq!(all(&store, &AllQuery, SortOrder::Asc), records);
+    assert_eq!(all(&store, &Filter::All, SortOrder::Asc), records);
     drop(store);
     // And a clean reopen replays nothing twice.
     let store = FlowStore::open(dir.path(), test_config()).unwrap();
-    assert_eq!(all(&store, &AllQuery, SortOrder::Asc).len(), 250);
+    assert_eq!(all(&store, &Filter::All, SortOrder::Asc).len(), 250);
 }
 
 #[test]
@@ -323,7 +327,7 @@ fn retention_drops_whole_old_partitions() {
     assert_eq!(dropped, 1);
     assert_eq!(store.partition_count(), 1);
     assert_eq!(
-        all(&store, &AllQuery, SortOrder::Asc),
+        all(&store, &Filter::All, SortOrder::Asc),
         records[5..].to_vec()
     );
     let dirs = fs::read_dir(dir.path())
@@ -360,24 +364,24 @@ fn tenants_are_isolated() {
     assert!(s.for_read("team-b").unwrap().is_none());
     assert!(s.for_write("../x").is_err());
     let b = s.for_write("team-b").unwrap();
-    assert!(all(&b, &AllQuery, SortOrder::Asc).is_empty());
+    assert!(all(&b, &Filter::All, SortOrder::Asc).is_empty());
     s.close();
     drop(s);
     let s = FlowStorage::open(dir.path(), test_config()).unwrap();
     let a = s.for_read("team-a").unwrap().unwrap();
-    assert_eq!(all(&a, &AllQuery, SortOrder::Asc).len(), 10);
+    assert_eq!(all(&a, &Filter::All, SortOrder::Asc).len(), 10);
 }
 
 /// Everything the query path answers, for comparing a store with itself before and after a change
 /// of layout: records in both orders, a filtered search, aggregations and field values.
 fn answers(store: &FlowStore) -> Vec<String> {
     let mut out = vec![
-        format!("{:?}", all(store, &AllQuery, SortOrder::Asc)),
-        format!("{:?}", all(store, &AllQuery, SortOrder::Desc)),
+        format!("{:?}", all(store, &Filter::All, SortOrder::Asc)),
+        format!("{:?}", all(store, &Filter::All, SortOrder::Desc)),
     ];
-    let q = BooleanQuery::new(vec![
-        (Occur::Must, term(store, "dst.workload", "server-1")),
-        (Occur::Must, at_least(store, "http.status", 500)),
+    let q = Filter::And(vec![
+        term("dst.workload", "server-1"),
+        at_least("http.status", 500),
     ]);
     out.push(format!("{:?}", all(store, &q, SortOrder::Desc)));
     let req = AggregateRequest::new(
@@ -390,7 +394,7 @@ fn answers(store: &FlowStore) -> Vec<String> {
         (i64::MIN, i64::MAX),
         (T0 + 600 * NS_PER_SEC, T0 + 4000 * NS_PER_SEC),
     ] {
-        let rows = store.aggregate(&AllQuery, start, end, &req).unwrap();
+        let rows = store.aggregate(&Filter::All, start, end, &req).unwrap();
         out.push(format!(
             "{:?}",
             rows.iter().map(|r| (&r.key, &r.values)).collect::<Vec<_>>()
@@ -476,7 +480,7 @@ fn a_partition_being_written_is_not_merged() {
     assert_eq!(store.merge_closed_partitions(i64::MAX).unwrap(), 0);
     store.commit().unwrap();
     assert_eq!(store.merge_closed_partitions(i64::MAX).unwrap(), 1);
-    assert_eq!(all(&store, &AllQuery, SortOrder::Asc), records);
+    assert_eq!(all(&store, &Filter::All, SortOrder::Asc), records);
 }
 
 /// Appends go on while a partition is merged, and a crash then (the store dropped without closing)
@@ -508,7 +512,7 @@ fn records_appended_during_a_merge_survive_a_crash() {
     let store = FlowStore::open(dir.path(), test_config()).unwrap();
     let mut expected: Vec<FlowRecord> = old.iter().chain(&late).cloned().collect();
     expected.sort_by_key(|r| r.interval_end);
-    assert_eq!(all(&store, &AllQuery, SortOrder::Asc), expected);
+    assert_eq!(all(&store, &Filter::All, SortOrder::Asc), expected);
 }
 
 /// A crash in the middle of a merge: the merged segment's files are written, `meta.json` still
@@ -586,9 +590,39 @@ fn retention_waits_for_a_merge_and_drops_the_partition() {
         .filter(|r| r.interval_end >= T0 + 3600 * NS_PER_SEC)
         .cloned()
         .collect();
-    assert_eq!(all(&store, &AllQuery, SortOrder::Asc), kept);
+    assert_eq!(all(&store, &Filter::All, SortOrder::Asc), kept);
     assert!(!dir
         .path()
         .join(partition::dir_name(T0, 3600 * NS_PER_SEC))
         .exists());
+}
+
+#[test]
+fn an_upgrade_cut_short_by_a_crash_is_finished_or_undone() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = sample_records(500, T0);
+    {
+        let store = FlowStore::open(dir.path(), test_config()).unwrap();
+        store.append(&records, T0).unwrap();
+        store.close();
+    }
+    let name = partition::dir_name(T0, 3600 * NS_PER_SEC);
+    let part = dir.path().join(&name);
+    let old = dir.path().join(format!("{name}.old"));
+    let upgrade = dir.path().join(format!("{name}.upgrade"));
+    // Crash between the two renames: the old layout set aside, the complete new one beside it.
+    copy_dir(&part, &upgrade);
+    fs::rename(&part, &old).unwrap();
+    {
+        let store = FlowStore::open(dir.path(), test_config()).unwrap();
+        assert_eq!(all(&store, &Filter::All, SortOrder::Asc), records);
+        store.close();
+    }
+    assert!(part.is_dir() && !old.exists() && !upgrade.exists());
+    // Crash while the new layout was being written: it goes, the partition stays.
+    fs::create_dir_all(&upgrade).unwrap();
+    fs::write(upgrade.join("meta.json"), b"{").unwrap();
+    let store = FlowStore::open(dir.path(), test_config()).unwrap();
+    assert_eq!(all(&store, &Filter::All, SortOrder::Asc), records);
+    assert!(!upgrade.exists());
 }
