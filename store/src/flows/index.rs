@@ -201,6 +201,9 @@ enum Blobs {
 /// Rebuilds records of one segment from its columns and blobs.
 pub struct SegmentRecords {
     columns: Vec<ColumnOf>,
+    /// Per column, every term of a text column in ordinal order, when [`SegmentRecords::cache_terms`]
+    /// was called (reading a whole legacy segment: a dictionary lookup per value is slow).
+    terms: Vec<Option<Vec<String>>>,
     key: Option<Column<u64>>,
     blobs: Blobs,
     stored: Field,
@@ -239,11 +242,27 @@ impl SegmentRecords {
             None => None,
         };
         Ok(SegmentRecords {
+            terms: columns.iter().map(|_| None).collect(),
             columns,
             key,
             blobs,
             stored: schema.stored,
         })
+    }
+
+    /// Reads every text column's terms once, for reading many records.
+    pub fn cache_terms(&mut self) -> tantivy::Result<()> {
+        for (col, terms) in self.columns.iter().zip(&mut self.terms) {
+            if let ColumnOf::Str(c) = col {
+                let mut all = Vec::with_capacity(c.num_terms());
+                let mut stream = c.dictionary().stream()?;
+                while stream.advance() {
+                    all.push(String::from_utf8_lossy(stream.key()).into_owned());
+                }
+                *terms = Some(all);
+            }
+        }
+        Ok(())
     }
 
     /// The record of `doc`; `keys` is the partition's key table (empty for the legacy layout).
@@ -266,9 +285,14 @@ impl SegmentRecords {
                 ColumnOf::Str(c) => {
                     let mut values = Vec::new();
                     for ord in c.term_ords(doc) {
-                        text.clear();
-                        c.ord_to_str(ord, &mut text)?;
-                        values.push(text.clone());
+                        match self.terms[i].as_ref().and_then(|t| t.get(ord as usize)) {
+                            Some(t) => values.push(t.clone()),
+                            None => {
+                                text.clear();
+                                c.ord_to_str(ord, &mut text)?;
+                                values.push(text.clone());
+                            }
+                        }
                     }
                     if FIELDS[i].kind == FieldKind::StrList {
                         FieldValue::List(values)

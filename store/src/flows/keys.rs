@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use parking_lot::{RwLock, RwLockReadGuard};
+use xxhash_rust::xxh3::Xxh3Builder;
 
 use super::codec::{decode_fields, decode_value, encode_fields, encode_value};
 use super::record::{is_key_field, FieldValue, FlowRecord, FIELDS};
@@ -122,7 +123,7 @@ impl KeySet {
 #[derive(Debug, Default)]
 struct KeyColumn {
     values: Vec<FieldValue>,
-    by_bytes: HashMap<Vec<u8>, u32>,
+    by_bytes: HashMap<Vec<u8>, u32, Xxh3Builder>,
     ords: Vec<u32>,
 }
 
@@ -311,7 +312,7 @@ impl KeyTable {
 struct KeysState {
     table: KeyTable,
     /// Encoded key → number; built when the partition is first written to after opening.
-    lookup: Option<HashMap<Box<[u8]>, u32>>,
+    lookup: Option<HashMap<Box<[u8]>, u32, Xxh3Builder>>,
     /// `keys`, open for appending while the partition is written.
     plain: Option<File>,
     unsynced: bool,
@@ -454,7 +455,8 @@ impl PartitionKeys {
         }
         let st = g.as_mut().expect("loaded above");
         let lookup = st.lookup.get_or_insert_with(|| {
-            let mut m = HashMap::with_capacity(st.table.len() as usize);
+            let mut m =
+                HashMap::with_capacity_and_hasher(st.table.len() as usize, Xxh3Builder::new());
             let mut buf = Vec::new();
             for k in 0..st.table.len() {
                 buf.clear();

@@ -384,7 +384,9 @@ pub fn upgrade(
     let empty = KeyTable::default();
     let mut records = 0u64;
     for seg in searcher.segment_readers() {
-        let reader = SegmentRecords::open(&legacy, seg).map_err(|e| tantivy_error(&p.dir, e))?;
+        let mut reader =
+            SegmentRecords::open(&legacy, seg).map_err(|e| tantivy_error(&p.dir, e))?;
+        reader.cache_terms().map_err(|e| tantivy_error(&p.dir, e))?;
         let mut batch = Vec::with_capacity(8192);
         let flush = |batch: &mut Vec<FlowRecord>| -> Result<()> {
             let refs: Vec<&FlowRecord> = batch.iter().collect();

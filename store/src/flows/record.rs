@@ -234,31 +234,42 @@ macro_rules! flow_fields {
             $( FieldDef { name: $name, kind: FieldKind::$kind, unit: $unit, doc: $doc }, )*
         ];
 
+        /// Per field, in [`FIELDS`] order: its reader and its writer.
+        #[allow(clippy::type_complexity)]
+        static ACCESSORS: &[(
+            for<'a> fn(&'a FlowRecord) -> FieldRef<'a>,
+            fn(&mut FlowRecord, FieldValue) -> Result<(), FieldValue>,
+        )] = &[
+            $( {
+                fn get(r: &FlowRecord) -> FieldRef<'_> {
+                    r.$($path).+.as_field_ref()
+                }
+                fn set(r: &mut FlowRecord, v: FieldValue) -> Result<(), FieldValue> {
+                    r.$($path).+.assign(v)
+                }
+                (get, set)
+            }, )*
+        ];
+
         impl FlowRecord {
             /// The value of field number `i` of [`FIELDS`].
+            #[inline]
             pub fn field(&self, i: usize) -> FieldRef<'_> {
-                let mut n = 0usize;
-                $(
-                    if i == n {
-                        return self.$($path).+.as_field_ref();
+                match ACCESSORS.get(i) {
+                    Some((get, _)) => get(self),
+                    None => {
+                        debug_assert!(false, "field index {i} out of range");
+                        FieldRef::Str("")
                     }
-                    n += 1;
-                )*
-                debug_assert!(false, "field index {i} out of range ({n} fields)");
-                FieldRef::Str("")
+                }
             }
 
             /// Sets field number `i`; a value of the wrong kind is handed back.
             pub fn set_field(&mut self, i: usize, v: FieldValue) -> Result<(), FieldValue> {
-                let mut n = 0usize;
-                $(
-                    if i == n {
-                        return self.$($path).+.assign(v);
-                    }
-                    n += 1;
-                )*
-                let _ = n;
-                Err(v)
+                match ACCESSORS.get(i) {
+                    Some((_, set)) => set(self, v),
+                    None => Err(v),
+                }
             }
         }
     };
@@ -324,14 +335,14 @@ pub fn field_count() -> usize {
 
 /// The index of a field in [`FIELDS`]. Looked up per OTLP attribute, so hashed, not scanned.
 pub fn field_index(name: &str) -> Option<usize> {
-    static BY_NAME: std::sync::LazyLock<std::collections::HashMap<&'static str, usize>> =
-        std::sync::LazyLock::new(|| {
-            FIELDS
-                .iter()
-                .enumerate()
-                .map(|(i, f)| (f.name, i))
-                .collect()
-        });
+    type ByName = std::collections::HashMap<&'static str, usize, xxhash_rust::xxh3::Xxh3Builder>;
+    static BY_NAME: std::sync::LazyLock<ByName> = std::sync::LazyLock::new(|| {
+        FIELDS
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name, i))
+            .collect()
+    });
     BY_NAME.get(name).copied()
 }
 
@@ -339,8 +350,16 @@ pub fn field_index(name: &str) -> Option<usize> {
 /// record shares with many others (text, addresses, the service port). A partition stores each
 /// distinct key once (`keys`); its records refer to it by number.
 pub fn is_key_field(i: usize) -> bool {
-    let f = &FIELDS[i];
-    matches!(f.kind, FieldKind::Str | FieldKind::StrList | FieldKind::Ip) || f.name == "dst.port"
+    static KEY: std::sync::LazyLock<Vec<bool>> = std::sync::LazyLock::new(|| {
+        FIELDS
+            .iter()
+            .map(|f| {
+                matches!(f.kind, FieldKind::Str | FieldKind::StrList | FieldKind::Ip)
+                    || f.name == "dst.port"
+            })
+            .collect()
+    });
+    KEY[i]
 }
 
 /// Limits on one record, checked at ingest so a bad sender cannot blow up the index.
