@@ -9,6 +9,7 @@ pub mod chunk;
 pub mod encoding;
 pub mod error;
 pub mod flows;
+pub mod hash;
 pub mod head;
 pub mod metrics;
 pub mod model;

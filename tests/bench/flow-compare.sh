@@ -11,7 +11,9 @@
 #   BASE=… NEW=… DATA=… tests/bench/flow-compare.sh query  # a server on DATA, RUNS selective + 5 top-20
 #   BASE=… NEW=… DATA_BASE=… DATA_NEW=… tests/bench/flow-compare.sh query  # each build on its own data
 #
-# Environment (defaults in brackets): ROUNDS [3], RECORDS [500000], RUNS [20], WORK [/tmp/flow-compare]
+# Environment (defaults in brackets): ROUNDS [3], RECORDS [500000], RUNS [20], WORK [/tmp/flow-compare],
+# ENCODE_FIRST [unset; when set, the sender encodes every request body before the clock starts, so the
+# client's CPU goes to sending only, and the base's strata-flow-bench must know `--encode-first`]
 # (server data of the ingest rounds), DATA (a data directory holding default/flows, written with
 # `strata-flow-bench direct --dir $DATA/default/flows --records 10000000 --t0 $T0`), T0 [now − 6 h; for
 # `query`, the T0 that DATA was written with]. DATA_BASE and DATA_NEW (default DATA) give each build its
@@ -40,7 +42,7 @@ for round in $(seq 1 "$ROUNDS"); do
     for _ in $(seq 1 300); do curl -sf http://$API/-/ready > /dev/null && break; sleep 0.2; done
     if [ "$mode" = ingest ]; then
       res=$("$BASE/strata-flow-bench" ingest --url http://127.0.0.1:34318/v1/logs --records "$RECORDS" \
-        --t0 "$T0" --senders 2 --batch 5000)
+        --t0 "$T0" --senders 2 --batch 5000 ${ENCODE_FIRST:+--encode-first})
     else
       res=$("$BASE/strata-flow-bench" query --url http://$API --records 10000000 --t0 "$T0" --runs "$RUNS")
     fi

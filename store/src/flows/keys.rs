@@ -14,19 +14,18 @@
 //! `keys` is cut off at open: its keys were never synced, so no committed record refers to them, and
 //! the WAL replay brings them back.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use parking_lot::{RwLock, RwLockReadGuard};
-use xxhash_rust::xxh3::Xxh3Builder;
 
 use super::codec::{decode_fields, decode_value, encode_fields, encode_value};
 use super::record::{is_key_field, FieldValue, FlowRecord, FIELDS};
 use crate::encoding::{put_uvarint, Decoder};
 use crate::error::{Error, Result};
+use crate::hash::FastMap;
 
 /// Record fields that make up the key, in field order.
 pub static KEY_FIELDS: LazyLock<Vec<usize>> =
@@ -123,7 +122,7 @@ impl KeySet {
 #[derive(Debug, Default)]
 struct KeyColumn {
     values: Vec<FieldValue>,
-    by_bytes: HashMap<Vec<u8>, u32, Xxh3Builder>,
+    by_bytes: FastMap<Vec<u8>, u32>,
     ords: Vec<u32>,
 }
 
@@ -312,7 +311,7 @@ impl KeyTable {
 struct KeysState {
     table: KeyTable,
     /// Encoded key → number; built when the partition is first written to after opening.
-    lookup: Option<HashMap<Box<[u8]>, u32, Xxh3Builder>>,
+    lookup: Option<FastMap<Box<[u8]>, u32>>,
     /// `keys`, open for appending while the partition is written.
     plain: Option<File>,
     unsynced: bool,
@@ -456,7 +455,7 @@ impl PartitionKeys {
         let st = g.as_mut().expect("loaded above");
         let lookup = st.lookup.get_or_insert_with(|| {
             let mut m =
-                HashMap::with_capacity_and_hasher(st.table.len() as usize, Xxh3Builder::new());
+                FastMap::with_capacity_and_hasher(st.table.len() as usize, Default::default());
             let mut buf = Vec::new();
             for k in 0..st.table.len() {
                 buf.clear();

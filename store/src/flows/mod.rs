@@ -275,7 +275,7 @@ impl FlowStore {
         if accepted.is_empty() {
             return Ok(out);
         }
-        let mut payload = Vec::with_capacity(accepted.len() * 128);
+        let mut payload = Vec::with_capacity(accepted.len() * 384);
         codec::encode_batch(&mut payload, accepted.iter().copied());
         let groups = self.by_partition(accepted.iter().copied());
         let ticket = {

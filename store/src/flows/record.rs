@@ -335,7 +335,7 @@ pub fn field_count() -> usize {
 
 /// The index of a field in [`FIELDS`]. Looked up per OTLP attribute, so hashed, not scanned.
 pub fn field_index(name: &str) -> Option<usize> {
-    type ByName = std::collections::HashMap<&'static str, usize, xxhash_rust::xxh3::Xxh3Builder>;
+    type ByName = crate::hash::FastMap<&'static str, usize>;
     static BY_NAME: std::sync::LazyLock<ByName> = std::sync::LazyLock::new(|| {
         FIELDS
             .iter()

@@ -80,33 +80,8 @@ impl DictValue {
 /// Attribute keys and their values in a block. `None` values: too many distinct values to keep.
 pub type Dictionary = BTreeMap<(AttrScope, String), Option<BTreeMap<DictValue, Vec<u32>>>>;
 
-/// Hashes what it is fed with one xxh3 call per `write`, seeded by the state so far. The dictionary
-/// looks up every attribute key and value of every span while a block is written; SipHash (the
-/// standard maps' default, built against hash flooding) was most of that cost, and these maps hold
-/// only what the block's own spans carry.
-#[derive(Default, Clone, Copy)]
-pub(super) struct DictHasher(u64);
-
-impl std::hash::Hasher for DictHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
-    }
-    fn write_u8(&mut self, b: u8) {
-        self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(29) ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    fn write_usize(&mut self, v: usize) {
-        self.write_u64(v as u64);
-    }
-    fn finish(&self) -> u64 {
-        let h = self.0;
-        h ^ (h >> 32)
-    }
-}
-
-pub(super) type DictMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<DictHasher>>;
+/// The dictionary looks up every attribute key and value of every span while a block is written.
+pub(super) type DictMap<K, V> = crate::hash::FastMap<K, V>;
 
 /// The dictionary while a block is written: hash maps looked up by `&str`, so adding a span's
 /// attributes allocates only for keys and values not seen before.

@@ -9,6 +9,8 @@
 //!
 //! ```text
 //! strata-flow-bench ingest --url http://127.0.0.1:4318/v1/logs --records N [--senders 2] [--batch 2000]
+//!     [--encode-first]                                  # every request body encoded before the
+//!                                                       # clock starts: the senders only send
 //! strata-flow-bench direct --dir DIR --records N          # into a FlowStore in-process, no OTLP,
 //!     [--writer-threads T] [--writer-heap-mib M]        # then merges the partitions as the server
 //!                                                       # would; options: the `[flows]` settings
@@ -299,6 +301,9 @@ impl Opts {
             .and_then(|i| self.args.get(i + 1))
             .map(String::as_str)
     }
+    fn flag(&self, name: &str) -> bool {
+        self.args.iter().any(|a| a == name)
+    }
     fn num<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T> {
         match self.get(name) {
             None => Ok(default),
@@ -334,11 +339,27 @@ fn ingest(o: &Opts) -> Result<()> {
     let batch: u64 = o.num("--batch", 2000)?;
     let next = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
+    let body = {
+        let (cluster, n, t0, span) = (d.cluster.clone(), d.n, d.t0_ns, d.span_ns);
+        move |from: u64| {
+            let records: Vec<FlowRecord> = (from..(from + batch).min(n))
+                .map(|i| cluster.record(i, n, t0, span))
+                .collect();
+            export_request(&records).encode_to_vec()
+        }
+    };
+    // With --encode-first, the bodies by first record, made before the clock starts.
+    let encoded: Arc<Vec<Vec<u8>>> = Arc::new(if o.flag("--encode-first") {
+        (0..d.n).step_by(batch as usize).map(&body).collect()
+    } else {
+        Vec::new()
+    });
     let start = Instant::now();
     let threads: Vec<_> = (0..senders)
         .map(|_| {
-            let (next, bytes, url, cluster) = (next.clone(), bytes.clone(), url.clone(), d.cluster.clone());
-            let (n, t0, span) = (d.n, d.t0_ns, d.span_ns);
+            let (next, bytes, url, body, encoded) =
+                (next.clone(), bytes.clone(), url.clone(), body.clone(), encoded.clone());
+            let n = d.n;
             std::thread::spawn(move || -> Result<Vec<u64>> {
                 let client = reqwest::blocking::Client::builder()
                     .timeout(Duration::from_secs(120))
@@ -349,10 +370,10 @@ fn ingest(o: &Opts) -> Result<()> {
                     if from >= n {
                         return Ok(latencies);
                     }
-                    let records: Vec<FlowRecord> = (from..(from + batch).min(n))
-                        .map(|i| cluster.record(i, n, t0, span))
-                        .collect();
-                    let body = export_request(&records).encode_to_vec();
+                    let body = match encoded.get((from / batch) as usize) {
+                        Some(b) => b.clone(),
+                        None => body(from),
+                    };
                     bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
                     let sent = Instant::now();
                     let r = client
@@ -391,7 +412,7 @@ fn ingest(o: &Opts) -> Result<()> {
         json!({
             "mode": "otlp", "records": d.n, "seconds": secs, "records_per_s": d.n as f64 / secs,
             "otlp_bytes_per_record": bytes.load(Ordering::Relaxed) as f64 / d.n as f64,
-            "batch": batch, "senders": senders,
+            "batch": batch, "senders": senders, "encode_first": o.flag("--encode-first"),
             "request_p50_ms": pct(0.5) as f64 / 1000.0, "request_p99_ms": pct(0.99) as f64 / 1000.0,
             "t0": d.t0_ns / NS, "span_secs": d.span_ns / NS,
         })
