@@ -26,6 +26,9 @@ pub enum Error {
     LimitExceeded(String),
     #[error("the store is shutting down")]
     ShuttingDown,
+    /// A query ran past the deadline its caller gave it, and stopped.
+    #[error("deadline exceeded")]
+    DeadlineExceeded,
     /// Writes come faster than the store can persist them; the writer should retry later.
     #[error("overloaded: {0}")]
     Overloaded(String),

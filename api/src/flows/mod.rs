@@ -405,13 +405,22 @@ async fn aggregate(
         .collect();
     let aggs = aggs_param(&p)?;
     let by_refs: Vec<&str> = by.iter().map(String::as_str).collect();
-    let req = AggregateRequest::new(&by_refs, aggs.clone(), top).map_err(|e| {
+    let mut req = AggregateRequest::new(&by_refs, aggs.clone(), top).map_err(|e| {
         FlowApiError::bad_request(format!("invalid parameter \"by\" or \"agg\": {e}"))
     })?;
     let store = store_for_read(&state, &headers)?;
-    let rows = limited(&state, move |_| match store {
-        Some(s) => Ok(s.aggregate(&filter, start_ns, end_ns, &req)?),
-        None => Ok(Vec::new()),
+    let timeout = state.cfg.flows.query_timeout();
+    let rows = limited(&state, move |deadline| {
+        req.deadline = Some(deadline);
+        match store {
+            Some(s) => s
+                .aggregate(&filter, start_ns, end_ns, &req)
+                .map_err(|e| match e {
+                    strata_store::Error::DeadlineExceeded => FlowApiError::timeout(timeout),
+                    e => e.into(),
+                }),
+            None => Ok(Vec::new()),
+        }
     })
     .await?;
     let agg_names: Vec<String> = aggs.iter().map(|a| a.name()).collect();

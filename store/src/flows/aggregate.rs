@@ -8,7 +8,8 @@
 //! Partitions are aggregated in parallel, one thread per core.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
 
 use std::sync::Arc;
 
@@ -89,6 +90,8 @@ pub struct AggregateRequest {
     pub by: Vec<usize>,
     pub aggs: Vec<AggFn>,
     pub top: usize,
+    /// Past this instant the aggregation stops and answers [`Error::DeadlineExceeded`].
+    pub deadline: Option<Instant>,
 }
 
 impl AggregateRequest {
@@ -113,7 +116,12 @@ impl AggregateRequest {
                     .ok_or_else(|| format!("cannot group by {name:?}: not a text or number field"))
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(AggregateRequest { by, aggs, top })
+        Ok(AggregateRequest {
+            by,
+            aggs,
+            top,
+            deadline: None,
+        })
     }
 }
 
@@ -179,7 +187,12 @@ struct AggCollector<'a> {
     cells: Option<Arc<Cells>>,
     /// Per aggregate over a key field, that field's value per key number.
     key_values: Vec<Option<Arc<Vec<u64>>>>,
+    /// Set by a segment that found the request's deadline passed (and stopped collecting).
+    expired: Arc<AtomicBool>,
 }
+
+/// Blocks of documents collected between two looks at the clock.
+const BLOCKS_PER_CLOCK_CHECK: u32 = 64;
 
 /// The combinations of the grouping fields' values in a partition, as cells of a dense table: a
 /// cell is the sum of each field's value ordinal times its stride.
@@ -230,6 +243,10 @@ impl Cells {
 struct AggSegment {
     aggs: Vec<AggFn>,
     cells: Option<Arc<Cells>>,
+    deadline: Option<Instant>,
+    expired: Arc<AtomicBool>,
+    /// Blocks collected since the clock was last read.
+    blocks: u32,
     /// Per grouping field: `None` for key fields (the key number stands for them), else its column.
     by: Vec<Option<Column<u64>>>,
     key: Option<Column<u64>>,
@@ -328,6 +345,9 @@ impl Collector for AggCollector<'_> {
         Ok(AggSegment {
             aggs: self.req.aggs.clone(),
             cells: self.cells.clone(),
+            deadline: self.req.deadline,
+            expired: self.expired.clone(),
+            blocks: 0,
             by,
             key,
             values,
@@ -413,6 +433,18 @@ impl SegmentCollector for AggSegment {
     /// Reads each column for the whole block at once (tantivy hands over up to 64 documents), which
     /// is several times cheaper than a lookup per document and column.
     fn collect_block(&mut self, docs: &[DocId]) {
+        if let Some(deadline) = self.deadline {
+            self.blocks += 1;
+            if self.blocks >= BLOCKS_PER_CLOCK_CHECK {
+                self.blocks = 0;
+                if Instant::now() >= deadline {
+                    self.expired.store(true, Ordering::Relaxed);
+                }
+            }
+            if self.expired.load(Ordering::Relaxed) {
+                return;
+            }
+        }
         let n = docs.len();
         let mut scratch: Vec<Option<u64>> = vec![None; n];
         let mut key_numbers = vec![MISSING; n];
@@ -554,10 +586,16 @@ impl FlowStore {
         }
         let partitions = self.partitions_overlapping(start_ns, end_ns);
         let next = AtomicUsize::new(0);
+        let expired = Arc::new(AtomicBool::new(false));
         // Partitions are independent: each thread takes the next one until none is left.
         let aggregate_partitions = || -> Result<Groups> {
             let mut groups = Groups::new();
             while let Some(p) = partitions.get(next.fetch_add(1, Ordering::Relaxed)) {
+                if expired.load(Ordering::Relaxed)
+                    || req.deadline.is_some_and(|d| Instant::now() >= d)
+                {
+                    return Err(Error::DeadlineExceeded);
+                }
                 let searcher = p.reader.searcher();
                 // After the searcher: the table then holds every key its records refer to.
                 let keys = p.keys.view()?;
@@ -568,6 +606,7 @@ impl FlowStore {
                 let collector = AggCollector {
                     req,
                     cells: cells.clone(),
+                    expired: expired.clone(),
                     key_values: req
                         .aggs
                         .iter()
@@ -581,6 +620,9 @@ impl FlowStore {
                 let raw = searcher
                     .search(&*query, &collector)
                     .map_err(|e| tantivy_error(p.dir(), e))?;
+                if expired.load(Ordering::Relaxed) {
+                    return Err(Error::DeadlineExceeded);
+                }
                 let mut by_values = RawGroups::new();
                 for (key, acc) in raw {
                     let v = match &cells {

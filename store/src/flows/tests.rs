@@ -626,3 +626,22 @@ fn an_upgrade_cut_short_by_a_crash_is_finished_or_undone() {
     assert_eq!(all(&store, &Filter::All, SortOrder::Asc), records);
     assert!(!upgrade.exists());
 }
+
+#[test]
+fn an_aggregation_stops_at_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FlowStore::open(dir.path(), test_config()).unwrap();
+    store.append(&sample_records(500, T0), T0).unwrap();
+    store.commit().unwrap();
+    let mut req = AggregateRequest::new(&["src.workload"], vec![AggFn::Count], 10).unwrap();
+    req.deadline = Some(std::time::Instant::now() + std::time::Duration::from_secs(60));
+    let rows = store
+        .aggregate(&Filter::All, i64::MIN, i64::MAX, &req)
+        .unwrap();
+    assert_eq!(rows.iter().map(|r| r.values[0]).sum::<f64>(), 500.0);
+    req.deadline = Some(std::time::Instant::now());
+    assert!(matches!(
+        store.aggregate(&Filter::All, i64::MIN, i64::MAX, &req),
+        Err(Error::DeadlineExceeded)
+    ));
+}
