@@ -433,6 +433,29 @@ async fn bad_otlp_payloads_are_refused_and_store_nothing() {
             .contains("src.port"),
         "{v}"
     );
+    // Well-typed but out of range: the store refuses the record, and says why.
+    let mut bad = serde_json::from_str::<Value>(FIXTURE).unwrap();
+    let records = &mut bad["resourceLogs"][0]["scopeLogs"][0]["logRecords"];
+    let mut one = records[1].clone();
+    one["attributes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"key": "src.port", "value": {"intValue": "70000"}}));
+    *records = json!([one]);
+    let (code, body) = s
+        .export(
+            "team-a",
+            "application/json",
+            serde_json::to_vec(&bad).unwrap(),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(rejected(&v), 1, "{v}");
+    assert_eq!(
+        v["partialSuccess"]["errorMessage"], "src.port is not a port number",
+        "{v}"
+    );
     // A resource attribute of the wrong type refuses its whole resource.
     let mut bad = serde_json::from_str::<Value>(FIXTURE).unwrap();
     bad["resourceLogs"][0]["resource"]["attributes"][0] =
