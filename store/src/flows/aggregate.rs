@@ -597,17 +597,12 @@ impl FlowStore {
                     return Err(Error::DeadlineExceeded);
                 }
                 let searcher = p.reader.searcher();
-                // After the searcher: the table then holds every key its records refer to.
-                let keys = p.keys.view()?;
-                let query = to_query(filter, self.schema(), &keys);
-                let query = time_bounded(self, &searcher, query, start_ns, end_ns)
-                    .map_err(|e| tantivy_error(p.dir(), e))?;
-                let cells = Cells::new(&req.by, &keys).map(Arc::new);
-                let collector = AggCollector {
-                    req,
-                    cells: cells.clone(),
-                    expired: expired.clone(),
-                    key_values: req
+                // After the searcher: the table then holds every key its records refer to. It is
+                // locked while the aggregation is planned and its groups named, not while it runs:
+                // appends number their keys under that lock.
+                let (query, cells, key_values) = {
+                    let keys = p.keys.view()?;
+                    let key_values: Vec<_> = req
                         .aggs
                         .iter()
                         .map(|a| {
@@ -615,7 +610,20 @@ impl FlowStore {
                                 .filter(|&i| is_key_field(i))
                                 .map(|i| Arc::new(key_numbers(i, &keys)))
                         })
-                        .collect(),
+                        .collect();
+                    (
+                        to_query(filter, self.schema(), &keys),
+                        Cells::new(&req.by, &keys).map(Arc::new),
+                        key_values,
+                    )
+                };
+                let query = time_bounded(self, &searcher, query, start_ns, end_ns)
+                    .map_err(|e| tantivy_error(p.dir(), e))?;
+                let collector = AggCollector {
+                    req,
+                    cells: cells.clone(),
+                    expired: expired.clone(),
+                    key_values,
                 };
                 let raw = searcher
                     .search(&*query, &collector)
@@ -623,6 +631,7 @@ impl FlowStore {
                 if expired.load(Ordering::Relaxed) {
                     return Err(Error::DeadlineExceeded);
                 }
+                let keys = p.keys.view()?;
                 let mut by_values = RawGroups::new();
                 for (key, acc) in raw {
                     let v = match &cells {

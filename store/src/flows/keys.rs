@@ -500,15 +500,32 @@ impl PartitionKeys {
         Ok(())
     }
 
-    /// Makes every key assigned so far durable (before the index commit that refers to them).
+    /// Makes every key assigned so far durable (before the index commit that refers to them). The
+    /// table is not locked during the fsync, so queries go on; the caller keeps keys from being
+    /// assigned meanwhile (the store's ingest lock), or they wait for the next sync.
     pub fn sync(&self) -> Result<()> {
-        let mut g = self.state.write();
-        if let Some(st) = g.as_mut().filter(|st| st.unsynced) {
-            if let Some(f) = &st.plain {
-                f.sync_data()
-                    .map_err(|e| Error::io(self.dir.join(PLAIN_FILE), e))?;
+        let path = self.dir.join(PLAIN_FILE);
+        let file = {
+            let mut g = self.state.write();
+            match g.as_mut().filter(|st| st.unsynced) {
+                Some(st) => {
+                    st.unsynced = false;
+                    st.plain
+                        .as_ref()
+                        .map(File::try_clone)
+                        .transpose()
+                        .map_err(|e| Error::io(&path, e))?
+                }
+                None => None,
             }
-            st.unsynced = false;
+        };
+        if let Some(f) = file {
+            if let Err(e) = f.sync_data() {
+                if let Some(st) = self.state.write().as_mut() {
+                    st.unsynced = true;
+                }
+                return Err(Error::io(&path, e));
+            }
         }
         Ok(())
     }

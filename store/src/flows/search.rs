@@ -103,9 +103,10 @@ impl FlowStore {
         emit: &mut dyn FnMut(FlowRecord) -> bool,
     ) -> Result<(usize, bool)> {
         let searcher = p.reader.searcher();
-        // After the searcher: the table then holds every key its records refer to.
-        let keys = p.keys.view()?;
-        let filter = to_query(req.filter, self.schema(), &keys);
+        // After the searcher: the table then holds every key its records refer to. The table is
+        // locked only while the query is planned and while each record is read, never across the
+        // search or `emit` (a slow client): appends number their keys under that lock.
+        let filter = to_query(req.filter, self.schema(), &*p.keys.view()?);
         let query = time_bounded(self, &searcher, filter, req.start_ns, req.end_ns)
             .map_err(|e| tantivy_error(p.dir(), e))?;
         let order = match req.order {
@@ -131,7 +132,7 @@ impl FlowStore {
             let record = segments[seg]
                 .as_ref()
                 .expect("opened above")
-                .read(addr.doc_id, &keys)
+                .read(addr.doc_id, &*p.keys.view()?)
                 .map_err(|e| tantivy_error(p.dir(), e))?;
             n += 1;
             if !emit(record) {
