@@ -13,6 +13,7 @@
 //!                                                       # clock starts: the senders only send
 //! strata-flow-bench direct --dir DIR --records N          # into a FlowStore in-process, no OTLP,
 //!     [--writer-threads T] [--writer-heap-mib M]        # then merges the partitions as the server
+//!     [--zstd-level L]
 //!                                                       # would; options: the `[flows]` settings
 //! strata-flow-bench ndjson --records N                    # the same records as NDJSON on stdout
 //! strata-flow-bench query  --url http://127.0.0.1:9080 [--runs 50]
@@ -431,6 +432,7 @@ fn direct(o: &Opts) -> Result<()> {
             retention_ns: 0,
             writer_threads: o.num("--writer-threads", defaults.writer_threads)?,
             writer_heap_bytes: o.num("--writer-heap-mib", defaults.writer_heap_bytes >> 20)? << 20,
+            zstd_level: o.num("--zstd-level", defaults.zstd_level)?,
             ..defaults
         },
     )?;
