@@ -272,6 +272,9 @@ pub struct FlowsStoreConfig {
     pub max_open_writers: usize,
     /// zstd level of the document store.
     pub zstd_level: i32,
+    /// Memory for the key tables of flow partitions not being written, per tenant; the least
+    /// recently queried are unloaded past it.
+    pub key_cache_bytes: usize,
     /// fsync the flow WAL before acknowledging. Turn off only for benchmarks.
     pub wal_fsync: bool,
     /// Most records one search may return (`limit`).
@@ -294,6 +297,7 @@ impl Default for FlowsStoreConfig {
             writer_threads: 1,
             max_open_writers: 4,
             zstd_level: 3,
+            key_cache_bytes: 512 << 20,
             wal_fsync: true,
             max_search_limit: 100_000,
             max_aggregate_top: 10_000,
@@ -385,6 +389,7 @@ impl FlowsStoreConfig {
             writer_threads: self.writer_threads,
             max_open_writers: self.max_open_writers,
             zstd_level: self.zstd_level,
+            key_cache_bytes: self.key_cache_bytes,
             wal: strata_store::wal::WalOptions {
                 fsync: self.wal_fsync,
                 ..Default::default()

@@ -204,7 +204,7 @@ pub fn render_text(state: &AppState) -> String {
 
     let flow_tenants = state.flows.tenants();
     type FlowCounter = fn(&strata_store::flows::FlowStats) -> &AtomicU64;
-    let flow_counters: [(&str, &str, FlowCounter); 5] = [
+    let flow_counters: [(&str, &str, FlowCounter); 6] = [
         (
             "strata_flow_records_appended_total",
             "Flow records stored.",
@@ -230,6 +230,11 @@ pub fn render_text(state: &AppState) -> String {
             "Closed flow partitions merged into one segment.",
             |s| &s.partitions_merged,
         ),
+        (
+            "strata_flow_key_tables_unloaded_total",
+            "Key tables of flow partitions dropped from memory to stay within flows.key_cache_bytes.",
+            |s| &s.key_tables_unloaded,
+        ),
     ];
     for (name, help, counter) in flow_counters {
         family(&mut o, name, "counter", help);
@@ -240,6 +245,20 @@ pub fn render_text(state: &AppState) -> String {
                 load(counter(&store.stats))
             );
         }
+    }
+
+    family(
+        &mut o,
+        "strata_flow_key_tables_bytes",
+        "gauge",
+        "Memory of the flow partitions' key tables (roughly).",
+    );
+    for (t, store) in &flow_tenants {
+        let _ = writeln!(
+            o,
+            "strata_flow_key_tables_bytes{{tenant=\"{t}\"}} {}",
+            store.key_tables_bytes()
+        );
     }
 
     let tenants = state.storage.tenants();

@@ -649,6 +649,8 @@ impl FlowStore {
                         .collect();
                     merge_one(&mut groups, names, acc, &req.aggs);
                 }
+                drop(keys);
+                self.trim_key_tables();
             }
             Ok(groups)
         };

@@ -17,6 +17,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::LazyLock;
 
 use parking_lot::{RwLock, RwLockReadGuard};
@@ -212,6 +213,29 @@ impl KeyTable {
         set
     }
 
+    /// Bytes the table takes in memory, roughly.
+    pub fn memory_bytes(&self) -> usize {
+        self.columns
+            .iter()
+            .map(|c| {
+                let values: usize = c
+                    .values
+                    .iter()
+                    .map(|v| {
+                        std::mem::size_of::<FieldValue>()
+                            + match v {
+                                FieldValue::Str(s) => s.len(),
+                                FieldValue::List(l) => l.iter().map(|s| s.len() + 24).sum(),
+                                _ => 0,
+                            }
+                    })
+                    .sum();
+                let index: usize = c.by_bytes.keys().map(|k| k.len() + 48).sum();
+                c.ords.capacity() * 4 + values + index
+            })
+            .sum()
+    }
+
     /// Distinct values of key field `field` (every value some key holds).
     pub fn values(&self, field: usize) -> &[FieldValue] {
         KEY_SLOT[field].map_or(&[], |s| &self.columns[s].values)
@@ -320,9 +344,16 @@ struct KeysState {
 /// A partition's key table and its files.
 pub struct PartitionKeys {
     dir: PathBuf,
-    /// Loaded on first use.
+    /// Loaded on first use; unloaded by [`PartitionKeys::unload`] when memory is short.
     state: RwLock<Option<KeysState>>,
+    /// When the table was last used (a tick of [`PartitionKeys::touch`]'s clock), for eviction.
+    last_used: AtomicU64,
+    /// What the loaded table takes in memory, as of its loading or last growth.
+    loaded_bytes: AtomicUsize,
 }
+
+/// A clock that orders uses of key tables (any monotonic count will do).
+static USE_CLOCK: AtomicU64 = AtomicU64::new(0);
 
 /// A read view of a partition's keys.
 pub struct KeysView<'a>(RwLockReadGuard<'a, Option<KeysState>>);
@@ -387,6 +418,8 @@ impl PartitionKeys {
         PartitionKeys {
             dir: dir.to_owned(),
             state: RwLock::new(None),
+            last_used: AtomicU64::new(0),
+            loaded_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -427,6 +460,8 @@ impl PartitionKeys {
 
     /// The table, loading it first when needed.
     pub fn view(&self) -> Result<KeysView<'_>> {
+        self.last_used
+            .store(USE_CLOCK.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
         {
             let g = self.state.read();
             if g.is_some() {
@@ -436,10 +471,37 @@ impl PartitionKeys {
         {
             let mut g = self.state.write();
             if g.is_none() {
-                *g = Some(self.load()?);
+                let st = self.load()?;
+                self.loaded_bytes
+                    .store(st.table.memory_bytes(), Ordering::Relaxed);
+                *g = Some(st);
             }
         }
         self.view()
+    }
+
+    /// When the table was last used, on a clock shared by all partitions (larger is later).
+    pub fn last_used(&self) -> u64 {
+        self.last_used.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the loaded table (0 when not loaded).
+    pub fn loaded_bytes(&self) -> usize {
+        self.loaded_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Drops the loaded table when the partition is not being written (no keys being numbered, none
+    /// waiting for a sync); it is read again from its files on next use. Returns the bytes freed.
+    pub fn unload(&self) -> usize {
+        let mut g = self.state.write();
+        let idle = g
+            .as_ref()
+            .is_some_and(|st| st.lookup.is_none() && st.plain.is_none() && !st.unsynced);
+        if !idle {
+            return 0;
+        }
+        *g = None;
+        self.loaded_bytes.swap(0, Ordering::Relaxed)
     }
 
     /// The key number of each record, adding new keys to the table and to `keys` (not yet synced).
@@ -450,7 +512,10 @@ impl PartitionKeys {
     ) -> Result<()> {
         let mut g = self.state.write();
         if g.is_none() {
-            *g = Some(self.load()?);
+            let st = self.load()?;
+            self.loaded_bytes
+                .store(st.table.memory_bytes(), Ordering::Relaxed);
+            *g = Some(st);
         }
         let st = g.as_mut().expect("loaded above");
         let lookup = st.lookup.get_or_insert_with(|| {
@@ -496,6 +561,8 @@ impl PartitionKeys {
             f.write_all(&frame(first_new, added, &new_keys))
                 .map_err(|e| Error::io(&path, e))?;
             st.unsynced = true;
+            self.loaded_bytes
+                .store(st.table.memory_bytes(), Ordering::Relaxed);
         }
         Ok(())
     }
@@ -540,7 +607,10 @@ impl PartitionKeys {
         }
         let mut g = self.state.write();
         if g.is_none() {
-            *g = Some(self.load()?);
+            let st = self.load()?;
+            self.loaded_bytes
+                .store(st.table.memory_bytes(), Ordering::Relaxed);
+            *g = Some(st);
         }
         let st = g.as_mut().expect("loaded above");
         let data = st.table.encode_packed();

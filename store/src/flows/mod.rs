@@ -56,6 +56,9 @@ pub struct FlowConfig {
     pub max_open_writers: usize,
     /// zstd level of the document store (which holds empty documents since partition format 2).
     pub zstd_level: i32,
+    /// Memory for the key tables of partitions not being written, over all of a tenant's partitions:
+    /// past it, the least recently queried are unloaded (and read again from disk when needed).
+    pub key_cache_bytes: usize,
     pub wal: WalOptions,
 }
 
@@ -70,6 +73,7 @@ impl Default for FlowConfig {
             writer_threads: 1,
             max_open_writers: 4,
             zstd_level: 3,
+            key_cache_bytes: 512 << 20,
             wal: WalOptions::default(),
         }
     }
@@ -103,6 +107,8 @@ pub struct FlowStats {
     pub commits: AtomicU64,
     pub partitions_dropped: AtomicU64,
     pub partitions_merged: AtomicU64,
+    /// Key tables dropped from memory to stay within `key_cache_bytes`.
+    pub key_tables_unloaded: AtomicU64,
 }
 
 /// One tenant's flow store.
@@ -228,6 +234,40 @@ impl FlowStore {
         )?);
         map.insert(start, p.clone());
         Ok(p)
+    }
+
+    /// Unloads the least recently used key tables of partitions not being written while the loaded
+    /// ones take more than `key_cache_bytes`. Queries call it after each partition they read.
+    pub(crate) fn trim_key_tables(&self) {
+        let parts: Vec<Arc<Partition>> = self.partitions.read().values().cloned().collect();
+        let mut total: usize = parts.iter().map(|p| p.keys.loaded_bytes()).sum();
+        if total <= self.cfg.key_cache_bytes {
+            return;
+        }
+        let mut loaded: Vec<&Arc<Partition>> =
+            parts.iter().filter(|p| p.keys.loaded_bytes() > 0).collect();
+        loaded.sort_by_key(|p| p.keys.last_used());
+        for p in loaded {
+            if total <= self.cfg.key_cache_bytes {
+                break;
+            }
+            let freed = p.keys.unload();
+            if freed > 0 {
+                total -= freed.min(total);
+                self.stats
+                    .key_tables_unloaded
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Bytes of the key tables in memory, over the tenant's partitions.
+    pub fn key_tables_bytes(&self) -> usize {
+        self.partitions
+            .read()
+            .values()
+            .map(|p| p.keys.loaded_bytes())
+            .sum()
     }
 
     /// Partitions that may hold records with `interval.end` in `[start, end]`, oldest first.

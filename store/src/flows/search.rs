@@ -86,7 +86,9 @@ impl FlowStore {
         // Partitions do not overlap in time, so walking them in order and each in order is a merge.
         for p in partitions {
             let remaining = req.limit - emitted;
-            let (n, stop) = self.search_partition(&p, req, remaining, emit)?;
+            let searched = self.search_partition(&p, req, remaining, emit);
+            self.trim_key_tables();
+            let (n, stop) = searched?;
             emitted += n;
             if stop || emitted >= req.limit {
                 break;
@@ -157,6 +159,7 @@ impl FlowStore {
             .ok_or_else(|| Error::InvalidMatcher(format!("{field} is not a text field")))?;
         let mut values = BTreeSet::new();
         for p in self.partitions_overlapping(start_ns, end_ns) {
+            self.trim_key_tables();
             let keys = p.keys.view()?;
             for v in keys.values(i) {
                 let texts: &[String] = match v {

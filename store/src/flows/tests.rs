@@ -645,3 +645,50 @@ fn an_aggregation_stops_at_its_deadline() {
         Err(Error::DeadlineExceeded)
     ));
 }
+
+#[test]
+fn key_tables_beyond_the_cache_are_unloaded_and_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = sample_records(5000, T0);
+    {
+        let store = FlowStore::open(dir.path(), test_config()).unwrap();
+        store.append(&records, T0 + 5000 * NS_PER_SEC).unwrap();
+        store.close();
+    }
+    // Room for every table: they stay loaded after the queries.
+    let store = FlowStore::open(dir.path(), test_config()).unwrap();
+    assert_eq!(store.partition_count(), 2);
+    assert_eq!(store.key_tables_bytes(), 0, "loaded only when used");
+    assert_eq!(all(&store, &Filter::All, SortOrder::Asc), records);
+    assert!(store.key_tables_bytes() > 0);
+    assert_eq!(store.stats.key_tables_unloaded.load(Ordering::Relaxed), 0);
+    drop(store);
+    // Room for none: each is dropped once the query has moved past it, and the answers hold.
+    let cfg = FlowConfig {
+        key_cache_bytes: 1,
+        ..test_config()
+    };
+    let store = FlowStore::open(dir.path(), cfg).unwrap();
+    assert_eq!(all(&store, &Filter::All, SortOrder::Asc), records);
+    assert_eq!(
+        all(&store, &term("dst.workload", "server-1"), SortOrder::Desc).len(),
+        records
+            .iter()
+            .filter(|r| r.dst.workload == "server-1")
+            .count()
+    );
+    let req = AggregateRequest::new(&["src.workload"], vec![AggFn::Count], 100).unwrap();
+    let rows = store
+        .aggregate(&Filter::All, i64::MIN, i64::MAX, &req)
+        .unwrap();
+    assert_eq!(rows.iter().map(|r| r.values[0]).sum::<f64>(), 5000.0);
+    assert_eq!(store.key_tables_bytes(), 0);
+    assert!(store.stats.key_tables_unloaded.load(Ordering::Relaxed) >= 6);
+    // A partition being written keeps its table.
+    store
+        .append(&sample_records(10, T0), T0 + 5000 * NS_PER_SEC)
+        .unwrap();
+    store.commit().unwrap();
+    assert_eq!(all(&store, &Filter::All, SortOrder::Asc).len(), 5010);
+    assert!(store.key_tables_bytes() > 0);
+}
