@@ -119,12 +119,84 @@ impl KeySet {
     }
 }
 
+/// Per key, the ordinal of its value, in the narrowest width that holds every ordinal so far (most
+/// key fields have a few dozen distinct values, pods and addresses a few thousand).
+#[derive(Debug, Clone, PartialEq)]
+enum Ordinals {
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+}
+
+impl Default for Ordinals {
+    fn default() -> Self {
+        Ordinals::U8(Vec::new())
+    }
+}
+
+impl Ordinals {
+    fn len(&self) -> usize {
+        match self {
+            Ordinals::U8(v) => v.len(),
+            Ordinals::U16(v) => v.len(),
+            Ordinals::U32(v) => v.len(),
+        }
+    }
+
+    #[inline]
+    fn get(&self, key: usize) -> Option<u32> {
+        match self {
+            Ordinals::U8(v) => v.get(key).map(|&o| u32::from(o)),
+            Ordinals::U16(v) => v.get(key).map(|&o| u32::from(o)),
+            Ordinals::U32(v) => v.get(key).copied(),
+        }
+    }
+
+    fn push(&mut self, o: u32) {
+        match self {
+            Ordinals::U8(v) if o <= u32::from(u8::MAX) => v.push(o as u8),
+            Ordinals::U16(v) if o <= u32::from(u16::MAX) => v.push(o as u16),
+            Ordinals::U32(v) => v.push(o),
+            Ordinals::U8(v) if o <= u32::from(u16::MAX) => {
+                let mut wide: Vec<u16> = v.iter().map(|&x| u16::from(x)).collect();
+                wide.push(o as u16);
+                *self = Ordinals::U16(wide);
+            }
+            _ => {
+                let mut wide: Vec<u32> = (0..self.len()).filter_map(|k| self.get(k)).collect();
+                wide.push(o);
+                *self = Ordinals::U32(wide);
+            }
+        }
+    }
+
+    fn reserve(&mut self, n: usize) {
+        match self {
+            Ordinals::U8(v) => v.reserve(n),
+            Ordinals::U16(v) => v.reserve(n),
+            Ordinals::U32(v) => v.reserve(n),
+        }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        match self {
+            Ordinals::U8(v) => v.capacity(),
+            Ordinals::U16(v) => v.capacity() * 2,
+            Ordinals::U32(v) => v.capacity() * 4,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.len()).map(|k| self.get(k).unwrap_or(0))
+    }
+}
+
 /// One key field's values: the distinct ones, and per key the ordinal of its own.
 #[derive(Debug, Default)]
 struct KeyColumn {
     values: Vec<FieldValue>,
     by_bytes: FastMap<Vec<u8>, u32>,
-    ords: Vec<u32>,
+    ords: Ordinals,
 }
 
 /// The distinct keys of a partition, column by column.
@@ -177,21 +249,18 @@ impl KeyTable {
     /// The value of record field `field` in key `key`, when `field` is a key field and `key` exists.
     pub fn value(&self, key: u32, field: usize) -> Option<&FieldValue> {
         let col = &self.columns[KEY_SLOT[field]?];
-        col.values.get(*col.ords.get(key as usize)? as usize)
+        col.values.get(col.ords.get(key as usize)? as usize)
     }
 
     /// The ordinal of key `key`'s value among key field `field`'s distinct values ([`KeyTable::values`]).
     pub fn ordinal(&self, key: u32, field: usize) -> Option<u32> {
-        self.columns[KEY_SLOT[field]?]
-            .ords
-            .get(key as usize)
-            .copied()
+        self.columns[KEY_SLOT[field]?].ords.get(key as usize)
     }
 
     /// Sets the key fields of `r` from key `key` (nothing when there is no such key).
     pub fn fill(&self, key: u32, r: &mut FlowRecord) {
         for (col, &i) in self.columns.iter().zip(KEY_FIELDS.iter()) {
-            if let Some(&ord) = col.ords.get(key as usize) {
+            if let Some(ord) = col.ords.get(key as usize) {
                 let _ = r.set_field(i, col.values[ord as usize].clone());
             }
         }
@@ -205,7 +274,7 @@ impl KeyTable {
         };
         let col = &self.columns[slot];
         let hits: Vec<bool> = col.values.iter().map(test).collect();
-        for (k, &ord) in col.ords.iter().enumerate() {
+        for (k, ord) in col.ords.iter().enumerate() {
             if hits[ord as usize] {
                 set.insert(k as u32);
             }
@@ -231,7 +300,7 @@ impl KeyTable {
                     })
                     .sum();
                 let index: usize = c.by_bytes.keys().map(|k| k.len() + 48).sum();
-                c.ords.capacity() * 4 + values + index
+                c.ords.memory_bytes() + values + index
             })
             .sum()
     }
@@ -253,7 +322,7 @@ impl KeyTable {
             for v in &col.values {
                 encode_value(&mut b, v.as_field_ref());
             }
-            for &o in &col.ords {
+            for o in col.ords.iter() {
                 put_uvarint(&mut b, u64::from(o));
             }
         }
@@ -319,7 +388,7 @@ impl KeyTable {
                 encode_value(&mut bytes, absent.as_field_ref());
                 col.by_bytes.insert(bytes, 0);
                 col.values = vec![absent];
-                col.ords = vec![0; len as usize];
+                col.ords = Ordinals::U8(vec![0; len as usize]);
             }
         }
         Ok(table)
@@ -719,6 +788,28 @@ mod tests {
         third.sync().unwrap();
         assert!(fs::metadata(dir.path().join(PLAIN_FILE)).unwrap().len() > plain_len);
         assert_eq!(PartitionKeys::new(dir.path()).view().unwrap().len(), n + 2);
+    }
+
+    #[test]
+    fn ordinals_widen_as_they_grow() {
+        let mut o = Ordinals::default();
+        let values: Vec<u32> = (0..70_000u32)
+            .map(|i| if i % 2 == 0 { i } else { i % 256 })
+            .collect();
+        for (n, &v) in values.iter().enumerate() {
+            o.push(v);
+            assert_eq!(o.get(n), Some(v));
+        }
+        assert!(matches!(o, Ordinals::U32(_)));
+        assert_eq!(o.iter().collect::<Vec<_>>(), values);
+        let mut small = Ordinals::default();
+        (0..300).for_each(|v| small.push(v));
+        assert!(matches!(small, Ordinals::U16(_)));
+        assert_eq!(
+            small.iter().collect::<Vec<_>>(),
+            (0..300).collect::<Vec<_>>()
+        );
+        assert_eq!(small.get(300), None);
     }
 
     #[test]
