@@ -17,6 +17,7 @@
 //!                                                       # would; options: the `[flows]` settings
 //! strata-flow-bench ndjson --records N                    # the same records as NDJSON on stdout
 //! strata-flow-bench query  --url http://127.0.0.1:9080 [--runs 50]
+//! strata-flow-bench decode --records N [--batch 5000] [--rounds 3]   # the OTLP decode alone
 //! ```
 //! Common options: `--t0 UNIX_SECONDS` (start of the data, default: now − span) and `--span-secs S`
 //! (default 21600: six hourly partitions). Results are one JSON object on stdout (except `ndjson`).
@@ -602,6 +603,48 @@ fn query(o: &Opts) -> Result<()> {
     Ok(())
 }
 
+/// The OTLP/HTTP protobuf decode alone: request bodies of `--batch` records encoded first, then decoded
+/// `--rounds` times over (the server's decode, without HTTP or the store).
+fn decode(o: &Opts) -> Result<()> {
+    let d = data(o)?;
+    let batch: u64 = o.num("--batch", 5000)?;
+    let rounds: u64 = o.num("--rounds", 3)?;
+    let bodies: Vec<Vec<u8>> = (0..d.n)
+        .step_by(batch as usize)
+        .map(|from| {
+            let records: Vec<FlowRecord> = (from..(from + batch).min(d.n))
+                .map(|i| d.cluster.record(i, d.n, d.t0_ns, d.span_ns))
+                .collect();
+            export_request(&records).encode_to_vec()
+        })
+        .collect();
+    let mut best = f64::MAX;
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let mut decoded = 0;
+        for b in &bodies {
+            decoded += strata_api::flows::otlp::decode_protobuf(b)
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?
+                .records
+                .len();
+        }
+        anyhow::ensure!(
+            decoded as u64 == d.n,
+            "decoded {decoded} of {} records",
+            d.n
+        );
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    println!(
+        "{}",
+        json!({
+            "mode": "decode", "records": d.n, "rounds": rounds,
+            "best_us_per_record": best * 1e6 / d.n as f64,
+        })
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let o = Opts {
@@ -612,6 +655,7 @@ fn main() -> Result<()> {
         Some("direct") => direct(&o),
         Some("ndjson") => ndjson(&o),
         Some("query") => query(&o),
-        _ => bail!("usage: strata-flow-bench ingest|direct|ndjson|query [options] (see the source's header)"),
+        Some("decode") => decode(&o),
+        _ => bail!("usage: strata-flow-bench ingest|direct|ndjson|query|decode [options] (see the source's header)"),
     }
 }
