@@ -19,10 +19,15 @@ pub fn encode_batch<'a>(buf: &mut Vec<u8>, records: impl ExactSizeIterator<Item 
 
 /// Appends the present fields of `r` whose id `keep` accepts: a count, then (u8 id, value) pairs.
 pub fn encode_fields(buf: &mut Vec<u8>, r: &FlowRecord, keep: impl Fn(usize) -> bool) {
+    encode_fields_of(buf, r, (0..FIELDS.len()).filter(|&i| keep(i)));
+}
+
+/// Appends the present fields among `ids` (ascending), as [`encode_fields`] does.
+pub fn encode_fields_of(buf: &mut Vec<u8>, r: &FlowRecord, ids: impl IntoIterator<Item = usize>) {
     let count_at = buf.len();
     buf.push(0);
     let mut present = 0u8;
-    for i in (0..FIELDS.len()).filter(|&i| keep(i)) {
+    for i in ids {
         let v = r.field(i);
         if v.is_empty() {
             continue;

@@ -20,7 +20,7 @@ use tantivy::schema::{
 use tantivy::store::StoreReader;
 use tantivy::{DocId, SegmentReader, TantivyDocument};
 
-use super::codec::{decode_fields, encode_fields};
+use super::codec::{decode_fields, encode_fields_of};
 use super::keys::KeyTable;
 use super::record::{is_key_field, FieldKind, FieldRef, FieldValue, FlowRecord, FIELDS};
 use crate::encoding::Decoder;
@@ -31,9 +31,12 @@ const STORED_FIELD: &str = "_stored";
 /// The tantivy field holding a record's key number (format version 3).
 pub const KEY_FIELD: &str = "_key";
 
-fn is_stored_only(i: usize) -> bool {
-    matches!(FIELDS[i].kind, FieldKind::StoredList | FieldKind::Counts)
-}
+/// Fields kept in the blob: shown with the record, not filtered on (per-code counts are both).
+static STORED_ONLY: std::sync::LazyLock<Vec<usize>> = std::sync::LazyLock::new(|| {
+    (0..FIELDS.len())
+        .filter(|&i| matches!(FIELDS[i].kind, FieldKind::StoredList | FieldKind::Counts))
+        .collect()
+});
 
 /// The tantivy schema of a flow partition, with the tantivy field of each record field.
 #[derive(Debug, Clone)]
@@ -136,14 +139,12 @@ impl FlowSchema {
     /// The document of a record whose key has number `key`.
     pub fn to_document(&self, r: &FlowRecord, key: u32) -> TantivyDocument {
         let mut doc = TantivyDocument::new();
-        let mut has_blob = false;
+        let has_blob = STORED_ONLY.iter().any(|&i| !r.field(i).is_empty());
         for (i, field) in self.fields.iter().enumerate() {
-            let v = r.field(i);
-            has_blob |= is_stored_only(i) && !v.is_empty();
             let Some(field) = *field else {
                 continue;
             };
-            match v {
+            match r.field(i) {
                 // Zero is absent: most numbers are zero on most records (HTTP, DNS, retransmits), and
                 // a sparse column costs far less than a dense one. Filters treat absent as 0.
                 FieldRef::U64(0) => {}
@@ -162,7 +163,7 @@ impl FlowSchema {
         }
         if has_blob {
             let mut blob = Vec::new();
-            encode_fields(&mut blob, r, is_stored_only);
+            encode_fields_of(&mut blob, r, STORED_ONLY.iter().copied());
             doc.add_bytes(self.stored, &blob);
         }
         doc
