@@ -112,6 +112,18 @@ fn workloads(v: &Value) -> Vec<&str> {
         .collect()
 }
 
+/// Exports an OTLP/JSON logs request to tenant `team-a`; the status and the answer's JSON.
+async fn export_json(s: &TestServer, request: &Value) -> (StatusCode, Value) {
+    let (code, body) = s
+        .export(
+            "team-a",
+            "application/json",
+            serde_json::to_vec(request).unwrap(),
+        )
+        .await;
+    (code, serde_json::from_slice(&body).unwrap())
+}
+
 /// `partialSuccess.rejectedLogRecords`, which OTLP/JSON may write as a number or a string.
 fn rejected(v: &Value) -> i64 {
     let r = &v["partialSuccess"]["rejectedLogRecords"];
@@ -416,15 +428,8 @@ async fn bad_otlp_payloads_are_refused_and_store_nothing() {
     records[0]["attributes"][1] = json!({"key": "src.port", "value": {"stringValue": "http"}});
     records[1]["attributes"][0] = json!({"key": "src.ip", "value": {"stringValue": "10.0.0.300"}});
     records[2]["attributes"][1] = json!({"key": "src.ip", "value": {"intValue": "-1"}});
-    let (code, body) = s
-        .export(
-            "team-a",
-            "application/json",
-            serde_json::to_vec(&bad).unwrap(),
-        )
-        .await;
+    let (code, v) = export_json(&s, &bad).await;
     assert_eq!(code, StatusCode::OK);
-    let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(rejected(&v), 4, "{v}");
     assert!(
         v["partialSuccess"]["errorMessage"]
@@ -442,15 +447,8 @@ async fn bad_otlp_payloads_are_refused_and_store_nothing() {
         .unwrap()
         .push(json!({"key": "src.port", "value": {"intValue": "70000"}}));
     *records = json!([one]);
-    let (code, body) = s
-        .export(
-            "team-a",
-            "application/json",
-            serde_json::to_vec(&bad).unwrap(),
-        )
-        .await;
+    let (code, v) = export_json(&s, &bad).await;
     assert_eq!(code, StatusCode::OK);
-    let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(rejected(&v), 1, "{v}");
     assert_eq!(
         v["partialSuccess"]["errorMessage"], "src.port is not a port number",

@@ -537,16 +537,19 @@ impl PartitionKeys {
                 return Ok(KeysView(g));
             }
         }
-        {
-            let mut g = self.state.write();
-            if g.is_none() {
-                let st = self.load()?;
-                self.loaded_bytes
-                    .store(st.table.memory_bytes(), Ordering::Relaxed);
-                *g = Some(st);
-            }
-        }
+        self.loaded(&mut self.state.write())?;
         self.view()
+    }
+
+    /// The state under `g`, loading it first when needed.
+    fn loaded<'g>(&self, g: &'g mut Option<KeysState>) -> Result<&'g mut KeysState> {
+        if g.is_none() {
+            let st = self.load()?;
+            self.loaded_bytes
+                .store(st.table.memory_bytes(), Ordering::Relaxed);
+            *g = Some(st);
+        }
+        Ok(g.as_mut().expect("loaded above"))
     }
 
     /// When the table was last used, on a clock shared by all partitions (larger is later).
@@ -580,13 +583,7 @@ impl PartitionKeys {
         out: &mut Vec<u32>,
     ) -> Result<()> {
         let mut g = self.state.write();
-        if g.is_none() {
-            let st = self.load()?;
-            self.loaded_bytes
-                .store(st.table.memory_bytes(), Ordering::Relaxed);
-            *g = Some(st);
-        }
-        let st = g.as_mut().expect("loaded above");
+        let st = self.loaded(&mut g)?;
         let lookup = st.lookup.get_or_insert_with(|| {
             let mut m =
                 FastMap::with_capacity_and_hasher(st.table.len() as usize, Default::default());
@@ -675,13 +672,7 @@ impl PartitionKeys {
             return Ok(());
         }
         let mut g = self.state.write();
-        if g.is_none() {
-            let st = self.load()?;
-            self.loaded_bytes
-                .store(st.table.memory_bytes(), Ordering::Relaxed);
-            *g = Some(st);
-        }
-        let st = g.as_mut().expect("loaded above");
+        let st = self.loaded(&mut g)?;
         let data = st.table.encode_packed();
         let packed = self.dir.join(PACKED_FILE);
         let tmp = self.dir.join(format!("{PACKED_FILE}.tmp"));
