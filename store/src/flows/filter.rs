@@ -225,7 +225,14 @@ impl Weight for KeySetQuery {
         let Some(column) = reader.fast_fields().column_opt::<u64>(self.field)? else {
             return Ok(Box::new(tantivy::query::EmptyScorer));
         };
-        // Every record has a key: the column is dense, row = document.
+        // Every record has a key, so the column is dense (row = document); a segment where it is
+        // not is damaged, and reading it as dense would pair documents with other records' keys.
+        if column.get_cardinality() != tantivy::columnar::Cardinality::Full {
+            return Err(tantivy::TantivyError::InternalError(format!(
+                "flow segment: key column is {}, not dense",
+                column.get_cardinality()
+            )));
+        }
         let mut s = KeySetScorer {
             values: column.values,
             set: self.set.clone(),
