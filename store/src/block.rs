@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::model::{Label, Labels, Matcher, Sample};
 use crate::page_cache::PageCache;
 use crate::postings::{self, PostingsIndex};
+use crate::wal::sync_dir;
 
 const CHUNKS_MAGIC: &[u8; 4] = b"STCK";
 const INDEX_MAGIC: &[u8; 4] = b"STIX";
@@ -404,12 +405,6 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
     let mut f = File::create(path).map_err(|e| Error::io(path, e))?;
     f.write_all(data).map_err(|e| Error::io(path, e))?;
     f.sync_all().map_err(|e| Error::io(path, e))
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
 }
 
 /// Bytes of all files in a directory (not recursive: blocks are flat).

@@ -595,7 +595,8 @@ impl Drop for Wal {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+/// Makes a directory's entries (files created, renamed or removed in it) durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(dir, e))

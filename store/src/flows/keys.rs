@@ -27,6 +27,7 @@ use super::record::{is_key_field, FieldValue, FlowRecord, FIELDS};
 use crate::encoding::{put_uvarint, Decoder};
 use crate::error::{Error, Result};
 use crate::hash::FastMap;
+use crate::wal::sync_dir;
 
 /// Record fields that make up the key, in field order.
 pub static KEY_FIELDS: LazyLock<Vec<usize>> =
@@ -683,9 +684,7 @@ impl PartitionKeys {
             f.sync_all().map_err(|e| Error::io(&tmp, e))?;
         }
         fs::rename(&tmp, &packed).map_err(|e| Error::io(&packed, e))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(&self.dir, e))?;
+        sync_dir(&self.dir)?;
         st.plain = None;
         st.unsynced = false;
         st.lookup = None;

@@ -20,6 +20,7 @@ use super::index::{FlowSchema, SegmentRecords};
 use super::keys::{KeyTable, PartitionKeys};
 use super::record::FlowRecord;
 use crate::error::{Error, Result};
+use crate::wal::sync_dir;
 
 /// Settings of the partitions' indexes.
 #[derive(Debug, Clone)]
@@ -423,12 +424,6 @@ pub fn upgrade(
     fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
     tracing::info!(dir = %dir.display(), records, "flow partition rewritten into format version 3");
     Partition::open_dir(dir, start_ns, width_ns, schema, opts)
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
 }
 
 /// Completes or discards upgrades that a crash interrupted, under `base`: an old layout set aside

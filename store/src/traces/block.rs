@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::encoding::{put_str, put_uvarint, DecodeError, DecodeResult, Decoder};
 use crate::error::{Error, Result};
+use crate::wal::sync_dir;
 
 use super::columns::{add_column_sizes, RowGroup, RowGroupWriter, TraceAt};
 use super::model::{
@@ -669,12 +670,6 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = File::create(path).map_err(|e| Error::io(path, e))?;
     f.write_all(bytes).map_err(|e| Error::io(path, e))?;
     f.sync_all().map_err(|e| Error::io(path, e))
-}
-
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
 }
 
 /// Pages read from disk and decompressed (version 2: a row group's columns), kept for the next
