@@ -13,17 +13,12 @@ pub fn encode_batch<'a>(buf: &mut Vec<u8>, records: impl ExactSizeIterator<Item 
     buf.push(REC_FLOWS);
     put_uvarint(buf, records.len() as u64);
     for r in records {
-        encode_fields(buf, r, |_| true);
+        encode_fields(buf, r, 0..FIELDS.len());
     }
 }
 
-/// Appends the present fields of `r` whose id `keep` accepts: a count, then (u8 id, value) pairs.
-pub fn encode_fields(buf: &mut Vec<u8>, r: &FlowRecord, keep: impl Fn(usize) -> bool) {
-    encode_fields_of(buf, r, (0..FIELDS.len()).filter(|&i| keep(i)));
-}
-
-/// Appends the present fields among `ids` (ascending), as [`encode_fields`] does.
-pub fn encode_fields_of(buf: &mut Vec<u8>, r: &FlowRecord, ids: impl IntoIterator<Item = usize>) {
+/// Appends the present fields of `r` among `ids` (ascending): a count, then (u8 id, value) pairs.
+pub fn encode_fields(buf: &mut Vec<u8>, r: &FlowRecord, ids: impl IntoIterator<Item = usize>) {
     let count_at = buf.len();
     buf.push(0);
     let mut present = 0u8;

@@ -20,7 +20,7 @@ use tantivy::schema::{
 use tantivy::store::StoreReader;
 use tantivy::{DocId, SegmentReader, TantivyDocument};
 
-use super::codec::{decode_fields, encode_fields_of};
+use super::codec::{decode_fields, encode_fields};
 use super::keys::KeyTable;
 use super::record::{is_key_field, FieldKind, FieldRef, FieldValue, FlowRecord, FIELDS};
 use crate::encoding::Decoder;
@@ -163,7 +163,7 @@ impl FlowSchema {
         }
         if has_blob {
             let mut blob = Vec::new();
-            encode_fields_of(&mut blob, r, STORED_ONLY.iter().copied());
+            encode_fields(&mut blob, r, STORED_ONLY.iter().copied());
             doc.add_bytes(self.stored, &blob);
         }
         doc

@@ -22,7 +22,7 @@ use std::sync::LazyLock;
 
 use parking_lot::{RwLock, RwLockReadGuard};
 
-use super::codec::{decode_fields, decode_value, encode_fields_of, encode_value};
+use super::codec::{decode_fields, decode_value, encode_fields, encode_value};
 use super::record::{is_key_field, FieldValue, FlowRecord, FIELDS};
 use crate::encoding::{put_uvarint, Decoder};
 use crate::error::{Error, Result};
@@ -398,7 +398,7 @@ impl KeyTable {
     fn encode_key(&self, key: u32, buf: &mut Vec<u8>) {
         let mut r = FlowRecord::default();
         self.fill(key, &mut r);
-        encode_fields_of(buf, &r, KEY_FIELDS.iter().copied());
+        encode_fields(buf, &r, KEY_FIELDS.iter().copied());
     }
 }
 
@@ -601,7 +601,7 @@ impl PartitionKeys {
         let mut buf = Vec::with_capacity(256);
         for r in records {
             buf.clear();
-            encode_fields_of(&mut buf, r, KEY_FIELDS.iter().copied());
+            encode_fields(&mut buf, r, KEY_FIELDS.iter().copied());
             let k = match lookup.get(buf.as_slice()) {
                 Some(&k) => k,
                 None => {
