@@ -138,6 +138,7 @@ fn init_logging(json: bool) {
 
 /// Parses the command line and runs the chosen command.
 pub fn main() -> anyhow::Result<()> {
+    crate::allocator::configure();
     let cli = Cli::parse();
     match cli.command {
         Command::Up(o) => serve(None, o),

@@ -2,6 +2,7 @@
 //! read, operations endpoints), the OTLP listeners, protocol codecs, tenancy, limits and the `strata` CLI. Knows nothing of
 //! storage internals: it decodes requests into `strata-store` model types and reads through its traits.
 
+pub mod allocator;
 pub mod cli;
 pub mod config;
 pub mod diagnose;
