@@ -2,40 +2,156 @@
 //! [`FIELDS`], which only ever grows at the end). Layout in `docs/formats.md`.
 
 use std::net::IpAddr;
+use std::ops::Range;
 
-use super::record::{FieldKind, FieldRef, FieldValue, FlowRecord, FIELDS};
+use super::record::{
+    check_field, is_key_field, FieldKind, FieldRef, FieldValue, FlowRecord, FIELDS,
+};
 use crate::encoding::{put_str, put_uvarint, put_varint, DecodeError, DecodeResult, Decoder};
 
-/// Payload type byte of a batch of flow records.
+/// Payload type byte of a batch of flow records, each one list of its fields (written until the key
+/// table's layout; still read).
 const REC_FLOWS: u8 = 0x20;
+/// Payload type byte of a batch of flow records, each written as two lists: its key fields (exactly
+/// the key table's encoding of its key, so the key is looked up in the WAL's own bytes), then the other
+/// fields. The count of records is a u32 (little-endian), written once the batch is complete.
+const REC_FLOWS_KEYED: u8 = 0x21;
 
-pub fn encode_batch<'a>(buf: &mut Vec<u8>, records: impl ExactSizeIterator<Item = &'a FlowRecord>) {
-    buf.push(REC_FLOWS);
-    put_uvarint(buf, records.len() as u64);
-    for r in records {
-        encode_fields(buf, r, 0..FIELDS.len());
+/// A WAL payload being written: records are checked and encoded in one pass each, and the ones
+/// that fail their checks leave nothing behind.
+pub struct BatchWriter {
+    buf: Vec<u8>,
+    rest: Vec<u8>,
+    records: u32,
+}
+
+impl BatchWriter {
+    pub fn with_capacity(records: usize) -> BatchWriter {
+        let mut buf = Vec::with_capacity(5 + records * 384);
+        buf.push(REC_FLOWS_KEYED);
+        buf.extend_from_slice(&0u32.to_le_bytes());
+        BatchWriter {
+            buf,
+            rest: Vec::with_capacity(256),
+            records: 0,
+        }
+    }
+
+    /// Appends `r` when it passes [`FlowRecord::validate`]'s checks; returns where its key's encoding
+    /// lies in the payload, else why it was refused (and the payload is as it was).
+    pub fn push(&mut self, r: &FlowRecord) -> Result<Range<usize>, String> {
+        r.check_times()?;
+        self.push_fields::<true>(r)
+    }
+
+    /// Appends a record the store already holds (replayed, or read back to be rewritten), unchecked.
+    pub fn push_stored(&mut self, r: &FlowRecord) -> Range<usize> {
+        match self.push_fields::<false>(r) {
+            Ok(key) => key,
+            Err(_) => unreachable!("nothing is checked"),
+        }
+    }
+
+    #[inline]
+    fn push_fields<const CHECK: bool>(&mut self, r: &FlowRecord) -> Result<Range<usize>, String> {
+        let start = self.buf.len();
+        let (buf, rest) = (&mut self.buf, &mut self.rest);
+        rest.clear();
+        buf.push(0);
+        rest.push(0);
+        let (mut keys, mut others) = (0u8, 0u8);
+        let mut verdict = Ok(());
+        r.for_each_field(|i, v| {
+            if v.is_empty() || verdict.is_err() {
+                return;
+            }
+            if CHECK {
+                verdict = check_field(i, v);
+            }
+            let (out, n) = if is_key_field(i) {
+                (&mut *buf, &mut keys)
+            } else {
+                (&mut *rest, &mut others)
+            };
+            out.push(i as u8);
+            encode_value(out, v);
+            *n += 1;
+        });
+        if let Err(e) = verdict {
+            buf.truncate(start);
+            return Err(e);
+        }
+        buf[start] = keys;
+        rest[0] = others;
+        let key = start..buf.len();
+        buf.extend_from_slice(rest);
+        self.records += 1;
+        Ok(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.records as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// The payload so far: what [`Self::finish`] will return, less the count of records.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf[1..5].copy_from_slice(&self.records.to_le_bytes());
+        self.buf
     }
 }
 
-/// Appends the present fields of `r` among `ids` (ascending): a count, then (u8 id, value) pairs.
-pub fn encode_fields(buf: &mut Vec<u8>, r: &FlowRecord, ids: impl IntoIterator<Item = usize>) {
+/// The payload of a batch of records the store already holds; returns, per record, where its key's
+/// encoding lies in it.
+pub fn encode_batch<'a>(
+    records: impl ExactSizeIterator<Item = &'a FlowRecord>,
+) -> (Vec<u8>, Vec<Range<usize>>) {
+    let mut w = BatchWriter::with_capacity(records.len());
+    let keys = records.map(|r| w.push_stored(r)).collect();
+    (w.finish(), keys)
+}
+
+/// A record with the encoding of its key (its key fields, as [`encode_batch`] writes them first).
+pub type Keyed<'a> = (&'a FlowRecord, &'a [u8]);
+
+/// `records` with their keys, encoded into `buf` (for records that do not come from a WAL payload).
+pub fn with_keys<'a>(buf: &'a mut Vec<u8>, records: &[&'a FlowRecord]) -> Vec<Keyed<'a>> {
+    let ranges;
+    (*buf, ranges) = encode_batch(records.iter().copied());
+    let buf: &'a [u8] = buf;
+    records
+        .iter()
+        .zip(ranges)
+        .map(|(&r, range)| (r, &buf[range]))
+        .collect()
+}
+
+/// Appends the present fields of `r` that `pick` picks: a count, then (u8 id, value) pairs in id order.
+#[inline]
+pub fn encode_fields(buf: &mut Vec<u8>, r: &FlowRecord, pick: impl Fn(usize) -> bool) {
+    const {
+        assert!(
+            FIELDS.len() < 128,
+            "field ids are one byte, and the count one varint byte"
+        )
+    };
     let count_at = buf.len();
     buf.push(0);
     let mut present = 0u8;
-    for i in ids {
-        let v = r.field(i);
-        if v.is_empty() {
-            continue;
+    r.for_each_field(|i, v| {
+        if pick(i) && !v.is_empty() {
+            buf.push(i as u8);
+            encode_value(buf, v);
+            present += 1;
         }
-        debug_assert!(
-            i < 128,
-            "field ids are one byte, and the count one varint byte"
-        );
-        buf.push(i as u8);
-        encode_value(buf, v);
-        present += 1;
-    }
-    // Fewer than 128 fields: the count is a one-byte uvarint.
+    });
     buf[count_at] = present;
 }
 
@@ -85,6 +201,33 @@ pub fn decode_fields(d: &mut Decoder<'_>, r: &mut FlowRecord) -> DecodeResult<()
     Ok(())
 }
 
+/// Moves past one value of `kind`, as [`decode_value`] would read it, without building it.
+pub fn skip_value(d: &mut Decoder<'_>, kind: FieldKind) -> DecodeResult<()> {
+    match kind {
+        FieldKind::Str => d.len_bytes().map(drop),
+        FieldKind::U64 => d.uvarint().map(drop),
+        FieldKind::Time => d.varint().map(drop),
+        FieldKind::Ip => match d.u8()? {
+            0 => Ok(()),
+            n @ (4 | 16) => d.bytes(usize::from(n)).map(drop),
+            _ => Err(DecodeError("bad address length")),
+        },
+        FieldKind::StrList | FieldKind::StoredList => {
+            for _ in 0..d.uvarint()? {
+                d.len_bytes()?;
+            }
+            Ok(())
+        }
+        FieldKind::Counts => {
+            for _ in 0..d.uvarint()? {
+                d.uvarint()?;
+                d.uvarint()?;
+            }
+            Ok(())
+        }
+    }
+}
+
 pub fn decode_value(d: &mut Decoder<'_>, kind: FieldKind) -> DecodeResult<FieldValue> {
     Ok(match kind {
         FieldKind::Str => FieldValue::Str(d.str()?.to_owned()),
@@ -123,14 +266,17 @@ pub fn decode_value(d: &mut Decoder<'_>, kind: FieldKind) -> DecodeResult<FieldV
 
 pub fn decode_batch(payload: &[u8]) -> DecodeResult<Vec<FlowRecord>> {
     let mut d = Decoder::new(payload);
-    if d.u8()? != REC_FLOWS {
-        return Err(DecodeError("not a flow batch"));
-    }
-    let n = d.uvarint()? as usize;
+    let (lists, n) = match d.u8()? {
+        REC_FLOWS => (1, d.uvarint()? as usize),
+        REC_FLOWS_KEYED => (2, d.u32_le()? as usize),
+        _ => return Err(DecodeError("not a flow batch")),
+    };
     let mut out = Vec::with_capacity(n.min(payload.len()));
     for _ in 0..n {
         let mut r = FlowRecord::default();
-        decode_fields(&mut d, &mut r)?;
+        for _ in 0..lists {
+            decode_fields(&mut d, &mut r)?;
+        }
         out.push(r);
     }
     if !d.is_empty() {
@@ -147,16 +293,66 @@ mod tests {
     #[test]
     fn batches_round_trip() {
         let records = sample_records(50, 1_700_000_000_000_000_000);
-        let mut buf = Vec::new();
-        encode_batch(&mut buf, records.iter());
+        let (buf, _) = encode_batch(records.iter());
         assert_eq!(decode_batch(&buf).unwrap(), records);
+    }
+
+    /// WAL segments written before keyed batches replay as they did.
+    #[test]
+    fn batches_of_one_list_per_record_still_decode() {
+        let records = sample_records(20, 1_700_000_000_000_000_000);
+        let mut buf = vec![REC_FLOWS];
+        put_uvarint(&mut buf, records.len() as u64);
+        for r in &records {
+            encode_fields(&mut buf, r, |_| true);
+        }
+        assert_eq!(decode_batch(&buf).unwrap(), records);
+    }
+
+    /// Each record's key range holds its key fields alone, as the key table encodes them.
+    #[test]
+    fn key_ranges_hold_the_key_fields() {
+        let records = sample_records(20, 1_700_000_000_000_000_000);
+        let (buf, keys) = encode_batch(records.iter());
+        for (r, range) in records.iter().zip(keys) {
+            let mut table_encoding = Vec::new();
+            encode_fields(&mut table_encoding, r, is_key_field);
+            assert_eq!(&buf[range], table_encoding.as_slice());
+        }
+    }
+
+    /// A record that fails a check leaves the payload as it was; the others are written whole.
+    #[test]
+    fn refused_records_leave_nothing_behind() {
+        let records = sample_records(6, 1_700_000_000_000_000_000);
+        let mut w = BatchWriter::with_capacity(8);
+        let mut kept = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            let mut r = r.clone();
+            match i {
+                1 => r.src.workload = "w".repeat(2000),
+                3 => r.dst.port = 70_000,
+                4 => r.interval_start = r.interval_end + 1,
+                _ => {}
+            }
+            let before = w.bytes().len();
+            match w.push(&r) {
+                Ok(_) => kept.push(r),
+                Err(e) => {
+                    assert_eq!(w.bytes().len(), before, "{e}");
+                    assert_eq!(Err(e), r.validate());
+                }
+            }
+        }
+        assert_eq!(kept.len(), 3);
+        assert_eq!(w.len(), 3);
+        assert_eq!(decode_batch(&w.finish()).unwrap(), kept);
     }
 
     #[test]
     fn truncated_batches_are_errors_not_panics() {
         let records = sample_records(5, 1_700_000_000_000_000_000);
-        let mut buf = Vec::new();
-        encode_batch(&mut buf, records.iter());
+        let (buf, _) = encode_batch(records.iter());
         for cut in 0..buf.len() {
             assert!(decode_batch(&buf[..cut]).is_err(), "cut at {cut}");
         }

@@ -13,6 +13,7 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use tantivy::columnar::{BytesColumn, Column, StrColumn};
+use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf};
 use tantivy::schema::{
     Field, IndexRecordOption, IpAddrOptions, NumericOptions, Schema, TextFieldIndexing,
     TextOptions, Value, FAST,
@@ -30,13 +31,6 @@ use crate::encoding::Decoder;
 const STORED_FIELD: &str = "_stored";
 /// The tantivy field holding a record's key number (format version 3).
 pub const KEY_FIELD: &str = "_key";
-
-/// Fields kept in the blob: shown with the record, not filtered on (per-code counts are both).
-static STORED_ONLY: std::sync::LazyLock<Vec<usize>> = std::sync::LazyLock::new(|| {
-    (0..FIELDS.len())
-        .filter(|&i| matches!(FIELDS[i].kind, FieldKind::StoredList | FieldKind::Counts))
-        .collect()
-});
 
 /// The tantivy schema of a flow partition, with the tantivy field of each record field.
 #[derive(Debug, Clone)]
@@ -136,37 +130,118 @@ impl FlowSchema {
         Ok(true)
     }
 
-    /// The document of a record whose key has number `key`.
-    pub fn to_document(&self, r: &FlowRecord, key: u32) -> TantivyDocument {
-        let mut doc = TantivyDocument::new();
-        let has_blob = STORED_ONLY.iter().any(|&i| !r.field(i).is_empty());
-        for (i, field) in self.fields.iter().enumerate() {
-            let Some(field) = *field else {
-                continue;
+    /// The document of a record whose key has number `key`: one pass over the record.
+    pub fn to_document(&self, r: &FlowRecord, key: u32) -> FlowDoc {
+        let mut doc = FlowDoc {
+            values: Vec::with_capacity(24),
+            blob: None,
+        };
+        let mut has_blob = false;
+        r.for_each_field(|i, v| {
+            has_blob |= is_stored_only(i) && !v.is_empty();
+            let Some(field) = self.fields[i] else {
+                return;
             };
-            match r.field(i) {
+            match v {
                 // Zero is absent: most numbers are zero on most records (HTTP, DNS, retransmits), and
                 // a sparse column costs far less than a dense one. Filters treat absent as 0.
                 FieldRef::U64(0) => {}
-                FieldRef::U64(n) => doc.add_u64(field, n),
-                FieldRef::Time(t) => doc.add_i64(field, t),
-                FieldRef::Counts(c) => {
-                    for &(code, _) in c {
-                        doc.add_u64(field, code);
-                    }
-                }
+                FieldRef::U64(n) => doc.values.push((field, Leaf::U64(n))),
+                FieldRef::Time(t) => doc.values.push((field, Leaf::I64(t))),
+                FieldRef::Counts(c) => doc
+                    .values
+                    .extend(c.iter().map(|&(code, _)| (field, Leaf::U64(code)))),
                 FieldRef::Str(_) | FieldRef::Ip(_) | FieldRef::List(_) => {}
             }
-        }
+        });
         if let Some(k) = self.key {
-            doc.add_u64(k, u64::from(key));
+            doc.values.push((k, Leaf::U64(u64::from(key))));
         }
         if has_blob {
             let mut blob = Vec::new();
-            encode_fields(&mut blob, r, STORED_ONLY.iter().copied());
-            doc.add_bytes(self.stored, &blob);
+            encode_fields(&mut blob, r, is_stored_only);
+            doc.blob = Some((self.stored, blob));
         }
         doc
+    }
+}
+
+/// Whether field `i` is kept in the blob: shown with the record, not filtered on (per-code counts are
+/// both).
+#[inline]
+fn is_stored_only(i: usize) -> bool {
+    matches!(FIELDS[i].kind, FieldKind::StoredList | FieldKind::Counts)
+}
+
+/// A flow record as tantivy indexes it: the values of its columns, and its blob. Built in one pass
+/// over the record and handed to tantivy as it is (tantivy's own document would be built value by
+/// value and read back the same way).
+#[derive(Debug)]
+pub struct FlowDoc {
+    values: Vec<(Field, Leaf)>,
+    blob: Option<(Field, Vec<u8>)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Leaf {
+    U64(u64),
+    I64(i64),
+}
+
+/// One value of a [`FlowDoc`], as tantivy reads it.
+#[derive(Debug, Clone, Copy)]
+pub enum FlowDocValue<'a> {
+    U64(u64),
+    I64(i64),
+    Bytes(&'a [u8]),
+}
+
+impl<'a> tantivy::schema::Value<'a> for FlowDocValue<'a> {
+    type ArrayIter = std::iter::Empty<Self>;
+    type ObjectIter = std::iter::Empty<(&'a str, Self)>;
+
+    #[inline]
+    fn as_value(&self) -> ReferenceValue<'a, Self> {
+        ReferenceValue::Leaf(match *self {
+            FlowDocValue::U64(v) => ReferenceValueLeaf::U64(v),
+            FlowDocValue::I64(v) => ReferenceValueLeaf::I64(v),
+            FlowDocValue::Bytes(b) => ReferenceValueLeaf::Bytes(b),
+        })
+    }
+}
+
+impl tantivy::schema::document::Document for FlowDoc {
+    type Value<'a> = FlowDocValue<'a>;
+    type FieldsValuesIter<'a> = FlowDocValues<'a>;
+
+    fn iter_fields_and_values(&self) -> FlowDocValues<'_> {
+        FlowDocValues {
+            values: self.values.iter(),
+            blob: self.blob.as_ref(),
+        }
+    }
+}
+
+/// The values of a [`FlowDoc`]: its columns', then its blob.
+pub struct FlowDocValues<'a> {
+    values: std::slice::Iter<'a, (Field, Leaf)>,
+    blob: Option<&'a (Field, Vec<u8>)>,
+}
+
+impl<'a> Iterator for FlowDocValues<'a> {
+    type Item = (Field, FlowDocValue<'a>);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(&(f, v)) = self.values.next() {
+            let v = match v {
+                Leaf::U64(v) => FlowDocValue::U64(v),
+                Leaf::I64(v) => FlowDocValue::I64(v),
+            };
+            return Some((f, v));
+        }
+        let (f, b) = self.blob.take()?;
+        Some((*f, FlowDocValue::Bytes(b)))
     }
 }
 

@@ -22,9 +22,9 @@ use std::sync::LazyLock;
 
 use parking_lot::{RwLock, RwLockReadGuard};
 
-use super::codec::{decode_fields, decode_value, encode_fields, encode_value};
+use super::codec::{decode_fields, decode_value, encode_fields, encode_value, skip_value};
 use super::record::{is_key_field, FieldValue, FlowRecord, FIELDS};
-use crate::encoding::{put_uvarint, Decoder};
+use crate::encoding::{put_uvarint, DecodeError, DecodeResult, Decoder};
 use crate::error::{Error, Result};
 use crate::hash::FastMap;
 use crate::wal::sync_dir;
@@ -225,19 +225,42 @@ impl KeyTable {
         self.len == 0
     }
 
-    /// Adds the key of `r` as the next number (the caller knows it is new).
-    fn push(&mut self, r: &FlowRecord) -> u32 {
-        let mut bytes = Vec::new();
-        for (col, &i) in self.columns.iter_mut().zip(KEY_FIELDS.iter()) {
-            let v = r.field(i);
-            bytes.clear();
-            encode_value(&mut bytes, v);
-            let ord = match col.by_bytes.get(&bytes) {
+    /// Adds the key of `r`, whose encoding is `key`, as the next number (the caller knows it is new).
+    /// Each column finds its value by its bytes in `key`.
+    fn push(&mut self, r: &FlowRecord, key: &[u8]) -> u32 {
+        // Absent fields are not in the key's encoding; every kind's empty value encodes as one 0.
+        let mut bytes: Vec<&[u8]> = vec![&[0]; self.columns.len()];
+        let mut d = Decoder::new(key);
+        let split = (|| -> DecodeResult<()> {
+            for _ in 0..d.uvarint()? {
+                let i = usize::from(d.u8()?);
+                let slot = KEY_SLOT
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .ok_or(DecodeError("not a key field"))?;
+                let from = key.len() - d.remaining();
+                skip_value(&mut d, FIELDS[i].kind)?;
+                bytes[slot] = &key[from..key.len() - d.remaining()];
+            }
+            Ok(())
+        })();
+        debug_assert!(split.is_ok(), "a key's own encoding: {split:?}");
+        let mut owned = Vec::new();
+        for (slot, (col, &i)) in self.columns.iter_mut().zip(KEY_FIELDS.iter()).enumerate() {
+            let v = if split.is_ok() {
+                bytes[slot]
+            } else {
+                owned.clear();
+                encode_value(&mut owned, r.field(i));
+                &owned
+            };
+            let ord = match col.by_bytes.get(v) {
                 Some(&o) => o,
                 None => {
                     let o = col.values.len() as u32;
-                    col.values.push(v.to_owned_value());
-                    col.by_bytes.insert(bytes.clone(), o);
+                    col.values.push(r.field(i).to_owned_value());
+                    col.by_bytes.insert(v.to_vec(), o);
                     o
                 }
             };
@@ -398,7 +421,7 @@ impl KeyTable {
     fn encode_key(&self, key: u32, buf: &mut Vec<u8>) {
         let mut r = FlowRecord::default();
         self.fill(key, &mut r);
-        encode_fields(buf, &r, KEY_FIELDS.iter().copied());
+        encode_fields(buf, &r, is_key_field);
     }
 }
 
@@ -436,14 +459,15 @@ impl std::ops::Deref for KeysView<'_> {
 }
 
 fn frame(first: u32, count: u32, keys: &[u8]) -> Vec<u8> {
-    let mut payload = Vec::with_capacity(keys.len() + 10);
-    put_uvarint(&mut payload, u64::from(first));
-    put_uvarint(&mut payload, u64::from(count));
-    payload.extend_from_slice(keys);
-    let mut out = Vec::with_capacity(payload.len() + 8);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
+    let mut out = Vec::with_capacity(keys.len() + 18);
+    out.extend_from_slice(&[0; 8]);
+    put_uvarint(&mut out, u64::from(first));
+    put_uvarint(&mut out, u64::from(count));
+    out.extend_from_slice(keys);
+    let len = (out.len() - 8) as u32;
+    let crc = crc32c::crc32c(&out[8..]);
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
     out
 }
 
@@ -458,7 +482,8 @@ fn read_frames(path: &Path, data: &[u8], table: &mut KeyTable) -> Result<usize> 
         if len > MAX_FRAME || end > data.len() || crc32c::crc32c(&data[pos + 8..end]) != crc {
             break;
         }
-        let mut d = Decoder::new(&data[pos + 8..end]);
+        let body = &data[pos + 8..end];
+        let mut d = Decoder::new(body);
         let bad = |e: crate::encoding::DecodeError| Error::corrupt(path, format!("flow keys: {e}"));
         let first = d.uvarint().map_err(bad)?;
         let count = d.uvarint().map_err(bad)?;
@@ -473,9 +498,11 @@ fn read_frames(path: &Path, data: &[u8], table: &mut KeyTable) -> Result<usize> 
         }
         for k in first..first.saturating_add(count) {
             let mut r = FlowRecord::default();
+            let before = d.remaining();
             decode_fields(&mut d, &mut r).map_err(bad)?;
             if k == u64::from(table.len()) {
-                table.push(&r);
+                let at = body.len() - before;
+                table.push(&r, &body[at..at + before - d.remaining()]);
             }
         }
         pos = end;
@@ -578,9 +605,10 @@ impl PartitionKeys {
     }
 
     /// The key number of each record, adding new keys to the table and to `keys` (not yet synced).
+    /// Each record comes with the encoding of its key (see [`super::codec::encode_batch`]).
     pub fn assign<'a>(
         &self,
-        records: impl Iterator<Item = &'a FlowRecord>,
+        records: impl Iterator<Item = (&'a FlowRecord, &'a [u8])>,
         out: &mut Vec<u32>,
     ) -> Result<()> {
         let mut g = self.state.write();
@@ -598,16 +626,13 @@ impl PartitionKeys {
         });
         let first_new = st.table.len();
         let mut new_keys = Vec::new();
-        let mut buf = Vec::with_capacity(256);
-        for r in records {
-            buf.clear();
-            encode_fields(&mut buf, r, KEY_FIELDS.iter().copied());
-            let k = match lookup.get(buf.as_slice()) {
+        for (r, key) in records {
+            let k = match lookup.get(key) {
                 Some(&k) => k,
                 None => {
-                    let k = st.table.push(r);
-                    lookup.insert(buf.as_slice().into(), k);
-                    new_keys.extend_from_slice(&buf);
+                    let k = st.table.push(r, key);
+                    lookup.insert(key.into(), k);
+                    new_keys.extend_from_slice(key);
                     k
                 }
             };
@@ -696,8 +721,16 @@ impl PartitionKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flows::codec::encode_batch;
     use crate::flows::testdata::sample_records;
     use crate::flows::FieldRef;
+
+    /// Assigns keys to `records` as an append does, from their batch encoding.
+    fn assign(keys: &PartitionKeys, records: &[FlowRecord], ids: &mut Vec<u32>) {
+        let (buf, ranges) = encode_batch(records.iter());
+        let keyed = records.iter().zip(ranges.iter().map(|r| &buf[r.clone()]));
+        keys.assign(keyed, ids).unwrap();
+    }
 
     /// Sample records whose pods (and addresses) repeat, so keys repeat.
     fn records(n: usize) -> Vec<FlowRecord> {
@@ -723,7 +756,7 @@ mod tests {
         let records = records(300);
         let keys = PartitionKeys::new(dir.path());
         let mut ids = Vec::new();
-        keys.assign(records.iter(), &mut ids).unwrap();
+        assign(&keys, &records, &mut ids);
         keys.sync().unwrap();
         let n = keys.view().unwrap().len();
         assert!(n > 1 && (n as usize) < records.len(), "{n} keys");
@@ -736,7 +769,7 @@ mod tests {
         // Reopened: the same numbers.
         let again = PartitionKeys::new(dir.path());
         let mut ids2 = Vec::new();
-        again.assign(records.iter(), &mut ids2).unwrap();
+        assign(&again, &records, &mut ids2);
         assert_eq!(ids, ids2);
         assert_eq!(again.view().unwrap().len(), n);
         // Packed, then a new key appended to a fresh `keys`, then a torn frame after it.
@@ -745,7 +778,7 @@ mod tests {
         let mut odd = records[0].clone();
         odd.src.workload = "brand-new".into();
         let mut id = Vec::new();
-        again.assign(std::iter::once(&odd), &mut id).unwrap();
+        assign(&again, std::slice::from_ref(&odd), &mut id);
         again.sync().unwrap();
         assert_eq!(id, vec![n]);
         let mut f = OpenOptions::new()
@@ -772,9 +805,7 @@ mod tests {
         let plain_len = fs::metadata(dir.path().join(PLAIN_FILE)).unwrap().len();
         let mut later = records[1].clone();
         later.dst.workload = "another".into();
-        third
-            .assign(std::iter::once(&later), &mut Vec::new())
-            .unwrap();
+        assign(&third, std::slice::from_ref(&later), &mut Vec::new());
         third.sync().unwrap();
         assert!(fs::metadata(dir.path().join(PLAIN_FILE)).unwrap().len() > plain_len);
         assert_eq!(PartitionKeys::new(dir.path()).view().unwrap().len(), n + 2);
@@ -808,7 +839,7 @@ mod tests {
         let records = records(200);
         let keys = PartitionKeys::new(dir.path());
         let mut ids = Vec::new();
-        keys.assign(records.iter(), &mut ids).unwrap();
+        assign(&keys, &records, &mut ids);
         let v = keys.view().unwrap();
         let f = crate::flows::record::field_index("dst.workload").unwrap();
         let want = match records[0].field(f) {

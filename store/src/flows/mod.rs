@@ -32,6 +32,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use crate::error::{Error, Result};
 use crate::tenants::validate_tenant;
 use crate::wal::{self, Wal, WalOptions};
+use codec::{with_keys, Keyed};
 use index::FlowSchema;
 use partition::{Partition, PartitionOptions};
 pub use record::{FieldDef, FieldKind, FieldRef, FieldValue, FlowRecord, FIELDS};
@@ -174,7 +175,9 @@ impl FlowStore {
                     continue;
                 }
             };
-            for (start, group) in store.by_partition(records.iter()) {
+            let refs: Vec<&FlowRecord> = records.iter().collect();
+            let mut keys = Vec::new();
+            for (start, group) in store.by_partition(with_keys(&mut keys, &refs)) {
                 let p = store.partition_for_write(start)?;
                 if segment >= p.committed_wal_segment() {
                     replayed += group.len() as u64;
@@ -205,12 +208,12 @@ impl FlowStore {
     /// The records grouped by the partition they belong to.
     fn by_partition<'a>(
         &self,
-        records: impl Iterator<Item = &'a FlowRecord>,
-    ) -> BTreeMap<i64, Vec<&'a FlowRecord>> {
+        records: impl IntoIterator<Item = Keyed<'a>>,
+    ) -> BTreeMap<i64, Vec<Keyed<'a>>> {
         let mut groups: BTreeMap<i64, Vec<_>> = BTreeMap::new();
         for r in records {
             groups
-                .entry(self.partition_start(r.interval_end))
+                .entry(self.partition_start(r.0.interval_end))
                 .or_default()
                 .push(r);
         }
@@ -284,25 +287,27 @@ impl FlowStore {
     /// clock, for the retention and future bounds.
     pub fn append(&self, records: &[FlowRecord], now_ns: i64) -> Result<FlowAppendOutcome> {
         let mut out = FlowAppendOutcome::default();
-        let mut accepted = Vec::with_capacity(records.len());
         let oldest = if self.cfg.retention_ns > 0 {
             now_ns.saturating_sub(self.cfg.retention_ns)
         } else {
             i64::MIN
         };
         let newest = now_ns.saturating_add(self.cfg.max_future_ns);
+        // Each record is checked and written into the WAL payload in one pass.
+        let mut batch = codec::BatchWriter::with_capacity(records.len());
+        let mut accepted = Vec::with_capacity(records.len());
         for r in records {
-            let verdict = r.validate().and_then(|()| {
+            let verdict = r.check_times().and_then(|()| {
                 if r.interval_end < oldest {
                     Err("interval.end is older than the flow retention".to_owned())
                 } else if r.interval_end > newest {
                     Err("interval.end is too far in the future".to_owned())
                 } else {
-                    Ok(())
+                    batch.push(r)
                 }
             });
             match verdict {
-                Ok(()) => accepted.push(r),
+                Ok(key) => accepted.push((r, key)),
                 Err(e) => {
                     out.rejected += 1;
                     out.first_error.get_or_insert(e);
@@ -315,9 +320,8 @@ impl FlowStore {
         if accepted.is_empty() {
             return Ok(out);
         }
-        let mut payload = Vec::with_capacity(accepted.len() * 384);
-        codec::encode_batch(&mut payload, accepted.iter().copied());
-        let groups = self.by_partition(accepted.iter().copied());
+        let payload = batch.bytes();
+        let groups = self.by_partition(accepted.iter().map(|(r, key)| (*r, &payload[key.clone()])));
         let ticket = {
             let _guard = self.ingest.lock();
             let open = self
@@ -340,12 +344,14 @@ impl FlowStore {
                 // Memory bound: commit and close every writer before opening more.
                 self.commit_locked(true)?;
             }
-            let ticket = self.wal.log(payload, i64::MIN)?;
+            // The keys are read from the payload, so the records are added before it goes to the
+            // WAL. Nothing is acknowledged before the WAL has it, and no commit comes between the
+            // two (both hold the ingest lock).
             for (start, group) in groups {
                 self.partition_for_write(start)?
                     .add(&group, &self.schema, &self.popts)?;
             }
-            ticket
+            self.wal.log(batch.finish(), i64::MIN)?
         };
         ticket.wait()?;
         out.accepted = accepted.len() as u64;

@@ -16,7 +16,8 @@ use tantivy::indexer::LogMergePolicy;
 use tantivy::store::{Compressor, ZstdCompressor};
 use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy};
 
-use super::index::{FlowSchema, SegmentRecords};
+use super::codec::{with_keys, Keyed};
+use super::index::{FlowDoc, FlowSchema, SegmentRecords};
 use super::keys::{KeyTable, PartitionKeys};
 use super::record::FlowRecord;
 use crate::error::{Error, Result};
@@ -36,7 +37,7 @@ pub(crate) fn tantivy_error(path: &Path, e: tantivy::TantivyError) -> Error {
 }
 
 struct WriterState {
-    writer: IndexWriter,
+    writer: IndexWriter<FlowDoc>,
     /// Documents added since the last commit.
     pending: u64,
     /// A merge of the whole partition runs on this writer: an idle commit leaves it open, since
@@ -157,8 +158,8 @@ impl Partition {
             .is_some_and(|s| !s.merging || s.pending > 0)
     }
 
-    fn open_writer(&self, opts: &PartitionOptions) -> Result<IndexWriter> {
-        let writer: IndexWriter = self
+    fn open_writer(&self, opts: &PartitionOptions) -> Result<IndexWriter<FlowDoc>> {
+        let writer: IndexWriter<FlowDoc> = self
             .index
             .writer_with_num_threads(opts.writer_threads, opts.writer_heap_bytes)
             .map_err(|e| tantivy_error(&self.dir, e))?;
@@ -170,10 +171,11 @@ impl Partition {
         Ok(writer)
     }
 
-    /// Adds records, numbering their keys, opening the writer when needed.
+    /// Adds records, each with the encoding of its key, numbering their keys, opening the writer when
+    /// needed.
     pub fn add(
         &self,
-        records: &[&FlowRecord],
+        records: &[Keyed<'_>],
         schema: &FlowSchema,
         opts: &PartitionOptions,
     ) -> Result<()> {
@@ -185,7 +187,7 @@ impl Partition {
         let docs = records
             .iter()
             .zip(ids)
-            .map(|(r, k)| schema.to_document(r, k));
+            .map(|(&(r, _), k)| schema.to_document(r, k));
         let mut w = self.writer.lock();
         if w.is_none() {
             *w = Some(WriterState {
@@ -389,9 +391,10 @@ pub fn upgrade(
             SegmentRecords::open(&legacy, seg).map_err(|e| tantivy_error(&p.dir, e))?;
         reader.cache_terms().map_err(|e| tantivy_error(&p.dir, e))?;
         let mut batch = Vec::with_capacity(8192);
-        let flush = |batch: &mut Vec<FlowRecord>| -> Result<()> {
+        let mut keys = Vec::new();
+        let mut flush = |batch: &mut Vec<FlowRecord>| -> Result<()> {
             let refs: Vec<&FlowRecord> = batch.iter().collect();
-            next.add(&refs, schema, opts)?;
+            next.add(&with_keys(&mut keys, &refs), schema, opts)?;
             batch.clear();
             Ok(())
         };

@@ -264,6 +264,18 @@ macro_rules! flow_fields {
                 }
             }
 
+            /// Calls `f` with each field's number and value, in [`FIELDS`] order: one pass over the
+            /// record with no lookup per field, for the walks made per record as it is taken in.
+            #[inline]
+            pub fn for_each_field<'a>(&'a self, mut f: impl FnMut(usize, FieldRef<'a>)) {
+                let mut i = 0usize;
+                $(
+                    f(i, self.$($path).+.as_field_ref());
+                    i += 1;
+                )*
+                debug_assert_eq!(i, FIELDS.len());
+            }
+
             /// Sets field number `i`; a value of the wrong kind is handed back.
             pub fn set_field(&mut self, i: usize, v: FieldValue) -> Result<(), FieldValue> {
                 match ACCESSORS.get(i) {
@@ -349,17 +361,41 @@ pub fn field_index(name: &str) -> Option<usize> {
 /// Whether field `i` belongs to a record's key: the identity of both ends and everything else a
 /// record shares with many others (text, addresses, the service port). A partition stores each
 /// distinct key once (`keys`); its records refer to it by number.
+#[inline]
 pub fn is_key_field(i: usize) -> bool {
-    static KEY: std::sync::LazyLock<Vec<bool>> = std::sync::LazyLock::new(|| {
-        FIELDS
-            .iter()
-            .map(|f| {
-                matches!(f.kind, FieldKind::Str | FieldKind::StrList | FieldKind::Ip)
-                    || f.name == "dst.port"
-            })
-            .collect()
-    });
-    KEY[i]
+    i < 64 && KEY_MASK >> i & 1 == 1
+}
+
+/// Bit `i` set when field `i` is a key field.
+const KEY_MASK: u64 = {
+    assert!(FIELDS.len() <= 64, "key fields are a 64-bit mask");
+    let mut mask = 0u64;
+    let mut i = 0;
+    while i < FIELDS.len() {
+        let f = &FIELDS[i];
+        if matches!(f.kind, FieldKind::Str | FieldKind::StrList | FieldKind::Ip)
+            || str_eq(f.name, "dst.port")
+        {
+            mask |= 1 << i;
+        }
+        i += 1;
+    }
+    mask
+};
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// Limits on one record, checked at ingest so a bad sender cannot blow up the index.
@@ -369,36 +405,51 @@ pub const MAX_LIST_LEN: usize = 64;
 impl FlowRecord {
     /// Checks the invariants the store relies on; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
+        self.check_times()?;
+        let mut verdict = Ok(());
+        self.for_each_field(|i, v| {
+            if verdict.is_ok() {
+                verdict = check_field(i, v);
+            }
+        });
+        verdict
+    }
+}
+
+impl FlowRecord {
+    /// The part of [`Self::validate`] about the record's interval.
+    pub fn check_times(&self) -> Result<(), String> {
         if self.interval_end <= 0 {
             return Err("interval.end is missing".into());
         }
         if self.interval_start > self.interval_end {
             return Err("interval.start is after interval.end".into());
         }
-        for (i, f) in FIELDS.iter().enumerate() {
-            match self.field(i) {
-                FieldRef::Str(s) if s.len() > MAX_STR_LEN => {
-                    return Err(format!("{} is longer than {MAX_STR_LEN} bytes", f.name))
-                }
-                FieldRef::List(l) if l.len() > MAX_LIST_LEN => {
-                    return Err(format!("{} has more than {MAX_LIST_LEN} values", f.name))
-                }
-                FieldRef::List(l) if l.iter().any(|s| s.len() > MAX_STR_LEN) => {
-                    return Err(format!(
-                        "{} has a value longer than {MAX_STR_LEN} bytes",
-                        f.name
-                    ))
-                }
-                FieldRef::Counts(c) if c.len() > MAX_LIST_LEN => {
-                    return Err(format!("{} has more than {MAX_LIST_LEN} codes", f.name))
-                }
-                FieldRef::U64(p) if f.name.ends_with(".port") && p > 65535 => {
-                    return Err(format!("{} is not a port number", f.name))
-                }
-                _ => {}
-            }
-        }
         Ok(())
+    }
+}
+
+/// The limits of [`FlowRecord::validate`] on one (present) field.
+#[inline]
+pub(crate) fn check_field(i: usize, v: FieldRef<'_>) -> Result<(), String> {
+    let name = FIELDS[i].name;
+    match v {
+        FieldRef::Str(s) if s.len() > MAX_STR_LEN => {
+            Err(format!("{name} is longer than {MAX_STR_LEN} bytes"))
+        }
+        FieldRef::List(l) if l.len() > MAX_LIST_LEN => {
+            Err(format!("{name} has more than {MAX_LIST_LEN} values"))
+        }
+        FieldRef::List(l) if l.iter().any(|s| s.len() > MAX_STR_LEN) => Err(format!(
+            "{name} has a value longer than {MAX_STR_LEN} bytes"
+        )),
+        FieldRef::Counts(c) if c.len() > MAX_LIST_LEN => {
+            Err(format!("{name} has more than {MAX_LIST_LEN} codes"))
+        }
+        FieldRef::U64(p) if p > 65535 && name.ends_with(".port") => {
+            Err(format!("{name} is not a port number"))
+        }
+        _ => Ok(()),
     }
 }
 
