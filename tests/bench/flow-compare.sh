@@ -11,19 +11,22 @@
 #   BASE=… NEW=… DATA=… tests/bench/flow-compare.sh query  # a server on DATA, RUNS selective + 5 top-20
 #   BASE=… NEW=… DATA_BASE=… DATA_NEW=… tests/bench/flow-compare.sh query  # each build on its own data
 #
-# Environment (defaults in brackets): ROUNDS [3], RECORDS [500000], RUNS [20], WORK [/tmp/flow-compare],
-# ENCODE_FIRST [unset; when set, the sender encodes every request body before the clock starts, so the
-# client's CPU goes to sending only, and the base's strata-flow-bench must know `--encode-first`]
-# (server data of the ingest rounds), DATA (a data directory holding default/flows, written with
-# `strata-flow-bench direct --dir $DATA/default/flows --records 10000000 --t0 $T0`), T0 [now − 6 h; for
-# `query`, the T0 that DATA was written with]. DATA_BASE and DATA_NEW (default DATA) give each build its
-# own data directory, for when the two write different formats (each written by its own build's
-# `strata-flow-bench direct`, with the same T0).
+# Environment (defaults in brackets): ROUNDS [3], RECORDS [500000], RUNS [20], WORK [/tmp/flow-compare]
+# (server data of the ingest rounds), ENCODE_FIRST [unset; when set, the sender encodes every request
+# body before the clock starts, so the client's CPU goes to sending only, and the base's
+# strata-flow-bench must know `--encode-first`], SPAN_SECS [21600: the ingested records' times span six
+# hourly partitions; 300: the last five minutes, as live agents send], DATA (a data directory holding
+# default/flows, written with `strata-flow-bench direct --dir $DATA/default/flows --records 10000000
+# --t0 $T0`), T0 [now − SPAN_SECS; for `query`, the T0 that DATA was written with]. DATA_BASE and
+# DATA_NEW (default DATA) give each build its own data directory, for when the two write different
+# formats (each written by its own build's `strata-flow-bench direct`, with the same T0). Ingest lines
+# end with the server's CPU per record (µs) over the client's run.
 set -euo pipefail
 mode=${1:?usage: flow-compare.sh ingest|query}
 : "${BASE:?directory of the base binaries}" "${NEW:?directory of the new binaries}"
 ROUNDS=${ROUNDS:-3} RECORDS=${RECORDS:-500000} RUNS=${RUNS:-20} WORK=${WORK:-/tmp/flow-compare}
-T0=${T0:-$(( $(date +%s) - 21600 ))}
+SPAN_SECS=${SPAN_SECS:-21600}
+T0=${T0:-$(( $(date +%s) - SPAN_SECS ))}
 API=127.0.0.1:39180
 mkdir -p "$WORK"
 for round in $(seq 1 "$ROUNDS"); do
@@ -42,12 +45,14 @@ for round in $(seq 1 "$ROUNDS"); do
     for _ in $(seq 1 300); do curl -sf http://$API/-/ready > /dev/null && break; sleep 0.2; done
     if [ "$mode" = ingest ]; then
       res=$("$BASE/strata-flow-bench" ingest --url http://127.0.0.1:34318/v1/logs --records "$RECORDS" \
-        --t0 "$T0" --senders 2 --batch 5000 ${ENCODE_FIRST:+--encode-first})
+        --t0 "$T0" --span-secs "$SPAN_SECS" --senders 2 --batch 5000 ${ENCODE_FIRST:+--encode-first})
     else
       res=$("$BASE/strata-flow-bench" query --url http://$API --records 10000000 --t0 "$T0" --runs "$RUNS")
     fi
     cpu=$(awk '{print ($14 + $15) / 100}' /proc/$pid/stat)
-    echo "round=$round $v load=$(cut -d' ' -f1 /proc/loadavg) server_cpu=$cpu $res"
+    per=""
+    [ "$mode" = ingest ] && per=" server_us_per_record=$(awk -v c="$cpu" -v n="$RECORDS" 'BEGIN {printf "%.2f", c * 1e6 / n}')"
+    echo "round=$round $v load=$(cut -d' ' -f1 /proc/loadavg) server_cpu=$cpu$per $res"
     kill -TERM $pid; wait $pid || true
   done
 done

@@ -121,18 +121,6 @@ pub fn encode_batch<'a>(
 /// A record with the encoding of its key (its key fields, as [`encode_batch`] writes them first).
 pub type Keyed<'a> = (&'a FlowRecord, &'a [u8]);
 
-/// `records` with their keys, encoded into `buf` (for records that do not come from a WAL payload).
-pub fn with_keys<'a>(buf: &'a mut Vec<u8>, records: &[&'a FlowRecord]) -> Vec<Keyed<'a>> {
-    let ranges;
-    (*buf, ranges) = encode_batch(records.iter().copied());
-    let buf: &'a [u8] = buf;
-    records
-        .iter()
-        .zip(ranges)
-        .map(|(&r, range)| (r, &buf[range]))
-        .collect()
-}
-
 /// Appends the present fields of `r` that `pick` picks: a count, then (u8 id, value) pairs in id order.
 #[inline]
 pub fn encode_fields(buf: &mut Vec<u8>, r: &FlowRecord, pick: impl Fn(usize) -> bool) {

@@ -130,8 +130,9 @@ impl FlowSchema {
         Ok(true)
     }
 
-    /// The document of a record whose key has number `key`: one pass over the record.
-    pub fn to_document(&self, r: &FlowRecord, key: u32) -> FlowDoc {
+    /// The document of a record, in one pass over it; its key's number is added once known
+    /// ([`Self::set_key`]).
+    pub fn to_document(&self, r: &FlowRecord) -> FlowDoc {
         let mut doc = FlowDoc {
             values: Vec::with_capacity(24),
             blob: None,
@@ -154,15 +155,21 @@ impl FlowSchema {
                 FieldRef::Str(_) | FieldRef::Ip(_) | FieldRef::List(_) => {}
             }
         });
-        if let Some(k) = self.key {
-            doc.values.push((k, Leaf::U64(u64::from(key))));
-        }
         if has_blob {
             let mut blob = Vec::new();
             encode_fields(&mut blob, r, is_stored_only);
             doc.blob = Some((self.stored, blob));
         }
         doc
+    }
+}
+
+impl FlowSchema {
+    /// Gives `doc` its record's key number.
+    pub fn set_key(&self, doc: &mut FlowDoc, key: u32) {
+        if let Some(k) = self.key {
+            doc.values.push((k, Leaf::U64(u64::from(key))));
+        }
     }
 }
 

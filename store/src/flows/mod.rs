@@ -32,9 +32,8 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use crate::error::{Error, Result};
 use crate::tenants::validate_tenant;
 use crate::wal::{self, Wal, WalOptions};
-use codec::{with_keys, Keyed};
 use index::FlowSchema;
-use partition::{Partition, PartitionOptions};
+use partition::{Incoming, Partition, PartitionOptions};
 pub use record::{FieldDef, FieldKind, FieldRef, FieldValue, FlowRecord, FIELDS};
 
 const NS_PER_SEC: i64 = 1_000_000_000;
@@ -177,11 +176,12 @@ impl FlowStore {
             };
             let refs: Vec<&FlowRecord> = records.iter().collect();
             let mut keys = Vec::new();
-            for (start, group) in store.by_partition(with_keys(&mut keys, &refs)) {
+            let incoming = Incoming::all(&mut keys, &refs, &store.schema);
+            for (start, group) in store.by_partition(incoming) {
                 let p = store.partition_for_write(start)?;
                 if segment >= p.committed_wal_segment() {
                     replayed += group.len() as u64;
-                    p.add(&group, &store.schema, &store.popts)?;
+                    p.add(group, &store.schema, &store.popts)?;
                 }
             }
         }
@@ -208,12 +208,12 @@ impl FlowStore {
     /// The records grouped by the partition they belong to.
     fn by_partition<'a>(
         &self,
-        records: impl IntoIterator<Item = Keyed<'a>>,
-    ) -> BTreeMap<i64, Vec<Keyed<'a>>> {
+        records: impl IntoIterator<Item = Incoming<'a>>,
+    ) -> BTreeMap<i64, Vec<Incoming<'a>>> {
         let mut groups: BTreeMap<i64, Vec<_>> = BTreeMap::new();
         for r in records {
             groups
-                .entry(self.partition_start(r.0.interval_end))
+                .entry(self.partition_start(r.record.interval_end))
                 .or_default()
                 .push(r);
         }
@@ -307,7 +307,8 @@ impl FlowStore {
                 }
             });
             match verdict {
-                Ok(key) => accepted.push((r, key)),
+                // The document too, while the record is at hand.
+                Ok(key) => accepted.push((r, key, self.schema.to_document(r))),
                 Err(e) => {
                     out.rejected += 1;
                     out.first_error.get_or_insert(e);
@@ -321,7 +322,12 @@ impl FlowStore {
             return Ok(out);
         }
         let payload = batch.bytes();
-        let groups = self.by_partition(accepted.iter().map(|(r, key)| (*r, &payload[key.clone()])));
+        let n = accepted.len() as u64;
+        let groups = self.by_partition(accepted.into_iter().map(|(record, key, doc)| Incoming {
+            record,
+            key: &payload[key],
+            doc,
+        }));
         let ticket = {
             let _guard = self.ingest.lock();
             let open = self
@@ -349,12 +355,12 @@ impl FlowStore {
             // two (both hold the ingest lock).
             for (start, group) in groups {
                 self.partition_for_write(start)?
-                    .add(&group, &self.schema, &self.popts)?;
+                    .add(group, &self.schema, &self.popts)?;
             }
             self.wal.log(batch.finish(), i64::MIN)?
         };
         ticket.wait()?;
-        out.accepted = accepted.len() as u64;
+        out.accepted = n;
         self.stats
             .records_appended
             .fetch_add(out.accepted, Ordering::Relaxed);

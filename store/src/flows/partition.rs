@@ -16,7 +16,7 @@ use tantivy::indexer::LogMergePolicy;
 use tantivy::store::{Compressor, ZstdCompressor};
 use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy};
 
-use super::codec::{with_keys, Keyed};
+use super::codec::encode_batch;
 use super::index::{FlowDoc, FlowSchema, SegmentRecords};
 use super::keys::{KeyTable, PartitionKeys};
 use super::record::FlowRecord;
@@ -30,6 +30,37 @@ pub struct PartitionOptions {
     pub writer_threads: usize,
     pub zstd_level: i32,
     pub docstore_block_bytes: usize,
+}
+
+/// A record on its way into a partition: the encoding of its key (as a keyed WAL record begins) and
+/// its document, built while the record was being encoded.
+pub struct Incoming<'a> {
+    pub record: &'a FlowRecord,
+    pub key: &'a [u8],
+    pub doc: FlowDoc,
+}
+
+impl<'a> Incoming<'a> {
+    /// `records`, with their keys encoded into `buf`: for records that do not come with a WAL
+    /// payload (replayed, or read back to be rewritten).
+    pub fn all(
+        buf: &'a mut Vec<u8>,
+        records: &[&'a FlowRecord],
+        schema: &FlowSchema,
+    ) -> Vec<Incoming<'a>> {
+        let ranges;
+        (*buf, ranges) = encode_batch(records.iter().copied());
+        let buf: &'a [u8] = buf;
+        records
+            .iter()
+            .zip(ranges)
+            .map(|(&record, range)| Incoming {
+                record,
+                key: &buf[range],
+                doc: schema.to_document(record),
+            })
+            .collect()
+    }
 }
 
 pub(crate) fn tantivy_error(path: &Path, e: tantivy::TantivyError) -> Error {
@@ -171,11 +202,10 @@ impl Partition {
         Ok(writer)
     }
 
-    /// Adds records, each with the encoding of its key, numbering their keys, opening the writer when
-    /// needed.
+    /// Adds records, numbering their keys, opening the writer when needed.
     pub fn add(
         &self,
-        records: &[Keyed<'_>],
+        records: Vec<Incoming<'_>>,
         schema: &FlowSchema,
         opts: &PartitionOptions,
     ) -> Result<()> {
@@ -183,11 +213,13 @@ impl Partition {
             return Err(Error::corrupt(&self.dir, "flow partition not upgraded"));
         }
         let mut ids = Vec::with_capacity(records.len());
-        self.keys.assign(records.iter().copied(), &mut ids)?;
-        let docs = records
-            .iter()
-            .zip(ids)
-            .map(|(&(r, _), k)| schema.to_document(r, k));
+        self.keys
+            .assign(records.iter().map(|i| (i.record, i.key)), &mut ids)?;
+        let docs = records.into_iter().zip(ids).map(|(i, k)| {
+            let mut doc = i.doc;
+            schema.set_key(&mut doc, k);
+            doc
+        });
         let mut w = self.writer.lock();
         if w.is_none() {
             *w = Some(WriterState {
@@ -394,7 +426,7 @@ pub fn upgrade(
         let mut keys = Vec::new();
         let mut flush = |batch: &mut Vec<FlowRecord>| -> Result<()> {
             let refs: Vec<&FlowRecord> = batch.iter().collect();
-            next.add(&with_keys(&mut keys, &refs), schema, opts)?;
+            next.add(Incoming::all(&mut keys, &refs, schema), schema, opts)?;
             batch.clear();
             Ok(())
         };
