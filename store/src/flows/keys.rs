@@ -22,7 +22,7 @@ use std::sync::LazyLock;
 
 use parking_lot::{RwLock, RwLockReadGuard};
 
-use super::codec::{decode_fields, decode_value, encode_fields, encode_value, skip_value};
+use super::codec::{decode_value, encode_fields, encode_value, skip_value};
 use super::record::{is_key_field, FieldValue, FlowRecord, FIELDS};
 use crate::encoding::{put_uvarint, DecodeError, DecodeResult, Decoder};
 use crate::error::{Error, Result};
@@ -225,41 +225,16 @@ impl KeyTable {
         self.len == 0
     }
 
-    /// Adds the key of `r`, whose encoding is `key`, as the next number (the caller knows it is new).
-    /// Each column finds its value by its bytes in `key`.
-    fn push(&mut self, r: &FlowRecord, key: &[u8]) -> u32 {
-        // Absent fields are not in the key's encoding; every kind's empty value encodes as one 0.
-        let mut bytes: Vec<&[u8]> = vec![&[0]; self.columns.len()];
-        let mut d = Decoder::new(key);
-        let split = (|| -> DecodeResult<()> {
-            for _ in 0..d.uvarint()? {
-                let i = usize::from(d.u8()?);
-                let slot = KEY_SLOT
-                    .get(i)
-                    .copied()
-                    .flatten()
-                    .ok_or(DecodeError("not a key field"))?;
-                let from = key.len() - d.remaining();
-                skip_value(&mut d, FIELDS[i].kind)?;
-                bytes[slot] = &key[from..key.len() - d.remaining()];
-            }
-            Ok(())
-        })();
-        debug_assert!(split.is_ok(), "a key's own encoding: {split:?}");
-        let mut owned = Vec::new();
-        for (slot, (col, &i)) in self.columns.iter_mut().zip(KEY_FIELDS.iter()).enumerate() {
-            let v = if split.is_ok() {
-                bytes[slot]
-            } else {
-                owned.clear();
-                encode_value(&mut owned, r.field(i));
-                &owned
-            };
+    /// Adds a key as the next number (the caller knows it is new), given the encoding of each key
+    /// field's value ([`split_key`]).
+    fn push(&mut self, values: &[&[u8]]) -> DecodeResult<u32> {
+        for ((col, &i), &v) in self.columns.iter_mut().zip(KEY_FIELDS.iter()).zip(values) {
             let ord = match col.by_bytes.get(v) {
                 Some(&o) => o,
                 None => {
                     let o = col.values.len() as u32;
-                    col.values.push(r.field(i).to_owned_value());
+                    col.values
+                        .push(decode_value(&mut Decoder::new(v), FIELDS[i].kind)?);
                     col.by_bytes.insert(v.to_vec(), o);
                     o
                 }
@@ -267,7 +242,7 @@ impl KeyTable {
             col.ords.push(ord);
         }
         self.len += 1;
-        self.len - 1
+        Ok(self.len - 1)
     }
 
     /// The value of record field `field` in key `key`, when `field` is a key field and `key` exists.
@@ -471,6 +446,26 @@ fn frame(first: u32, count: u32, keys: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Reads one key's encoding (`fields` of key fields, as the WAL writes them) from `d`, a decoder of
+/// `data`, into the encoding of each key field's value, in [`KEY_FIELDS`] order. A field the key
+/// leaves out gets `[0]`, the encoding of every kind's empty value.
+fn split_key<'a>(data: &'a [u8], d: &mut Decoder<'a>, out: &mut Vec<&'a [u8]>) -> DecodeResult<()> {
+    out.clear();
+    out.resize(KEY_FIELDS.len(), &[0]);
+    for _ in 0..d.uvarint()? {
+        let i = usize::from(d.u8()?);
+        let slot = KEY_SLOT
+            .get(i)
+            .copied()
+            .flatten()
+            .ok_or(DecodeError("not a key field"))?;
+        let from = data.len() - d.remaining();
+        skip_value(d, FIELDS[i].kind)?;
+        out[slot] = &data[from..data.len() - d.remaining()];
+    }
+    Ok(())
+}
+
 /// Reads the frames of `data` into `table`; returns the length of the intact prefix. Keys already in
 /// the table (a frame of `keys` that `keys.zst` holds too) are skipped.
 fn read_frames(path: &Path, data: &[u8], table: &mut KeyTable) -> Result<usize> {
@@ -496,13 +491,11 @@ fn read_frames(path: &Path, data: &[u8], table: &mut KeyTable) -> Result<usize> 
                 ),
             ));
         }
+        let mut values = Vec::new();
         for k in first..first.saturating_add(count) {
-            let mut r = FlowRecord::default();
-            let before = d.remaining();
-            decode_fields(&mut d, &mut r).map_err(bad)?;
+            split_key(body, &mut d, &mut values).map_err(bad)?;
             if k == u64::from(table.len()) {
-                let at = body.len() - before;
-                table.push(&r, &body[at..at + before - d.remaining()]);
+                table.push(&values).map_err(bad)?;
             }
         }
         pos = end;
@@ -604,11 +597,11 @@ impl PartitionKeys {
         self.loaded_bytes.swap(0, Ordering::Relaxed)
     }
 
-    /// The key number of each record, adding new keys to the table and to `keys` (not yet synced).
-    /// Each record comes with the encoding of its key (see [`super::codec::encode_batch`]).
+    /// The number of each key, given by its encoding (see [`super::codec::BatchWriter`]), adding new
+    /// keys to the table and to `keys` (not yet synced).
     pub fn assign<'a>(
         &self,
-        records: impl Iterator<Item = (&'a FlowRecord, &'a [u8])>,
+        keys: impl Iterator<Item = &'a [u8]>,
         out: &mut Vec<u32>,
     ) -> Result<()> {
         let mut g = self.state.write();
@@ -626,11 +619,14 @@ impl PartitionKeys {
         });
         let first_new = st.table.len();
         let mut new_keys = Vec::new();
-        for (r, key) in records {
+        let mut values = Vec::new();
+        for key in keys {
             let k = match lookup.get(key) {
                 Some(&k) => k,
                 None => {
-                    let k = st.table.push(r, key);
+                    let bad = |e| Error::corrupt(&self.dir, format!("flow key to add: {e}"));
+                    split_key(key, &mut Decoder::new(key), &mut values).map_err(bad)?;
+                    let k = st.table.push(&values).map_err(bad)?;
                     lookup.insert(key.into(), k);
                     new_keys.extend_from_slice(key);
                     k
@@ -728,8 +724,8 @@ mod tests {
     /// Assigns keys to `records` as an append does, from their batch encoding.
     fn assign(keys: &PartitionKeys, records: &[FlowRecord], ids: &mut Vec<u32>) {
         let (buf, ranges) = encode_batch(records.iter());
-        let keyed = records.iter().zip(ranges.iter().map(|r| &buf[r.clone()]));
-        keys.assign(keyed, ids).unwrap();
+        keys.assign(ranges.iter().map(|r| &buf[r.clone()]), ids)
+            .unwrap();
     }
 
     /// Sample records whose pods (and addresses) repeat, so keys repeat.

@@ -213,7 +213,7 @@ impl FlowStore {
         let mut groups: BTreeMap<i64, Vec<_>> = BTreeMap::new();
         for r in records {
             groups
-                .entry(self.partition_start(r.record.interval_end))
+                .entry(self.partition_start(r.end_ns))
                 .or_default()
                 .push(r);
         }
@@ -323,8 +323,8 @@ impl FlowStore {
         }
         let payload = batch.bytes();
         let n = accepted.len() as u64;
-        let groups = self.by_partition(accepted.into_iter().map(|(record, key, doc)| Incoming {
-            record,
+        let groups = self.by_partition(accepted.into_iter().map(|(r, key, doc)| Incoming {
+            end_ns: r.interval_end,
             key: &payload[key],
             doc,
         }));

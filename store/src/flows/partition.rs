@@ -32,10 +32,11 @@ pub struct PartitionOptions {
     pub docstore_block_bytes: usize,
 }
 
-/// A record on its way into a partition: the encoding of its key (as a keyed WAL record begins) and
-/// its document, built while the record was being encoded.
+/// A record on its way into a partition: its time (`interval.end`, which picks the partition), the
+/// encoding of its key (as a keyed WAL record begins) and its document, built while the record was
+/// being encoded.
 pub struct Incoming<'a> {
-    pub record: &'a FlowRecord,
+    pub end_ns: i64,
     pub key: &'a [u8],
     pub doc: FlowDoc,
 }
@@ -55,7 +56,7 @@ impl<'a> Incoming<'a> {
             .iter()
             .zip(ranges)
             .map(|(&record, range)| Incoming {
-                record,
+                end_ns: record.interval_end,
                 key: &buf[range],
                 doc: schema.to_document(record),
             })
@@ -213,8 +214,7 @@ impl Partition {
             return Err(Error::corrupt(&self.dir, "flow partition not upgraded"));
         }
         let mut ids = Vec::with_capacity(records.len());
-        self.keys
-            .assign(records.iter().map(|i| (i.record, i.key)), &mut ids)?;
+        self.keys.assign(records.iter().map(|i| i.key), &mut ids)?;
         let docs = records.into_iter().zip(ids).map(|(i, k)| {
             let mut doc = i.doc;
             schema.set_key(&mut doc, k);
