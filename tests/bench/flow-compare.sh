@@ -20,7 +20,7 @@
 # --t0 $T0`), T0 [now − SPAN_SECS; for `query`, the T0 that DATA was written with]. DATA_BASE and
 # DATA_NEW (default DATA) give each build its own data directory, for when the two write different
 # formats (each written by its own build's `strata-flow-bench direct`, with the same T0). Ingest lines
-# end with the server's CPU per record (µs) over the client's run.
+# also give the server's CPU per record (µs) from when it was ready to when the client finished.
 set -euo pipefail
 mode=${1:?usage: flow-compare.sh ingest|query}
 : "${BASE:?directory of the base binaries}" "${NEW:?directory of the new binaries}"
@@ -43,6 +43,7 @@ for round in $(seq 1 "$ROUNDS"); do
       --otlp-grpc-listen 127.0.0.1:34317 --otlp-http-listen 127.0.0.1:34318 --agent off > "$WORK/server-$v.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 300); do curl -sf http://$API/-/ready > /dev/null && break; sleep 0.2; done
+    cpu0=$(awk '{print ($14 + $15) / 100}' /proc/$pid/stat)
     if [ "$mode" = ingest ]; then
       res=$("$BASE/strata-flow-bench" ingest --url http://127.0.0.1:34318/v1/logs --records "$RECORDS" \
         --t0 "$T0" --span-secs "$SPAN_SECS" --senders 2 --batch 5000 ${ENCODE_FIRST:+--encode-first})
@@ -51,7 +52,7 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     cpu=$(awk '{print ($14 + $15) / 100}' /proc/$pid/stat)
     per=""
-    [ "$mode" = ingest ] && per=" server_us_per_record=$(awk -v c="$cpu" -v n="$RECORDS" 'BEGIN {printf "%.2f", c * 1e6 / n}')"
+    [ "$mode" = ingest ] && per=" server_us_per_record=$(awk -v c="$cpu" -v c0="$cpu0" -v n="$RECORDS" 'BEGIN {printf "%.2f", (c - c0) * 1e6 / n}')"
     echo "round=$round $v load=$(cut -d' ' -f1 /proc/loadavg) server_cpu=$cpu$per $res"
     kill -TERM $pid; wait $pid || true
   done
