@@ -183,18 +183,15 @@ fn any_value(buf: &[u8]) -> Result<AnyRef<'_>, WireError> {
 /// names a flow field is the field's name, so it is valid).
 #[inline]
 fn key_value(buf: &[u8]) -> Result<(&[u8], AnyRef<'_>), WireError> {
-    match key_value_short(buf) {
-        Some(Ok(kv)) => Ok(kv),
-        // Invalid UTF-8 in a string value: the full decoder reports where.
-        Some(Err(())) | None => key_value_any(buf),
-    }
+    key_value_short(buf).map_or_else(|| key_value_any(buf), Ok)
 }
 
 /// The layout every encoder writes for a short attribute: the key (field 1, under 128 bytes), then the
 /// value (field 2, under 128 bytes) holding a string (under 126 bytes) or an int, nothing else. Read
-/// without a field loop; `None` for any other layout, which [`key_value_any`] reads.
+/// without a field loop; `None` for any other layout and for invalid UTF-8, which [`key_value_any`]
+/// reads (or reports, with its position).
 #[inline]
-fn key_value_short(buf: &[u8]) -> Option<Result<(&[u8], AnyRef<'_>), ()>> {
+fn key_value_short(buf: &[u8]) -> Option<(&[u8], AnyRef<'_>)> {
     let (&[0x0a, kn], rest) = buf.split_first_chunk::<2>()? else {
         return None;
     };
@@ -209,11 +206,7 @@ fn key_value_short(buf: &[u8]) -> Option<Result<(&[u8], AnyRef<'_>), ()>> {
     }
     let v = match value.split_first_chunk::<2>()? {
         (&[0x0a, sn], s) if usize::from(sn) == s.len() && sn < 0x80 => {
-            return Some(
-                std::str::from_utf8(s)
-                    .map(|s| (key, AnyRef::Str(s)))
-                    .map_err(drop),
-            )
+            return std::str::from_utf8(s).ok().map(|s| (key, AnyRef::Str(s)))
         }
         // A one- or two-byte int.
         (&[0x18, b0], []) if b0 < 0x80 => u64::from(b0),
@@ -222,10 +215,10 @@ fn key_value_short(buf: &[u8]) -> Option<Result<(&[u8], AnyRef<'_>), ()>> {
         }
         _ => {
             // Longer ints and everything else: the value alone through the general reader.
-            return any_value(value).ok().map(|v| Ok((key, v)));
+            return any_value(value).ok().map(|v| (key, v));
         }
     };
-    Some(Ok((key, AnyRef::Int(v as i64))))
+    Some((key, AnyRef::Int(v as i64)))
 }
 
 fn key_value_any(buf: &[u8]) -> Result<(&[u8], AnyRef<'_>), WireError> {

@@ -118,9 +118,6 @@ pub fn encode_batch<'a>(
     (w.finish(), keys)
 }
 
-/// A record with the encoding of its key (its key fields, as [`encode_batch`] writes them first).
-pub type Keyed<'a> = (&'a FlowRecord, &'a [u8]);
-
 /// Appends the present fields of `r` that `pick` picks: a count, then (u8 id, value) pairs in id order.
 #[inline]
 pub fn encode_fields(buf: &mut Vec<u8>, r: &FlowRecord, pick: impl Fn(usize) -> bool) {
