@@ -111,6 +111,9 @@ pub struct TracesStoreConfig {
     pub trace_idle: String,
     /// The in-memory traces are all cut into a block past this many bytes.
     pub max_head_bytes: usize,
+    /// How long an append waits for room in a head holding twice `max_head_bytes` before it is
+    /// refused (OTLP `UNAVAILABLE`, HTTP 503).
+    pub head_full_wait: String,
     /// Spans that would grow one trace past this are refused (OTLP partial success).
     pub max_trace_bytes: usize,
     /// Largest attribute value accepted; a larger one refuses the request (400).
@@ -135,6 +138,7 @@ impl Default for TracesStoreConfig {
             retention: "14d".into(),
             trace_idle: "30s".into(),
             max_head_bytes: 256 << 20,
+            head_full_wait: "5s".into(),
             max_trace_bytes: 16 << 20,
             max_attribute_value_bytes: 64 << 10,
             max_spans_per_request: 100_000,
@@ -155,6 +159,9 @@ impl Config {
             trace_idle_secs: (parse_duration_ms(&t.trace_idle).unwrap_or(30_000) / 1000).max(1)
                 as u64,
             max_head_bytes: t.max_head_bytes,
+            head_full_wait: std::time::Duration::from_millis(
+                parse_duration_ms(&t.head_full_wait).unwrap_or(5_000).max(0) as u64,
+            ),
             max_trace_bytes: t.max_trace_bytes,
             page_cache_bytes: t.page_cache_bytes,
             retention_secs: (parse_duration_ms(&t.retention).unwrap_or(0) / 1000) as u64,
@@ -168,6 +175,7 @@ impl Config {
         for (key, v) in [
             ("traces.retention", &t.retention),
             ("traces.trace_idle", &t.trace_idle),
+            ("traces.head_full_wait", &t.head_full_wait),
         ] {
             parse_duration_ms(v)
                 .ok_or_else(|| err(key, format!("{v:?} is not a duration like 30s")))?;

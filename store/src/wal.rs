@@ -561,9 +561,13 @@ impl Wal {
         Ok(())
     }
 
-    /// Deletes every segment before `index` (their records are durable elsewhere).
-    pub fn remove_segments_before(&self, index: u64) -> Result<()> {
-        let (segments, _) = list_dir(&self.dir)?;
+    /// Deletes every segment and checkpoint before `index` (their records are durable elsewhere).
+    pub fn remove_before(&self, index: u64) -> Result<()> {
+        let (segments, checkpoints) = list_dir(&self.dir)?;
+        for c in checkpoints.into_iter().filter(|&c| c < index) {
+            let p = checkpoint_path(&self.dir, c);
+            fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+        }
         for s in segments.into_iter().filter(|&s| s < index) {
             let p = segment_path(&self.dir, s);
             fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;

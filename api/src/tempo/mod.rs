@@ -83,12 +83,12 @@ pub fn ingest(
             .span_metrics
             .observe(tenant, &decoded.batches, now_ms());
     }
+    // A full head waits for a cut (the append waits for room): make sure one is under way.
+    cut_in_background(&store);
     let stored = store
         .append(decoded.batches)
         .map_err(|e| IngestError::Unavailable(e.to_string()))?;
-    if store.head_over_limit() {
-        cut_in_background(store.clone());
-    }
+    cut_in_background(&store);
     out.accepted = stored.accepted;
     out.rejected += stored.rejected;
     if !stored.reason.is_empty() {
@@ -98,22 +98,22 @@ pub fn ingest(
 }
 
 /// Cuts a head that outgrew `traces.max_head_bytes` now, on its own thread, rather than at the next
-/// maintenance tick; at most one such cut runs at a time.
-fn cut_in_background(store: Arc<TraceStore>) {
-    static CUTTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if CUTTING.swap(true, std::sync::atomic::Ordering::AcqRel) {
+/// maintenance tick; the thread goes on cutting while appends keep the head over the limit. At most
+/// one such thread runs per store.
+fn cut_in_background(store: &Arc<TraceStore>) {
+    if !store.head_over_limit() || store.cutter_running() {
         return;
     }
+    let store = store.clone();
     let spawned = std::thread::Builder::new()
         .name("trace-cut".into())
         .spawn(move || {
-            if let Err(e) = store.cut(now_ms(), false) {
+            if let Err(e) = store.cut_while_over_limit() {
                 tracing::error!(error = %e, "cutting the trace head failed");
             }
-            CUTTING.store(false, std::sync::atomic::Ordering::Release);
         });
-    if spawned.is_err() {
-        CUTTING.store(false, std::sync::atomic::Ordering::Release);
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start a thread to cut the trace head");
     }
 }
 

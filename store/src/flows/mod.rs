@@ -380,7 +380,7 @@ impl FlowStore {
         for p in partitions {
             p.commit(segment, close_all)?;
         }
-        self.wal.remove_segments_before(segment)?;
+        self.wal.remove_before(segment)?;
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -16,8 +16,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::encoding::Decoder;
 use crate::error::{Error, Result};
@@ -40,6 +41,10 @@ pub struct TracesConfig {
     /// (retry later) while it holds more than twice this, which bounds the memory of a head that
     /// fills faster than a cut writes it out.
     pub max_head_bytes: usize,
+    /// How long an append waits for a cut to make room in a head that holds twice
+    /// `max_head_bytes` before it is refused. Waiting keeps senders' requests in flight (the
+    /// server's own backpressure) where a refusal sends them into their retry backoff.
+    pub head_full_wait: Duration,
     /// Spans of one trace beyond this many encoded bytes (in the head) are refused.
     pub max_trace_bytes: usize,
     /// Uncompressed bytes per page (row group of columns) of a block: the unit read for one trace
@@ -62,6 +67,7 @@ impl Default for TracesConfig {
         TracesConfig {
             trace_idle_secs: 30,
             max_head_bytes: 256 << 20,
+            head_full_wait: Duration::from_secs(5),
             max_trace_bytes: 16 << 20,
             page_bytes: 512 << 10,
             page_cache_bytes: 128 << 20,
@@ -196,8 +202,9 @@ pub struct TraceStore {
     dir: PathBuf,
     cfg: TracesConfig,
     wal: Wal,
-    /// Appends hold it shared (WAL then head); cutting holds it exclusively while it checkpoints, so
-    /// the checkpoint and the segments agree.
+    /// Appends hold it shared (WAL then head); cutting holds it exclusively while it takes the head
+    /// (starting a new WAL segment when it takes all) and while it checkpoints, so the head, the
+    /// checkpoint and the segments agree.
     gate: RwLock<()>,
     head: RwLock<Head>,
     /// Traces taken from the head and being written into a block: still readable.
@@ -205,8 +212,16 @@ pub struct TraceStore {
     blocks: RwLock<Vec<Arc<Block>>>,
     page_cache: Arc<PageCache>,
     next_seq: AtomicU64,
-    /// One cut or compaction at a time.
-    background: Mutex<()>,
+    /// One cut at a time.
+    cutting: Mutex<()>,
+    /// One compaction or retention pass at a time. Cuts go on meanwhile: a compaction of large
+    /// blocks takes long enough for the head to fill several times.
+    compacting: Mutex<()>,
+    /// Appends waiting for a cut to make room in a full head wait on `room`, under this lock.
+    room_lock: Mutex<()>,
+    room: Condvar,
+    /// Set while a thread runs [`TraceStore::cut_while_over_limit`].
+    cutter: std::sync::atomic::AtomicBool,
     pub spans_ingested: AtomicU64,
     /// Encoded bytes of the last append: the next one's first guess.
     encoded_hint: AtomicUsize,
@@ -292,7 +307,11 @@ impl TraceStore {
             blocks: RwLock::new(blocks),
             page_cache,
             next_seq: AtomicU64::new(next_seq),
-            background: Mutex::new(()),
+            cutting: Mutex::new(()),
+            compacting: Mutex::new(()),
+            room_lock: Mutex::new(()),
+            room: Condvar::new(),
+            cutter: std::sync::atomic::AtomicBool::new(false),
             spans_ingested: AtomicU64::new(0),
             encoded_hint: AtomicUsize::new(64 << 10),
         })
@@ -305,13 +324,7 @@ impl TraceStore {
     /// Logs the spans and makes them readable; returns once they are durable. Spans that would grow a
     /// trace past `max_trace_bytes` are refused and counted.
     pub fn append(&self, batches: Vec<ResourceSpans>) -> Result<TraceAppend> {
-        let held = self.head.read().bytes;
-        if held > 2 * self.cfg.max_head_bytes {
-            return Err(Error::Overloaded(format!(
-                "the trace head holds {held} bytes, more than twice traces.max_head_bytes, while \
-                 a block is written out; retry later"
-            )));
-        }
+        self.wait_for_room()?;
         let mut out = TraceAppend::default();
         // Every trace is encoded into one buffer sized from the previous request, then copied once
         // into the WAL payload and once into its exact-size head chunk: no buffer grows by doubling.
@@ -361,10 +374,62 @@ impl TraceStore {
         Ok(out)
     }
 
+    /// Returns once the head holds at most twice `max_head_bytes`, waiting up to `head_full_wait`
+    /// for a cut to take it; past that, the append is refused (retry later).
+    fn wait_for_room(&self) -> Result<()> {
+        let limit = 2 * self.cfg.max_head_bytes;
+        if self.head.read().bytes <= limit {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.cfg.head_full_wait;
+        let mut g = self.room_lock.lock();
+        loop {
+            let held = self.head.read().bytes;
+            if held <= limit {
+                return Ok(());
+            }
+            if self.room.wait_until(&mut g, deadline).timed_out() && self.head.read().bytes > limit
+            {
+                return Err(Error::Overloaded(format!(
+                    "the trace head holds {held} bytes, more than twice traces.max_head_bytes, \
+                     while a block is written out; retry later"
+                )));
+            }
+        }
+    }
+
     /// True when the head has grown past `max_head_bytes` and should be cut now, not at the next
     /// maintenance tick.
     pub fn head_over_limit(&self) -> bool {
         self.head.read().bytes > self.cfg.max_head_bytes
+    }
+
+    /// Whether a thread is in [`Self::cut_while_over_limit`].
+    pub fn cutter_running(&self) -> bool {
+        self.cutter.load(Ordering::Acquire)
+    }
+
+    /// Cuts the whole head, again and again, while it is over `max_head_bytes`: under sustained
+    /// load, one cut follows the other while appends go on filling the head. Returns at once when
+    /// another thread is doing it.
+    pub fn cut_while_over_limit(&self) -> Result<()> {
+        loop {
+            if self.cutter.swap(true, Ordering::AcqRel) {
+                return Ok(());
+            }
+            let result = (|| {
+                while self.head_over_limit() {
+                    self.cut(now_ms(), false)?;
+                }
+                Ok(())
+            })();
+            self.cutter.store(false, Ordering::Release);
+            // An append may have filled the head after the last check, and found this thread
+            // still running: look once more.
+            if result.is_err() || !self.head_over_limit() {
+                return result;
+            }
+        }
     }
 
     pub fn head_bytes(&self) -> usize {
@@ -390,11 +455,20 @@ impl TraceStore {
     /// Cuts idle traces (all traces when `force` or when the head is over its size) into a block.
     /// Returns the number of traces written.
     pub fn cut(&self, now_ms: i64, force: bool) -> Result<usize> {
-        let _bg = self.background.lock();
-        let taken: Arc<Vec<(TraceId, HeadTrace)>> = {
+        let _cut = self.cutting.lock();
+        let (taken, rotated) = {
             let _g = self.gate.write();
             let mut head = self.head.write();
             let all = force || head.bytes > self.cfg.max_head_bytes;
+            // When the whole head is taken, the WAL starts a new segment here: once the block is
+            // written, the older segments hold nothing the block does not, and go without a
+            // checkpoint (which would copy the head that refilled meanwhile). Appends are held
+            // between their WAL record and the head (the gate), so none falls on the wrong side.
+            let rotated = if all && !head.traces.is_empty() {
+                Some(self.wal.rotate()?)
+            } else {
+                None
+            };
             let idle_before = now_ms - (self.cfg.trace_idle_secs as i64) * 1000;
             let ids: Vec<TraceId> = head
                 .traces
@@ -412,8 +486,11 @@ impl TraceStore {
             taken.sort_by_key(|(id, _)| *id);
             let taken = Arc::new(taken);
             *self.flushing.write() = taken.clone();
-            taken
+            (taken, rotated)
         };
+        // The head has room again.
+        drop(self.room_lock.lock());
+        self.room.notify_all();
         if taken.is_empty() {
             return Ok(0);
         }
@@ -449,6 +526,10 @@ impl TraceStore {
         };
         self.blocks.write().push(Arc::new(block));
         *self.flushing.write() = Arc::new(Vec::new());
+        if let Some(first_kept) = rotated {
+            drop(_g);
+            return self.wal.remove_before(first_kept).map(|()| taken.len());
+        }
         // Everything still in the head goes into the checkpoint; every older segment goes.
         let records: Vec<Vec<u8>> = self
             .head
@@ -467,7 +548,7 @@ impl TraceStore {
     /// once per level, a few times in all, where merging each new block into one growing block
     /// would rewrite the oldest spans at every merge.
     pub fn compact(&self) -> Result<usize> {
-        let _bg = self.background.lock();
+        let _bg = self.compacting.lock();
         let mut merged = 0;
         loop {
             let mut by_level: BTreeMap<u32, Vec<Arc<Block>>> = BTreeMap::new();
@@ -564,7 +645,7 @@ impl TraceStore {
         if self.cfg.retention_secs == 0 {
             return Ok(0);
         }
-        let _bg = self.background.lock();
+        let _bg = self.compacting.lock();
         let cutoff = (now_ms.max(0) as u64)
             .saturating_mul(1_000_000)
             .saturating_sub(self.cfg.retention_secs.saturating_mul(1_000_000_000));
@@ -1214,6 +1295,7 @@ mod tests {
             dir.path(),
             TracesConfig {
                 max_head_bytes: 2_000,
+                head_full_wait: Duration::ZERO,
                 ..cfg()
             },
         )
@@ -1249,6 +1331,112 @@ mod tests {
                 s.trace_by_id(&[id; 16], None).unwrap().is_some(),
                 "trace {id}"
             );
+        }
+    }
+
+    /// Fills a head past twice its limit, up to the first refusal; returns the acknowledged trace
+    /// ids.
+    fn fill_head(s: &TraceStore) -> Vec<u8> {
+        let mut acked = Vec::new();
+        for id in 1..=200u8 {
+            match s.append(vec![batch(
+                "a",
+                vec![span(id, 1, None, "root", 1_000, 100)],
+            )]) {
+                Ok(r) => {
+                    assert_eq!(r.accepted, 1);
+                    acked.push(id);
+                }
+                Err(Error::Overloaded(_)) => return acked,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("appends are refused once the head is full");
+    }
+
+    #[test]
+    fn an_append_to_a_full_head_waits_for_a_cut_and_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let wait = Duration::from_secs(3);
+        let s = Arc::new(
+            TraceStore::open(
+                dir.path(),
+                TracesConfig {
+                    max_head_bytes: 2_000,
+                    head_full_wait: wait,
+                    ..cfg()
+                },
+            )
+            .unwrap(),
+        );
+        let started = Instant::now();
+        let acked = fill_head(&s);
+        assert!(started.elapsed() >= wait, "refused only after waiting");
+        // Nobody cuts yet: the next append waits, and is stored once a cut takes the head.
+        let appender = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                s.append(vec![batch(
+                    "a",
+                    vec![span(250, 1, None, "root", 1_000, 100)],
+                )])
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            !appender.is_finished(),
+            "the append waits while the head is full"
+        );
+        s.cut_while_over_limit().unwrap();
+        assert!(!s.head_over_limit());
+        assert_eq!(appender.join().unwrap().unwrap().accepted, 1);
+        for id in acked.into_iter().chain([250]) {
+            assert!(
+                s.trace_by_id(&[id; 16], None).unwrap().is_some(),
+                "trace {id}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_whole_head_cut_leaves_the_wal_only_what_came_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let has_checkpoint = || {
+            fs::read_dir(dir.path().join("wal")).unwrap().any(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("checkpoint")
+            })
+        };
+        let one = |id: u8| vec![batch("a", vec![span(id, 1, None, "root", 1_000, 100)])];
+        let config = || TracesConfig {
+            trace_idle_secs: 1,
+            ..cfg()
+        };
+        {
+            let s = TraceStore::open(dir.path(), config()).unwrap();
+            // An idle cut takes trace 1 and checkpoints trace 2, which stays in the head.
+            s.append(one(1)).unwrap();
+            std::thread::sleep(Duration::from_millis(1_100));
+            s.append(one(2)).unwrap();
+            assert_eq!(s.cut(now_ms(), false).unwrap(), 1);
+            assert!(has_checkpoint());
+            // A whole-head cut takes traces 2 and 3; the WAL keeps neither, nor the checkpoint.
+            s.append(one(3)).unwrap();
+            assert_eq!(s.cut(now_ms(), true).unwrap(), 2);
+            assert!(!has_checkpoint());
+            s.append(one(4)).unwrap();
+            // dropped without close, as after kill -9
+            std::mem::forget(s);
+        }
+        let s = TraceStore::open(dir.path(), config()).unwrap();
+        assert_eq!(s.blocks().len(), 2);
+        // Trace 4 comes back from the WAL; the others are in blocks only, each span once.
+        assert_eq!(s.head_traces(), 1);
+        for id in 1..=4u8 {
+            let t = s.trace_by_id(&[id; 16], None).unwrap().unwrap();
+            assert_eq!(t.span_count(), 1, "trace {id}");
         }
     }
 

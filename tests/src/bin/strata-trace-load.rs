@@ -10,6 +10,8 @@
 //! ```text
 //! strata-trace-load ingest --otlp http://127.0.0.1:4317 --spans 10000000 [--connections 4]
 //!     [--batch 1000] [--ids ids.txt] [--seed 1]          # spans/s; keeps every 1000th trace id
+//!     [--encode-first]                                   # every request body generated and encoded
+//!                                                        # before the clock starts
 //! strata-trace-load generate --spans 1000000             # the generator alone, for its own cost
 //! strata-trace-load query --url http://127.0.0.1:9080 --ids ids.txt [--rounds 5]
 //!                                                        # trace by id (first and repeated) and search latency
@@ -21,8 +23,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use bytes::BufMut;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1 as otlp;
@@ -417,6 +421,114 @@ fn generate(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// A request body as it goes on the wire, with its span count and trace ids.
+struct Body {
+    bytes: Vec<u8>,
+    spans: usize,
+    ids: Vec<Vec<u8>>,
+}
+
+impl Generator {
+    fn body(&mut self, batch: usize) -> Body {
+        let (req, spans, ids) = self.request(batch);
+        Body {
+            bytes: req.encode_to_vec(),
+            spans,
+            ids,
+        }
+    }
+}
+
+/// Sends request bodies encoded beforehand as `TraceService/Export` calls: the encoding is the
+/// sender's, done when the caller chooses, not inside the gRPC client.
+#[derive(Clone, Copy, Default)]
+struct EncodedCodec;
+
+struct EncodedEncoder;
+struct ResponseDecoder;
+
+impl tonic::codec::Codec for EncodedCodec {
+    type Encode = Vec<u8>;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = EncodedEncoder;
+    type Decoder = ResponseDecoder;
+    fn encoder(&mut self) -> EncodedEncoder {
+        EncodedEncoder
+    }
+    fn decoder(&mut self) -> ResponseDecoder {
+        ResponseDecoder
+    }
+}
+
+impl tonic::codec::Encoder for EncodedEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for ResponseDecoder {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
+        ExportTraceServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(format!("bad ExportTraceServiceResponse: {e}")))
+    }
+}
+
+/// One `TraceService/Export` call of an encoded body; retried as an OTel SDK retries while the server
+/// answers `UNAVAILABLE` or `RESOURCE_EXHAUSTED` (its head waiting for a block to be written).
+async fn export(
+    grpc: &mut tonic::client::Grpc<tonic::transport::Channel>,
+    body: &[u8],
+) -> Result<()> {
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    );
+    let mut tries = 0;
+    loop {
+        grpc.ready().await?;
+        let call = grpc
+            .unary(
+                tonic::Request::new(body.to_vec()),
+                path.clone(),
+                EncodedCodec,
+            )
+            .await;
+        match call {
+            Ok(r) => {
+                if let Some(p) = r.into_inner().partial_success {
+                    if p.rejected_spans > 0 {
+                        bail!("{} spans rejected: {}", p.rejected_spans, p.error_message);
+                    }
+                }
+                return Ok(());
+            }
+            Err(e)
+                if tries < 100
+                    && matches!(
+                        e.code(),
+                        tonic::Code::Unavailable | tonic::Code::ResourceExhausted
+                    ) =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50 << tries.min(5))).await;
+            }
+            Err(e) => bail!("export failed: {e}"),
+        }
+    }
+}
+
 fn ingest(args: &[String]) -> Result<()> {
     let endpoint = arg(args, "--otlp").unwrap_or_else(|| "http://127.0.0.1:4317".into());
     let total = num(args, "--spans", 1_000_000)?;
@@ -424,6 +536,24 @@ fn ingest(args: &[String]) -> Result<()> {
     let batch = num(args, "--batch", 1000)? as usize;
     let seed = num(args, "--seed", 1)?;
     let ids_path = arg(args, "--ids").unwrap_or_else(|| "trace-ids.txt".into());
+    let encode_first = args.iter().any(|a| a == "--encode-first");
+    // With --encode-first, each connection's bodies (its share of the spans) are generated and
+    // encoded before the clock starts, so the sender's CPU goes to sending only.
+    let mut ready: Vec<Vec<Body>> = (0..conns)
+        .map(|c| {
+            let mut bodies = Vec::new();
+            if encode_first {
+                let mut g = Generator::new(seed * 1000 + c);
+                let (share, mut n) = (total.div_ceil(conns), 0u64);
+                while n < share {
+                    let b = g.body(batch);
+                    n += b.spans as u64;
+                    bodies.push(b);
+                }
+            }
+            bodies
+        })
+        .collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -435,54 +565,37 @@ fn ingest(args: &[String]) -> Result<()> {
         for c in 0..conns {
             let endpoint = endpoint.clone();
             let (sent, bytes) = (sent.clone(), bytes.clone());
+            let mut bodies = std::mem::take(&mut ready[c as usize]).into_iter();
             tasks.push(tokio::spawn(async move {
-                let mut client = TraceServiceClient::connect(endpoint)
-                    .await?
+                let channel = tonic::transport::Endpoint::from_shared(endpoint)?
+                    .connect()
+                    .await?;
+                let mut grpc = tonic::client::Grpc::new(channel)
                     .max_decoding_message_size(64 << 20)
                     .max_encoding_message_size(64 << 20);
                 let mut g = Generator::new(seed * 1000 + c);
                 let mut kept = Vec::new();
                 let mut traces = 0u64;
-                while sent.load(Ordering::Relaxed) < total {
-                    let (req, n, ids) = g.request(batch);
-                    for id in ids {
+                loop {
+                    let body = if encode_first {
+                        match bodies.next() {
+                            Some(b) => b,
+                            None => break,
+                        }
+                    } else if sent.load(Ordering::Relaxed) < total {
+                        g.body(batch)
+                    } else {
+                        break;
+                    };
+                    for id in body.ids.iter() {
                         if traces.is_multiple_of(1000) {
-                            kept.push(id);
+                            kept.push(id.clone());
                         }
                         traces += 1;
                     }
-                    bytes.fetch_add(req.encoded_len() as u64, Ordering::Relaxed);
-                    let mut tries = 0;
-                    loop {
-                        match client.export(req.clone()).await {
-                            Ok(r) => {
-                                if let Some(p) = r.into_inner().partial_success {
-                                    if p.rejected_spans > 0 {
-                                        bail!(
-                                            "{} spans rejected: {}",
-                                            p.rejected_spans,
-                                            p.error_message
-                                        );
-                                    }
-                                }
-                                break;
-                            }
-                            // Retried as an OTel SDK retries: the server refuses while its
-                            // head waits for a block to be written.
-                            Err(e)
-                                if tries < 100
-                                    && matches!(
-                                        e.code(),
-                                        tonic::Code::Unavailable | tonic::Code::ResourceExhausted
-                                    ) =>
-                            {
-                                tries += 1;
-                                tokio::time::sleep(Duration::from_millis(50 << tries.min(5))).await;
-                            }
-                            Err(e) => bail!("export failed: {e}"),
-                        }
-                    }
-                    sent.fetch_add(n as u64, Ordering::Relaxed);
+                    bytes.fetch_add(body.bytes.len() as u64, Ordering::Relaxed);
+                    export(&mut grpc, &body.bytes).await?;
+                    sent.fetch_add(body.spans as u64, Ordering::Relaxed);
                 }
                 anyhow::Ok(kept)
             }));
