@@ -170,7 +170,15 @@ fn kernel_reports_retransmits_resets_timeouts_and_late_sockets() {
                 .iter()
                 .filter(|e| lab::cgroup_of(e) == client_cgroup)
                 .collect();
-            panic!("no close for {local}: {ours:#?}")
+            // Any cgroup: an event with the wrong cgroup would not be among ours.
+            let same_port: Vec<&Event> = events
+                .iter()
+                .filter(|e| format!("{e:?}").contains(&format!(":{}", local.port())))
+                .collect();
+            panic!(
+                "no close for {local}: ours {ours:#?}; any event naming port {}: {same_port:#?}",
+                local.port()
+            )
         })
     };
 
