@@ -1288,6 +1288,37 @@ mod tests {
         }
     }
 
+    /// One root span of trace `id`.
+    fn one(id: u8) -> Vec<ResourceSpans> {
+        vec![batch("a", vec![span(id, 1, None, "root", 1_000, 100)])]
+    }
+
+    /// Fills a head past twice its limit, up to the first refusal (which must say it is
+    /// overloaded); returns the acknowledged trace ids.
+    fn fill_head(s: &TraceStore) -> Vec<u8> {
+        let mut acked = Vec::new();
+        for id in 1..=200u8 {
+            match s.append(one(id)) {
+                Ok(r) => {
+                    assert_eq!(r.accepted, 1);
+                    acked.push(id);
+                }
+                Err(Error::Overloaded(_)) => return acked,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("appends are refused once the head is full");
+    }
+
+    fn assert_stored(s: &TraceStore, ids: impl IntoIterator<Item = u8>) {
+        for id in ids {
+            assert!(
+                s.trace_by_id(&[id; 16], None).unwrap().is_some(),
+                "trace {id}"
+            );
+        }
+    }
+
     #[test]
     fn a_head_past_twice_its_limit_refuses_appends_until_cut() {
         let dir = tempfile::tempdir().unwrap();
@@ -1300,58 +1331,13 @@ mod tests {
             },
         )
         .unwrap();
-        let mut acked = Vec::new();
-        let refusal = (1..=200u8)
-            .find_map(|id| {
-                match s.append(vec![batch(
-                    "a",
-                    vec![span(id, 1, None, "root", 1_000, 100)],
-                )]) {
-                    Ok(r) => {
-                        assert_eq!(r.accepted, 1);
-                        acked.push(id);
-                        None
-                    }
-                    Err(e) => Some(e),
-                }
-            })
-            .expect("appends are refused once the head is full");
-        assert!(matches!(refusal, Error::Overloaded(_)), "{refusal}");
+        let acked = fill_head(&s);
         assert!(s.head_bytes() > 4_000 && s.head_bytes() < 6_000);
         s.cut(now_ms(), false).unwrap();
         assert_eq!(s.head_bytes(), 0);
         let next = acked.len() as u8 + 1;
-        s.append(vec![batch(
-            "a",
-            vec![span(next, 1, None, "root", 1_000, 100)],
-        )])
-        .unwrap();
-        for id in acked.into_iter().chain([next]) {
-            assert!(
-                s.trace_by_id(&[id; 16], None).unwrap().is_some(),
-                "trace {id}"
-            );
-        }
-    }
-
-    /// Fills a head past twice its limit, up to the first refusal; returns the acknowledged trace
-    /// ids.
-    fn fill_head(s: &TraceStore) -> Vec<u8> {
-        let mut acked = Vec::new();
-        for id in 1..=200u8 {
-            match s.append(vec![batch(
-                "a",
-                vec![span(id, 1, None, "root", 1_000, 100)],
-            )]) {
-                Ok(r) => {
-                    assert_eq!(r.accepted, 1);
-                    acked.push(id);
-                }
-                Err(Error::Overloaded(_)) => return acked,
-                Err(e) => panic!("{e}"),
-            }
-        }
-        panic!("appends are refused once the head is full");
+        s.append(one(next)).unwrap();
+        assert_stored(&s, acked.into_iter().chain([next]));
     }
 
     #[test]
@@ -1375,12 +1361,7 @@ mod tests {
         // Nobody cuts yet: the next append waits, and is stored once a cut takes the head.
         let appender = {
             let s = s.clone();
-            std::thread::spawn(move || {
-                s.append(vec![batch(
-                    "a",
-                    vec![span(250, 1, None, "root", 1_000, 100)],
-                )])
-            })
+            std::thread::spawn(move || s.append(one(250)))
         };
         std::thread::sleep(Duration::from_millis(300));
         assert!(
@@ -1390,12 +1371,7 @@ mod tests {
         s.cut_while_over_limit().unwrap();
         assert!(!s.head_over_limit());
         assert_eq!(appender.join().unwrap().unwrap().accepted, 1);
-        for id in acked.into_iter().chain([250]) {
-            assert!(
-                s.trace_by_id(&[id; 16], None).unwrap().is_some(),
-                "trace {id}"
-            );
-        }
+        assert_stored(&s, acked.into_iter().chain([250]));
     }
 
     #[test]
@@ -1409,7 +1385,6 @@ mod tests {
                     .starts_with("checkpoint")
             })
         };
-        let one = |id: u8| vec![batch("a", vec![span(id, 1, None, "root", 1_000, 100)])];
         let config = || TracesConfig {
             trace_idle_secs: 1,
             ..cfg()
