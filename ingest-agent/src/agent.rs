@@ -3,7 +3,9 @@
 //! metrics and spans → the OTLP exporter — until told to stop, then flushes and detaches.
 //! Also serves the agent's own `/metrics` and health endpoints.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::hash::FastMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
@@ -149,8 +151,8 @@ const IDENTITY_REUSE_NS: u64 = 1_000_000_000;
 /// pair then costs no resolver lookup and no copy, and the metrics find its series by the `Arc`s.
 #[derive(Default)]
 struct RecentIdentities {
-    local: HashMap<(u64, IpAddr), (Arc<Identity>, u64)>,
-    remote: HashMap<IpAddr, (Arc<Identity>, u64)>,
+    local: FastMap<(u64, IpAddr), (Arc<Identity>, u64)>,
+    remote: FastMap<IpAddr, (Arc<Identity>, u64)>,
 }
 
 impl RecentIdentities {
@@ -187,7 +189,7 @@ impl RecentIdentities {
 }
 
 fn reuse<K: std::hash::Hash + Eq>(
-    recent: &mut HashMap<K, (Arc<Identity>, u64)>,
+    recent: &mut FastMap<K, (Arc<Identity>, u64)>,
     key: K,
     now_ns: u64,
     resolve: impl FnOnce() -> Identity,

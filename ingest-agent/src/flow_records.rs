@@ -5,7 +5,9 @@
 //! connection twice, once per socket; the two views merge into one record: bytes and packets
 //! from one view (they are the same bytes), retransmits summed (each end counts only its own).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::hash::FastMap;
 use std::net::{IpAddr, SocketAddr};
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
@@ -313,7 +315,7 @@ pub fn to_resource_logs(node: &str, records: &[FlowRecord]) -> ResourceLogs {
 #[derive(Debug)]
 pub struct FlowAggregator {
     node: String,
-    flows: HashMap<FlowKey, Accum>,
+    flows: FastMap<FlowKey, Accum>,
     // flows per interval: `max_flows`; when full: observations of new flows are dropped and
     // counted in `dropped`; flows already in the interval keep accumulating.
     max_flows: usize,
@@ -325,7 +327,7 @@ impl FlowAggregator {
     pub fn new(node: impl Into<String>, max_flows: usize) -> FlowAggregator {
         FlowAggregator {
             node: node.into(),
-            flows: HashMap::new(),
+            flows: FastMap::default(),
             max_flows: max_flows.max(1),
             dropped: 0,
             last_end_ns: None,

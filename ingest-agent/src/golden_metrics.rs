@@ -8,8 +8,8 @@
 //! (`http.server.request.duration`, `http.client.request.duration`, `dns.lookup.duration`);
 //! the TCP signals, which they do not define, sit under `network.tcp.*` in the same style.
 
+use crate::hash::FastMap;
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -196,10 +196,10 @@ pub struct GoldenMetrics {
     config: MetricsConfig,
     series: Vec<Series>,
     /// Index into `series` by metric name and sorted attributes.
-    index: HashMap<(&'static str, Attributes), usize>,
+    index: FastMap<(&'static str, Attributes), usize>,
     /// Index into `series` for HTTP exchanges, so that an exchange of a known pair builds no
     /// attributes; emptied at each collection, which lets go of identities no longer handed out.
-    http_index: HashMap<HttpSeriesKey, usize>,
+    http_index: FastMap<HttpSeriesKey, usize>,
     dropped: u64,
 }
 
@@ -255,8 +255,8 @@ impl GoldenMetrics {
         GoldenMetrics {
             config,
             series: Vec::new(),
-            index: HashMap::new(),
-            http_index: HashMap::new(),
+            index: FastMap::default(),
+            http_index: FastMap::default(),
             dropped: 0,
         }
     }

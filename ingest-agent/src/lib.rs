@@ -19,6 +19,7 @@ pub mod exporter;
 pub mod flow_records;
 pub mod flow_table;
 pub mod golden_metrics;
+pub mod hash;
 pub mod http;
 pub mod identity;
 pub mod kernel_features;
