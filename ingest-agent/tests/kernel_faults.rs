@@ -164,6 +164,7 @@ fn kernel_reports_retransmits_resets_timeouts_and_late_sockets() {
             .all(|local| find(events, *local).is_some())
             && server_end_of(events, early).is_some()
     });
+    let counters = probes.counters().expect("counters");
     let close = |local: SocketAddr| {
         find(&events, local).unwrap_or_else(|| {
             let ours: Vec<&Event> = events
@@ -176,7 +177,8 @@ fn kernel_reports_retransmits_resets_timeouts_and_late_sockets() {
                 .filter(|e| format!("{e:?}").contains(&format!(":{}", local.port())))
                 .collect();
             panic!(
-                "no close for {local}: ours {ours:#?}; any event naming port {}: {same_port:#?}",
+                "no close for {local}: ours {ours:#?}; any event naming port {}: {same_port:#?}; \
+                 kernel counters {counters:?}",
                 local.port()
             )
         })
@@ -218,7 +220,6 @@ fn kernel_reports_retransmits_resets_timeouts_and_late_sockets() {
     assert_eq!(late_server.role, Role::Unknown);
     assert_eq!(late_server.bytes_received, EARLY_BYTES as u64);
 
-    let counters = probes.counters().expect("counters");
     assert_eq!(counters["ringbuf_lost_connection"], 0, "{counters:?}");
     assert_eq!(log.decode_errors(), 0);
     drop(sock_stats);
