@@ -14,7 +14,7 @@
 #ifndef STRATA_ABI_H
 #define STRATA_ABI_H
 
-#define STRATA_ABI_VERSION 1
+#define STRATA_ABI_VERSION 2
 
 /* Every field user space reads has its offset asserted here, and abi.rs checks the same list. */
 #define STRATA_ABI_OFFSET(type, field, offset) \
@@ -32,7 +32,7 @@
 
 /* Bytes of payload copied to user space. Powers of two: the verifier bounds lengths by masking. */
 #define STRATA_HTTP_REQUEST_CAPTURE 512
-#define STRATA_HTTP_RESPONSE_CAPTURE 64
+#define STRATA_HTTP_RESPONSE_CAPTURE 16
 #define STRATA_DNS_CAPTURE 512
 
 /* Index into the per-CPU `counters` array: every loss or failure the kernel side can see. */
@@ -156,10 +156,10 @@ struct strata_http_exchange {
 	__u16 _pad2;
 	__u32 request_payload_len; /* payload bytes of the request's first segment (may exceed capture) */
 	__u32 _pad3;
-	__u8 response[STRATA_HTTP_RESPONSE_CAPTURE]; /* start of the status line */
+	__u8 response[STRATA_HTTP_RESPONSE_CAPTURE]; /* start of the status line: version and code */
 	__u8 request[STRATA_HTTP_REQUEST_CAPTURE];   /* request line and headers */
 };
-_Static_assert(sizeof(struct strata_http_exchange) == 672, "strata_http_exchange ABI");
+_Static_assert(sizeof(struct strata_http_exchange) == 624, "strata_http_exchange ABI");
 STRATA_ABI_OFFSET(strata_http_exchange, header, 0);
 STRATA_ABI_OFFSET(strata_http_exchange, cgroup_id, 8);
 STRATA_ABI_OFFSET(strata_http_exchange, sock_cookie, 16);
@@ -171,7 +171,7 @@ STRATA_ABI_OFFSET(strata_http_exchange, request_len, 82);
 STRATA_ABI_OFFSET(strata_http_exchange, response_len, 84);
 STRATA_ABI_OFFSET(strata_http_exchange, request_payload_len, 88);
 STRATA_ABI_OFFSET(strata_http_exchange, response, 96);
-STRATA_ABI_OFFSET(strata_http_exchange, request, 160);
+STRATA_ABI_OFFSET(strata_http_exchange, request, 112);
 
 /* Socket-local storage (`http_pending`): the request waiting for its response. Kernel-only, but
  * mirrored so its size is part of the contract. */

@@ -92,8 +92,11 @@ static __always_inline void record_request(struct __sk_buff *skb, struct bpf_soc
 	pending->role = egress ? STRATA_ROLE_CLIENT : STRATA_ROLE_SERVER;
 }
 
+/* `head`: the response's first STRATA_HTTP_RESPONSE_CAPTURE bytes, already read to classify it;
+ * they hold the status line's version and code, all user space reads of a response. */
 static __always_inline void complete_exchange(struct __sk_buff *skb, struct bpf_sock *sk,
-					      const struct strata_packet *pkt, int egress)
+					      const struct strata_packet *pkt, int egress,
+					      const __u8 *head)
 {
 	struct strata_http_pending *pending = bpf_sk_storage_get(&http_pending, sk, 0, 0);
 	if (!pending || !pending->request_ns)
@@ -101,10 +104,6 @@ static __always_inline void complete_exchange(struct __sk_buff *skb, struct bpf_
 	/* a response travels against its request: out of a server, into a client */
 	if ((pending->role == STRATA_ROLE_SERVER) != !!egress)
 		return;
-	__u32 response_len = pkt->payload_len;
-	if (response_len > STRATA_HTTP_RESPONSE_CAPTURE)
-		response_len = STRATA_HTTP_RESPONSE_CAPTURE;
-	response_len = bound_len(response_len, STRATA_HTTP_RESPONSE_CAPTURE);
 	__u32 request_len = bound_len(pending->request_len, STRATA_HTTP_REQUEST_CAPTURE);
 
 	/* Written in place in the ring, sized to the request actually captured: the fixed part and
@@ -124,9 +123,9 @@ static __always_inline void complete_exchange(struct __sk_buff *skb, struct bpf_
 		bpf_ringbuf_discard_dynptr(&record, 0);
 		return;
 	}
-	if (bpf_skb_load_bytes(skb, pkt->payload_off, event->response, response_len) ||
-	    bpf_dynptr_write(&record, STRATA_HTTP_EXCHANGE_FIXED_LEN, pending->request,
-			     request_len, 0)) {
+	__builtin_memcpy(event->response, head, STRATA_HTTP_RESPONSE_CAPTURE);
+	if (bpf_dynptr_write(&record, STRATA_HTTP_EXCHANGE_FIXED_LEN, pending->request, request_len,
+			     0)) {
 		count(STRATA_COUNTER_PACKET_READ_FAILED);
 		bpf_ringbuf_discard_dynptr(&record, 0);
 		return;
@@ -143,7 +142,7 @@ static __always_inline void complete_exchange(struct __sk_buff *skb, struct bpf_
 	event->_pad2 = 0;
 	event->_pad3 = 0;
 	event->request_payload_len = pending->request_payload_len;
-	event->response_len = response_len;
+	event->response_len = STRATA_HTTP_RESPONSE_CAPTURE;
 	event->request_len = request_len;
 	pending->request_ns = 0;
 	bpf_ringbuf_submit_dynptr(&record, flags);
@@ -154,8 +153,10 @@ static __always_inline void observe_http(struct __sk_buff *skb, const struct str
 {
 	if (pkt->protocol != STRATA_IPPROTO_TCP || pkt->payload_len < STRATA_HTTP_MIN_PAYLOAD)
 		return;
+	_Static_assert(STRATA_HTTP_RESPONSE_CAPTURE == STRATA_HTTP_MIN_PAYLOAD,
+		       "a response's capture is the head read to classify it");
 	__u8 head[STRATA_HTTP_MIN_PAYLOAD];
-	if (bpf_skb_load_bytes(skb, pkt->payload_off, head, sizeof(head))) {
+	if (read_packet(skb, pkt->payload_off, head, sizeof(head))) {
 		count(STRATA_COUNTER_PACKET_READ_FAILED);
 		return;
 	}
@@ -171,7 +172,7 @@ static __always_inline void observe_http(struct __sk_buff *skb, const struct str
 	if (kind == STRATA_HTTP_REQUEST)
 		record_request(skb, sk, pkt, egress);
 	else
-		complete_exchange(skb, sk, pkt, egress);
+		complete_exchange(skb, sk, pkt, egress, head);
 }
 
 #endif /* STRATA_HTTP_H */

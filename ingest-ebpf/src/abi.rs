@@ -5,7 +5,7 @@
 use core::mem::{offset_of, size_of};
 
 /// Must equal `STRATA_ABI_VERSION` in `bpf/abi.h`.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// `strata_event_header.kind`.
 pub mod event_kind {
@@ -42,7 +42,7 @@ pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 
 pub const HTTP_REQUEST_CAPTURE: usize = 512;
-pub const HTTP_RESPONSE_CAPTURE: usize = 64;
+pub const HTTP_RESPONSE_CAPTURE: usize = 16;
 pub const DNS_CAPTURE: usize = 512;
 
 /// Slots of the per-CPU `counters` array.
@@ -314,13 +314,13 @@ const _: () = assert!(offset_of!(ConnClosed, stats) == 24);
 const _: () = assert!(offset_of!(ConnClosed, sk_err) == 152);
 const _: () = assert!(offset_of!(ConnClosed, old_state) == 156);
 
-const _: () = assert!(size_of::<HttpExchange>() == 672);
+const _: () = assert!(size_of::<HttpExchange>() == 624);
 const _: () = assert!(offset_of!(HttpExchange, tuple) == 40);
 const _: () = assert!(offset_of!(HttpExchange, role) == 80);
 const _: () = assert!(offset_of!(HttpExchange, request_len) == 82);
 const _: () = assert!(offset_of!(HttpExchange, request_payload_len) == 88);
 const _: () = assert!(offset_of!(HttpExchange, response) == 96);
-const _: () = assert!(offset_of!(HttpExchange, request) == 160);
+const _: () = assert!(offset_of!(HttpExchange, request) == 112);
 
 const _: () = assert!(size_of::<HttpPending>() == 536);
 const _: () = assert!(offset_of!(HttpPending, request) == 24);
