@@ -6,13 +6,14 @@
 use std::collections::BTreeMap;
 
 use crate::hash::FastMap;
+use std::collections::hash_map::Entry;
 use std::future::Future;
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
@@ -21,7 +22,7 @@ use crate::clock::{monotonic_now_ns, Clock, SystemClock};
 use crate::config::AgentConfig;
 use crate::error::{Error, Result};
 use crate::event_reader::{self, EventReaderConfig, EventReaderStats};
-use crate::events::{Event, Role};
+use crate::events::{Endpoints, Event, Role};
 use crate::exporter::{Exporter, ExporterStats};
 use crate::flow_records::IdentitySource;
 use crate::flow_records::{self, FlowAggregator};
@@ -101,12 +102,6 @@ impl Observed {
     }
 }
 
-fn unix_ns(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
-        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
-    })
-}
-
 /// The cgroup id (its directory's inode) of this process, from `/proc/self/cgroup`; `None` in the
 /// root cgroup, which every unconfined process on the host shares with the agent.
 fn own_cgroup_id(cgroup2: &Path) -> Option<u64> {
@@ -156,22 +151,23 @@ struct RecentIdentities {
 }
 
 impl RecentIdentities {
-    fn local(
+    /// Both ends of an exchange seen at a local socket of `cgroup_id`, lent rather than cloned:
+    /// the per-event path then touches no reference count.
+    fn ends(
         &mut self,
         resolver: &Resolver,
         cgroup_id: u64,
-        addr: IpAddr,
+        endpoints: &Endpoints,
         now_ns: u64,
-    ) -> Arc<Identity> {
-        reuse(&mut self.local, (cgroup_id, addr), now_ns, || {
-            IdentitySource::local(resolver, cgroup_id, addr)
-        })
-    }
-
-    fn remote(&mut self, resolver: &Resolver, addr: IpAddr, now_ns: u64) -> Arc<Identity> {
-        reuse(&mut self.remote, addr, now_ns, || {
-            IdentitySource::remote(resolver, addr)
-        })
+    ) -> (&Arc<Identity>, &Arc<Identity>) {
+        let (local_addr, remote_addr) = (endpoints.local.ip(), endpoints.remote.ip());
+        let local = reuse(&mut self.local, (cgroup_id, local_addr), now_ns, || {
+            IdentitySource::local(resolver, cgroup_id, local_addr)
+        });
+        let remote = reuse(&mut self.remote, remote_addr, now_ns, || {
+            IdentitySource::remote(resolver, remote_addr)
+        });
+        (local, remote)
     }
 
     /// Forgets what DNS answers may have renamed.
@@ -188,21 +184,23 @@ impl RecentIdentities {
     }
 }
 
+/// The identity of `key` resolved within the last `IDENTITY_REUSE_NS`, else resolved now.
 fn reuse<K: std::hash::Hash + Eq>(
     recent: &mut FastMap<K, (Arc<Identity>, u64)>,
     key: K,
     now_ns: u64,
     resolve: impl FnOnce() -> Identity,
-) -> Arc<Identity> {
-    match recent.get(&key) {
-        Some((identity, at)) if now_ns.saturating_sub(*at) < IDENTITY_REUSE_NS => {
-            Arc::clone(identity)
-        }
-        _ => {
-            let identity = Arc::new(resolve());
-            recent.insert(key, (Arc::clone(&identity), now_ns));
+) -> &Arc<Identity> {
+    match recent.entry(key) {
+        Entry::Occupied(entry) => {
+            let (identity, at) = entry.into_mut();
+            if now_ns.saturating_sub(*at) >= IDENTITY_REUSE_NS {
+                *identity = Arc::new(resolve());
+                *at = now_ns;
+            }
             identity
         }
+        Entry::Vacant(entry) => &entry.insert((Arc::new(resolve()), now_ns)).0,
     }
 }
 
@@ -232,20 +230,16 @@ impl Pipeline {
             Event::Http(exchange) => {
                 stats.http_exchanges.fetch_add(1, Ordering::Relaxed);
                 self.flows.add_http(exchange);
-                let now_ns = exchange.response_ns;
-                let local = self.recent.local(
+                let (local, remote) = self.recent.ends(
                     &self.resolver,
                     exchange.cgroup_id,
-                    exchange.endpoints.local.ip(),
-                    now_ns,
+                    &exchange.endpoints,
+                    exchange.response_ns,
                 );
-                let remote =
-                    self.recent
-                        .remote(&self.resolver, exchange.endpoints.remote.ip(), now_ns);
-                let at = unix_ns(self.clock.wall_time(exchange.response_ns));
-                self.metrics.observe_http(exchange, &local, &remote, at);
-                if let Some(span) = spans::span_of(exchange, &self.clock, &remote) {
-                    self.spans.push(&local, span);
+                let at = self.clock.unix_ns(exchange.response_ns);
+                self.metrics.observe_http(exchange, local, remote, at);
+                if let Some(span) = spans::span_of(exchange, &self.clock, remote) {
+                    self.spans.push(local, span);
                 }
             }
             Event::Dns(response) => {
@@ -282,7 +276,7 @@ impl Pipeline {
             }
         }
         self.recent.drop_expired(batch.at_ns);
-        let end_ns = unix_ns(self.clock.wall_time(batch.at_ns));
+        let end_ns = self.clock.unix_ns(batch.at_ns);
         let records = self.flows.emit(end_ns, &self.resolver);
         for record in &records {
             self.metrics.observe_record(record, end_ns);
@@ -419,20 +413,22 @@ async fn observe(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            event = events.recv() => {
-                let Some(event) = event else {
+            batch = events.recv() => {
+                let Some(batch) = batch else {
                     return Err(Error::Config("the ring-buffer reader stopped".into()));
                 };
-                if own_cgroup.is_some_and(|own| event_cgroup(&event) == own) {
-                    observed.agent.own_events_ignored.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                if let Event::ConnectionClosed(closed) = &event {
-                    if closes.try_send(closed.clone()).is_err() {
-                        observed.agent.closes_dropped.fetch_add(1, Ordering::Relaxed);
+                for event in &batch {
+                    if own_cgroup.is_some_and(|own| event_cgroup(event) == own) {
+                        observed.agent.own_events_ignored.fetch_add(1, Ordering::Relaxed);
+                        continue;
                     }
+                    if let Event::ConnectionClosed(closed) = event {
+                        if closes.try_send(closed.clone()).is_err() {
+                            observed.agent.closes_dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    pipeline.on_event(event);
                 }
-                pipeline.on_event(&event);
             }
             batch = batches.recv() => match batch {
                 Some(batch) => pipeline.on_batch(batch),
@@ -458,5 +454,33 @@ fn event_cgroup(event: &Event) -> u64 {
         Event::ConnectionClosed(closed) => closed.cgroup_id,
         Event::Http(exchange) => exchange.cgroup_id,
         Event::Dns(response) => response.cgroup_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &str) -> Identity {
+        Identity {
+            name: name.into(),
+            ..Identity::default()
+        }
+    }
+
+    #[test]
+    fn an_identity_is_reused_for_a_second_then_resolved_again() {
+        let mut recent: FastMap<u8, (Arc<Identity>, u64)> = FastMap::default();
+        let first = Arc::clone(reuse(&mut recent, 1, 0, || named("first")));
+        let unresolvable = || -> Identity { panic!("resolved while fresh") };
+        let again = reuse(&mut recent, 1, IDENTITY_REUSE_NS - 1, unresolvable);
+        assert!(Arc::ptr_eq(&first, again), "the same shared value");
+        let other = reuse(&mut recent, 2, IDENTITY_REUSE_NS - 1, || named("other"));
+        assert_eq!(other.name, "other");
+        let renamed = reuse(&mut recent, 1, IDENTITY_REUSE_NS, || named("renamed"));
+        assert_eq!(renamed.name, "renamed");
+        // Resolved at `IDENTITY_REUSE_NS`: fresh again from there.
+        let kept = reuse(&mut recent, 1, 2 * IDENTITY_REUSE_NS - 1, unresolvable);
+        assert_eq!(kept.name, "renamed");
     }
 }

@@ -10,6 +10,16 @@ pub trait Clock {
     fn monotonic_ns(&self) -> u64;
     /// The wall time of a kernel timestamp.
     fn wall_time(&self, monotonic_ns: u64) -> SystemTime;
+
+    /// The wall time of a kernel timestamp in ns since the Unix epoch, as exported records carry
+    /// it; 0 before the epoch.
+    fn unix_ns(&self, monotonic_ns: u64) -> u64 {
+        self.wall_time(monotonic_ns)
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| {
+                u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+            })
+    }
 }
 
 /// The host's clocks.
@@ -54,8 +64,13 @@ impl Clock for SystemClock {
     }
 
     fn wall_time(&self, monotonic_ns: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.unix_ns(monotonic_ns))
+    }
+
+    /// Without the round trip through `SystemTime`: every HTTP exchange is stamped.
+    fn unix_ns(&self, monotonic_ns: u64) -> u64 {
         let wall = self.boot_wall_ns + i128::from(monotonic_ns);
-        UNIX_EPOCH + Duration::from_nanos(u64::try_from(wall.max(0)).unwrap_or(u64::MAX))
+        u64::try_from(wall.max(0)).unwrap_or(u64::MAX)
     }
 }
 
@@ -96,6 +111,12 @@ mod tests {
             later.duration_since(converted).unwrap(),
             Duration::from_secs(1)
         );
+        let since_epoch = |time: SystemTime| time.duration_since(UNIX_EPOCH).unwrap().as_nanos();
+        assert_eq!(u128::from(clock.unix_ns(now_mono)), since_epoch(converted));
+        assert_eq!(
+            u128::from(clock.unix_ns(now_mono + 1_000_000_000)),
+            since_epoch(later)
+        );
     }
 
     #[test]
@@ -111,5 +132,6 @@ mod tests {
             clock.wall_time(2_000_000_000),
             UNIX_EPOCH + Duration::from_secs(1_700_000_002)
         );
+        assert_eq!(clock.unix_ns(2_000_000_000), 1_700_000_002_000_000_000);
     }
 }

@@ -5,7 +5,8 @@
 //! connection twice, once per socket; the two views merge into one record: bytes and packets
 //! from one view (they are the same bytes), retransmits summed (each end counts only its own).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::hash_map::Entry;
+use std::collections::BTreeMap;
 
 use crate::hash::FastMap;
 use std::net::{IpAddr, SocketAddr};
@@ -18,6 +19,7 @@ use crate::events::{
     ConnectionClosed, DnsResponse, Endpoints, HttpExchange, Outcome, Role, Transport,
 };
 use crate::flow_table::FlowDelta;
+use crate::http::Method;
 use crate::identity::Identity;
 use crate::otlp;
 
@@ -91,8 +93,29 @@ struct HttpView {
     status: BTreeMap<u16, u64>,
     latency_sum_us: u64,
     latency_max_us: u64,
-    methods: BTreeSet<&'static str>,
+    methods: MethodSet,
     trace_ids: Vec<String>,
+}
+
+/// Request methods seen, a bit per [`Method`]: adding one costs no string comparison.
+#[derive(Clone, Copy, Debug, Default)]
+struct MethodSet(u16);
+
+impl MethodSet {
+    fn insert(&mut self, method: Method) {
+        self.0 |= 1 << method as u16;
+    }
+
+    /// Their names in alphabetical order, as records list them.
+    fn names(self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = Method::ALL
+            .into_iter()
+            .filter(|method| self.0 & 1 << *method as u16 != 0)
+            .map(|method| method.as_str())
+            .collect();
+        names.sort_unstable();
+        names
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -344,12 +367,17 @@ impl FlowAggregator {
         self.flows.len()
     }
 
+    /// The flow of `key`, added unless the interval already holds `max_flows`; one hash lookup.
     fn entry(&mut self, key: FlowKey) -> Option<&mut Accum> {
-        if !self.flows.contains_key(&key) && self.flows.len() >= self.max_flows {
-            self.dropped += 1;
-            return None;
+        let full = self.flows.len() >= self.max_flows;
+        match self.flows.entry(key) {
+            Entry::Occupied(flow) => Some(flow.into_mut()),
+            Entry::Vacant(_) if full => {
+                self.dropped += 1;
+                None
+            }
+            Entry::Vacant(flow) => Some(flow.insert(Accum::default())),
         }
-        Some(self.flows.entry(key).or_default())
     }
 
     pub fn add_delta(&mut self, delta: &FlowDelta) {
@@ -395,7 +423,7 @@ impl FlowAggregator {
         let view = accum.http[side as usize].get_or_insert_with(HttpView::default);
         if let Some(request) = &exchange.request {
             view.requests += 1;
-            view.methods.insert(request.method.as_str());
+            view.methods.insert(request.method);
             if let Some(traceparent) = request
                 .traceparent
                 .as_ref()
@@ -529,7 +557,7 @@ fn build(key: &FlowKey, accum: Accum, names: &dyn IdentitySource) -> FlowRecord 
         record.http_status = view.status;
         record.http_latency_sum_us = view.latency_sum_us;
         record.http_latency_max_us = view.latency_max_us;
-        record.http_methods = view.methods.into_iter().collect();
+        record.http_methods = view.methods.names();
         record.http_trace_ids = view.trace_ids;
     }
     // DNS from the client's view when it is here: its latency is what the client waited.
@@ -739,6 +767,19 @@ mod tests {
         assert_eq!(record.tcp_connect, "refused");
         assert!(record.ended);
         assert_eq!(record.tcp_flags, flag::SYN | flag::RST);
+    }
+
+    #[test]
+    fn methods_are_listed_once_each_in_alphabetical_order() {
+        let mut methods = MethodSet::default();
+        for method in Method::ALL.into_iter().rev().chain([Method::Get]) {
+            methods.insert(method);
+        }
+        assert_eq!(
+            methods.names(),
+            ["CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"]
+        );
+        assert!(MethodSet::default().names().is_empty());
     }
 
     #[test]

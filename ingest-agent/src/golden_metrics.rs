@@ -10,7 +10,6 @@
 
 use crate::hash::FastMap;
 use std::collections::hash_map::Entry;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
@@ -158,36 +157,23 @@ struct Series {
 
 /// What an HTTP exchange's series is found by before its attributes are built: the two ends as
 /// the agent's identity cache hands them out, compared by address, the side, method and status.
-/// Holding the `Arc`s keeps an address from being reused while the key exists.
-#[derive(Debug)]
+/// Plain values, so a lookup clones no `Arc`; the entry's [`HttpSeries`] holds the identities,
+/// which keeps their addresses from being reused while the key exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct HttpSeriesKey {
     client: bool,
-    src: Arc<Identity>,
-    dst: Arc<Identity>,
+    /// `Arc::as_ptr(..).addr()`: an address, so the metrics stay `Send`.
+    src: usize,
+    dst: usize,
     method: Method,
     status: u16,
 }
 
-impl PartialEq for HttpSeriesKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.client == other.client
-            && Arc::ptr_eq(&self.src, &other.src)
-            && Arc::ptr_eq(&self.dst, &other.dst)
-            && self.method == other.method
-            && self.status == other.status
-    }
-}
-
-impl Eq for HttpSeriesKey {}
-
-impl Hash for HttpSeriesKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.client.hash(state);
-        Arc::as_ptr(&self.src).hash(state);
-        Arc::as_ptr(&self.dst).hash(state);
-        self.method.hash(state);
-        self.status.hash(state);
-    }
+/// The series of an [`HttpSeriesKey`], and the identities whose addresses the key holds.
+#[derive(Debug)]
+struct HttpSeries {
+    index: usize,
+    _ends: [Arc<Identity>; 2],
 }
 
 /// Cumulative golden-signal series.
@@ -199,7 +185,7 @@ pub struct GoldenMetrics {
     index: FastMap<(&'static str, Attributes), usize>,
     /// Index into `series` for HTTP exchanges, so that an exchange of a known pair builds no
     /// attributes; emptied at each collection, which lets go of identities no longer handed out.
-    http_index: FastMap<HttpSeriesKey, usize>,
+    http_index: FastMap<HttpSeriesKey, HttpSeries>,
     dropped: u64,
 }
 
@@ -368,13 +354,13 @@ impl GoldenMetrics {
         };
         let key = HttpSeriesKey {
             client: exchange.role == Role::Client,
-            src: Arc::clone(src),
-            dst: Arc::clone(dst),
+            src: Arc::as_ptr(src).addr(),
+            dst: Arc::as_ptr(dst).addr(),
             method: request.method,
             status: status.code,
         };
         let index = match self.http_index.get(&key) {
-            Some(index) => *index,
+            Some(series) => series.index,
             None => {
                 let mut attributes = pair(src, dst);
                 attributes.push(("http.request.method", request.method.as_str().to_owned()));
@@ -382,7 +368,11 @@ impl GoldenMetrics {
                 let Some(index) = self.series_index(def, attributes, now_ns) else {
                     return;
                 };
-                self.http_index.insert(key, index);
+                let series = HttpSeries {
+                    index,
+                    _ends: [Arc::clone(src), Arc::clone(dst)],
+                };
+                self.http_index.insert(key, series);
                 index
             }
         };
@@ -639,6 +629,23 @@ mod tests {
             .find(|(attributes, ..)| attributes.iter().any(|a| a.contains("500")))
             .expect("the 500 series");
         assert_eq!(failed.1, 1);
+    }
+
+    #[test]
+    fn an_identity_let_go_by_its_cache_keeps_its_address_from_the_next() {
+        let mut metrics = GoldenMetrics::new(MetricsConfig::default());
+        let server = workload("core-api");
+        let gone = workload("gone");
+        metrics.observe_http(&served(200, 1_000), &server, &gone, SECOND);
+        let address = Arc::as_ptr(&gone).addr();
+        drop(gone);
+        // Allocated right after the drop, where the allocator would reuse the freed block.
+        let next: Vec<Arc<Identity>> = (0..8).map(|_| workload("next")).collect();
+        assert!(next.iter().all(|id| Arc::as_ptr(id).addr() != address));
+        metrics.observe_http(&served(200, 1_000), &server, &next[0], SECOND);
+        let points = server_points(&mut metrics, 2 * SECOND);
+        assert_eq!(points.len(), 2, "{points:?}");
+        assert!(points.iter().all(|(_, count, _)| *count == 1), "{points:?}");
     }
 
     #[test]

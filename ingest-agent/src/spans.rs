@@ -5,7 +5,6 @@
 //! observed the server span hangs under the client span, as an instrumented pair would.
 
 use std::collections::HashMap;
-use std::time::UNIX_EPOCH;
 
 use opentelemetry_proto::tonic::trace::v1::{
     span, status, ResourceSpans, ScopeSpans, Span, Status,
@@ -40,15 +39,6 @@ pub fn span_ids(exchange: &HttpExchange) -> Option<([u8; 16], [u8; 8])> {
         Role::Server | Role::Unknown => server_span_id(exchange),
     };
     Some((traceparent.trace_id, span_id))
-}
-
-fn unix_ns(clock: &dyn Clock, monotonic_ns: u64) -> u64 {
-    clock
-        .wall_time(monotonic_ns)
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
-        })
 }
 
 /// The span for one end of an exchange; `None` without a `traceparent`.
@@ -129,8 +119,8 @@ pub fn span_of(exchange: &HttpExchange, clock: &dyn Clock, peer: &Identity) -> O
         } else {
             span::SpanKind::Client
         } as i32,
-        start_time_unix_nano: unix_ns(clock, exchange.request_ns),
-        end_time_unix_nano: unix_ns(clock, exchange.response_ns.max(exchange.request_ns)),
+        start_time_unix_nano: clock.unix_ns(exchange.request_ns),
+        end_time_unix_nano: clock.unix_ns(exchange.response_ns.max(exchange.request_ns)),
         attributes,
         status: Some(span_status),
         ..Span::default()

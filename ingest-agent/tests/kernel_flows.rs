@@ -61,10 +61,12 @@ fn tracker_sums_bytes(btf_tracepoints: bool) {
         event_reader::spawn(ring, &EventReaderConfig::default()).expect("reader");
     let (closes_tx, closes) = mpsc::channel(1024);
     runtime.spawn(async move {
-        while let Some(event) = events.recv().await {
-            if let Event::ConnectionClosed(closed) = event {
-                if closes_tx.send(closed).await.is_err() {
-                    return;
+        while let Some(batch) = events.recv().await {
+            for event in batch {
+                if let Event::ConnectionClosed(closed) = event {
+                    if closes_tx.send(closed).await.is_err() {
+                        return;
+                    }
                 }
             }
         }

@@ -114,8 +114,8 @@ impl EventLog {
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&events);
         runtime.spawn(async move {
-            while let Some(event) = rx.recv().await {
-                sink.lock().expect("events lock").push(event);
+            while let Some(batch) = rx.recv().await {
+                sink.lock().expect("events lock").extend(batch);
             }
         });
         EventLog {
