@@ -1,8 +1,11 @@
 //! Drains the kernel's event ring buffer into a bounded channel of decoded [`Event`]s, sent in
 //! batches. Wakes on the ring's epoll readiness (which the kernel signals only past a fill
 //! threshold) and on a tick, so records written without a wakeup still arrive within one tick.
-//! Knows the ring and the decoder, not what consumers do with events.
+//! While the channel is full, records wait in the ring, which holds them compactly (an 8 MiB ring
+//! holds several times the channel's events); only a full ring loses records, and the kernel
+//! counts each one. Knows the ring and the decoder, not what consumers do with events.
 
+use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,7 +14,7 @@ use std::time::Duration;
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
@@ -45,23 +48,26 @@ impl Default for EventReaderConfig {
 #[derive(Debug, Default)]
 pub struct EventReaderStats {
     pub delivered: AtomicU64,
-    /// Events dropped because the channel was full.
+    /// Events decoded for a consumer that had stopped. A full channel holds records back in the
+    /// ring instead, so while the agent runs this stays 0.
     pub dropped_channel_full: AtomicU64,
     /// Records that did not decode (a kernel/user ABI mismatch if ever non-zero).
     pub decode_errors: AtomicU64,
 }
 
-/// The reader's end of the event channel: batches go in whole or cut to the room left.
+/// The reader's end of the event channel.
 ///
 /// Channel: `capacity` events (not batches), tracked in `queued`, which the sender raises before a
-/// batch goes in and the receiver lowers when it takes one out; when full: the newest events are
-/// dropped, each counted in `dropped_channel_full`. One sender only, so the room it reads can
-/// only grow before it uses it. The tokio channel under it holds as many batches as there may be
-/// events, so with every batch holding at least one event it is never the one that is full.
+/// batch goes in and the receiver lowers when it takes one out; when full: the reader stops
+/// taking records from the ring (see [`drain`]) until the receiver makes room. One sender only,
+/// so the room it reads can only grow before it uses it. The tokio channel under it holds as many
+/// batches as there may be events, so with every batch holding at least one event it is never the
+/// one that is full.
 #[derive(Debug)]
 pub struct EventSender {
     tx: mpsc::Sender<Vec<Event>>,
     queued: Arc<AtomicUsize>,
+    room_made: Arc<Notify>,
     capacity: usize,
 }
 
@@ -70,6 +76,7 @@ pub struct EventSender {
 pub struct EventReceiver {
     rx: mpsc::Receiver<Vec<Event>>,
     queued: Arc<AtomicUsize>,
+    room_made: Arc<Notify>,
 }
 
 /// A channel for at most `capacity` decoded events.
@@ -77,27 +84,43 @@ pub fn channel(capacity: usize) -> (EventSender, EventReceiver) {
     let capacity = capacity.max(1);
     let (tx, rx) = mpsc::channel(capacity);
     let queued = Arc::new(AtomicUsize::new(0));
+    let room_made = Arc::new(Notify::new());
     let sender = EventSender {
         tx,
         queued: Arc::clone(&queued),
+        room_made: Arc::clone(&room_made),
         capacity,
     };
-    (sender, EventReceiver { rx, queued })
+    let receiver = EventReceiver {
+        rx,
+        queued,
+        room_made,
+    };
+    (sender, receiver)
 }
 
 impl EventSender {
-    /// Queues `batch`, or as much of it as there is room for, dropping and counting the rest.
-    pub fn offer(&self, mut batch: Vec<Event>, stats: &EventReaderStats) {
-        let room = self
-            .capacity
-            .saturating_sub(self.queued.load(Ordering::Acquire));
-        if batch.len() > room {
-            let dropped = batch.len() - room;
-            stats
-                .dropped_channel_full
-                .fetch_add(dropped as u64, Ordering::Relaxed);
-            batch.truncate(room);
+    /// Events the channel has room for.
+    pub fn room(&self) -> usize {
+        self.capacity
+            .saturating_sub(self.queued.load(Ordering::Acquire))
+    }
+
+    /// Completes once the channel has room for an event.
+    pub async fn room_made(&self) {
+        loop {
+            // Created before the check: a batch taken in between leaves its permit for it.
+            let made = self.room_made.notified();
+            if self.room() > 0 {
+                return;
+            }
+            made.await;
         }
+    }
+
+    /// Queues `batch`, which the caller made fit in [`EventSender::room`]; counted as dropped if
+    /// the receiver is gone.
+    fn offer(&self, batch: Vec<Event>, stats: &EventReaderStats) {
         let offered = batch.len();
         if offered == 0 {
             return;
@@ -128,6 +151,7 @@ impl EventReceiver {
     pub async fn recv(&mut self) -> Option<Vec<Event>> {
         let batch = self.rx.recv().await?;
         self.queued.fetch_sub(batch.len(), Ordering::AcqRel);
+        self.room_made.notify_one();
         Some(batch)
     }
 
@@ -137,19 +161,65 @@ impl EventReceiver {
     }
 }
 
-/// Decodes `records` and offers them to the channel in batches of at most [`BATCH_EVENTS`].
-/// The ring must keep draining whatever the consumer does, or the kernel starts dropping at the
-/// source, where loss is coarser: so a full channel drops, never waits.
-pub fn deliver<'a>(
-    records: impl IntoIterator<Item = &'a [u8]>,
+/// Where records come from: the kernel's ring, or a queue in tests. A record handed to `take`
+/// is consumed.
+pub trait RecordSource {
+    /// Hands the next record to `take`; false when there is none.
+    fn next_record(&mut self, take: impl FnOnce(&[u8])) -> bool;
+}
+
+impl RecordSource for RingBuf<MapData> {
+    fn next_record(&mut self, take: impl FnOnce(&[u8])) -> bool {
+        match self.next() {
+            Some(item) => {
+                take(&item);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl RecordSource for VecDeque<Vec<u8>> {
+    fn next_record(&mut self, take: impl FnOnce(&[u8])) -> bool {
+        match self.pop_front() {
+            Some(record) => {
+                take(&record);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// How a drain ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drained {
+    /// The source had no more records.
+    Empty,
+    /// The channel filled up; the records left stay in the source.
+    ChannelFull,
+}
+
+/// Decodes records from `source` and sends them in batches of at most [`BATCH_EVENTS`], taking a
+/// record only while the channel has room for it: a full channel never drops, it leaves the rest
+/// in the ring, where a full ring is the kernel's to count.
+pub fn drain(
+    source: &mut impl RecordSource,
     tx: &EventSender,
     stats: &EventReaderStats,
-) {
+) -> Drained {
     let mut batch = Batch::default();
-    for record in records {
-        batch.decode(record, tx, stats);
-    }
+    let drained = loop {
+        if tx.room() <= batch.0.len() {
+            break Drained::ChannelFull;
+        }
+        if !source.next_record(|record| batch.decode(record, tx, stats)) {
+            break Drained::Empty;
+        }
+    };
     batch.send(tx, stats);
+    drained
 }
 
 /// The batch the reader is filling.
@@ -215,36 +285,28 @@ async fn run(
 ) {
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut readiness = true;
     loop {
         tokio::select! {
             () = tx.closed() => return,
-            _ = ticker.tick() => drain(&mut fd.get_mut().0, &tx, &stats),
-            guard = fd.readable_mut() => match guard {
-                Ok(mut guard) => {
-                    drain(&mut guard.get_inner_mut().0, &tx, &stats);
-                    guard.clear_ready();
-                }
+            _ = ticker.tick() => {}
+            guard = fd.readable_mut(), if readiness => match guard {
+                // Cleared before the drain: a wake-up during it is not lost.
+                Ok(mut guard) => guard.clear_ready(),
                 Err(err) => {
-                    tracing::error!(error = %err, "ring buffer poll failed; reading on the tick only");
                     // Without readiness the tick alone keeps the ring drained.
-                    loop {
-                        tokio::select! {
-                            () = tx.closed() => return,
-                            _ = ticker.tick() => drain(&mut fd.get_mut().0, &tx, &stats),
-                        }
-                    }
+                    tracing::error!(error = %err, "ring buffer poll failed; reading on the tick only");
+                    readiness = false;
                 }
             },
         }
+        while drain(&mut fd.get_mut().0, &tx, &stats) == Drained::ChannelFull {
+            tokio::select! {
+                () = tx.closed() => return,
+                () = tx.room_made() => {}
+            }
+        }
     }
-}
-
-fn drain(ring: &mut RingBuf<MapData>, tx: &EventSender, stats: &EventReaderStats) {
-    let mut batch = Batch::default();
-    while let Some(item) = ring.next() {
-        batch.decode(&item, tx, stats);
-    }
-    batch.send(tx, stats);
 }
 
 #[cfg(test)]
@@ -280,51 +342,55 @@ mod tests {
         )
     }
 
-    #[tokio::test]
-    async fn a_full_channel_drops_the_newest_and_counts() {
-        let (tx, mut rx) = channel(2);
-        let stats = EventReaderStats::default();
-        deliver(closes(1..=3).iter().map(Vec::as_slice), &tx, &stats);
-        assert_eq!(counts(&stats), (2, 1));
-        let batch = rx.recv().await.expect("a batch");
-        assert_eq!(sock_ids(&batch), [1, 2]);
+    fn ring(records: Vec<Vec<u8>>) -> VecDeque<Vec<u8>> {
+        records.into()
     }
 
     #[tokio::test]
-    async fn every_event_dropped_is_counted_whatever_the_batches() {
+    async fn a_full_channel_leaves_the_rest_in_the_ring() {
+        let (tx, mut rx) = channel(2);
+        let stats = EventReaderStats::default();
+        let mut source = ring(closes(1..=3));
+        assert_eq!(drain(&mut source, &tx, &stats), Drained::ChannelFull);
+        assert_eq!(counts(&stats), (2, 0));
+        assert_eq!(source.len(), 1, "the third record stays in the ring");
+        let batch = rx.recv().await.expect("a batch");
+        assert_eq!(sock_ids(&batch), [1, 2]);
+        tx.room_made().await;
+        assert_eq!(drain(&mut source, &tx, &stats), Drained::Empty);
+        assert_eq!(sock_ids(&rx.recv().await.expect("a batch")), [3]);
+        assert_eq!(counts(&stats), (3, 0));
+    }
+
+    #[tokio::test]
+    async fn a_slow_consumer_gets_every_event_in_order_in_bounded_batches() {
         let batch = BATCH_EVENTS as u64;
         let capacity = 2 * batch + 44;
         let (tx, mut rx) = channel(capacity as usize);
         let stats = EventReaderStats::default();
-        let offered = 4 * batch;
-        deliver(closes(1..=offered).iter().map(Vec::as_slice), &tx, &stats);
-        assert_eq!(counts(&stats), (capacity, offered - capacity));
-        assert_eq!(rx.queued() as u64, capacity);
+        let offered = 4 * batch + 7;
+        let mut source = ring(closes(1..=offered));
 
-        // Taking a batch out makes room for as many events, and no more.
-        let first = rx.recv().await.expect("a batch");
-        assert_eq!(sock_ids(&first), (1..=batch).collect::<Vec<_>>());
-        let again = offered + 1..=offered + batch + 200;
-        deliver(closes(again).iter().map(Vec::as_slice), &tx, &stats);
-        let (delivered, dropped) = counts(&stats);
-        assert_eq!(delivered, capacity + batch);
-        assert_eq!(
-            delivered + dropped,
-            offered + batch + 200,
-            "each event delivered or counted"
-        );
-
-        // What was queued is the oldest of each offer, in order.
-        let mut received = sock_ids(&first);
-        while rx.queued() > 0 {
-            let batch = rx.recv().await.expect("a batch");
-            assert!(!batch.is_empty() && batch.len() <= BATCH_EVENTS);
-            received.extend(sock_ids(&batch));
-        }
-        let expected: Vec<u64> = (1..=capacity)
-            .chain(offered + 1..=offered + batch)
-            .collect();
-        assert_eq!(received, expected);
+        let reader = async {
+            while drain(&mut source, &tx, &stats) == Drained::ChannelFull {
+                assert_eq!(tx.room(), 0, "a drain stops only at a full channel");
+                tx.room_made().await;
+            }
+        };
+        let consumer = async {
+            let mut received = Vec::new();
+            while (received.len() as u64) < offered {
+                let batch = rx.recv().await.expect("a batch");
+                assert!(!batch.is_empty() && batch.len() <= BATCH_EVENTS);
+                assert!(rx.queued() as u64 <= capacity);
+                received.extend(sock_ids(&batch));
+                tokio::task::yield_now().await;
+            }
+            received
+        };
+        let ((), received) = tokio::join!(reader, consumer);
+        assert_eq!(received, (1..=offered).collect::<Vec<_>>());
+        assert_eq!(counts(&stats), (offered, 0));
     }
 
     #[tokio::test]
@@ -332,7 +398,7 @@ mod tests {
         let (tx, rx) = channel(16);
         drop(rx);
         let stats = EventReaderStats::default();
-        deliver(closes(1..=5).iter().map(Vec::as_slice), &tx, &stats);
+        assert_eq!(drain(&mut ring(closes(1..=5)), &tx, &stats), Drained::Empty);
         assert_eq!(counts(&stats), (0, 5));
         tx.closed().await;
     }
@@ -341,7 +407,11 @@ mod tests {
     async fn undecodable_records_are_counted_not_delivered() {
         let (tx, rx) = channel(4);
         let stats = EventReaderStats::default();
-        deliver([&[0xee, 0, 0, 0, 0, 0, 0, 0][..]], &tx, &stats);
+        drain(
+            &mut ring(vec![vec![0xee, 0, 0, 0, 0, 0, 0, 0]]),
+            &tx,
+            &stats,
+        );
         assert_eq!(stats.decode_errors.load(Ordering::Relaxed), 1);
         assert_eq!((counts(&stats), rx.queued()), ((0, 0), 0));
     }
