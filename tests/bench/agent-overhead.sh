@@ -20,6 +20,8 @@
 #   DURATION [20] WARMUP [2]     seconds measured per phase, after seconds of warm-up
 #   CONNECTIONS [16]             keep-alive connections of the load generator
 #   SERVER_CPUS [1] LOAD_CPUS [0]  taskset CPU lists of the HTTP server and of the load generator
+#   SERVER_WORK_US [0]           CPU the server spends per request before answering (µs, busy);
+#                                0: it does almost nothing, the worst case for the agent's share
 #   AGENT_CPUS [] STORE_CPUS []  taskset CPU lists of the agent and of the store; empty: unpinned
 #   INTERVAL [10s]               the agent's --interval
 #   SETTLE [6]                   seconds after a phase before its counters are read (the agent
@@ -54,6 +56,7 @@ DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-2}
 CONNECTIONS=${CONNECTIONS:-16}
 SERVER_CPUS=${SERVER_CPUS:-1}
+SERVER_WORK_US=${SERVER_WORK_US:-0}
 LOAD_CPUS=${LOAD_CPUS:-0}
 AGENT_CPUS=${AGENT_CPUS:-}
 STORE_CPUS=${STORE_CPUS:-}
@@ -102,7 +105,8 @@ print(f"Run {run['date']}, {run['ncpu']} CPUs ({run['cpu']}), kernel {run['kerne
 print(f"server on CPU {run['server_cpus']}, load on CPU {run['load_cpus']}, agent on "
       f"{run['agent_cpus'] or 'any CPU'}, store {'on ' + (run['store_cpus'] or 'any CPU') if run['store'] else 'off'}; "
       f"{run['connections']} connections, {run['duration_s']} s per phase after {run['warmup_s']} s warm-up, "
-      f"{len(rounds)} rounds{', every request with a traceparent' if run.get('traceparent') else ''}")
+      f"{len(rounds)} rounds{', every request with a traceparent' if run.get('traceparent') else ''}"
+      f"{', the server busy ' + str(run['server_work_us']) + ' µs per request' if run.get('server_work_us') else ''}")
 disturbed = [r for r in phases if r.get("foreign_programs")]
 if disturbed:
     print(f"WARNING: {len(disturbed)} phases ran while another process had strata_* BPF programs "
@@ -514,20 +518,21 @@ emit "$(jq -n --arg commit "$(git -C "$root" rev-parse --short HEAD 2>/dev/null 
   --arg rounds "$ROUNDS" --arg rates "$RATES" --arg duration "$DURATION" --arg warmup "$WARMUP" \
   --arg connections "$CONNECTIONS" --arg server_cpus "$SERVER_CPUS" --arg load_cpus "$LOAD_CPUS" \
   --arg agent_cpus "$AGENT_CPUS" --arg store_cpus "$STORE_CPUS" --arg store "$STORE" \
-  --arg interval "$INTERVAL" --arg traceparent "$TRACEPARENT" \
+  --arg interval "$INTERVAL" --arg traceparent "$TRACEPARENT" --arg work_us "$SERVER_WORK_US" \
   --arg tree "$(git -C "$root" status --porcelain -- ingest-agent ingest-ebpf 2>/dev/null | paste -sd' ' -)" \
   '{kind: "run", date: $date, commit: $commit, kernel: $kernel, cpu: $cpu, ncpu: ($ncpu | tonumber),
     mem_kib: ($mem | tonumber), uptime: $uptime, rounds: ($rounds | tonumber), rates: $rates,
     duration_s: ($duration | tonumber), warmup_s: ($warmup | tonumber),
     connections: ($connections | tonumber), server_cpus: $server_cpus, load_cpus: $load_cpus,
     agent_cpus: $agent_cpus, store_cpus: $store_cpus, store: ($store == "1"), interval: $interval,
-    traceparent: ($traceparent == "1"), agent_sources_modified: $tree}')"
+    traceparent: ($traceparent == "1"), server_work_us: ($work_us | tonumber),
+    agent_sources_modified: $tree}')"
 
 for addr in "$SERVER_ADDR" "$AGENT_ADDR" "127.0.0.1:$STORE_PORT"; do
   ! curl -s -o /dev/null "http://$addr/" || { echo "$addr is already in use" >&2; exit 1; }
 done
 start_store
-taskset -c "$SERVER_CPUS" "$LOAD_BIN" serve --listen "$SERVER_ADDR" >"$WORK/server.out" 2>"$WORK/server.log" &
+taskset -c "$SERVER_CPUS" "$LOAD_BIN" serve --listen "$SERVER_ADDR" --work-us "$SERVER_WORK_US" >"$WORK/server.out" 2>"$WORK/server.log" &
 server_pid=$!
 wait_http "http://$SERVER_ADDR/" 10
 kill -0 "$server_pid" 2>/dev/null || { echo "the HTTP server did not start: $WORK/server.log" >&2; exit 1; }

@@ -2,14 +2,16 @@
 //! measuring what observing loopback HTTP traffic costs (`tests/bench/agent-overhead.sh`).
 //!
 //! ```text
-//! strata-http-load serve --listen 127.0.0.1:18080 [--threads 1] [--body-bytes 2]
+//! strata-http-load serve --listen 127.0.0.1:18080 [--threads 1] [--body-bytes 2] [--work-us 0]
 //! strata-http-load load --url http://127.0.0.1:18080/ [--connections 16] [--rate R]
 //!     [--duration 10] [--warmup 1] [--threads 1] [--traceparent]
 //! ```
 //!
 //! `serve` answers every request with `200 OK` and a body of `--body-bytes` bytes, keeps connections
 //! open (unless the request says `Connection: close`), answers pipelined requests in order, and on
-//! SIGTERM or SIGINT prints `{"served":N,...}` as one JSON line.
+//! SIGTERM or SIGINT prints `{"served":N,...}` as one JSON line. `--work-us` keeps its thread busy
+//! that many microseconds per request before answering, as an application computing its answer
+//! would; without it the server does almost nothing per request.
 //!
 //! `load` opens `--connections` keep-alive connections, each with one request in flight at a time.
 //! Without `--rate` it is a closed loop: every connection sends its next request as soon as the
@@ -34,7 +36,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const USAGE: &str = "usage:
-  strata-http-load serve --listen ADDR [--threads 1] [--body-bytes 2]
+  strata-http-load serve --listen ADDR [--threads 1] [--body-bytes 2] [--work-us 0]
   strata-http-load load --url http://HOST:PORT/PATH [--connections 16] [--rate REQ_PER_S]
       [--duration SECONDS] [--warmup SECONDS] [--threads 1] [--traceparent]";
 
@@ -148,7 +150,7 @@ fn content_length(head: &[u8]) -> Result<usize> {
 }
 
 fn serve_main(flags: &Flags) -> Result<()> {
-    flags.reject_unknown(&["listen", "threads", "body-bytes"])?;
+    flags.reject_unknown(&["listen", "threads", "body-bytes", "work-us"])?;
     let listen: SocketAddr = flags
         .text("listen")
         .context("--listen is required")?
@@ -156,6 +158,7 @@ fn serve_main(flags: &Flags) -> Result<()> {
         .context("--listen must be HOST:PORT")?;
     let threads = flags.number("threads", 1usize)?;
     let body_bytes = flags.number("body-bytes", 2usize)?;
+    let work = Duration::from_micros(flags.number("work-us", 0u64)?);
     let mut response = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {body_bytes}\r\n\r\n"
     )
@@ -182,7 +185,7 @@ fn serve_main(flags: &Flags) -> Result<()> {
                 connections.fetch_add(1, Ordering::Relaxed);
                 let served = Arc::clone(&served);
                 tokio::spawn(async move {
-                    if let Err(err) = serve_connection(stream, response, &served).await {
+                    if let Err(err) = serve_connection(stream, response, work, &served).await {
                         eprintln!("strata-http-load: connection: {err:#}");
                     }
                 });
@@ -219,9 +222,22 @@ async fn shutdown_signal() {
 }
 
 /// Answers the requests of one connection until the peer closes it or asks to.
+/// Keeps the thread busy for `work`, as an application computing its answer would: the server's
+/// CPU per request, against which the agent's cost per request is measured.
+fn busy_for(work: Duration) {
+    if work.is_zero() {
+        return;
+    }
+    let start = Instant::now();
+    while start.elapsed() < work {
+        std::hint::spin_loop();
+    }
+}
+
 async fn serve_connection(
     mut stream: TcpStream,
     response: &'static [u8],
+    work: Duration,
     served: &AtomicU64,
 ) -> Result<()> {
     stream.set_nodelay(true)?;
@@ -240,6 +256,7 @@ async fn serve_connection(
             close = header(head, "connection")
                 .is_some_and(|value| value.eq_ignore_ascii_case(b"close"));
             consumed += total;
+            busy_for(work);
             out.extend_from_slice(response);
             served.fetch_add(1, Ordering::Relaxed);
             if close {
