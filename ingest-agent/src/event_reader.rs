@@ -5,7 +5,6 @@
 //! holds several times the channel's events); only a full ring loses records, and the kernel
 //! counts each one. Knows the ring and the decoder, not what consumers do with events.
 
-use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -163,7 +162,7 @@ impl EventReceiver {
 
 /// Where records come from: the kernel's ring, or a queue in tests. A record handed to `take`
 /// is consumed.
-pub trait RecordSource {
+trait RecordSource {
     /// Hands the next record to `take`; false when there is none.
     fn next_record(&mut self, take: impl FnOnce(&[u8])) -> bool;
 }
@@ -180,7 +179,8 @@ impl RecordSource for RingBuf<MapData> {
     }
 }
 
-impl RecordSource for VecDeque<Vec<u8>> {
+#[cfg(test)]
+impl RecordSource for std::collections::VecDeque<Vec<u8>> {
     fn next_record(&mut self, take: impl FnOnce(&[u8])) -> bool {
         match self.pop_front() {
             Some(record) => {
@@ -194,7 +194,7 @@ impl RecordSource for VecDeque<Vec<u8>> {
 
 /// How a drain ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Drained {
+enum Drained {
     /// The source had no more records.
     Empty,
     /// The channel filled up; the records left stay in the source.
@@ -204,11 +204,7 @@ pub enum Drained {
 /// Decodes records from `source` and sends them in batches of at most [`BATCH_EVENTS`], taking a
 /// record only while the channel has room for it: a full channel never drops, it leaves the rest
 /// in the ring, where a full ring is the kernel's to count.
-pub fn drain(
-    source: &mut impl RecordSource,
-    tx: &EventSender,
-    stats: &EventReaderStats,
-) -> Drained {
+fn drain(source: &mut impl RecordSource, tx: &EventSender, stats: &EventReaderStats) -> Drained {
     let mut batch = Batch::default();
     let drained = loop {
         if tx.room() <= batch.0.len() {
@@ -342,7 +338,7 @@ mod tests {
         )
     }
 
-    fn ring(records: Vec<Vec<u8>>) -> VecDeque<Vec<u8>> {
+    fn ring(records: Vec<Vec<u8>>) -> std::collections::VecDeque<Vec<u8>> {
         records.into()
     }
 
