@@ -5,6 +5,7 @@
 //! observed the server span hangs under the client span, as an instrumented pair would.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::trace::v1::{
     span, status, ResourceSpans, ScopeSpans, Span, Status,
@@ -12,6 +13,7 @@ use opentelemetry_proto::tonic::trace::v1::{
 
 use crate::clock::Clock;
 use crate::events::{HttpExchange, Role};
+use crate::hash::FastMap;
 use crate::http::TraceParent;
 use crate::identity::Identity;
 use crate::otlp;
@@ -130,7 +132,11 @@ pub fn span_of(exchange: &HttpExchange, clock: &dyn Clock, peer: &Identity) -> O
 /// Spans waiting for export, grouped by the service they belong to.
 #[derive(Debug)]
 pub struct SpanBatch {
-    by_service: HashMap<Identity, Vec<Span>>,
+    /// Spans by the `Arc` their service came in, found by its address so that a push compares
+    /// no strings (the pipeline lends one `Arc` per identity for a second at a time); the entry
+    /// holds the `Arc`, which keeps the address from being reused while the key exists. Spans of
+    /// equal services that came in different `Arc`s are merged at the drain.
+    by_service: FastMap<usize, (Arc<Identity>, Vec<Span>)>,
     len: usize,
     // spans between two exports: `max_spans`; when full: new spans are dropped and counted.
     max_spans: usize,
@@ -140,25 +146,24 @@ pub struct SpanBatch {
 impl SpanBatch {
     pub fn new(max_spans: usize) -> SpanBatch {
         SpanBatch {
-            by_service: HashMap::new(),
+            by_service: FastMap::default(),
             len: 0,
             max_spans: max_spans.max(1),
             dropped: 0,
         }
     }
 
-    pub fn push(&mut self, service: &Identity, span: Span) {
+    pub fn push(&mut self, service: &Arc<Identity>, span: Span) {
         if self.len >= self.max_spans {
             self.dropped += 1;
             return;
         }
         self.len += 1;
-        match self.by_service.get_mut(service) {
-            Some(spans) => spans.push(span),
-            None => {
-                self.by_service.insert(service.clone(), vec![span]);
-            }
-        }
+        self.by_service
+            .entry(Arc::as_ptr(service).addr())
+            .or_insert_with(|| (Arc::clone(service), Vec::new()))
+            .1
+            .push(span);
     }
 
     pub fn len(&self) -> usize {
@@ -176,8 +181,12 @@ impl SpanBatch {
     /// Everything pushed since the last drain, one resource per service.
     pub fn drain(&mut self) -> Vec<ResourceSpans> {
         self.len = 0;
-        self.by_service
-            .drain()
+        let mut merged: HashMap<Arc<Identity>, Vec<Span>> = HashMap::new();
+        for (_, (service, spans)) in self.by_service.drain() {
+            merged.entry(service).or_default().extend(spans);
+        }
+        merged
+            .into_iter()
             .map(|(service, spans)| ResourceSpans {
                 resource: Some(otlp::service_resource(&service)),
                 scope_spans: vec![ScopeSpans {
@@ -188,5 +197,85 @@ impl SpanBatch {
                 ..ResourceSpans::default()
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(workload: &str) -> Arc<Identity> {
+        Arc::new(Identity {
+            namespace: "shop".into(),
+            workload: workload.into(),
+            workload_kind: "Deployment".into(),
+            ..Identity::default()
+        })
+    }
+
+    fn span(name: &str) -> Span {
+        Span {
+            name: name.into(),
+            ..Span::default()
+        }
+    }
+
+    /// Resource (by its `service.name`) → span names, sorted.
+    fn by_resource(resources: Vec<ResourceSpans>) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = resources
+            .into_iter()
+            .map(|resource| {
+                let attributes = resource.resource.expect("resource").attributes;
+                let name = attributes
+                    .iter()
+                    .find(|kv| kv.key == "service.name")
+                    .and_then(|kv| kv.value.as_ref())
+                    .map(|value| format!("{:?}", value.value))
+                    .expect("service.name");
+                let mut spans: Vec<String> = resource
+                    .scope_spans
+                    .into_iter()
+                    .flat_map(|scope| scope.spans)
+                    .map(|span| span.name)
+                    .collect();
+                spans.sort();
+                (name, spans)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn spans_group_by_service_whichever_arc_named_it() {
+        let mut batch = SpanBatch::new(10);
+        let cart = service("cart");
+        let cart_again = service("cart"); // resolved again: another Arc, the same service
+        let checkout = service("checkout");
+        batch.push(&cart, span("a"));
+        batch.push(&checkout, span("b"));
+        batch.push(&cart_again, span("c"));
+        batch.push(&cart, span("d"));
+        assert_eq!(batch.len(), 4);
+        let resources = batch.drain();
+        assert_eq!(resources.len(), 2, "one resource per service");
+        let grouped = by_resource(resources);
+        assert_eq!(grouped[0].1, ["a", "c", "d"], "{grouped:?}");
+        assert_eq!(grouped[1].1, ["b"], "{grouped:?}");
+        assert!(batch.is_empty());
+        assert!(batch.drain().is_empty());
+    }
+
+    #[test]
+    fn spans_past_the_bound_are_dropped_and_counted_until_the_drain() {
+        let mut batch = SpanBatch::new(2);
+        let cart = service("cart");
+        for name in ["a", "b", "c", "d"] {
+            batch.push(&cart, span(name));
+        }
+        assert_eq!((batch.len(), batch.dropped()), (2, 2));
+        assert_eq!(by_resource(batch.drain())[0].1, ["a", "b"]);
+        batch.push(&cart, span("e"));
+        assert_eq!((batch.len(), batch.dropped()), (1, 2));
     }
 }
