@@ -21,12 +21,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tonic::transport::Endpoint;
+use tonic::client::Grpc;
+use tonic::codec::CompressionEncoding;
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
 pub use config::{ExporterConfig, RetryConfig};
@@ -37,7 +41,7 @@ use crate::error::{Error, Result};
 use config::Settings;
 use queue::{Batch, Queue};
 use retry::{Backoff, Verdict};
-use signal::{Logs, Metrics, Signal, Spans};
+use signal::{EncodedCodec, Logs, Metrics, Signal, Spans};
 
 /// The running exporter: its queues, its sender tasks and their stats.
 ///
@@ -206,7 +210,12 @@ fn spawn_sender<S: Signal>(
 ) -> JoinHandle<()> {
     // One connection per signal: a signal stuck on a flow-control window or a slow service
     // does not delay the others.
-    let client = S::client(endpoint.connect_lazy(), settings.gzip);
+    let client = Grpc::new(endpoint.connect_lazy()).accept_compressed(CompressionEncoding::Gzip);
+    let client = if settings.gzip {
+        client.send_compressed(CompressionEncoding::Gzip)
+    } else {
+        client
+    };
     let sender = Sender::<S> {
         queue: Arc::clone(queue),
         client,
@@ -221,7 +230,7 @@ fn spawn_sender<S: Signal>(
 
 struct Sender<S: Signal> {
     queue: Arc<Queue<S>>,
-    client: S::Client,
+    client: Grpc<Channel>,
     settings: Arc<Settings>,
     refused_warning: Warning,
     gave_up_warning: Warning,
@@ -241,10 +250,13 @@ impl<S: Signal> Sender<S> {
     async fn send(&mut self, batch: Batch<S>) {
         let signal = S::KIND.as_str();
         let items = batch.items as u64;
+        // Encoded once: every attempt sends the same bytes, and they hold far less memory
+        // than the resources while the batch waits for a retry.
+        let body = S::encode(batch.resources);
         let first_attempt = Instant::now();
         let mut backoff = Backoff::new(self.settings.initial_backoff, self.settings.max_backoff);
         loop {
-            let status = match self.attempt(&batch).await {
+            let status = match self.attempt(&body).await {
                 Ok(rejected) => {
                     let stats = self.queue.stats();
                     stats.sent_requests.fetch_add(1, Ordering::Relaxed);
@@ -301,16 +313,28 @@ impl<S: Signal> Sender<S> {
     }
 
     /// One export call within the timeout (and within the shutdown deadline, if draining).
-    async fn attempt(&mut self, batch: &Batch<S>) -> Result<signal::Rejected, Status> {
+    async fn attempt(&mut self, body: &Bytes) -> Result<signal::Rejected, Status> {
         let mut timeout = self.settings.timeout;
         if let Some(deadline) = self.queue.drain_deadline() {
             timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
         }
-        let mut request = tonic::Request::new(batch.resources.clone());
+        let mut request = tonic::Request::new(body.clone());
         *request.metadata_mut() = self.settings.metadata.clone();
+        let client = &mut self.client;
+        let call = async move {
+            client
+                .ready()
+                .await
+                .map_err(|err| Status::unavailable(format!("connection not ready: {err}")))?;
+            let path = PathAndQuery::from_static(S::PATH);
+            let response = client
+                .unary(request, path, EncodedCodec::<S::Response>::default())
+                .await?;
+            Ok(S::rejected(response.into_inner()))
+        };
         // No `grpc-timeout` header: tonic would enforce it too, racing this timeout with a
         // CANCELLED of its own, and the store finishes a write it has begun regardless.
-        match tokio::time::timeout(timeout, S::export(&mut self.client, request)).await {
+        match tokio::time::timeout(timeout, call).await {
             Ok(answer) => answer,
             Err(_) => Err(Status::deadline_exceeded(format!(
                 "no answer within {timeout:?}"

@@ -1,20 +1,26 @@
 //! The three OTLP signals as the exporter sees them: what counts as one item (a log record, a
 //! metric data point, a span), how a resource is split between two requests without losing its
-//! resource and scope, and which collector service takes them.
+//! resource and scope, which collector method takes them, and how a request is encoded once for
+//! all its attempts.
 
-use std::future::Future;
+use std::marker::PhantomData;
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use bytes::{BufMut, Bytes};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{metric, Metric, ResourceMetrics, ScopeMetrics};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
-use tonic::codec::CompressionEncoding;
-use tonic::transport::Channel;
+use prost::Message;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::Status;
 
 /// One of the three signals, for stats and log fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -46,13 +52,13 @@ pub(crate) struct Rejected {
     pub message: String,
 }
 
-/// A signal's resource type, its item count and split, and its collector client.
+/// A signal's resource type, its item count and split, and its collector method.
 pub(crate) trait Signal: Send + Sync + 'static {
     const KIND: SignalKind;
+    /// The collector's gRPC method, e.g. `/opentelemetry.proto.collector.trace.v1.TraceService/Export`.
+    const PATH: &'static str;
     type Resource: Clone + Send + Sync + 'static;
-    type Client: Clone + Send + 'static;
-
-    fn client(channel: Channel, gzip: bool) -> Self::Client;
+    type Response: Message + Default + Send + 'static;
 
     /// Items in one resource: log records, metric data points or spans.
     fn items(resource: &Self::Resource) -> usize;
@@ -61,11 +67,60 @@ pub(crate) trait Signal: Send + Sync + 'static {
     /// same resource and scopes. `at` is below `items(resource)`.
     fn split_off(resource: &mut Self::Resource, at: usize) -> Self::Resource;
 
-    /// One export call; `Ok` carries what the store refused of the request.
-    fn export(
-        client: &mut Self::Client,
-        request: tonic::Request<Vec<Self::Resource>>,
-    ) -> impl Future<Output = Result<Rejected, tonic::Status>> + Send;
+    /// The export request of `resources`, encoded: once per batch, however many attempts it takes.
+    fn encode(resources: Vec<Self::Resource>) -> Bytes;
+
+    /// What the store refused of an accepted request.
+    fn rejected(response: Self::Response) -> Rejected;
+}
+
+/// Sends a request body encoded beforehand and decodes the collector's answer `R`.
+pub(crate) struct EncodedCodec<R>(PhantomData<fn() -> R>);
+
+impl<R> Default for EncodedCodec<R> {
+    fn default() -> Self {
+        EncodedCodec(PhantomData)
+    }
+}
+
+impl<R: Message + Default + Send + 'static> Codec for EncodedCodec<R> {
+    type Encode = Bytes;
+    type Decode = R;
+    type Encoder = EncodedBody;
+    type Decoder = ResponseOf<R>;
+
+    fn encoder(&mut self) -> EncodedBody {
+        EncodedBody
+    }
+
+    fn decoder(&mut self) -> ResponseOf<R> {
+        ResponseOf(PhantomData)
+    }
+}
+
+pub(crate) struct EncodedBody;
+
+impl Encoder for EncodedBody {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, body: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&body);
+        Ok(())
+    }
+}
+
+pub(crate) struct ResponseOf<R>(PhantomData<fn() -> R>);
+
+impl<R: Message + Default> Decoder for ResponseOf<R> {
+    type Item = R;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<R>, Status> {
+        R::decode(src)
+            .map(Some)
+            .map_err(|err| Status::internal(format!("undecodable export response: {err}")))
+    }
 }
 
 pub(crate) struct Logs;
@@ -74,17 +129,9 @@ pub(crate) struct Spans;
 
 impl Signal for Logs {
     const KIND: SignalKind = SignalKind::Logs;
+    const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
     type Resource = ResourceLogs;
-    type Client = LogsServiceClient<Channel>;
-
-    fn client(channel: Channel, gzip: bool) -> Self::Client {
-        let client = LogsServiceClient::new(channel).accept_compressed(CompressionEncoding::Gzip);
-        if gzip {
-            client.send_compressed(CompressionEncoding::Gzip)
-        } else {
-            client
-        }
-    }
+    type Response = ExportLogsServiceResponse;
 
     fn items(resource: &ResourceLogs) -> usize {
         resource
@@ -112,36 +159,28 @@ impl Signal for Logs {
         }
     }
 
-    async fn export(
-        client: &mut Self::Client,
-        request: tonic::Request<Vec<ResourceLogs>>,
-    ) -> Result<Rejected, tonic::Status> {
-        let request = request.map(|resource_logs| ExportLogsServiceRequest { resource_logs });
-        let response = client.export(request).await?.into_inner();
-        Ok(response
+    fn encode(resource_logs: Vec<ResourceLogs>) -> Bytes {
+        ExportLogsServiceRequest { resource_logs }
+            .encode_to_vec()
+            .into()
+    }
+
+    fn rejected(response: ExportLogsServiceResponse) -> Rejected {
+        response
             .partial_success
             .map(|partial| Rejected {
                 items: partial.rejected_log_records,
                 message: partial.error_message,
             })
-            .unwrap_or_default())
+            .unwrap_or_default()
     }
 }
 
 impl Signal for Metrics {
     const KIND: SignalKind = SignalKind::Metrics;
+    const PATH: &'static str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
     type Resource = ResourceMetrics;
-    type Client = MetricsServiceClient<Channel>;
-
-    fn client(channel: Channel, gzip: bool) -> Self::Client {
-        let client =
-            MetricsServiceClient::new(channel).accept_compressed(CompressionEncoding::Gzip);
-        if gzip {
-            client.send_compressed(CompressionEncoding::Gzip)
-        } else {
-            client
-        }
-    }
+    type Response = ExportMetricsServiceResponse;
 
     fn items(resource: &ResourceMetrics) -> usize {
         resource
@@ -169,36 +208,28 @@ impl Signal for Metrics {
         }
     }
 
-    async fn export(
-        client: &mut Self::Client,
-        request: tonic::Request<Vec<ResourceMetrics>>,
-    ) -> Result<Rejected, tonic::Status> {
-        let request =
-            request.map(|resource_metrics| ExportMetricsServiceRequest { resource_metrics });
-        let response = client.export(request).await?.into_inner();
-        Ok(response
+    fn encode(resource_metrics: Vec<ResourceMetrics>) -> Bytes {
+        ExportMetricsServiceRequest { resource_metrics }
+            .encode_to_vec()
+            .into()
+    }
+
+    fn rejected(response: ExportMetricsServiceResponse) -> Rejected {
+        response
             .partial_success
             .map(|partial| Rejected {
                 items: partial.rejected_data_points,
                 message: partial.error_message,
             })
-            .unwrap_or_default())
+            .unwrap_or_default()
     }
 }
 
 impl Signal for Spans {
     const KIND: SignalKind = SignalKind::Spans;
+    const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
     type Resource = ResourceSpans;
-    type Client = TraceServiceClient<Channel>;
-
-    fn client(channel: Channel, gzip: bool) -> Self::Client {
-        let client = TraceServiceClient::new(channel).accept_compressed(CompressionEncoding::Gzip);
-        if gzip {
-            client.send_compressed(CompressionEncoding::Gzip)
-        } else {
-            client
-        }
-    }
+    type Response = ExportTraceServiceResponse;
 
     fn items(resource: &ResourceSpans) -> usize {
         resource
@@ -226,19 +257,20 @@ impl Signal for Spans {
         }
     }
 
-    async fn export(
-        client: &mut Self::Client,
-        request: tonic::Request<Vec<ResourceSpans>>,
-    ) -> Result<Rejected, tonic::Status> {
-        let request = request.map(|resource_spans| ExportTraceServiceRequest { resource_spans });
-        let response = client.export(request).await?.into_inner();
-        Ok(response
+    fn encode(resource_spans: Vec<ResourceSpans>) -> Bytes {
+        ExportTraceServiceRequest { resource_spans }
+            .encode_to_vec()
+            .into()
+    }
+
+    fn rejected(response: ExportTraceServiceResponse) -> Rejected {
+        response
             .partial_success
             .map(|partial| Rejected {
                 items: partial.rejected_spans,
                 message: partial.error_message,
             })
-            .unwrap_or_default())
+            .unwrap_or_default()
     }
 }
 
