@@ -155,7 +155,8 @@ impl EventReceiver {
     }
 
     /// Events waiting in the channel.
-    pub fn queued(&self) -> usize {
+    #[cfg(test)]
+    fn queued(&self) -> usize {
         self.queued.load(Ordering::Acquire)
     }
 }

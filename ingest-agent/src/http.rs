@@ -204,12 +204,6 @@ impl PartialEq for HeadText {
 
 impl Eq for HeadText {}
 
-impl PartialEq<str> for HeadText {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
 impl PartialEq<&str> for HeadText {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
@@ -219,12 +213,6 @@ impl PartialEq<&str> for HeadText {
 impl fmt::Debug for HeadText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl fmt::Display for HeadText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
