@@ -268,15 +268,31 @@ impl Pipeline {
         stats
             .sock_map_entries
             .store(batch.entries as u64, Ordering::Relaxed);
+        let end_ns = self.clock.unix_ns(batch.at_ns);
         for delta in &batch.deltas {
             if Some(delta.cgroup_id) == self.own_cgroup {
                 stats.own_events_ignored.fetch_add(1, Ordering::Relaxed);
-            } else {
-                self.flows.add_delta(delta);
+                continue;
+            }
+            self.flows.add_delta(delta);
+            if delta.http.is_empty() {
+                continue;
+            }
+            let (local, remote) = self.recent.ends(
+                &self.resolver,
+                delta.cgroup_id,
+                &delta.endpoints,
+                batch.at_ns,
+            );
+            for counts in &delta.http {
+                stats
+                    .http_exchanges
+                    .fetch_add(counts.count, Ordering::Relaxed);
+                self.metrics
+                    .observe_http_counts(counts, local, remote, end_ns);
             }
         }
         self.recent.drop_expired(batch.at_ns);
-        let end_ns = self.clock.unix_ns(batch.at_ns);
         let records = self.flows.emit(end_ns, &self.resolver);
         for record in &records {
             self.metrics.observe_record(record, end_ns);

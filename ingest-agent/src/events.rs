@@ -51,7 +51,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn from_abi(role: u8) -> Role {
+    pub fn from_abi(role: u8) -> Role {
         match role {
             abi::role::CLIENT => Role::Client,
             abi::role::SERVER => Role::Server,
@@ -150,6 +150,8 @@ pub struct ConnectionClosed {
     /// The kernel's running count and (wrapping) sum of sampled smoothed RTTs.
     pub rtt_samples: u32,
     pub srtt_sum_us: u32,
+    /// HTTP exchanges the kernel counted on the socket, as at the close.
+    pub http: [abi::HttpSlot; abi::HTTP_SLOTS],
 }
 
 impl ConnectionClosed {
@@ -268,6 +270,7 @@ fn connection_closed(raw: &abi::ConnClosed) -> ConnectionClosed {
         min_rtt_us: nonzero(stats.min_rtt_us),
         rtt_samples: stats.rtt_samples,
         srtt_sum_us: stats.srtt_sum_us,
+        http: stats.http,
     }
 }
 

@@ -18,7 +18,7 @@ use crate::dns::{self, AnswerData};
 use crate::events::{
     ConnectionClosed, DnsResponse, Endpoints, HttpExchange, Outcome, Role, Transport,
 };
-use crate::flow_table::FlowDelta;
+use crate::flow_table::{FlowDelta, HttpCounts};
 use crate::http::Method;
 use crate::identity::Identity;
 use crate::otlp;
@@ -400,6 +400,25 @@ impl FlowAggregator {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        for counts in &delta.http {
+            self.add_http_counts(delta, counts);
+        }
+    }
+
+    /// HTTP exchanges the kernel counted on a socket, oriented by the socket's role in them.
+    fn add_http_counts(&mut self, delta: &FlowDelta, counts: &HttpCounts) {
+        let (key, side) = orient(&delta.endpoints, counts.role);
+        let Some(accum) = self.entry(key) else { return };
+        accum.seen_at(side, delta.cgroup_id);
+        accum.established = true;
+        let view = accum.http[side as usize].get_or_insert_with(HttpView::default);
+        view.requests += counts.count;
+        view.methods.insert(counts.method);
+        *view.status.entry(counts.status).or_default() += counts.count;
+        view.latency_sum_us = view
+            .latency_sum_us
+            .saturating_add(counts.latency_sum_ns / 1_000);
+        view.latency_max_us = view.latency_max_us.max(u64::from(counts.latency_max_us));
     }
 
     pub fn add_close(&mut self, closed: &ConnectionClosed) {
@@ -674,6 +693,7 @@ mod tests {
             srtt_us: Some(if role == Role::Server { 900 } else { 400 }),
             min_rtt_us: Some(300),
             open: true,
+            http: Vec::new(),
         }
     }
 
@@ -762,6 +782,7 @@ mod tests {
             min_rtt_us: None,
             rtt_samples: 0,
             srtt_sum_us: 0,
+            http: Default::default(),
         });
         let record = &flows.emit(1, &Names)[0];
         assert_eq!(record.tcp_connect, "refused");
@@ -812,6 +833,50 @@ mod tests {
         assert_eq!(record.http_latency_sum_us, 3_000);
         assert_eq!(record.http_latency_max_us, 2_000);
         assert_eq!(record.http_methods, ["GET", "POST"]);
+        assert_eq!(record.http_trace_ids, ["0af7651916cd43dd8448eb211c80319c"]);
+    }
+
+    #[test]
+    fn http_counted_in_the_kernel_adds_to_the_exchanges_of_the_record() {
+        let mut flows = FlowAggregator::new("n", 16);
+        let traced = "GET /a HTTP/1.1\r\ntraceparent: \
+                      00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\r\n";
+        flows.add_http(&exchange(
+            Role::Server,
+            traced,
+            "HTTP/1.1 200 OK\r\n",
+            2_000_000,
+        ));
+        // The server socket's delta: bytes, and exchanges the kernel counted. Its role in them
+        // orients the record even though the socket was first seen late.
+        let mut server = delta(Role::Unknown, 500, 300, 0);
+        server.endpoints = endpoints(SERVER, CLIENT, Transport::Tcp);
+        server.cgroup_id = SERVER_CGROUP;
+        let counts = |method, status, count, sum_ns, max_us| HttpCounts {
+            role: Role::Server,
+            method,
+            status,
+            count,
+            latency_sum_ns: sum_ns,
+            latency_max_us: max_us,
+            buckets: [0; strata_ebpf::abi::HTTP_BUCKETS],
+        };
+        server.http = vec![
+            counts(Method::Get, 200, 3, 9_000_000, 5_000),
+            counts(Method::Delete, 404, 1, 500_000, 500),
+        ];
+        flows.add_delta(&server);
+        let records = flows.emit(1, &Names);
+        let record = records
+            .iter()
+            .find(|r| r.http_requests > 0)
+            .expect("an HTTP record");
+        assert_eq!((record.src, record.dst), (CLIENT, SERVER));
+        assert_eq!(record.http_requests, 5);
+        assert_eq!(record.http_status, BTreeMap::from([(200, 4), (404, 1)]));
+        assert_eq!(record.http_latency_sum_us, 2_000 + 9_000 + 500);
+        assert_eq!(record.http_latency_max_us, 5_000);
+        assert_eq!(record.http_methods, ["DELETE", "GET"]);
         assert_eq!(record.http_trace_ids, ["0af7651916cd43dd8448eb211c80319c"]);
     }
 

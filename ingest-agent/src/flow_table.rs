@@ -1,6 +1,8 @@
 //! Reads the kernel's per-socket statistics on a timer and turns cumulative counters into deltas
 //! per interval, adding the last delta of each closed connection from its close summary; clears
-//! entries whose socket vanished without a close (idle past a limit). The kernel map sits behind
+//! entries whose socket vanished without a close (idle past a limit). HTTP exchanges the kernel
+//! counted per socket come the same way, as counts per (method, status, role) and latency bucket.
+//! The kernel map sits behind
 //! [`SockStatsSource`] and time behind [`Clock`], so the logic is tested with fakes.
 
 use std::collections::HashMap;
@@ -13,11 +15,65 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::error::Result;
 use crate::events::{ConnectionClosed, Endpoints, Role};
+use crate::http::Method;
 
 /// Where per-socket statistics come from: the kernel map in production, a fake in tests.
 pub trait SockStatsSource {
     fn read_all(&mut self) -> Result<Vec<(u64, abi::SockStats)>>;
     fn remove(&mut self, sock_id: u64) -> Result<()>;
+    /// Starts the next interval of the HTTP slots' latency maximum; called after each read.
+    fn advance_http_epoch(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// HTTP exchanges of one (method, status, role) on one socket over one interval, as the kernel
+/// counted them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpCounts {
+    pub role: Role,
+    pub method: Method,
+    pub status: u16,
+    pub count: u64,
+    pub latency_sum_ns: u64,
+    /// The largest latency of the interval, µs.
+    pub latency_max_us: u32,
+    /// Exchanges per latency bucket: the bounds of the `http.*.request.duration` histograms,
+    /// then above the last.
+    pub buckets: [u64; abi::HTTP_BUCKETS],
+}
+
+impl HttpCounts {
+    /// What `now` counted since `before`, a read of the same slot; `None` when nothing.
+    fn since(now: &abi::HttpSlot, before: &abi::HttpSlot) -> Option<HttpCounts> {
+        if now.status == 0 {
+            return None;
+        }
+        let method = Method::from_abi(now.method)?;
+        // A slot keeps its combination for the socket's life; another one, or a count that
+        // went back, is a new entry for the socket (evicted and tracked again): from zero.
+        let same = before.status == now.status
+            && before.method == now.method
+            && before.role == now.role
+            && before.count <= now.count;
+        let zero = abi::HttpSlot::default();
+        let before = if same { before } else { &zero };
+        let count = now.count - before.count;
+        if count == 0 {
+            return None;
+        }
+        Some(HttpCounts {
+            role: Role::from_abi(now.role),
+            method,
+            status: now.status,
+            count: u64::from(count),
+            latency_sum_ns: now.latency_sum_ns.wrapping_sub(before.latency_sum_ns),
+            latency_max_us: now.latency_max_us,
+            buckets: std::array::from_fn(|i| {
+                u64::from(now.buckets[i].wrapping_sub(before.buckets[i]))
+            }),
+        })
+    }
 }
 
 /// Counters of one socket over one interval.
@@ -38,6 +94,8 @@ pub struct FlowDelta {
     pub min_rtt_us: Option<u32>,
     /// False for the final delta of a closed connection.
     pub open: bool,
+    /// HTTP exchanges the kernel counted on the socket in the interval.
+    pub http: Vec<HttpCounts>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,6 +108,7 @@ struct Seen {
     retransmits: u64,
     rtt_samples: u32,
     srtt_sum_us: u32,
+    http: [abi::HttpSlot; abi::HTTP_SLOTS],
 }
 
 impl Seen {
@@ -63,7 +122,16 @@ impl Seen {
             retransmits: u64::from(stats.retransmits),
             rtt_samples: stats.rtt_samples,
             srtt_sum_us: stats.srtt_sum_us,
+            http: stats.http,
         }
+    }
+
+    fn http_since(&self, previous: &Seen) -> Vec<HttpCounts> {
+        self.http
+            .iter()
+            .zip(&previous.http)
+            .filter_map(|(now, before)| HttpCounts::since(now, before))
+            .collect()
     }
 
     /// Whether `self` is the same socket as `known`, read again. The kernel's counters are the
@@ -137,6 +205,7 @@ impl FlowTable {
     /// Reads every entry, returns what changed since the last scan, and clears idle entries.
     pub fn scan(&mut self, source: &mut dyn SockStatsSource, now_ns: u64) -> Result<Scan> {
         let entries = source.read_all()?;
+        source.advance_http_epoch()?;
         let mut scan = Scan {
             entries: entries.len(),
             ..Scan::default()
@@ -195,6 +264,7 @@ impl FlowTable {
             retransmits: u64::from(closed.retransmits),
             rtt_samples: closed.rtt_samples,
             srtt_sum_us: closed.srtt_sum_us,
+            http: closed.http,
         };
         let previous = self
             .seen
@@ -223,6 +293,7 @@ impl FlowTable {
             srtt_us: last.srtt_since(&previous, closed.srtt_us.unwrap_or(0)),
             min_rtt_us: closed.min_rtt_us,
             open: false,
+            http: last.http_since(&previous),
         }
     }
 
@@ -250,11 +321,7 @@ fn delta(
         sock_id,
         cgroup_id: stats.cgroup_id,
         endpoints: Endpoints::from(&stats.tuple),
-        role: match stats.role {
-            abi::role::CLIENT => Role::Client,
-            abi::role::SERVER => Role::Server,
-            _ => Role::Unknown,
-        },
+        role: Role::from_abi(stats.role),
         bytes_sent: current.bytes_sent.saturating_sub(previous.bytes_sent),
         bytes_received: current
             .bytes_received
@@ -265,6 +332,7 @@ fn delta(
         srtt_us: current.srtt_since(previous, stats.srtt_us),
         min_rtt_us: nonzero(stats.min_rtt_us),
         open,
+        http: current.http_since(previous),
     })
 }
 
@@ -412,10 +480,13 @@ mod tests {
     struct FakeMap {
         entries: BTreeMap<u64, abi::SockStats>,
         removed: Vec<u64>,
+        /// Reads, and the epoch advances after them, in order.
+        calls: Vec<&'static str>,
     }
 
     impl SockStatsSource for FakeMap {
         fn read_all(&mut self) -> Result<Vec<(u64, abi::SockStats)>> {
+            self.calls.push("read");
             Ok(self.entries.iter().map(|(k, v)| (*k, *v)).collect())
         }
         fn remove(&mut self, sock_id: u64) -> Result<()> {
@@ -423,6 +494,29 @@ mod tests {
             self.removed.push(sock_id);
             Ok(())
         }
+        fn advance_http_epoch(&mut self) -> Result<()> {
+            self.calls.push("advance");
+            Ok(())
+        }
+    }
+
+    /// A slot as the kernel fills it: `latencies_us` counted in their buckets.
+    fn slot(method: u8, status: u16, role: u8, latencies_us: &[u32]) -> abi::HttpSlot {
+        let mut slot = abi::HttpSlot {
+            status,
+            method,
+            role,
+            ..abi::HttpSlot::default()
+        };
+        for &latency in latencies_us {
+            let seconds = f64::from(latency) / 1e6;
+            let bucket = crate::golden_metrics::HTTP_BUCKETS.partition_point(|b| *b < seconds);
+            slot.buckets[bucket] += 1;
+            slot.count += 1;
+            slot.latency_sum_ns += u64::from(latency) * 1_000;
+            slot.latency_max_us = slot.latency_max_us.max(latency);
+        }
+        slot
     }
 
     fn stats(opened_ns: u64, sent: u64, received: u64, last_seen_ns: u64) -> abi::SockStats {
@@ -465,6 +559,7 @@ mod tests {
             min_rtt_us: None,
             rtt_samples: 0,
             srtt_sum_us: 0,
+            http: Default::default(),
         }
     }
 
@@ -519,6 +614,81 @@ mod tests {
             ..closed(1, 30, 0)
         };
         assert_eq!(table.close(&closed).srtt_us, Some(500));
+    }
+
+    #[test]
+    fn http_counted_in_the_kernel_is_reported_per_slot_and_interval() {
+        use abi::http_method::{GET, POST};
+        let mut map = FakeMap::default();
+        let mut table = FlowTable::new(60 * SECOND);
+        let mut entry = stats(5, 100, 1_000, 10);
+        entry.http[0] = slot(GET, 200, abi::role::CLIENT, &[3_000, 40_000]);
+        map.entries.insert(1, entry);
+        let first = table.scan(&mut map, 20).unwrap();
+        assert_eq!(
+            map.calls,
+            ["read", "advance"],
+            "the epoch moves after the read"
+        );
+        let counts = &first.deltas[0].http;
+        assert_eq!(counts.len(), 1);
+        assert_eq!(
+            (counts[0].role, counts[0].method, counts[0].status),
+            (Role::Client, Method::Get, 200)
+        );
+        assert_eq!(counts[0].count, 2);
+        assert_eq!(counts[0].latency_sum_ns, 43_000_000);
+        assert_eq!(counts[0].latency_max_us, 40_000);
+        assert_eq!((counts[0].buckets[0], counts[0].buckets[3]), (1, 1));
+        assert_eq!(counts[0].buckets.iter().sum::<u64>(), 2);
+
+        // One more GET 200, a first POST 500 in another slot; the kernel restarted the first
+        // slot's maximum at the new epoch.
+        let mut next = entry;
+        next.http[0] = slot(GET, 200, abi::role::CLIENT, &[3_000, 40_000, 7_000]);
+        next.http[0].latency_max_us = 7_000;
+        next.http[1] = slot(POST, 500, abi::role::CLIENT, &[900_000]);
+        map.entries.insert(1, next);
+        let second = table.scan(&mut map, 40).unwrap();
+        let counts = &second.deltas[0].http;
+        assert_eq!(counts.len(), 2);
+        assert_eq!((counts[0].count, counts[0].latency_sum_ns), (1, 7_000_000));
+        assert_eq!(counts[0].latency_max_us, 7_000);
+        assert_eq!(counts[0].buckets[1], 1, "7 ms is in (5 ms, 10 ms]");
+        assert_eq!((counts[1].method, counts[1].status), (Method::Post, 500));
+        assert_eq!(counts[1].buckets[9], 1, "0.9 s is in (0.75 s, 1 s]");
+
+        // The close reports what the last scan did not.
+        let mut last = next;
+        last.http[1] = slot(POST, 500, abi::role::CLIENT, &[900_000, 20_000]);
+        let closed = ConnectionClosed {
+            http: last.http,
+            ..closed(1, 100, 1_000)
+        };
+        let rest = table.close(&closed);
+        assert_eq!(rest.http.len(), 1);
+        assert_eq!((rest.http[0].status, rest.http[0].count), (500, 1));
+        assert_eq!(rest.http[0].latency_sum_ns, 20_000_000);
+    }
+
+    #[test]
+    fn an_http_slot_tracked_again_after_eviction_counts_from_zero() {
+        use abi::http_method::GET;
+        let mut map = FakeMap::default();
+        let mut table = FlowTable::new(60 * SECOND);
+        let mut entry = stats(5, 100, 1_000, 10);
+        entry.http[0] = slot(GET, 200, abi::role::SERVER, &[1_000, 1_000, 1_000]);
+        map.entries.insert(1, entry);
+        table.scan(&mut map, 20).unwrap();
+        // Evicted and tracked again late: bytes continue, the slots start over.
+        let mut again = stats(0, 150, 1_100, 30);
+        again.http[0] = slot(GET, 200, abi::role::SERVER, &[2_000]);
+        map.entries.insert(1, again);
+        let scan = table.scan(&mut map, 40).unwrap();
+        let counts = &scan.deltas[0].http;
+        assert_eq!(counts.len(), 1);
+        assert_eq!((counts[0].count, counts[0].role), (1, Role::Server));
+        assert_eq!(counts[0].latency_sum_ns, 2_000_000);
     }
 
     #[test]

@@ -21,13 +21,15 @@ use serde::Deserialize;
 
 use crate::events::{HttpExchange, Role};
 use crate::flow_records::FlowRecord;
+use crate::flow_table::HttpCounts;
 use crate::http::Method;
 use crate::identity::Identity;
 use crate::otlp;
 use crate::spans;
 
-/// Semantic-convention buckets for HTTP durations, in seconds.
-const HTTP_BUCKETS: &[f64] = &[
+/// Semantic-convention buckets for HTTP durations, in seconds; the kernel counts exchanges into
+/// the same (`ingest-ebpf/bpf/http.h`, checked by a test).
+pub const HTTP_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 /// Round-trip times from a LAN (100 µs) to an intercontinental path with queueing (2.5 s).
@@ -337,6 +339,43 @@ impl GoldenMetrics {
         }
     }
 
+    /// The duration histogram and series of HTTP exchanges of `method` and `status` seen at
+    /// `local`'s socket in `role`, with the other end `remote`.
+    fn http_series(
+        &mut self,
+        role: Role,
+        method: Method,
+        status: u16,
+        local: &Arc<Identity>,
+        remote: &Arc<Identity>,
+        now_ns: u64,
+    ) -> Option<(&'static Def, usize)> {
+        let (def, src, dst) = match role {
+            Role::Client => (&HTTP_CLIENT_DURATION, local, remote),
+            Role::Server | Role::Unknown => (&HTTP_SERVER_DURATION, remote, local),
+        };
+        let key = HttpSeriesKey {
+            client: role == Role::Client,
+            src: Arc::as_ptr(src).addr(),
+            dst: Arc::as_ptr(dst).addr(),
+            method,
+            status,
+        };
+        if let Some(series) = self.http_index.get(&key) {
+            return Some((def, series.index));
+        }
+        let mut attributes = pair(src, dst);
+        attributes.push(("http.request.method", method.as_str().to_owned()));
+        attributes.push(("http.response.status_code", status.to_string()));
+        let index = self.series_index(def, attributes, now_ns)?;
+        let series = HttpSeries {
+            index,
+            _ends: [Arc::clone(src), Arc::clone(dst)],
+        };
+        self.http_index.insert(key, series);
+        Some((def, index))
+    }
+
     /// One HTTP exchange seen at `local`'s socket, with the other end `remote`.
     pub fn observe_http(
         &mut self,
@@ -348,33 +387,15 @@ impl GoldenMetrics {
         let (Some(request), Some(status)) = (&exchange.request, &exchange.status) else {
             return;
         };
-        let (def, src, dst) = match exchange.role {
-            Role::Client => (&HTTP_CLIENT_DURATION, local, remote),
-            Role::Server | Role::Unknown => (&HTTP_SERVER_DURATION, remote, local),
-        };
-        let key = HttpSeriesKey {
-            client: exchange.role == Role::Client,
-            src: Arc::as_ptr(src).addr(),
-            dst: Arc::as_ptr(dst).addr(),
-            method: request.method,
-            status: status.code,
-        };
-        let index = match self.http_index.get(&key) {
-            Some(series) => series.index,
-            None => {
-                let mut attributes = pair(src, dst);
-                attributes.push(("http.request.method", request.method.as_str().to_owned()));
-                attributes.push(("http.response.status_code", status.code.to_string()));
-                let Some(index) = self.series_index(def, attributes, now_ns) else {
-                    return;
-                };
-                let series = HttpSeries {
-                    index,
-                    _ends: [Arc::clone(src), Arc::clone(dst)],
-                };
-                self.http_index.insert(key, series);
-                index
-            }
+        let Some((def, index)) = self.http_series(
+            exchange.role,
+            request.method,
+            status.code,
+            local,
+            remote,
+            now_ns,
+        ) else {
+            return;
         };
         let seconds = exchange.latency().as_secs_f64();
         let exemplar = spans::span_ids(exchange).map(|(trace_id, span_id)| Exemplar {
@@ -385,6 +406,34 @@ impl GoldenMetrics {
             ..Exemplar::default()
         });
         self.observe_at(def, index, seconds, now_ns, exemplar);
+    }
+
+    /// HTTP exchanges the kernel counted at `local`'s socket, with the other end `remote`: its
+    /// buckets are the histogram's.
+    pub fn observe_http_counts(
+        &mut self,
+        counts: &HttpCounts,
+        local: &Arc<Identity>,
+        remote: &Arc<Identity>,
+        now_ns: u64,
+    ) {
+        let Some((_, index)) = self.http_series(
+            counts.role,
+            counts.method,
+            counts.status,
+            local,
+            remote,
+            now_ns,
+        ) else {
+            return;
+        };
+        if let Some(series) = self.series_mut(index, now_ns) {
+            series.count += counts.count;
+            series.value += counts.latency_sum_ns as f64 / 1e9;
+            for (bucket, added) in series.buckets.iter_mut().zip(counts.buckets) {
+                *bucket += added;
+            }
+        }
     }
 
     /// The TCP and DNS signals of one flow record.
@@ -543,6 +592,7 @@ mod tests {
     use super::*;
     use crate::events::{Endpoints, Transport};
     use crate::http::{parse_request_head, parse_status_line};
+    use strata_ebpf::abi;
 
     const SECOND: u64 = 1_000_000_000;
 
@@ -629,6 +679,64 @@ mod tests {
             .find(|(attributes, ..)| attributes.iter().any(|a| a.contains("500")))
             .expect("the 500 series");
         assert_eq!(failed.1, 1);
+    }
+
+    #[test]
+    fn kernel_counts_join_the_series_of_exchanges_with_their_buckets() {
+        let mut metrics = GoldenMetrics::new(MetricsConfig::default());
+        let (server, client) = (workload("core-api"), workload("resumes"));
+        // One exchange through the ring (a traced request), 0.002 s.
+        metrics.observe_http(&served(200, 2_000_000), &server, &client, SECOND);
+        // Three counted in the kernel: 1 ms, 4 ms and 30 ms.
+        let mut buckets = [0; abi::HTTP_BUCKETS];
+        buckets[0] = 2;
+        buckets[3] = 1;
+        let counts = HttpCounts {
+            role: Role::Server,
+            method: Method::Get,
+            status: 200,
+            count: 3,
+            latency_sum_ns: 35_000_000,
+            latency_max_us: 30_000,
+            buckets,
+        };
+        metrics.observe_http_counts(&counts, &server, &client, SECOND);
+        assert_eq!(metrics.series(), 1, "one series for both paths");
+        let collected = metrics.collect("node-a", 2 * SECOND);
+        let metric = &collected.scope_metrics[0].metrics[0];
+        let Some(metric::Data::Histogram(histogram)) = &metric.data else {
+            panic!("a histogram: {metric:?}");
+        };
+        let point = &histogram.data_points[0];
+        assert_eq!(point.count, 4);
+        assert!((point.sum.unwrap() - 0.037).abs() < 1e-9, "{point:?}");
+        assert_eq!(point.bucket_counts[0], 3);
+        assert_eq!(point.bucket_counts[3], 1);
+        assert_eq!(point.bucket_counts.iter().sum::<u64>(), 4);
+    }
+
+    /// The kernel counts into buckets bounded by `http_bucket_bounds_ns` in bpf/http.h: the same
+    /// bounds as the histograms', in ns.
+    #[test]
+    fn the_kernel_buckets_are_the_histograms() {
+        let header = include_str!("../../ingest-ebpf/bpf/http.h");
+        let start = header
+            .find("http_bucket_bounds_ns[")
+            .expect("bounds in http.h");
+        let body = &header[start..];
+        let body = &body[body.find('{').unwrap() + 1..body.find('}').unwrap()];
+        let bounds: Vec<u64> = body
+            .split(',')
+            .map(|v| v.trim().trim_end_matches("ULL"))
+            .filter(|v| !v.is_empty())
+            .map(|v| v.parse().expect("a number"))
+            .collect();
+        let expected: Vec<u64> = HTTP_BUCKETS
+            .iter()
+            .map(|seconds| (seconds * 1e9).round() as u64)
+            .collect();
+        assert_eq!(bounds, expected);
+        assert_eq!(HTTP_BUCKETS.len() + 1, abi::HTTP_BUCKETS);
     }
 
     #[test]

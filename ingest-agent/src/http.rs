@@ -46,6 +46,23 @@ impl Method {
         })
     }
 
+    /// A method as the kernel classifies it (`abi::http_method`); `None` for 0 or unknown.
+    pub fn from_abi(code: u8) -> Option<Method> {
+        use strata_ebpf::abi::http_method;
+        Some(match code {
+            http_method::GET => Method::Get,
+            http_method::HEAD => Method::Head,
+            http_method::POST => Method::Post,
+            http_method::PUT => Method::Put,
+            http_method::DELETE => Method::Delete,
+            http_method::CONNECT => Method::Connect,
+            http_method::OPTIONS => Method::Options,
+            http_method::TRACE => Method::Trace,
+            http_method::PATCH => Method::Patch,
+            _ => return None,
+        })
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Method::Get => "GET",

@@ -374,7 +374,17 @@ impl Probes {
             .take_map(map::SOCK_STATS)
             .ok_or(Error::MissingMap(map::SOCK_STATS))?;
         let map = KernelHashMap::try_from(stats).map_err(|err| Error::map(map::SOCK_STATS, err))?;
-        Ok(KernelSockStats { map })
+        let epoch = self
+            .ebpf
+            .take_map(map::HTTP_EPOCH)
+            .ok_or(Error::MissingMap(map::HTTP_EPOCH))?;
+        let http_epoch =
+            aya::maps::Array::try_from(epoch).map_err(|err| Error::map(map::HTTP_EPOCH, err))?;
+        Ok(KernelSockStats {
+            map,
+            http_epoch,
+            epoch: 0,
+        })
     }
 
     /// Loss and failure counters, summed over CPUs.
@@ -449,9 +459,11 @@ struct SockStatsValue(abi::SockStats);
 // transparent.
 unsafe impl aya::Pod for SockStatsValue {}
 
-/// The kernel's `sock_stats` map.
+/// The kernel's `sock_stats` map, and the epoch of its HTTP slots' latency maximum.
 pub struct KernelSockStats {
     map: KernelHashMap<MapData, u64, SockStatsValue>,
+    http_epoch: aya::maps::Array<MapData, u32>,
+    epoch: u32,
 }
 
 impl fmt::Debug for KernelSockStats {
@@ -478,6 +490,13 @@ impl SockStatsSource for KernelSockStats {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(err) => Err(Error::map(map::SOCK_STATS, err)),
         }
+    }
+
+    fn advance_http_epoch(&mut self) -> Result<()> {
+        self.epoch = self.epoch.wrapping_add(1);
+        self.http_epoch
+            .set(0, self.epoch, 0)
+            .map_err(|err| Error::map(map::HTTP_EPOCH, err))
     }
 }
 

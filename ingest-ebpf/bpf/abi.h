@@ -14,7 +14,7 @@
 #ifndef STRATA_ABI_H
 #define STRATA_ABI_H
 
-#define STRATA_ABI_VERSION 2
+#define STRATA_ABI_VERSION 3
 
 /* Every field user space reads has its offset asserted here, and abi.rs checks the same list. */
 #define STRATA_ABI_OFFSET(type, field, offset) \
@@ -35,6 +35,22 @@
 #define STRATA_HTTP_RESPONSE_CAPTURE 16
 #define STRATA_DNS_CAPTURE 512
 
+/* Request methods as the kernel classifies them (strata_http_slot.method); 0: none. */
+#define STRATA_HTTP_METHOD_GET 1
+#define STRATA_HTTP_METHOD_HEAD 2
+#define STRATA_HTTP_METHOD_POST 3
+#define STRATA_HTTP_METHOD_PUT 4
+#define STRATA_HTTP_METHOD_DELETE 5
+#define STRATA_HTTP_METHOD_CONNECT 6
+#define STRATA_HTTP_METHOD_OPTIONS 7
+#define STRATA_HTTP_METHOD_TRACE 8
+#define STRATA_HTTP_METHOD_PATCH 9
+
+/* HTTP exchanges counted in the kernel: (method, status, role) combinations per socket, and the
+ * latency buckets of each: the 14 bounds of the http.*.request.duration histograms, and above. */
+#define STRATA_HTTP_SLOTS 3
+#define STRATA_HTTP_BUCKETS 15
+
 /* Index into the per-CPU `counters` array: every loss or failure the kernel side can see. */
 #define STRATA_COUNTER_RINGBUF_LOST_CONN 0     /* connection summary not written: ring buffer full */
 #define STRATA_COUNTER_RINGBUF_LOST_HTTP 1     /* HTTP exchange not written: ring buffer full */
@@ -48,6 +64,7 @@
 #define STRATA_COUNTER_KERNEL_READ_FAILED 9    /* a CO-RE read of kernel memory failed */
 #define STRATA_COUNTER_PACKET_READ_FAILED 10   /* bpf_skb_load_bytes failed */
 #define STRATA_COUNTER_SCRATCH_MISSING 11      /* no free per-CPU scratch slot (nesting deeper than expected) */
+#define STRATA_COUNTER_HTTP_UNCOUNTED 12       /* HTTP exchange neither counted in a slot nor written to the ring */
 #define STRATA_COUNTER_SLOTS 16
 
 /* Key of `sock_stats`: the kernel address of the struct sock. An identity only while the socket
@@ -71,9 +88,34 @@ STRATA_ABI_OFFSET(strata_flow_tuple, remote_port, 34);
 STRATA_ABI_OFFSET(strata_flow_tuple, family, 36);
 STRATA_ABI_OFFSET(strata_flow_tuple, protocol, 38);
 
+/* HTTP exchanges of one (method, status, role) on one socket, counted in the kernel: totals since
+ * the slot was first used, which user space turns into deltas like the byte counters. */
+struct strata_http_slot {
+	__u16 status;          /* response status code; 0: slot unused */
+	__u8 method;           /* STRATA_HTTP_METHOD_* */
+	__u8 role;             /* STRATA_ROLE_* of the socket in these exchanges */
+	__u32 count;           /* exchanges, wrapping */
+	__u64 latency_sum_ns;  /* request to response, wrapping */
+	__u32 latency_max_us;  /* largest since `epoch` began */
+	__u32 epoch;           /* http_epoch at the slot's latest exchange */
+	__u32 buckets[STRATA_HTTP_BUCKETS]; /* exchanges per latency bucket, wrapping */
+	__u32 _pad;
+};
+_Static_assert(sizeof(struct strata_http_slot) == 88, "strata_http_slot ABI");
+STRATA_ABI_OFFSET(strata_http_slot, status, 0);
+STRATA_ABI_OFFSET(strata_http_slot, method, 2);
+STRATA_ABI_OFFSET(strata_http_slot, role, 3);
+STRATA_ABI_OFFSET(strata_http_slot, count, 4);
+STRATA_ABI_OFFSET(strata_http_slot, latency_sum_ns, 8);
+STRATA_ABI_OFFSET(strata_http_slot, latency_max_us, 16);
+STRATA_ABI_OFFSET(strata_http_slot, epoch, 20);
+STRATA_ABI_OFFSET(strata_http_slot, buckets, 24);
+
 /* Value of `sock_stats`: one live TCP socket, updated in place by the tracepoints. The byte and
  * segment counters are the socket's own (tcp_sock), as of the last state change or received
- * segment, and exact at the close; since the socket opened, also for sockets first seen late. */
+ * segment, and exact at the close; since the socket opened, also for sockets first seen late.
+ * The cgroup_skb programs keep the socket's HTTP here: the request waiting for its response, and
+ * the exchanges counted per slot. */
 struct strata_sock_stats {
 	struct strata_flow_tuple tuple;
 	__u64 cgroup_id;          /* cgroup v2 id of the socket's owner, from sk->sk_cgrp_data */
@@ -94,8 +136,15 @@ struct strata_sock_stats {
 	__u8 _pad[2];
 	__u32 srtt_sum_us;        /* sum of the sampled smoothed RTTs, µs, wrapping: user space
 	                           * divides differences by rtt_samples' for an interval's mean */
+	__u64 http_request_ns;    /* the pending request's first segment; 0: none pending */
+	__u32 http_request_seq;   /* its TCP sequence: a retransmission repeats it */
+	__u8 http_method;         /* its STRATA_HTTP_METHOD_* */
+	__u8 http_role;           /* CLIENT: it left this socket; SERVER: it arrived */
+	__u8 http_capture;        /* STRATA_HTTP_CAPTURE_*: its head is in http_pending */
+	__u8 _pad2;
+	struct strata_http_slot http[STRATA_HTTP_SLOTS];
 };
-_Static_assert(sizeof(struct strata_sock_stats) == 128, "strata_sock_stats ABI");
+_Static_assert(sizeof(struct strata_sock_stats) == 408, "strata_sock_stats ABI");
 STRATA_ABI_OFFSET(strata_sock_stats, tuple, 0);
 STRATA_ABI_OFFSET(strata_sock_stats, cgroup_id, 40);
 STRATA_ABI_OFFSET(strata_sock_stats, opened_ns, 48);
@@ -113,6 +162,14 @@ STRATA_ABI_OFFSET(strata_sock_stats, rtt_samples, 116);
 STRATA_ABI_OFFSET(strata_sock_stats, role, 120);
 STRATA_ABI_OFFSET(strata_sock_stats, state, 121);
 STRATA_ABI_OFFSET(strata_sock_stats, srtt_sum_us, 124);
+STRATA_ABI_OFFSET(strata_sock_stats, http_request_ns, 128);
+STRATA_ABI_OFFSET(strata_sock_stats, http, 144);
+
+/* strata_sock_stats.http_capture: why a pending request's head was captured, which sends its
+ * exchange to the ring instead of a slot. */
+#define STRATA_HTTP_CAPTURE_NONE 0
+#define STRATA_HTTP_CAPTURE_TRACED 1     /* it carries a traceparent: user space makes spans */
+#define STRATA_HTTP_CAPTURE_SLOTS_FULL 2 /* every slot is taken: it goes to a slot if one matches */
 
 struct strata_event_header {
 	__u32 kind; /* STRATA_EVENT_* */
@@ -132,13 +189,13 @@ struct strata_conn_closed {
 	__u8 old_state;  /* state before TCP_CLOSE; SYN_SENT means the connect failed */
 	__u8 _pad[3];
 };
-_Static_assert(sizeof(struct strata_conn_closed) == 160, "strata_conn_closed ABI");
+_Static_assert(sizeof(struct strata_conn_closed) == 440, "strata_conn_closed ABI");
 STRATA_ABI_OFFSET(strata_conn_closed, header, 0);
 STRATA_ABI_OFFSET(strata_conn_closed, sock_id, 8);
 STRATA_ABI_OFFSET(strata_conn_closed, closed_ns, 16);
 STRATA_ABI_OFFSET(strata_conn_closed, stats, 24);
-STRATA_ABI_OFFSET(strata_conn_closed, sk_err, 152);
-STRATA_ABI_OFFSET(strata_conn_closed, old_state, 156);
+STRATA_ABI_OFFSET(strata_conn_closed, sk_err, 432);
+STRATA_ABI_OFFSET(strata_conn_closed, old_state, 436);
 
 /* One HTTP/1.x request and its response on one socket, seen from that socket's side. The record
  * is written with only request_len bytes of `request`, so its length on the ring varies. */

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0) */
 /*
- * HTTP/1.x on TCP, per socket: the first segment of a request is captured and timestamped in
- * socket storage; the first segment of the response that travels the other way completes it and
- * the pair goes to user space, which parses method, path, headers and status. Seen on the client
- * socket (request egress, response ingress) and on the server socket (the reverse), so latency is
- * measured on both ends. Pipelined requests keep only the latest (counted).
+ * HTTP/1.x on TCP, per socket, seen on the client socket (request egress, response ingress) and on
+ * the server socket (the reverse), so latency is measured on both ends. The first segment of a
+ * request is timestamped in the socket's sock_stats entry; the first segment of the final
+ * response that travels the other way completes it, and the exchange is counted there, in the
+ * slot of its (method, status, role) with its latency bucket: no record, no user-space work per
+ * request. Only an exchange user space must see goes to the ring with the request's head: one
+ * whose request carries a `traceparent` (spans, exemplars, trace ids), or one for which no slot is
+ * free. Pipelined requests keep only the latest (counted).
  */
 #ifndef STRATA_HTTP_H
 #define STRATA_HTTP_H
@@ -15,6 +18,14 @@
 #define STRATA_HTTP_NEITHER 0
 #define STRATA_HTTP_REQUEST 1
 #define STRATA_HTTP_RESPONSE 2
+
+/* Upper bounds of the latency buckets, ns: the semantic-convention buckets of
+ * http.server.request.duration (0.005 s … 10 s); the last bucket holds the rest. */
+static const __u64 http_bucket_bounds_ns[STRATA_HTTP_BUCKETS - 1] = {
+	5000000ULL,   10000000ULL,  25000000ULL,   50000000ULL,   75000000ULL,
+	100000000ULL, 250000000ULL, 500000000ULL,  750000000ULL,  1000000000ULL,
+	2500000000ULL, 5000000000ULL, 7500000000ULL, 10000000000ULL,
+};
 
 static __always_inline int starts_with(const __u8 *head, const char *prefix, int len)
 {
@@ -28,31 +39,48 @@ static __always_inline int starts_with(const __u8 *head, const char *prefix, int
 #define STRATA_WORD(a, b, c, d) \
 	((__u32)(__u8)(a) | (__u32)(__u8)(b) << 8 | (__u32)(__u8)(c) << 16 | (__u32)(__u8)(d) << 24)
 
-/* What a payload starts with: a request line (the nine methods of RFC 9110 and PATCH), a final
- * response ("HTTP/1.x NNN" with NNN not 1xx: interim responses such as 100 Continue come before
- * the real one on the same request and must not complete the exchange), or neither. Most
- * payloads are told apart by their first word alone. */
-static __always_inline int classify_http(const __u8 *head)
+static __always_inline int is_digit(__u8 c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* What a payload starts with: a request line (the nine methods of RFC 9110 and PATCH; `method`
+ * gets its STRATA_HTTP_METHOD_*), a final response ("HTTP/1.x NNN" with NNN three digits, not
+ * 1xx: interim responses such as 100 Continue come before the real one on the same request and
+ * must not complete the exchange), or neither. Most payloads are told apart by their first word. */
+static __always_inline int classify_http(const __u8 *head, __u8 *method)
 {
 	switch (STRATA_WORD(head[0], head[1], head[2], head[3])) {
 	case STRATA_WORD('G', 'E', 'T', ' '):
+		*method = STRATA_HTTP_METHOD_GET;
+		return STRATA_HTTP_REQUEST;
 	case STRATA_WORD('P', 'U', 'T', ' '):
+		*method = STRATA_HTTP_METHOD_PUT;
 		return STRATA_HTTP_REQUEST;
 	case STRATA_WORD('P', 'O', 'S', 'T'):
+		*method = STRATA_HTTP_METHOD_POST;
+		return head[4] == ' ' ? STRATA_HTTP_REQUEST : STRATA_HTTP_NEITHER;
 	case STRATA_WORD('H', 'E', 'A', 'D'):
+		*method = STRATA_HTTP_METHOD_HEAD;
 		return head[4] == ' ' ? STRATA_HTTP_REQUEST : STRATA_HTTP_NEITHER;
 	case STRATA_WORD('D', 'E', 'L', 'E'):
+		*method = STRATA_HTTP_METHOD_DELETE;
 		return starts_with(head + 4, "TE ", 3) ? STRATA_HTTP_REQUEST : STRATA_HTTP_NEITHER;
 	case STRATA_WORD('P', 'A', 'T', 'C'):
+		*method = STRATA_HTTP_METHOD_PATCH;
 		return starts_with(head + 4, "H ", 2) ? STRATA_HTTP_REQUEST : STRATA_HTTP_NEITHER;
 	case STRATA_WORD('O', 'P', 'T', 'I'):
+		*method = STRATA_HTTP_METHOD_OPTIONS;
 		return starts_with(head + 4, "ONS ", 4) ? STRATA_HTTP_REQUEST : STRATA_HTTP_NEITHER;
 	case STRATA_WORD('C', 'O', 'N', 'N'):
+		*method = STRATA_HTTP_METHOD_CONNECT;
 		return starts_with(head + 4, "ECT ", 4) ? STRATA_HTTP_REQUEST : STRATA_HTTP_NEITHER;
 	case STRATA_WORD('T', 'R', 'A', 'C'):
+		*method = STRATA_HTTP_METHOD_TRACE;
 		return starts_with(head + 4, "E ", 2) ? STRATA_HTTP_REQUEST : STRATA_HTTP_NEITHER;
 	case STRATA_WORD('H', 'T', 'T', 'P'):
-		return starts_with(head + 4, "/1.", 3) && head[8] == ' ' && head[9] != '1'
+		return starts_with(head + 4, "/1.", 3) && head[8] == ' ' && head[9] != '1' &&
+				       is_digit(head[9]) && is_digit(head[10]) && is_digit(head[11])
 			       ? STRATA_HTTP_RESPONSE
 			       : STRATA_HTTP_NEITHER;
 	default:
@@ -60,41 +88,179 @@ static __always_inline int classify_http(const __u8 *head)
 	}
 }
 
-static __always_inline void record_request(struct __sk_buff *skb, struct bpf_sock *sk,
-					   const struct strata_packet *pkt, int egress)
+/* "traceparent:" as header names compare (ASCII case-insensitive): the first eight bytes as a
+ * little-endian word with the case bit set, and the rest. */
+#define STRATA_TRACEPARENT_WORD 0x7261706563617274ULL /* "tracepar" */
+
+static __always_inline __u64 load_word(const __u8 *bytes)
 {
+	__u64 word;
+	__builtin_memcpy(&word, bytes, sizeof(word));
+	return word;
+}
+
+struct strata_traceparent_scan {
+	__u32 len;   /* bytes of the head loaded */
+	__u32 depth; /* the scratch slot holding them */
+	int found;
+};
+
+/* One word of a head: if it holds a line feed, whether a `traceparent` name follows one. */
+static long scan_word(__u32 word, void *ctx)
+{
+	struct strata_traceparent_scan *scan = ctx;
+	/* masked, not only compared: the verifier bounds the offset by the mask */
+	__u32 off = (word & (STRATA_HTTP_REQUEST_CAPTURE / 8 - 1)) * 8;
+	if (word >= STRATA_HTTP_REQUEST_CAPTURE / 8 || off >= scan->len)
+		return 1;
+	__u32 zero = 0;
+	struct strata_scratch_stack *stack = bpf_map_lookup_elem(&scratch, &zero);
+	__u32 depth = scan->depth;
+	if (!stack || depth >= STRATA_SCRATCH_DEPTH)
+		return 1;
+	const __u8 *head = stack->slots[depth].http_head;
+	__u64 x = load_word(head + off) ^ 0x0a0a0a0a0a0a0a0aULL;
+	if (!((x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL))
+		return 0;
+#pragma unroll
+	for (__u32 i = 0; i < 8; i++) {
+		__u32 at = off + i; /* a line feed; the name starts after it */
+		if (head[at] != '\n' || at + 13 > scan->len)
+			continue;
+		if ((load_word(head + at + 1) | 0x2020202020202020ULL) == STRATA_TRACEPARENT_WORD &&
+		    (head[at + 9] | 0x20) == 'e' && (head[at + 10] | 0x20) == 'n' &&
+		    (head[at + 11] | 0x20) == 't' && head[at + 12] == ':') {
+			scan->found = 1;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Whether a request's first segment (its first STRATA_HTTP_REQUEST_CAPTURE bytes) has a
+ * `traceparent` header: a word at a time for line feeds, and at each line start the name. */
+static __always_inline int has_traceparent(struct __sk_buff *skb, const struct strata_packet *pkt)
+{
+	__u32 len = pkt->payload_len;
+	if (len > STRATA_HTTP_REQUEST_CAPTURE)
+		len = STRATA_HTTP_REQUEST_CAPTURE;
+	__u32 zero = 0;
+	struct strata_scratch_stack *stack = bpf_map_lookup_elem(&scratch, &zero);
+	union strata_scratch *slot = scratch_acquire();
+	if (!stack || !slot)
+		return 0;
+	struct strata_traceparent_scan scan = { .len = len, .depth = stack->depth - 1 };
+	if (bpf_skb_load_bytes(skb, pkt->payload_off, slot->http_head,
+			       bound_len(len, STRATA_HTTP_REQUEST_CAPTURE)))
+		count(STRATA_COUNTER_PACKET_READ_FAILED);
+	else
+		bpf_loop(STRATA_HTTP_REQUEST_CAPTURE / 8, scan_word, &scan, 0);
+	scratch_release();
+	return scan.found;
+}
+
+/* The request's head into socket storage, for an exchange that goes to the ring. */
+static __always_inline int capture_request(struct __sk_buff *skb, void *sk,
+					   const struct strata_packet *pkt, __u8 role, __u64 now)
+{
+	__u32 len = pkt->payload_len;
+	if (len > STRATA_HTTP_REQUEST_CAPTURE)
+		len = STRATA_HTTP_REQUEST_CAPTURE;
 	struct strata_http_pending *pending =
 		bpf_sk_storage_get(&http_pending, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!pending) {
 		count(STRATA_COUNTER_HTTP_STORAGE_FAILED);
-		return;
+		return -1;
 	}
-	if (pending->request_ns) {
-		if (pending->request_seq == pkt->tcp_seq)
-			return; /* a retransmission: keep the first timestamp */
-		count(STRATA_COUNTER_HTTP_UNANSWERED);
-	}
-	__u32 len = pkt->payload_len;
-	if (len > STRATA_HTTP_REQUEST_CAPTURE)
-		len = STRATA_HTTP_REQUEST_CAPTURE;
-	if (len < STRATA_HTTP_MIN_PAYLOAD)
-		return;
 	len = bound_len(len, STRATA_HTTP_REQUEST_CAPTURE);
 	if (bpf_skb_load_bytes(skb, pkt->payload_off, pending->request, len)) {
 		count(STRATA_COUNTER_PACKET_READ_FAILED);
 		pending->request_ns = 0;
-		return;
+		return -1;
 	}
-	pending->request_ns = bpf_ktime_get_ns();
+	pending->request_ns = now;
 	pending->request_seq = pkt->tcp_seq;
 	pending->request_payload_len = pkt->payload_len;
 	pending->request_len = len;
-	pending->role = egress ? STRATA_ROLE_CLIENT : STRATA_ROLE_SERVER;
+	pending->role = role;
+	return 0;
+}
+
+static __always_inline int slots_full(const struct strata_sock_stats *stats)
+{
+	for (int i = 0; i < STRATA_HTTP_SLOTS; i++)
+		if (!stats->http[i].status)
+			return 0;
+	return 1;
+}
+
+static __always_inline void record_request(struct __sk_buff *skb, void *sk,
+					   struct strata_sock_stats *stats,
+					   const struct strata_packet *pkt, int egress, __u8 method,
+					   __u64 now)
+{
+	if (stats->http_request_ns) {
+		if (stats->http_request_seq == pkt->tcp_seq)
+			return; /* a retransmission: keep the first timestamp */
+		count(STRATA_COUNTER_HTTP_UNANSWERED);
+	}
+	__u8 role = egress ? STRATA_ROLE_CLIENT : STRATA_ROLE_SERVER;
+	__u8 capture = STRATA_HTTP_CAPTURE_NONE;
+	if (has_traceparent(skb, pkt))
+		capture = STRATA_HTTP_CAPTURE_TRACED;
+	else if (slots_full(stats))
+		capture = STRATA_HTTP_CAPTURE_SLOTS_FULL;
+	if (capture != STRATA_HTTP_CAPTURE_NONE && capture_request(skb, sk, pkt, role, now))
+		capture = STRATA_HTTP_CAPTURE_NONE;
+	stats->http_request_ns = now;
+	stats->http_request_seq = pkt->tcp_seq;
+	stats->http_method = method;
+	stats->http_role = role;
+	stats->http_capture = capture;
+}
+
+/* Counts an exchange in the slot of its (method, status, role), taking a free slot for a new
+ * combination; 0 when every slot holds another. */
+static __always_inline int count_exchange(struct strata_sock_stats *stats, __u16 status,
+					  __u64 latency_ns)
+{
+	__u32 zero = 0;
+	__u32 *current_epoch = bpf_map_lookup_elem(&http_epoch, &zero);
+	__u32 epoch = current_epoch ? *current_epoch : 0;
+	for (int i = 0; i < STRATA_HTTP_SLOTS; i++) {
+		struct strata_http_slot *slot = &stats->http[i];
+		if (!slot->status) {
+			slot->status = status;
+			slot->method = stats->http_method;
+			slot->role = stats->http_role;
+			slot->epoch = epoch;
+		} else if (slot->status != status || slot->method != stats->http_method ||
+			   slot->role != stats->http_role) {
+			continue;
+		}
+		if (slot->epoch != epoch) {
+			slot->epoch = epoch;
+			slot->latency_max_us = 0;
+		}
+		__u32 bucket = 0;
+		for (; bucket < STRATA_HTTP_BUCKETS - 1; bucket++)
+			if (latency_ns <= http_bucket_bounds_ns[bucket])
+				break;
+		if (bucket < STRATA_HTTP_BUCKETS)
+			slot->buckets[bucket] += 1;
+		slot->count += 1;
+		slot->latency_sum_ns += latency_ns;
+		__u32 latency_us = latency_ns / 1000;
+		if (latency_us > slot->latency_max_us)
+			slot->latency_max_us = latency_us;
+		return 1;
+	}
+	return 0;
 }
 
 /* `head`: the response's first STRATA_HTTP_RESPONSE_CAPTURE bytes, already read to classify it;
  * they hold the status line's version and code, all user space reads of a response. */
-static __always_inline void complete_exchange(struct __sk_buff *skb, struct bpf_sock *sk,
+static __always_inline void complete_exchange(struct __sk_buff *skb, void *sk,
 					      const struct strata_packet *pkt, int egress,
 					      const __u8 *head)
 {
@@ -148,6 +314,34 @@ static __always_inline void complete_exchange(struct __sk_buff *skb, struct bpf_
 	bpf_ringbuf_submit_dynptr(&record, flags);
 }
 
+static __always_inline void record_response(struct __sk_buff *skb, void *sk,
+					    struct strata_sock_stats *stats,
+					    const struct strata_packet *pkt, int egress, const __u8 *head,
+					    __u64 now)
+{
+	if (!stats->http_request_ns)
+		return;
+	/* a response travels against its request: out of a server, into a client */
+	if ((stats->http_role == STRATA_ROLE_SERVER) != !!egress)
+		return;
+	__u16 status = (head[9] - '0') * 100 + (head[10] - '0') * 10 + (head[11] - '0');
+	__u8 capture = stats->http_capture;
+	if (capture == STRATA_HTTP_CAPTURE_TRACED ||
+	    !count_exchange(stats, status, now - stats->http_request_ns)) {
+		if (capture != STRATA_HTTP_CAPTURE_NONE)
+			complete_exchange(skb, sk, pkt, egress, head);
+		else
+			count(STRATA_COUNTER_HTTP_UNCOUNTED);
+	} else if (capture != STRATA_HTTP_CAPTURE_NONE) {
+		/* counted in a slot after all: the capture is not needed */
+		struct strata_http_pending *pending = bpf_sk_storage_get(&http_pending, sk, 0, 0);
+		if (pending)
+			pending->request_ns = 0;
+	}
+	stats->http_request_ns = 0;
+	stats->last_seen_ns = now;
+}
+
 static __always_inline void observe_http(struct __sk_buff *skb, const struct strata_packet *pkt,
 					 int egress)
 {
@@ -160,19 +354,25 @@ static __always_inline void observe_http(struct __sk_buff *skb, const struct str
 		count(STRATA_COUNTER_PACKET_READ_FAILED);
 		return;
 	}
-	int kind = classify_http(head);
+	__u8 method = 0;
+	int kind = classify_http(head, &method);
 	if (kind == STRATA_HTTP_NEITHER)
 		return;
 	struct bpf_sock *sk = skb->sk;
 	if (!sk)
 		return;
-	sk = bpf_sk_fullsock(sk);
-	if (!sk)
+	/* the socket as sock_stats knows it: its address, as the tracepoints see it */
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return;
+	__u64 now = bpf_ktime_get_ns();
+	struct strata_sock_stats *stats = segment_stats((struct sock *)tp, now);
+	if (!stats)
 		return;
 	if (kind == STRATA_HTTP_REQUEST)
-		record_request(skb, sk, pkt, egress);
+		record_request(skb, tp, stats, pkt, egress, method, now);
 	else
-		complete_exchange(skb, sk, pkt, egress, head);
+		record_response(skb, tp, stats, pkt, egress, head, now);
 }
 
 #endif /* STRATA_HTTP_H */

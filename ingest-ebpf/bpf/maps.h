@@ -44,6 +44,15 @@ struct {
 	__type(value, struct strata_http_pending);
 } http_pending SEC(".maps");
 
+/* http_epoch: one u32 that user space advances after each read of sock_stats; an HTTP slot whose
+ * epoch is older starts its latency maximum again, so the maximum read covers one interval. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} http_epoch SEC(".maps");
+
 /* counters: one u64 per STRATA_COUNTER_* slot per CPU, summed by user space. Per-CPU so counting
  * needs no atomics; an increment interrupted by a nested program on the same CPU may rarely be
  * lost, which is acceptable for loss accounting. */
@@ -63,6 +72,9 @@ struct {
 union strata_scratch {
 	struct strata_conn_closed conn;
 	struct strata_dns_message dns;
+	struct strata_sock_stats stats; /* a new sock_stats entry, too large for the stack */
+	/* a request's head, searched for traceparent; the tail lets a word be read at any offset */
+	__u8 http_head[STRATA_HTTP_REQUEST_CAPTURE + 16];
 };
 
 struct strata_scratch_stack {

@@ -137,18 +137,25 @@ static __always_inline void read_tcp_counters(struct strata_sock_stats *stats, s
 static __always_inline struct strata_sock_stats *track_late(strata_sock_id id, struct sock *sk,
 							    __u64 now)
 {
-	struct strata_sock_stats fresh = {};
-	if (tuple_from_sock(&fresh.tuple, sk)) {
+	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	if (state == STRATA_TCP_LISTEN || state == STRATA_TCP_CLOSE)
+		return 0;
+	union strata_scratch *slot = scratch_acquire();
+	if (!slot)
+		return 0;
+	struct strata_sock_stats *fresh = &slot->stats;
+	__builtin_memset(fresh, 0, sizeof(*fresh));
+	if (tuple_from_sock(&fresh->tuple, sk)) {
 		count(STRATA_COUNTER_KERNEL_READ_FAILED);
+		scratch_release();
 		return 0;
 	}
-	fresh.cgroup_id = socket_cgroup_id(sk);
-	fresh.last_seen_ns = now;
-	fresh.state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	if (fresh.state == STRATA_TCP_LISTEN || fresh.state == STRATA_TCP_CLOSE)
-		return 0;
+	fresh->cgroup_id = socket_cgroup_id(sk);
+	fresh->last_seen_ns = now;
+	fresh->state = state;
 	/* EEXIST: another CPU started tracking it first, which is as good */
-	long err = bpf_map_update_elem(&sock_stats, &id, &fresh, BPF_NOEXIST);
+	long err = bpf_map_update_elem(&sock_stats, &id, fresh, BPF_NOEXIST);
+	scratch_release();
 	if (err && err != -STRATA_EEXIST)
 		count(STRATA_COUNTER_SOCK_STATS_UPDATE_FAILED);
 	return bpf_map_lookup_elem(&sock_stats, &id);
@@ -196,15 +203,20 @@ int strata_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 
 	if (newstate == STRATA_TCP_SYN_SENT || newstate == STRATA_TCP_SYN_RECV) {
 		/* CLOSE -> SYN_SENT is connect(); LISTEN -> SYN_RECV is a child of a listener. */
-		struct strata_sock_stats fresh = {};
-		tuple_from_state_change(&fresh.tuple, ctx);
-		fresh.cgroup_id = socket_cgroup_id(sk);
-		fresh.opened_ns = now;
-		fresh.last_seen_ns = now;
-		fresh.role = newstate == STRATA_TCP_SYN_SENT ? STRATA_ROLE_CLIENT : STRATA_ROLE_SERVER;
-		fresh.state = newstate;
-		if (bpf_map_update_elem(&sock_stats, &id, &fresh, BPF_ANY))
+		union strata_scratch *slot = scratch_acquire();
+		if (!slot)
+			return 0;
+		struct strata_sock_stats *fresh = &slot->stats;
+		__builtin_memset(fresh, 0, sizeof(*fresh));
+		tuple_from_state_change(&fresh->tuple, ctx);
+		fresh->cgroup_id = socket_cgroup_id(sk);
+		fresh->opened_ns = now;
+		fresh->last_seen_ns = now;
+		fresh->role = newstate == STRATA_TCP_SYN_SENT ? STRATA_ROLE_CLIENT : STRATA_ROLE_SERVER;
+		fresh->state = newstate;
+		if (bpf_map_update_elem(&sock_stats, &id, fresh, BPF_ANY))
 			count(STRATA_COUNTER_SOCK_STATS_UPDATE_FAILED);
+		scratch_release();
 		return 0;
 	}
 	if (newstate == STRATA_TCP_CLOSE) {

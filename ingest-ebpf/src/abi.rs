@@ -5,7 +5,7 @@
 use core::mem::{offset_of, size_of};
 
 /// Must equal `STRATA_ABI_VERSION` in `bpf/abi.h`.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// `strata_event_header.kind`.
 pub mod event_kind {
@@ -45,6 +45,24 @@ pub const HTTP_REQUEST_CAPTURE: usize = 512;
 pub const HTTP_RESPONSE_CAPTURE: usize = 16;
 pub const DNS_CAPTURE: usize = 512;
 
+/// `STRATA_HTTP_METHOD_*`: request methods as the kernel classifies them; 0 is none.
+pub mod http_method {
+    pub const GET: u8 = 1;
+    pub const HEAD: u8 = 2;
+    pub const POST: u8 = 3;
+    pub const PUT: u8 = 4;
+    pub const DELETE: u8 = 5;
+    pub const CONNECT: u8 = 6;
+    pub const OPTIONS: u8 = 7;
+    pub const TRACE: u8 = 8;
+    pub const PATCH: u8 = 9;
+}
+
+/// HTTP slots per socket in `sock_stats`, and latency buckets per slot (the 14 bounds of the
+/// `http.*.request.duration` histograms, and above).
+pub const HTTP_SLOTS: usize = 3;
+pub const HTTP_BUCKETS: usize = 15;
+
 /// Slots of the per-CPU `counters` array.
 pub const COUNTER_SLOTS: u32 = 16;
 
@@ -63,10 +81,11 @@ pub enum Counter {
     KernelReadFailed,
     PacketReadFailed,
     ScratchMissing,
+    HttpUncounted,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 12] = [
+    pub const ALL: [Counter; 13] = [
         Counter::RingbufLostConn,
         Counter::RingbufLostHttp,
         Counter::RingbufLostDns,
@@ -79,6 +98,7 @@ impl Counter {
         Counter::KernelReadFailed,
         Counter::PacketReadFailed,
         Counter::ScratchMissing,
+        Counter::HttpUncounted,
     ];
 
     /// Index into `counters`, as `STRATA_COUNTER_*` in `bpf/abi.h`.
@@ -96,6 +116,7 @@ impl Counter {
             Counter::KernelReadFailed => 9,
             Counter::PacketReadFailed => 10,
             Counter::ScratchMissing => 11,
+            Counter::HttpUncounted => 12,
         }
     }
 
@@ -114,6 +135,7 @@ impl Counter {
             Counter::KernelReadFailed => "kernel_read_failed",
             Counter::PacketReadFailed => "packet_read_failed",
             Counter::ScratchMissing => "scratch_missing",
+            Counter::HttpUncounted => "http_uncounted",
         }
     }
 }
@@ -169,6 +191,27 @@ pub struct FlowTuple {
     pub _pad: u8,
 }
 
+/// `struct strata_http_slot`: the HTTP exchanges of one (method, status, role) on one socket,
+/// counted in the kernel since the slot was first used; counters wrap.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpSlot {
+    /// 0: unused.
+    pub status: u16,
+    /// `http_method::*`.
+    pub method: u8,
+    /// `role::*` of the socket in these exchanges.
+    pub role: u8,
+    pub count: u32,
+    pub latency_sum_ns: u64,
+    /// The largest latency since `epoch` began.
+    pub latency_max_us: u32,
+    /// `http_epoch` at the latest exchange.
+    pub epoch: u32,
+    pub buckets: [u32; HTTP_BUCKETS],
+    pub _pad: u32,
+}
+
 /// `struct strata_sock_stats`, the value of `sock_stats`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -194,6 +237,15 @@ pub struct SockStats {
     pub _pad: [u8; 2],
     /// Sum of the sampled `srtt_us`, wrapping; differences over `rtt_samples` give a mean.
     pub srtt_sum_us: u32,
+    /// The HTTP request waiting for its response (kernel bookkeeping).
+    pub http_request_ns: u64,
+    pub http_request_seq: u32,
+    pub http_method: u8,
+    pub http_role: u8,
+    pub http_capture: u8,
+    pub _pad2: u8,
+    /// HTTP exchanges counted in the kernel, per (method, status, role).
+    pub http: [HttpSlot; HTTP_SLOTS],
 }
 
 /// `struct strata_event_header`.
@@ -280,6 +332,8 @@ pub struct DnsKey {
 // SAFETY: each is `#[repr(C)]` and made of integers and integer arrays only.
 unsafe impl Plain for FlowTuple {}
 // SAFETY: as above.
+unsafe impl Plain for HttpSlot {}
+// SAFETY: as above.
 unsafe impl Plain for SockStats {}
 // SAFETY: as above.
 unsafe impl Plain for EventHeader {}
@@ -300,7 +354,16 @@ const _: () = assert!(offset_of!(FlowTuple, local_port) == 32);
 const _: () = assert!(offset_of!(FlowTuple, family) == 36);
 const _: () = assert!(offset_of!(FlowTuple, protocol) == 38);
 
-const _: () = assert!(size_of::<SockStats>() == 128);
+const _: () = assert!(size_of::<HttpSlot>() == 88);
+const _: () = assert!(offset_of!(HttpSlot, count) == 4);
+const _: () = assert!(offset_of!(HttpSlot, latency_sum_ns) == 8);
+const _: () = assert!(offset_of!(HttpSlot, latency_max_us) == 16);
+const _: () = assert!(offset_of!(HttpSlot, epoch) == 20);
+const _: () = assert!(offset_of!(HttpSlot, buckets) == 24);
+
+const _: () = assert!(size_of::<SockStats>() == 408);
+const _: () = assert!(offset_of!(SockStats, http_request_ns) == 128);
+const _: () = assert!(offset_of!(SockStats, http) == 144);
 const _: () = assert!(offset_of!(SockStats, cgroup_id) == 40);
 const _: () = assert!(offset_of!(SockStats, bytes_sent) == 72);
 const _: () = assert!(offset_of!(SockStats, segs_out) == 96);
@@ -309,10 +372,10 @@ const _: () = assert!(offset_of!(SockStats, role) == 120);
 
 const _: () = assert!(size_of::<EventHeader>() == 8);
 
-const _: () = assert!(size_of::<ConnClosed>() == 160);
+const _: () = assert!(size_of::<ConnClosed>() == 440);
 const _: () = assert!(offset_of!(ConnClosed, stats) == 24);
-const _: () = assert!(offset_of!(ConnClosed, sk_err) == 152);
-const _: () = assert!(offset_of!(ConnClosed, old_state) == 156);
+const _: () = assert!(offset_of!(ConnClosed, sk_err) == 432);
+const _: () = assert!(offset_of!(ConnClosed, old_state) == 436);
 
 const _: () = assert!(size_of::<HttpExchange>() == 624);
 const _: () = assert!(offset_of!(HttpExchange, tuple) == 40);
@@ -385,6 +448,24 @@ mod tests {
             HTTP_RESPONSE_CAPTURE as u64
         );
         assert_eq!(define("STRATA_DNS_CAPTURE"), DNS_CAPTURE as u64);
+        assert_eq!(define("STRATA_HTTP_SLOTS"), HTTP_SLOTS as u64);
+        assert_eq!(define("STRATA_HTTP_BUCKETS"), HTTP_BUCKETS as u64);
+        for (name, method) in [
+            ("GET", http_method::GET),
+            ("HEAD", http_method::HEAD),
+            ("POST", http_method::POST),
+            ("PUT", http_method::PUT),
+            ("DELETE", http_method::DELETE),
+            ("CONNECT", http_method::CONNECT),
+            ("OPTIONS", http_method::OPTIONS),
+            ("TRACE", http_method::TRACE),
+            ("PATCH", http_method::PATCH),
+        ] {
+            assert_eq!(
+                define(&format!("STRATA_HTTP_METHOD_{name}")),
+                u64::from(method)
+            );
+        }
         assert_eq!(define("STRATA_COUNTER_SLOTS"), u64::from(COUNTER_SLOTS));
         let c_names = [
             "STRATA_COUNTER_RINGBUF_LOST_CONN",
@@ -399,6 +480,7 @@ mod tests {
             "STRATA_COUNTER_KERNEL_READ_FAILED",
             "STRATA_COUNTER_PACKET_READ_FAILED",
             "STRATA_COUNTER_SCRATCH_MISSING",
+            "STRATA_COUNTER_HTTP_UNCOUNTED",
         ];
         for (counter, c_name) in Counter::ALL.iter().zip(c_names) {
             assert_eq!(define(c_name), u64::from(counter.slot()), "{c_name}");
@@ -411,6 +493,7 @@ mod tests {
         let header = include_str!("../bpf/abi.h");
         for (c_type, size) in [
             ("strata_flow_tuple", size_of::<FlowTuple>()),
+            ("strata_http_slot", size_of::<HttpSlot>()),
             ("strata_sock_stats", size_of::<SockStats>()),
             ("strata_event_header", size_of::<EventHeader>()),
             ("strata_conn_closed", size_of::<ConnClosed>()),

@@ -58,6 +58,9 @@ pub mod map {
     pub const DNS_PENDING: &str = "dns_pending";
     /// Per-CPU array of `u64`, indexed by `abi::Counter::slot`.
     pub const COUNTERS: &str = "counters";
+    /// Array of one `u32`: the epoch of the HTTP slots' latency maximum, advanced by user space
+    /// after each read of `sock_stats`.
+    pub const HTTP_EPOCH: &str = "http_epoch";
 }
 
 /// `.rodata` tunables the loader may set before load.
@@ -113,6 +116,7 @@ mod tests {
             map::SOCK_STATS,
             map::DNS_PENDING,
             map::COUNTERS,
+            map::HTTP_EPOCH,
             global::RTT_SAMPLE_INTERVAL_NS,
             global::RINGBUF_WAKEUP_BYTES,
         ] {
