@@ -99,62 +99,72 @@ static __always_inline __u64 load_word(const __u8 *bytes)
 	return word;
 }
 
+/* The shortest first segment that can carry a traceparent: the shortest request line, a line
+ * feed before the name, "traceparent:" and the 55 characters of a version 00 value. */
+#define STRATA_TRACEPARENT_MIN_REQUEST (STRATA_HTTP_MIN_PAYLOAD + 1 + 12 + 55)
+
+/* Bytes one scan step looks at: four words. */
+#define STRATA_SCAN_STEP 32
+
 struct strata_traceparent_scan {
-	__u32 len;   /* bytes of the head loaded */
-	__u32 depth; /* the scratch slot holding them */
+	const __u8 *head; /* the scratch slot holding the head */
+	__u32 len;        /* bytes of it loaded */
 	int found;
 };
 
-/* One word of a head: if it holds a line feed, whether a `traceparent` name follows one. */
-static long scan_word(__u32 word, void *ctx)
+/* Whether a `traceparent:` name starts after the line feed at `at` (a line feed or not). */
+static __always_inline int traceparent_after(const __u8 *head, __u32 at, __u32 len)
+{
+	return head[at] == '\n' && at + 13 <= len &&
+	       (load_word(head + at + 1) | 0x2020202020202020ULL) == STRATA_TRACEPARENT_WORD &&
+	       (head[at + 9] | 0x20) == 'e' && (head[at + 10] | 0x20) == 'n' &&
+	       (head[at + 11] | 0x20) == 't' && head[at + 12] == ':';
+}
+
+/* One step of the scan: four words; a word holding a line feed has its bytes looked at. */
+static long scan_step(__u32 step, void *ctx)
 {
 	struct strata_traceparent_scan *scan = ctx;
 	/* masked, not only compared: the verifier bounds the offset by the mask */
-	__u32 off = (word & (STRATA_HTTP_REQUEST_CAPTURE / 8 - 1)) * 8;
-	if (word >= STRATA_HTTP_REQUEST_CAPTURE / 8 || off >= scan->len)
+	__u32 base = (step & (STRATA_HTTP_REQUEST_CAPTURE / STRATA_SCAN_STEP - 1)) * STRATA_SCAN_STEP;
+	if (step >= STRATA_HTTP_REQUEST_CAPTURE / STRATA_SCAN_STEP || base >= scan->len)
 		return 1;
-	__u32 zero = 0;
-	struct strata_scratch_stack *stack = bpf_map_lookup_elem(&scratch, &zero);
-	__u32 depth = scan->depth;
-	if (!stack || depth >= STRATA_SCRATCH_DEPTH)
-		return 1;
-	const __u8 *head = stack->slots[depth].http_head;
-	__u64 x = load_word(head + off) ^ 0x0a0a0a0a0a0a0a0aULL;
-	if (!((x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL))
-		return 0;
+	const __u8 *head = scan->head;
 #pragma unroll
-	for (__u32 i = 0; i < 8; i++) {
-		__u32 at = off + i; /* a line feed; the name starts after it */
-		if (head[at] != '\n' || at + 13 > scan->len)
+	for (__u32 word = 0; word < STRATA_SCAN_STEP / 8; word++) {
+		__u32 off = base + word * 8;
+		__u64 x = load_word(head + off) ^ 0x0a0a0a0a0a0a0a0aULL;
+		if (!((x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL))
 			continue;
-		if ((load_word(head + at + 1) | 0x2020202020202020ULL) == STRATA_TRACEPARENT_WORD &&
-		    (head[at + 9] | 0x20) == 'e' && (head[at + 10] | 0x20) == 'n' &&
-		    (head[at + 11] | 0x20) == 't' && head[at + 12] == ':') {
-			scan->found = 1;
-			return 1;
+#pragma unroll
+		for (__u32 i = 0; i < 8; i++) {
+			if (traceparent_after(head, off + i, scan->len)) {
+				scan->found = 1;
+				return 1;
+			}
 		}
 	}
 	return 0;
 }
 
 /* Whether a request's first segment (its first STRATA_HTTP_REQUEST_CAPTURE bytes) has a
- * `traceparent` header: a word at a time for line feeds, and at each line start the name. */
+ * `traceparent` header: four words at a time for line feeds, and at each line start the name. */
 static __always_inline int has_traceparent(struct __sk_buff *skb, const struct strata_packet *pkt)
 {
+	if (pkt->payload_len < STRATA_TRACEPARENT_MIN_REQUEST)
+		return 0;
 	__u32 len = pkt->payload_len;
 	if (len > STRATA_HTTP_REQUEST_CAPTURE)
 		len = STRATA_HTTP_REQUEST_CAPTURE;
-	__u32 zero = 0;
-	struct strata_scratch_stack *stack = bpf_map_lookup_elem(&scratch, &zero);
 	union strata_scratch *slot = scratch_acquire();
-	if (!stack || !slot)
+	if (!slot)
 		return 0;
-	struct strata_traceparent_scan scan = { .len = len, .depth = stack->depth - 1 };
+	struct strata_traceparent_scan scan = { .head = slot->http_head, .len = len };
 	if (bpf_skb_load_bytes(skb, pkt->payload_off, slot->http_head,
 			       bound_len(len, STRATA_HTTP_REQUEST_CAPTURE)))
 		count(STRATA_COUNTER_PACKET_READ_FAILED);
 	else
-		bpf_loop(STRATA_HTTP_REQUEST_CAPTURE / 8, scan_word, &scan, 0);
+		bpf_loop(STRATA_HTTP_REQUEST_CAPTURE / STRATA_SCAN_STEP, scan_step, &scan, 0);
 	scratch_release();
 	return scan.found;
 }
@@ -339,7 +349,6 @@ static __always_inline void record_response(struct __sk_buff *skb, void *sk,
 			pending->request_ns = 0;
 	}
 	stats->http_request_ns = 0;
-	stats->last_seen_ns = now;
 }
 
 static __always_inline void observe_http(struct __sk_buff *skb, const struct strata_packet *pkt,

@@ -73,7 +73,8 @@ union strata_scratch {
 	struct strata_conn_closed conn;
 	struct strata_dns_message dns;
 	struct strata_sock_stats stats; /* a new sock_stats entry, too large for the stack */
-	/* a request's head, searched for traceparent; the tail lets a word be read at any offset */
+	/* a request's head, searched for traceparent; the tail lets a word be read at any offset
+	 * the scan reaches (a step's last word, and a name after a line feed in it) */
 	__u8 http_head[STRATA_HTTP_REQUEST_CAPTURE + 16];
 };
 

@@ -1,0 +1,264 @@
+//! HTTP/1.x exchanges on real loopback connections, as root, through the ring reader and the flow
+//! tracker: which exchanges the kernel counts in the socket's slots and which it sends through
+//! the ring. Untraced requests are counted per (method, status, role) in three slots, and a fourth
+//! combination is sent instead; a request carrying a `traceparent` header is sent whatever the
+//! case of the name and wherever its line starts in the scanned words, and is not counted; a
+//! header that only ends in "traceparent", or one past the bytes the kernel looks at, is not
+//! taken for one.
+//!
+//! Needs root; skips loudly without it, fails under `STRATA_REQUIRE_ALL=1`.
+
+#[macro_use]
+mod lab;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use strata_agent::clock::SystemClock;
+use strata_agent::event_reader::{self, EventReaderConfig};
+use strata_agent::events::{Event, HttpExchange, Role};
+use strata_agent::flow_table::{spawn_tracker, FlowDelta, FlowTrackerConfig, HttpCounts};
+use strata_agent::http::Method;
+use strata_agent::loader::LoaderConfig;
+use strata_ebpf::abi;
+use tokio::sync::mpsc;
+
+const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+/// Answers each request on a connection with the status its path names (`/status/NNN`).
+fn serve(listener: TcpListener) {
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { return };
+        std::thread::spawn(move || {
+            let mut pending = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    }
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+                pending.drain(..end + 4);
+                let status = head
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|path| path.strip_prefix("/status/"))
+                    .unwrap_or("200")
+                    .to_owned();
+                let response = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+                if stream.write_all(response.as_bytes()).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Sends one request and waits for the response head.
+fn exchange(stream: &mut TcpStream, request: &str) {
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut received = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).expect("read response");
+        assert!(n > 0, "server closed");
+        received.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn request(method: &str, status: u16, headers: &str) -> String {
+    format!("{method} /status/{status} HTTP/1.1\r\nHost: shop\r\n{headers}\r\n")
+}
+
+/// What the pipeline reported for one socket.
+#[derive(Default, Debug)]
+struct Seen {
+    exchanges: Vec<HttpExchange>,
+    counts: Vec<HttpCounts>,
+    closed: bool,
+}
+
+impl Seen {
+    /// Kernel counts summed per (method, status), all in the socket's `role`.
+    fn counted(&self, role: Role, method: Method, status: u16) -> u64 {
+        let counts = self.counts.iter().filter(|c| {
+            assert_eq!(c.role, role, "{c:?}");
+            c.method == method && c.status == status
+        });
+        counts.map(|c| c.count).sum()
+    }
+}
+
+#[test]
+fn kernel_counts_untraced_exchanges_and_sends_traced_ones() {
+    let features = match lab::preconditions(&[]) {
+        Ok(features) => features,
+        Err(why) => skip!("{why}"),
+    };
+    let mut probes = match lab::attach_all_with(&features, &LoaderConfig::default()) {
+        Ok(probes) => probes,
+        Err(why) => skip!("{why}"),
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let _enter = runtime.enter();
+    let ring = probes.take_event_ring().expect("ring");
+    let sock_stats = probes.take_sock_stats().expect("sock_stats");
+    let (mut events, _stats, _reader) =
+        event_reader::spawn(ring, &EventReaderConfig::default()).expect("reader");
+    let (closes_tx, closes) = mpsc::channel(1024);
+    let (exchanges_tx, mut exchanges) = mpsc::unbounded_channel();
+    runtime.spawn(async move {
+        while let Some(batch) = events.recv().await {
+            for event in batch {
+                match event {
+                    Event::ConnectionClosed(closed) => {
+                        if closes_tx.send(closed).await.is_err() {
+                            return;
+                        }
+                    }
+                    Event::Http(exchange) => {
+                        let _ = exchanges_tx.send(exchange);
+                    }
+                    Event::Dns(_) => {}
+                }
+            }
+        }
+    });
+    let config = FlowTrackerConfig {
+        interval: Duration::from_millis(100),
+        ..FlowTrackerConfig::default()
+    };
+    let (mut batches, _tracker) = spawn_tracker(sock_stats, SystemClock::new(), closes, &config);
+
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let server = listener.local_addr().unwrap();
+    std::thread::spawn(move || serve(listener));
+
+    // Connection A, no trace context: three combinations fill the slots, a fourth is sent, and
+    // one of the first three is still counted once the slots are full.
+    let mut a = TcpStream::connect(server).expect("connect");
+    let a_local: SocketAddr = a.local_addr().unwrap();
+    for _ in 0..3 {
+        exchange(&mut a, &request("GET", 200, ""));
+    }
+    exchange(&mut a, &request("POST", 404, "Content-Length: 0\r\n"));
+    exchange(&mut a, &request("HEAD", 200, ""));
+    exchange(&mut a, &request("DELETE", 500, ""));
+    exchange(&mut a, &request("GET", 200, ""));
+    drop(a);
+
+    // Connection B: traced requests, the header's line starting at every offset of a scan step
+    // and in three spellings; then look-alikes that are not trace context.
+    let mut b = TcpStream::connect(server).expect("connect");
+    let b_local: SocketAddr = b.local_addr().unwrap();
+    let mut traced = 0;
+    for pad in 0..40 {
+        let headers = format!(
+            "X-Pad: {}\r\ntraceparent: {TRACEPARENT}\r\n",
+            "p".repeat(pad)
+        );
+        exchange(&mut b, &request("GET", 200, &headers));
+        traced += 1;
+    }
+    for name in ["Traceparent", "TRACEPARENT"] {
+        exchange(
+            &mut b,
+            &request("GET", 200, &format!("{name}: {TRACEPARENT}\r\n")),
+        );
+        traced += 1;
+    }
+    let untraced = [
+        format!("X-Traceparent: {TRACEPARENT}\r\n"),
+        format!(
+            "X-Pad: {}\r\ntraceparent: {TRACEPARENT}\r\n",
+            "p".repeat(600)
+        ),
+        "Accept: */*\r\n".to_owned(),
+    ];
+    for headers in &untraced {
+        exchange(&mut b, &request("GET", 201, headers));
+    }
+    drop(b);
+
+    // Each connection's client socket and server socket, by (local, remote).
+    let ends = [
+        (a_local, server),
+        (server, a_local),
+        (b_local, server),
+        (server, b_local),
+    ];
+    let mut seen: [Seen; 4] = Default::default();
+    let find =
+        |local: SocketAddr, remote: SocketAddr| ends.iter().position(|e| *e == (local, remote));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let done = |seen: &[Seen; 4]| {
+        seen.iter().all(|s| s.closed)
+            && seen[2].exchanges.len() + seen[3].exchanges.len() >= 2 * traced
+    };
+    while Instant::now() < deadline && !done(&seen) {
+        if let Ok(Some(batch)) = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_millis(500), batches.recv()).await
+        }) {
+            for delta in batch.deltas {
+                let Some(at) = find(delta.endpoints.local, delta.endpoints.remote) else {
+                    continue;
+                };
+                let FlowDelta { http, open, .. } = delta;
+                seen[at].counts.extend(http);
+                seen[at].closed |= !open;
+            }
+        }
+        while let Ok(exchange) = exchanges.try_recv() {
+            if let Some(at) = find(exchange.endpoints.local, exchange.endpoints.remote) {
+                seen[at].exchanges.push(exchange);
+            }
+        }
+    }
+    assert!(seen.iter().all(|s| s.closed), "{seen:#?}");
+
+    // A, on both ends: GET 200 ×4, POST 404 and HEAD 200 counted; DELETE 500 sent, with its head.
+    for (end, role) in [(&seen[0], Role::Client), (&seen[1], Role::Server)] {
+        assert_eq!(end.counted(role, Method::Get, 200), 4, "{end:#?}");
+        assert_eq!(end.counted(role, Method::Post, 404), 1, "{end:#?}");
+        assert_eq!(end.counted(role, Method::Head, 200), 1, "{end:#?}");
+        assert_eq!(end.counted(role, Method::Delete, 500), 0, "{end:#?}");
+        assert_eq!(end.exchanges.len(), 1, "{end:#?}");
+        let sent = &end.exchanges[0];
+        assert_eq!(sent.role, role);
+        let request = sent.request.as_ref().expect("parsed");
+        assert_eq!(request.method, Method::Delete);
+        assert_eq!(request.path(), "/status/500");
+        assert_eq!(sent.status.as_ref().map(|s| s.code), Some(500));
+    }
+
+    // B, on both ends: every traced request sent with its trace context and not counted; the
+    // look-alikes counted, each in its latency bucket.
+    for (end, role) in [(&seen[2], Role::Client), (&seen[3], Role::Server)] {
+        assert_eq!(end.exchanges.len(), traced, "{end:#?}");
+        assert!(
+            end.exchanges
+                .iter()
+                .all(|x| x.role == role
+                    && x.request.as_ref().is_some_and(|r| r.traceparent.is_some()))
+        );
+        assert_eq!(end.counted(role, Method::Get, 200), 0, "{end:#?}");
+        assert_eq!(
+            end.counted(role, Method::Get, 201),
+            untraced.len() as u64,
+            "{end:#?}"
+        );
+        assert!(
+            end.counts
+                .iter()
+                .all(|c| c.buckets.iter().sum::<u64>() == c.count && c.latency_sum_ns > 0),
+            "{end:#?}"
+        );
+    }
+    assert_eq!(abi::HTTP_SLOTS, 3, "the test fills three slots");
+    drop(batches);
+    lab::assert_detached_on_drop(probes);
+}
