@@ -351,6 +351,61 @@ static __always_inline void record_response(struct __sk_buff *skb, void *sk,
 	stats->http_request_ns = 0;
 }
 
+/* The socket's tuple as the socket itself holds it (bpf_sock: no BTF needed). */
+static __always_inline void tuple_from_bpf_sock(struct strata_flow_tuple *tuple,
+						const struct bpf_sock *sk)
+{
+	if (sk->family == STRATA_AF_INET) {
+		map_ipv4(tuple->local_addr);
+		map_ipv4(tuple->remote_addr);
+		__u32 local = sk->src_ip4, remote = sk->dst_ip4;
+		__builtin_memcpy(&tuple->local_addr[12], &local, 4);
+		__builtin_memcpy(&tuple->remote_addr[12], &remote, 4);
+	} else {
+		__u32 local[4] = { sk->src_ip6[0], sk->src_ip6[1], sk->src_ip6[2], sk->src_ip6[3] };
+		__u32 remote[4] = { sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2], sk->dst_ip6[3] };
+		__builtin_memcpy(tuple->local_addr, local, 16);
+		__builtin_memcpy(tuple->remote_addr, remote, 16);
+	}
+	tuple->local_port = sk->src_port;
+	tuple->remote_port = bpf_ntohs(sk->dst_port);
+	tuple->family = sk->family;
+	tuple->protocol = STRATA_IPPROTO_TCP;
+	tuple->_pad = 0;
+}
+
+/*
+ * The socket's sock_stats entry, keyed like the tracepoints' by the socket's address, which the
+ * full socket pointer is. A socket not tracked yet (opened before the agent, or evicted) is
+ * tracked from here, without an open time or a role. Through bpf_sock and its helpers only, so
+ * the packet programs need no kernel BTF.
+ */
+static __always_inline struct strata_sock_stats *http_socket_stats(struct bpf_sock *sk, __u64 now)
+{
+	strata_sock_id id = (strata_sock_id)(unsigned long)sk;
+	struct strata_sock_stats *stats = bpf_map_lookup_elem(&sock_stats, &id);
+	if (stats)
+		return stats;
+	__u32 state = sk->state;
+	if (state == STRATA_TCP_LISTEN || state == STRATA_TCP_CLOSE)
+		return 0;
+	union strata_scratch *slot = scratch_acquire();
+	if (!slot)
+		return 0;
+	struct strata_sock_stats *fresh = &slot->stats;
+	__builtin_memset(fresh, 0, sizeof(*fresh));
+	tuple_from_bpf_sock(&fresh->tuple, sk);
+	fresh->cgroup_id = bpf_sk_cgroup_id(sk);
+	fresh->last_seen_ns = now;
+	fresh->state = state;
+	/* EEXIST: another program started tracking it first, which is as good */
+	long err = bpf_map_update_elem(&sock_stats, &id, fresh, BPF_NOEXIST);
+	scratch_release();
+	if (err && err != -STRATA_EEXIST)
+		count(STRATA_COUNTER_SOCK_STATS_UPDATE_FAILED);
+	return bpf_map_lookup_elem(&sock_stats, &id);
+}
+
 static __always_inline void observe_http(struct __sk_buff *skb, const struct strata_packet *pkt,
 					 int egress)
 {
@@ -370,18 +425,17 @@ static __always_inline void observe_http(struct __sk_buff *skb, const struct str
 	struct bpf_sock *sk = skb->sk;
 	if (!sk)
 		return;
-	/* the socket as sock_stats knows it: its address, as the tracepoints see it */
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-	if (!tp)
+	sk = bpf_sk_fullsock(sk);
+	if (!sk || sk->protocol != STRATA_IPPROTO_TCP)
 		return;
 	__u64 now = bpf_ktime_get_ns();
-	struct strata_sock_stats *stats = segment_stats((struct sock *)tp, now);
+	struct strata_sock_stats *stats = http_socket_stats(sk, now);
 	if (!stats)
 		return;
 	if (kind == STRATA_HTTP_REQUEST)
-		record_request(skb, tp, stats, pkt, egress, method, now);
+		record_request(skb, sk, stats, pkt, egress, method, now);
 	else
-		record_response(skb, tp, stats, pkt, egress, head, now);
+		record_response(skb, sk, stats, pkt, egress, head, now);
 }
 
 #endif /* STRATA_HTTP_H */
