@@ -115,7 +115,8 @@ pub fn render(observed: &Observed) -> String {
     out.family(
         "strata_agent_events_total",
         "counter",
-        "Kernel events handled, by kind.",
+        "Kernel events handled, by kind; `http` counts every exchange, sent through the ring \
+         or counted in the kernel's per-socket slots.",
     );
     for (kind, counter) in [
         ("connection_closed", &agent.connections_closed),

@@ -521,7 +521,10 @@ mod tests {
             "strata_sock_stats" => SockStats {
                 tuple, cgroup_id, opened_ns, established_ns, last_seen_ns, bytes_sent,
                 bytes_received, last_rtt_sample_ns, segs_out, segs_in, retransmits, srtt_us,
-                min_rtt_us, rtt_samples, role, state, srtt_sum_us,
+                min_rtt_us, rtt_samples, role, state, srtt_sum_us, http_request_ns, http,
+            }
+            "strata_http_slot" => HttpSlot {
+                status, method, role, count, latency_sum_ns, latency_max_us, epoch, buckets,
             }
             "strata_event_header" => EventHeader { kind }
             "strata_conn_closed" => ConnClosed {

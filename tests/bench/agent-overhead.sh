@@ -24,8 +24,9 @@
 #                                0: it does almost nothing, the worst case for the agent's share
 #   AGENT_CPUS [] STORE_CPUS []  taskset CPU lists of the agent and of the store; empty: unpinned
 #   INTERVAL [10s]               the agent's --interval
-#   SETTLE [6]                   seconds after a phase before its counters are read (the agent
-#                                refreshes the kernel counters every 5 s)
+#   SETTLE [12]                  seconds after a phase before its counters are read: more than
+#                                INTERVAL, since the agent reads the kernel's per-socket counters,
+#                                HTTP exchanges counted in the kernel included, once per interval
 #   STORE [1]                    0: no store; the agent's exports then fail and are counted
 #   TRACEPARENT [0]              1: every request carries a new W3C traceparent, so the agent also
 #                                makes two spans per request
@@ -61,7 +62,7 @@ LOAD_CPUS=${LOAD_CPUS:-0}
 AGENT_CPUS=${AGENT_CPUS:-}
 STORE_CPUS=${STORE_CPUS:-}
 INTERVAL=${INTERVAL:-10s}
-SETTLE=${SETTLE:-6}
+SETTLE=${SETTLE:-12}
 STORE=${STORE:-1}
 TRACEPARENT=${TRACEPARENT:-0}
 QUIET_WAIT=${QUIET_WAIT:-900}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The maximum-rate phase of tests/bench/agent-overhead.sh alone, for several arms alternated in
+# short rounds: on a machine whose speed drifts over minutes, arms measured seconds apart compare
+# better than whole runs. No store (an agent's exports fail and are counted).
+#
+#   tests/bench/agent-max-ab.sh ARM...        # as root; prints "round N ARM rps R" per phase
+#
+# ARM: `base` (nothing attached), `agent:BIN` (an agent binary, started fresh for the phase), or
+# `bpf:OBJ` (an object whose programs `proto_ingress` and `proto_egress` are attached at the
+# cgroup2 root with bpftool, e.g. a prototype of the packet programs).
+# Environment: ROUNDS [6], DURATION [10] seconds after 2 s of warm-up, LOAD_BIN
+# [target/release/strata-http-load]. Server on CPU 1, load generator on CPU 0, 16 connections.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+LOAD_BIN=${LOAD_BIN:-$here/../../target/release/strata-http-load}
+ROUNDS=${ROUNDS:-6}
+DURATION=${DURATION:-10}
+CG=$(awk '$3=="cgroup2" { print $2; exit }' /proc/self/mounts)
+PIN=/sys/fs/bpf/strata-agent-max-ab
+for round in $(seq 1 "$ROUNDS"); do
+  for arm in "$@"; do
+    taskset -c 1 "$LOAD_BIN" serve --listen 127.0.0.1:18080 >/dev/null 2>&1 &
+    server=$!
+    agent=
+    case $arm in
+      bpf:*)
+        rm -rf "$PIN"
+        bpftool prog loadall "${arm#bpf:}" "$PIN" >/dev/null || echo "loading ${arm#bpf:} failed" >&2
+        bpftool cgroup attach "$CG" ingress pinned "$PIN/proto_ingress" multi
+        bpftool cgroup attach "$CG" egress pinned "$PIN/proto_egress" multi ;;
+      agent:*)
+        "${arm#agent:}" --endpoint http://127.0.0.1:14999 --interval 10s \
+          --listen 127.0.0.1:19471 --kubernetes disabled >/dev/null 2>&1 &
+        agent=$! ;;
+    esac
+    sleep 3
+    rps=$(taskset -c 0 "$LOAD_BIN" load --url http://127.0.0.1:18080/ --connections 16 \
+      --duration "$DURATION" --warmup 2 | jq -r '.rps')
+    echo "round $round $arm rps $rps"
+    case $arm in
+      bpf:*)
+        bpftool cgroup detach "$CG" ingress pinned "$PIN/proto_ingress"
+        bpftool cgroup detach "$CG" egress pinned "$PIN/proto_egress"
+        rm -rf "$PIN" ;;
+    esac
+    if [ -n "$agent" ]; then kill "$agent"; wait "$agent" 2>/dev/null; fi
+    kill "$server"; wait "$server" 2>/dev/null
+    sleep 1
+  done
+done
