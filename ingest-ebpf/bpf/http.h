@@ -389,21 +389,14 @@ static __always_inline struct strata_sock_stats *http_socket_stats(struct bpf_so
 	__u32 state = sk->state;
 	if (state == STRATA_TCP_LISTEN || state == STRATA_TCP_CLOSE)
 		return 0;
-	union strata_scratch *slot = scratch_acquire();
-	if (!slot)
+	struct strata_sock_stats *fresh = fresh_stats();
+	if (!fresh)
 		return 0;
-	struct strata_sock_stats *fresh = &slot->stats;
-	__builtin_memset(fresh, 0, sizeof(*fresh));
 	tuple_from_bpf_sock(&fresh->tuple, sk);
 	fresh->cgroup_id = bpf_sk_cgroup_id(sk);
 	fresh->last_seen_ns = now;
 	fresh->state = state;
-	/* EEXIST: another program started tracking it first, which is as good */
-	long err = bpf_map_update_elem(&sock_stats, &id, fresh, BPF_NOEXIST);
-	scratch_release();
-	if (err && err != -STRATA_EEXIST)
-		count(STRATA_COUNTER_SOCK_STATS_UPDATE_FAILED);
-	return bpf_map_lookup_elem(&sock_stats, &id);
+	return insert_late(id, fresh);
 }
 
 static __always_inline void observe_http(struct __sk_buff *skb, const struct strata_packet *pkt,

@@ -132,6 +132,29 @@ static __always_inline void read_tcp_counters(struct strata_sock_stats *stats, s
 	apply_snapshot(stats, &snap);
 }
 
+/* A zeroed sock_stats value in a scratch slot, for a new entry (too large for the stack); the
+ * caller fills it and hands it to insert_late, or releases the slot. */
+static __always_inline struct strata_sock_stats *fresh_stats(void)
+{
+	union strata_scratch *slot = scratch_acquire();
+	if (!slot)
+		return 0;
+	__builtin_memset(&slot->stats, 0, sizeof(slot->stats));
+	return &slot->stats;
+}
+
+/* Inserts `fresh` (from fresh_stats) for a socket first seen after its handshake, unless another
+ * program got there first, which is as good; releases the scratch slot; returns the entry. */
+static __always_inline struct strata_sock_stats *insert_late(strata_sock_id id,
+							     struct strata_sock_stats *fresh)
+{
+	long err = bpf_map_update_elem(&sock_stats, &id, fresh, BPF_NOEXIST);
+	scratch_release();
+	if (err && err != -STRATA_EEXIST)
+		count(STRATA_COUNTER_SOCK_STATS_UPDATE_FAILED);
+	return bpf_map_lookup_elem(&sock_stats, &id);
+}
+
 /* A socket seen for the first time after its handshake (the agent started later, or LRU evicted
  * it): start tracking from here, without an open time or a role. */
 static __always_inline struct strata_sock_stats *track_late(strata_sock_id id, struct sock *sk,
@@ -140,11 +163,9 @@ static __always_inline struct strata_sock_stats *track_late(strata_sock_id id, s
 	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	if (state == STRATA_TCP_LISTEN || state == STRATA_TCP_CLOSE)
 		return 0;
-	union strata_scratch *slot = scratch_acquire();
-	if (!slot)
+	struct strata_sock_stats *fresh = fresh_stats();
+	if (!fresh)
 		return 0;
-	struct strata_sock_stats *fresh = &slot->stats;
-	__builtin_memset(fresh, 0, sizeof(*fresh));
 	if (tuple_from_sock(&fresh->tuple, sk)) {
 		count(STRATA_COUNTER_KERNEL_READ_FAILED);
 		scratch_release();
@@ -153,12 +174,7 @@ static __always_inline struct strata_sock_stats *track_late(strata_sock_id id, s
 	fresh->cgroup_id = socket_cgroup_id(sk);
 	fresh->last_seen_ns = now;
 	fresh->state = state;
-	/* EEXIST: another CPU started tracking it first, which is as good */
-	long err = bpf_map_update_elem(&sock_stats, &id, fresh, BPF_NOEXIST);
-	scratch_release();
-	if (err && err != -STRATA_EEXIST)
-		count(STRATA_COUNTER_SOCK_STATS_UPDATE_FAILED);
-	return bpf_map_lookup_elem(&sock_stats, &id);
+	return insert_late(id, fresh);
 }
 
 static __always_inline void close_socket(struct trace_event_raw_inet_sock_set_state *ctx,
@@ -203,11 +219,9 @@ int strata_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 
 	if (newstate == STRATA_TCP_SYN_SENT || newstate == STRATA_TCP_SYN_RECV) {
 		/* CLOSE -> SYN_SENT is connect(); LISTEN -> SYN_RECV is a child of a listener. */
-		union strata_scratch *slot = scratch_acquire();
-		if (!slot)
+		struct strata_sock_stats *fresh = fresh_stats();
+		if (!fresh)
 			return 0;
-		struct strata_sock_stats *fresh = &slot->stats;
-		__builtin_memset(fresh, 0, sizeof(*fresh));
 		tuple_from_state_change(&fresh->tuple, ctx);
 		fresh->cgroup_id = socket_cgroup_id(sk);
 		fresh->opened_ns = now;
