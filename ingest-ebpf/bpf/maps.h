@@ -36,7 +36,8 @@ struct {
 	__type(value, __u64);
 } dns_pending SEC(".maps");
 
-/* http_pending: one request per socket, freed by the kernel with the socket, so it cannot leak. */
+/* http_pending: the head of a socket's pending request when its exchange goes to the ring (traced, or
+ * no free slot), freed by the kernel with the socket, so it cannot leak. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
