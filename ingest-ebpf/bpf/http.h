@@ -256,7 +256,7 @@ static __always_inline int count_exchange(struct strata_sock_stats *stats, __u16
 		for (; bucket < STRATA_HTTP_BUCKETS - 1; bucket++)
 			if (latency_ns <= http_bucket_bounds_ns[bucket])
 				break;
-		if (bucket < STRATA_HTTP_BUCKETS)
+		if (bucket < STRATA_HTTP_BUCKETS) /* restated for the verifier's bounds */
 			slot->buckets[bucket] += 1;
 		slot->count += 1;
 		slot->latency_sum_ns += latency_ns;
