@@ -146,9 +146,6 @@ pub struct KernelConfig {
     pub sock_stats_capacity: u32,
     /// DNS queries waiting for their answer.
     pub dns_pending_capacity: u32,
-    /// A socket's RTT is sampled at most this often.
-    #[serde(with = "duration")]
-    pub rtt_sample_interval: Duration,
 }
 
 impl Default for KernelConfig {
@@ -157,7 +154,6 @@ impl Default for KernelConfig {
             ring_buffer_bytes: LoaderConfig::DEFAULT_RING_BUFFER_BYTES,
             sock_stats_capacity: LoaderConfig::DEFAULT_SOCK_STATS_CAPACITY,
             dns_pending_capacity: LoaderConfig::DEFAULT_DNS_PENDING_CAPACITY,
-            rtt_sample_interval: LoaderConfig::DEFAULT_RTT_SAMPLE_INTERVAL,
         }
     }
 }
@@ -168,8 +164,6 @@ impl KernelConfig {
             ring_buffer_bytes: self.ring_buffer_bytes,
             sock_stats_capacity: self.sock_stats_capacity,
             dns_pending_capacity: self.dns_pending_capacity,
-            rtt_sample_interval: self.rtt_sample_interval,
-            ..LoaderConfig::default()
         }
     }
 }

@@ -1,15 +1,17 @@
 //! Loads the kernel object with aya and attaches each hook on its own: a hook the kernel lacks,
 //! or one that fails to load, is logged with what is lost without it and skipped; the rest run
 //! (degraded mode, never a crash). Dropping [`Probes`] detaches every link and unloads.
-//! Hands out the maps; knows nothing of what the events mean.
+//! Hands out the maps, and runs the iterator that refreshes `sock_stats` before each read; knows
+//! nothing of what the events mean.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
-use std::time::Duration;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use aya::maps::{HashMap as KernelHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, TracePoint};
+use aya::maps::{HashMap as KernelHashMap, Map, MapData, PerCpuArray, RingBuf};
+use aya::programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, Iter, TracePoint};
 use aya::Btf;
 use aya::{Ebpf, EbpfLoader};
 use strata_ebpf::abi::{self, Counter};
@@ -28,17 +30,12 @@ pub struct LoaderConfig {
     pub sock_stats_capacity: u32,
     /// DNS queries awaiting their response (LRU beyond).
     pub dns_pending_capacity: u32,
-    /// Minimum spacing of RTT samples per socket.
-    pub rtt_sample_interval: Duration,
-    /// Attach the tp_btf programs where the kernel takes them (else only classic tracepoints).
-    pub btf_tracepoints: bool,
 }
 
 impl LoaderConfig {
     pub const DEFAULT_RING_BUFFER_BYTES: u32 = 8 << 20;
     pub const DEFAULT_SOCK_STATS_CAPACITY: u32 = 65_536;
     pub const DEFAULT_DNS_PENDING_CAPACITY: u32 = 16_384;
-    pub const DEFAULT_RTT_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 
     pub fn validate(&self) -> Result<()> {
         if !self.ring_buffer_bytes.is_power_of_two() || self.ring_buffer_bytes < 4096 {
@@ -68,8 +65,6 @@ impl Default for LoaderConfig {
             ring_buffer_bytes: Self::DEFAULT_RING_BUFFER_BYTES,
             sock_stats_capacity: Self::DEFAULT_SOCK_STATS_CAPACITY,
             dns_pending_capacity: Self::DEFAULT_DNS_PENDING_CAPACITY,
-            rtt_sample_interval: Self::DEFAULT_RTT_SAMPLE_INTERVAL,
-            btf_tracepoints: true,
         }
     }
 }
@@ -79,7 +74,8 @@ impl Default for LoaderConfig {
 pub enum Hook {
     InetSockSetState,
     TcpRetransmitSkb,
-    TcpProbe,
+    /// The iterator over `sock_stats` that refreshes live sockets' counters before each read.
+    SockStatsRefresh,
     CgroupIngress,
     CgroupEgress,
 }
@@ -89,6 +85,8 @@ enum AttachPoint {
         category: &'static str,
         name: &'static str,
     },
+    /// An iterator over the elements of a map (`iter/bpf_map_elem`), run on demand.
+    MapIterator(&'static str),
     Cgroup(CgroupSkbAttachType),
 }
 
@@ -96,7 +94,7 @@ impl Hook {
     pub const ALL: [Hook; 5] = [
         Hook::InetSockSetState,
         Hook::TcpRetransmitSkb,
-        Hook::TcpProbe,
+        Hook::SockStatsRefresh,
         Hook::CgroupIngress,
         Hook::CgroupEgress,
     ];
@@ -105,18 +103,9 @@ impl Hook {
         match self {
             Hook::InetSockSetState => program::INET_SOCK_SET_STATE,
             Hook::TcpRetransmitSkb => program::TCP_RETRANSMIT_SKB,
-            Hook::TcpProbe => program::TCP_PROBE,
+            Hook::SockStatsRefresh => program::SOCK_STATS_REFRESH,
             Hook::CgroupIngress => program::CGROUP_INGRESS,
             Hook::CgroupEgress => program::CGROUP_EGRESS,
-        }
-    }
-
-    /// The tp_btf twin of a tracepoint program and its tracepoint, tried first: the kernel hands
-    /// it the tracepoint's arguments without building the classic trace record.
-    fn btf_program(self) -> Option<(&'static str, &'static str)> {
-        match self {
-            Hook::TcpProbe => Some((program::TCP_PROBE_BTF, "tcp_probe")),
-            _ => None,
         }
     }
 
@@ -125,16 +114,16 @@ impl Hook {
         match self {
             Hook::InetSockSetState => tracepoint("sock", "inet_sock_set_state"),
             Hook::TcpRetransmitSkb => tracepoint("tcp", "tcp_retransmit_skb"),
-            Hook::TcpProbe => tracepoint("tcp", "tcp_probe"),
+            Hook::SockStatsRefresh => AttachPoint::MapIterator(map::SOCK_STATS),
             Hook::CgroupIngress => AttachPoint::Cgroup(CgroupSkbAttachType::Ingress),
             Hook::CgroupEgress => AttachPoint::Cgroup(CgroupSkbAttachType::Egress),
         }
     }
 
-    /// Tracepoint programs read kernel structs through CO-RE and need kernel BTF; the cgroup_skb
-    /// programs read only packets.
-    fn needs_btf(self) -> bool {
-        matches!(self.attach_point(), AttachPoint::Tracepoint { .. })
+    /// Tracepoint and iterator programs read kernel structs through CO-RE and need kernel BTF
+    /// (an iterator also to be loaded at all); the cgroup_skb programs read only packets.
+    pub fn needs_btf(self) -> bool {
+        !matches!(self.attach_point(), AttachPoint::Cgroup(_))
     }
 
     /// What the agent cannot see while this hook is missing, for the log line.
@@ -144,7 +133,10 @@ impl Hook {
                 "TCP connection opens, closes, failed connects and exact bytes at close"
             }
             Hook::TcpRetransmitSkb => "TCP retransmits",
-            Hook::TcpProbe => "bytes and sampled RTT of open connections (both at close remain)",
+            Hook::SockStatsRefresh => {
+                "bytes and sampled RTT of open connections between state changes (both at close \
+                 remain)"
+            }
             Hook::CgroupIngress => "HTTP and DNS seen arriving (server requests, client responses)",
             Hook::CgroupEgress => "HTTP and DNS seen leaving (client requests, server responses)",
         }
@@ -155,6 +147,7 @@ impl fmt::Display for Hook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.attach_point() {
             AttachPoint::Tracepoint { category, name } => write!(f, "tracepoint {category}:{name}"),
+            AttachPoint::MapIterator(map) => write!(f, "iterator over {map}"),
             AttachPoint::Cgroup(CgroupSkbAttachType::Ingress) => f.write_str("cgroup_skb/ingress"),
             AttachPoint::Cgroup(CgroupSkbAttachType::Egress) => f.write_str("cgroup_skb/egress"),
         }
@@ -176,6 +169,8 @@ pub struct Probes {
     hooks: BTreeMap<Hook, HookState>,
     /// The program attached for each attached hook.
     programs: BTreeMap<Hook, &'static str>,
+    /// The link of the `sock_stats` iterator, from which each run is created.
+    refresh_link: Option<OwnedFd>,
 }
 
 impl fmt::Debug for Probes {
@@ -199,7 +194,6 @@ impl Probes {
                  unloaded; TCP connection data is unavailable"
             );
         }
-        let rtt_interval = u64::try_from(config.rtt_sample_interval.as_nanos()).unwrap_or(u64::MAX);
         let wakeup = config.wakeup_bytes();
         // EbpfLoader::new() takes BTF from /sys/kernel/btf/vmlinux; it is never replaced with
         // `btf(None)`, which would silently skip the CO-RE relocations.
@@ -207,15 +201,17 @@ impl Probes {
             .map_max_entries(map::EVENTS, config.ring_buffer_bytes)
             .map_max_entries(map::SOCK_STATS, config.sock_stats_capacity)
             .map_max_entries(map::DNS_PENDING, config.dns_pending_capacity)
-            .override_global(global::RTT_SAMPLE_INTERVAL_NS, &rtt_interval, true)
             .override_global(global::RINGBUF_WAKEUP_BYTES, &wakeup, true)
             .load(object::object())
             .map_err(|err| Error::Load(Box::new(err)))?;
         // Parsed kernel BTF is tens of MiB: kept only while attaching.
-        let btf = (features.btf && config.btf_tracepoints)
+        let btf = features
+            .btf
             .then(|| {
                 Btf::from_sys_fs()
-                    .map_err(|err| tracing::warn!(error = %err, "kernel BTF unreadable: no tp_btf programs"))
+                    .map_err(
+                        |err| tracing::warn!(error = %err, "kernel BTF unreadable: no iterator"),
+                    )
                     .ok()
             })
             .flatten();
@@ -223,6 +219,7 @@ impl Probes {
             ebpf,
             hooks: BTreeMap::new(),
             programs: BTreeMap::new(),
+            refresh_link: None,
         };
         for hook in Hook::ALL {
             let state = probes.attach(hook, features, btf.as_ref());
@@ -246,17 +243,18 @@ impl Probes {
         if hook.needs_btf() && !features.btf {
             return HookState::Unavailable("kernel BTF missing".into());
         }
-        if let (Some((name, tracepoint)), Some(btf)) = (hook.btf_program(), btf) {
-            match attach_btf_tracepoint(&mut self.ebpf, name, tracepoint, btf) {
-                Ok(()) => {
-                    self.programs.insert(hook, name);
-                    return HookState::Attached;
+        if let AttachPoint::MapIterator(map_name) = hook.attach_point() {
+            let Some(btf) = btf else {
+                return HookState::Unavailable("kernel BTF unreadable".into());
+            };
+            return match self.attach_map_iterator(hook, map_name, btf) {
+                Ok(link) => {
+                    self.refresh_link = Some(link);
+                    self.programs.insert(hook, hook.program());
+                    HookState::Attached
                 }
-                Err(why) => tracing::info!(
-                    %hook, reason = %why,
-                    "tp_btf program not attached; using the classic tracepoint"
-                ),
-            }
+                Err(why) => HookState::Failed(why),
+            };
         }
         let Some(program) = self.ebpf.program_mut(hook.program()) else {
             return HookState::Failed(format!("program {} not in the object", hook.program()));
@@ -278,6 +276,7 @@ impl Probes {
                     .load()
                     .and_then(|()| program.attach(category, name).map(drop))
             }
+            AttachPoint::MapIterator(_) => unreachable!("handled above"),
             AttachPoint::Cgroup(attach_type) => {
                 let Some(root) = &features.cgroup2 else {
                     return HookState::Unavailable("no cgroup2 hierarchy mounted".into());
@@ -308,7 +307,45 @@ impl Probes {
         }
     }
 
-    /// The program attached for `hook` (its tp_btf twin or the classic one), if attached.
+    /// Loads `hook`'s iterator program and links it to the map `map_name`; on failure, unloads
+    /// the program again.
+    fn attach_map_iterator(
+        &mut self,
+        hook: Hook,
+        map_name: &str,
+        btf: &Btf,
+    ) -> std::result::Result<OwnedFd, String> {
+        let map_fd = match self.ebpf.map(map_name) {
+            Some(Map::HashMap(data) | Map::LruHashMap(data)) => data
+                .fd()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|err| format!("{map_name}: {err}"))?,
+            _ => return Err(format!("map {map_name} is not a hash map in the object")),
+        };
+        let program: &mut Iter = self
+            .ebpf
+            .program_mut(hook.program())
+            .ok_or_else(|| format!("program {} not in the object", hook.program()))?
+            .try_into()
+            .map_err(|err: aya::programs::ProgramError| err.to_string())?;
+        program
+            .load("bpf_map_elem", btf)
+            .map_err(|err| describe_program_error(&err))?;
+        let linked = program
+            .fd()
+            .map_err(|err| err.to_string())
+            .and_then(|prog_fd| {
+                link_map_iterator(prog_fd.as_fd(), map_fd.as_fd())
+                    .map_err(|err| format!("BPF_LINK_CREATE: {err}"))
+            });
+        if linked.is_err() {
+            let _ = program.unload();
+        }
+        linked
+    }
+
+    /// The program attached for `hook`, if attached.
     pub fn program_of(&self, hook: Hook) -> Option<&'static str> {
         self.programs.get(&hook).copied()
     }
@@ -380,10 +417,19 @@ impl Probes {
             .ok_or(Error::MissingMap(map::HTTP_EPOCH))?;
         let http_epoch =
             aya::maps::Array::try_from(epoch).map_err(|err| Error::map(map::HTTP_EPOCH, err))?;
+        let refresh = match &self.refresh_link {
+            Some(link) => Some(link.try_clone().map_err(|err| Error::Program {
+                program: program::SOCK_STATS_REFRESH,
+                message: format!("duplicating its link: {err}"),
+            })?),
+            None => None,
+        };
         Ok(KernelSockStats {
             map,
             http_epoch,
             epoch: 0,
+            refresh,
+            refresh_failed: false,
         })
     }
 
@@ -414,28 +460,94 @@ impl Drop for Probes {
     }
 }
 
-/// Load errors carry the verifier's log; keep its end, where the reason is.
-/// Loads and attaches the tp_btf program `name` to `tracepoint`; on failure, unloads it again.
-fn attach_btf_tracepoint(
-    ebpf: &mut Ebpf,
-    name: &str,
-    tracepoint: &str,
-    btf: &Btf,
-) -> std::result::Result<(), String> {
-    let program: &mut BtfTracePoint = ebpf
-        .program_mut(name)
-        .ok_or_else(|| format!("program {name} not in the object"))?
-        .try_into()
-        .map_err(|err: aya::programs::ProgramError| err.to_string())?;
-    let attached = program
-        .load(tracepoint, btf)
-        .and_then(|()| program.attach().map(drop));
-    attached.map_err(|err| {
-        let _ = program.unload();
-        describe_program_error(&err)
-    })
+/// `bpf(2)` commands and the iterator attach type (include/uapi/linux/bpf.h), for the two calls
+/// aya does not make: linking an iterator to a map, and creating a run of it.
+const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_ITER_CREATE: libc::c_long = 33;
+const BPF_TRACE_ITER: u32 = 28;
+
+/// `union bpf_attr` for BPF_LINK_CREATE of an iterator: the program, the attach type, and
+/// `union bpf_iter_link_info` (the map's fd) by address and length.
+#[repr(C)]
+struct LinkCreateAttr {
+    prog_fd: u32,
+    target_fd: u32,
+    attach_type: u32,
+    flags: u32,
+    iter_info: u64,
+    iter_info_len: u32,
+    _pad: u32,
 }
 
+/// `union bpf_attr` for BPF_ITER_CREATE.
+#[repr(C)]
+struct IterCreateAttr {
+    link_fd: u32,
+    flags: u32,
+}
+
+/// Calls `bpf(cmd, attr)` for a command that returns a new file descriptor.
+fn bpf_fd_syscall<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
+    // SAFETY: `attr` is a live, exclusively borrowed `#[repr(C)]` prefix of `union bpf_attr`
+    // for `cmd`, passed with its exact size; the kernel reads at most that many bytes and
+    // zero-fills the rest of its copy.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            std::ptr::from_mut(attr),
+            std::mem::size_of::<T>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(rc).map_err(|_| io::Error::other("bpf(2) returned no descriptor"))?;
+    // SAFETY: on success these commands return a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Links an `iter/bpf_map_elem` program to a map; the link lives as long as its descriptor.
+fn link_map_iterator(program: BorrowedFd<'_>, map: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let fd = |fd: BorrowedFd<'_>| u32::try_from(fd.as_raw_fd()).expect("descriptors are positive");
+    let mut info = fd(map); // union bpf_iter_link_info: { __u32 map_fd; } map;
+    let mut attr = LinkCreateAttr {
+        prog_fd: fd(program),
+        target_fd: 0,
+        attach_type: BPF_TRACE_ITER,
+        flags: 0,
+        iter_info: std::ptr::from_mut(&mut info) as u64,
+        iter_info_len: std::mem::size_of::<u32>() as u32,
+        _pad: 0,
+    };
+    bpf_fd_syscall(BPF_LINK_CREATE, &mut attr)
+}
+
+/// One run of an iterator: the program runs for each element as the run is read, to its end.
+/// The refresh program writes nothing, so every read but the last returns no bytes only at the
+/// end; the kernel pauses a long run with EAGAIN, and reading again resumes it.
+fn run_iterator(link: &OwnedFd) -> io::Result<()> {
+    let mut attr = IterCreateAttr {
+        link_fd: u32::try_from(link.as_raw_fd()).expect("descriptors are positive"),
+        flags: 0,
+    };
+    let mut run = File::from(bpf_fd_syscall(BPF_ITER_CREATE, &mut attr)?);
+    let mut sink = [0u8; 256];
+    loop {
+        match run.read(&mut sink) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                ) => {}
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Load errors carry the verifier's log; keep its end, where the reason is.
 fn describe_program_error(err: &aya::programs::ProgramError) -> String {
     const TAIL: usize = 2000;
     let text = err.to_string();
@@ -459,11 +571,38 @@ struct SockStatsValue(abi::SockStats);
 // transparent.
 unsafe impl aya::Pod for SockStatsValue {}
 
-/// The kernel's `sock_stats` map, and the epoch of its HTTP slots' latency maximum.
+/// The kernel's `sock_stats` map, the epoch of its HTTP slots' latency maximum, and the
+/// iterator that refreshes the live sockets' counters in it.
 pub struct KernelSockStats {
     map: KernelHashMap<MapData, u64, SockStatsValue>,
     http_epoch: aya::maps::Array<MapData, u32>,
     epoch: u32,
+    /// Its link, when attached; without it counters move only at state changes and the close.
+    refresh: Option<OwnedFd>,
+    /// A refresh failed before (logged once; the next success says so).
+    refresh_failed: bool,
+}
+
+impl KernelSockStats {
+    /// Brings the live sockets' counters in the map up to date. A failure leaves them as of
+    /// their last state change; the read goes on.
+    fn refresh(&mut self) {
+        let Some(link) = &self.refresh else {
+            return;
+        };
+        match run_iterator(link) {
+            Ok(()) if self.refresh_failed => {
+                self.refresh_failed = false;
+                tracing::info!("sock_stats refresh works again");
+            }
+            Ok(()) => {}
+            Err(err) if !self.refresh_failed => {
+                self.refresh_failed = true;
+                tracing::warn!(error = %err, "sock_stats refresh failed; live counters may lag");
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 impl fmt::Debug for KernelSockStats {
@@ -474,6 +613,7 @@ impl fmt::Debug for KernelSockStats {
 
 impl SockStatsSource for KernelSockStats {
     fn read_all(&mut self) -> Result<Vec<(u64, abi::SockStats)>> {
+        self.refresh();
         let mut entries = Vec::new();
         for entry in self.map.iter() {
             // An entry deleted between key walk and lookup is skipped by aya; any other error
@@ -535,7 +675,7 @@ mod tests {
             assert!(!hook.loses().is_empty());
             assert!(!hook.to_string().is_empty());
         }
-        assert!(Hook::TcpProbe.needs_btf());
+        assert!(Hook::SockStatsRefresh.needs_btf());
         assert!(!Hook::CgroupEgress.needs_btf());
     }
 }

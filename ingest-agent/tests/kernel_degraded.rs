@@ -10,6 +10,7 @@ mod lab;
 
 use std::fs;
 use std::io::Write;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use strata_agent::kernel_features::KernelFeatures;
@@ -30,10 +31,6 @@ impl Write for Captured {
 }
 
 fn load_logged(features: &KernelFeatures) -> (Probes, String) {
-    load_logged_with(features, &LoaderConfig::default())
-}
-
-fn load_logged_with(features: &KernelFeatures, config: &LoaderConfig) -> (Probes, String) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -41,7 +38,7 @@ fn load_logged_with(features: &KernelFeatures, config: &LoaderConfig) -> (Probes
         .with_writer(move || writer.clone())
         .finish();
     let probes = tracing::subscriber::with_default(subscriber, || {
-        Probes::load(config, features).expect("the object loads regardless")
+        Probes::load(&LoaderConfig::default(), features).expect("the object loads regardless")
     });
     let log = String::from_utf8(captured.0.lock().expect("log lock").clone()).expect("utf-8");
     (probes, log)
@@ -59,39 +56,29 @@ fn missing_hooks_degrade_instead_of_failing() {
     };
     let tracefs = real.tracefs.clone().expect("checked by preconditions");
 
-    // A tracefs that only has two of the five tracepoints.
+    // A tracefs that only has one of the two tracepoints.
     let partial = tempfile::tempdir().expect("tempdir");
-    for (category, name) in [
-        ("sock", "inet_sock_set_state"),
-        ("tcp", "tcp_retransmit_skb"),
-    ] {
-        let dir = partial.path().join("events").join(category).join(name);
-        fs::create_dir_all(&dir).expect("fake event dir");
-        fs::copy(
-            tracefs.join("events").join(category).join(name).join("id"),
-            dir.join("id"),
-        )
-        .expect("copy tracepoint id");
-    }
+    let event = Path::new("events/sock/inet_sock_set_state");
+    fs::create_dir_all(partial.path().join(event)).expect("fake event dir");
+    fs::copy(
+        tracefs.join(event).join("id"),
+        partial.path().join(event).join("id"),
+    )
+    .expect("copy tracepoint id");
     let features = KernelFeatures {
         tracefs: Some(partial.path().to_owned()),
         ..real.clone()
     };
-    // The classic tracepoints, which tracefs names; the tp_btf twins are looked up in BTF.
-    let classic = LoaderConfig {
-        btf_tracepoints: false,
-        ..LoaderConfig::default()
-    };
-    let (probes, log) = load_logged_with(&features, &classic);
+    let (probes, log) = load_logged(&features);
     for hook in [
         Hook::InetSockSetState,
-        Hook::TcpRetransmitSkb,
+        Hook::SockStatsRefresh,
         Hook::CgroupIngress,
         Hook::CgroupEgress,
     ] {
         assert_eq!(state(&probes, hook), HookState::Attached, "{hook}");
     }
-    let hook = Hook::TcpProbe;
+    let hook = Hook::TcpRetransmitSkb;
     let HookState::Unavailable(why) = state(&probes, hook) else {
         panic!("{hook} should be unavailable: {:?}", state(&probes, hook));
     };
@@ -121,13 +108,12 @@ fn missing_hooks_degrade_instead_of_failing() {
     assert!(log.contains("no kernel BTF"), "{log}");
     lab::assert_detached_on_drop(probes);
 
-    // No tracefs at all: the per-segment hook still attaches, as a tp_btf program; the others
-    // cannot.
+    // No tracefs at all: the iterator still attaches (it needs none); the tracepoints cannot.
     let (probes, _) = load_logged(&KernelFeatures {
         tracefs: None,
         ..real.clone()
     });
-    assert_eq!(state(&probes, Hook::TcpProbe), HookState::Attached);
+    assert_eq!(state(&probes, Hook::SockStatsRefresh), HookState::Attached);
     assert!(matches!(
         state(&probes, Hook::InetSockSetState),
         HookState::Unavailable(_)

@@ -112,8 +112,9 @@ STRATA_ABI_OFFSET(strata_http_slot, epoch, 20);
 STRATA_ABI_OFFSET(strata_http_slot, buckets, 24);
 
 /* Value of `sock_stats`: one live TCP socket, updated in place by the tracepoints. The byte and
- * segment counters are the socket's own (tcp_sock), as of the last state change or received
- * segment, and exact at the close; since the socket opened, also for sockets first seen late.
+ * segment counters are the socket's own (tcp_sock), as of the last state change or refresh (the
+ * iterator user space runs before each read), and exact at the close; since the socket opened,
+ * also for sockets first seen late.
  * The cgroup_skb programs keep the socket's HTTP here: the request waiting for its response, and
  * the exchanges counted per slot. */
 struct strata_sock_stats {
@@ -124,13 +125,14 @@ struct strata_sock_stats {
 	__u64 last_seen_ns;       /* any update; user space clears entries idle for long */
 	__u64 bytes_sent;         /* payload bytes transmitted, retransmissions not counted again */
 	__u64 bytes_received;     /* payload bytes taken in order by the stack, the FIN not counted */
-	__u64 last_rtt_sample_ns; /* tcp:tcp_probe sampling clock */
+	__u64 last_rtt_sample_ns; /* the latest RTT sample's time */
 	__u32 segs_out;           /* tcp_sock.segs_out at the last update */
 	__u32 segs_in;            /* tcp_sock.segs_in at the last update */
 	__u32 retransmits;        /* tcp:tcp_retransmit_skb */
 	__u32 srtt_us;            /* smoothed RTT, µs */
 	__u32 min_rtt_us;         /* windowed minimum RTT, µs; 0 when unknown */
-	__u32 rtt_samples;        /* tcp:tcp_probe samples taken, each adding to srtt_sum_us */
+	__u32 rtt_samples;        /* RTT samples taken (one per refresh that found new segments
+	                           * in), each adding to srtt_sum_us */
 	__u8 role;                /* STRATA_ROLE_* */
 	__u8 state;               /* last TCP state (include/net/tcp_states.h) */
 	__u8 _pad[2];

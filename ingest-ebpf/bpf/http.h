@@ -377,10 +377,10 @@ static __always_inline void tuple_from_bpf_sock(struct strata_flow_tuple *tuple,
 /*
  * The socket's sock_stats entry, keyed like the tracepoints' by the socket's address, which the
  * full socket pointer is. A socket not tracked yet (opened before the agent, or evicted) is
- * tracked from here, without an open time or a role. Through bpf_sock and its helpers only, so
- * the packet programs need no kernel BTF.
+ * tracked from its first packet with a payload, without an open time or a role. Through bpf_sock
+ * and its helpers only, so the packet programs need no kernel BTF.
  */
-static __always_inline struct strata_sock_stats *http_socket_stats(struct bpf_sock *sk, __u64 now)
+static __always_inline struct strata_sock_stats *packet_socket_stats(struct bpf_sock *sk)
 {
 	strata_sock_id id = (strata_sock_id)(unsigned long)sk;
 	struct strata_sock_stats *stats = bpf_map_lookup_elem(&sock_stats, &id);
@@ -394,15 +394,17 @@ static __always_inline struct strata_sock_stats *http_socket_stats(struct bpf_so
 		return 0;
 	tuple_from_bpf_sock(&fresh->tuple, sk);
 	fresh->cgroup_id = bpf_sk_cgroup_id(sk);
-	fresh->last_seen_ns = now;
+	fresh->last_seen_ns = bpf_ktime_get_ns();
 	fresh->state = state;
 	return insert_late(id, fresh);
 }
 
-static __always_inline void observe_http(struct __sk_buff *skb, const struct strata_packet *pkt,
-					 int egress)
+/* A TCP segment with a payload: its socket is tracked, and an HTTP request or response on it is
+ * recorded. */
+static __always_inline void observe_tcp(struct __sk_buff *skb, const struct strata_packet *pkt,
+					int egress)
 {
-	if (pkt->protocol != STRATA_IPPROTO_TCP || pkt->payload_len < STRATA_HTTP_MIN_PAYLOAD)
+	if (pkt->payload_len < STRATA_HTTP_MIN_PAYLOAD)
 		return;
 	_Static_assert(STRATA_HTTP_RESPONSE_CAPTURE == STRATA_HTTP_MIN_PAYLOAD,
 		       "a response's capture is the head read to classify it");
@@ -411,20 +413,20 @@ static __always_inline void observe_http(struct __sk_buff *skb, const struct str
 		count(STRATA_COUNTER_PACKET_READ_FAILED);
 		return;
 	}
-	__u8 method = 0;
-	int kind = classify_http(head, &method);
-	if (kind == STRATA_HTTP_NEITHER)
-		return;
 	struct bpf_sock *sk = skb->sk;
 	if (!sk)
 		return;
 	sk = bpf_sk_fullsock(sk);
 	if (!sk || sk->protocol != STRATA_IPPROTO_TCP)
 		return;
-	__u64 now = bpf_ktime_get_ns();
-	struct strata_sock_stats *stats = http_socket_stats(sk, now);
+	struct strata_sock_stats *stats = packet_socket_stats(sk);
 	if (!stats)
 		return;
+	__u8 method = 0;
+	int kind = classify_http(head, &method);
+	if (kind == STRATA_HTTP_NEITHER)
+		return;
+	__u64 now = bpf_ktime_get_ns();
 	if (kind == STRATA_HTTP_REQUEST)
 		record_request(skb, sk, stats, pkt, egress, method, now);
 	else

@@ -7,8 +7,6 @@
 #define STRATA_MAPS_H
 
 /* Tunables the loader may set before load (.rodata). */
-/* Minimum spacing of tcp:tcp_probe samples per socket; the tracepoint fires per received segment. */
-const volatile __u64 rtt_sample_interval_ns = 100 * 1000 * 1000ULL;
 /* Unread bytes in `events` past which a write wakes the reader; below it the reader's tick drains. */
 const volatile __u64 ringbuf_wakeup_bytes = 1024 * 1024;
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0) */
 /*
- * TCP sockets from the tracepoints: open, state changes, retransmits, and per received segment
- * the socket's own byte, segment and RTT counters; the close summary. Keyed by the struct sock address. These hooks often run in softirq or on behalf of
- * another task, so identity comes from the socket (sk->sk_cgrp_data), never from `current`.
+ * TCP sockets from the tracepoints: open, state changes, retransmits, the close summary; and the
+ * live sockets' own byte, segment and RTT counters, refreshed by an iterator before each read of
+ * sock_stats. Keyed by the struct sock address. The tracepoints often run in softirq or on behalf
+ * of another task, so identity comes from the socket (sk->sk_cgrp_data), never from `current`.
  */
 #ifndef STRATA_SOCKET_LIFECYCLE_H
 #define STRATA_SOCKET_LIFECYCLE_H
@@ -67,8 +68,8 @@ static __always_inline int tuple_from_sock(struct strata_flow_tuple *tuple, stru
 }
 
 /*
- * What the socket's own counters say, read at points that already run (an incoming segment, a
- * state change, the close) instead of on every send and receive call. The kernel keeps them per
+ * What the socket's own counters say, read at points that already run (a state change, the
+ * close) and by the iterator before each read, instead of on every send and receive call. The kernel keeps them per
  * tcp_sock: payload bytes transmitted with retransmissions counted apart, bytes taken into the
  * receive sequence (a FIN takes one), segments, RTT.
  */
@@ -83,7 +84,7 @@ struct strata_tcp_snapshot {
 	__u8 shutdown; /* sk_shutdown: RCV_SHUTDOWN once the peer's FIN arrived */
 };
 
-/* Through probe reads: for the classic tracepoints, whose records carry only an address. */
+/* Through probe reads: the tracepoints' records and the map's keys carry only an address. */
 static __always_inline int snapshot_probe_read(struct strata_tcp_snapshot *snap, struct sock *sk)
 {
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
@@ -251,7 +252,7 @@ int strata_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		stats->cgroup_id = socket_cgroup_id(sk);
 		stats->established_ns = now;
 	}
-	/* Leaving ESTABLISHED (FIN_WAIT1, CLOSE_WAIT) ends the segments tcp_probe sees. */
+	/* Each state change brings the counters up to date, as the close does. */
 	read_tcp_counters(stats, sk);
 	stats->state = newstate;
 	stats->last_seen_ns = now;
@@ -269,86 +270,49 @@ int strata_tcp_retransmit_skb(struct trace_event_raw_tcp_retransmit_skb *ctx)
 }
 
 /*
- * tcp:tcp_probe fires for every segment an established socket receives, before the segment is
- * processed; the socket lock is held, so two runs for one socket never overlap. Each run refreshes
- * the byte and segment counters (what the flow tracker's scan reads between state changes): they
- * show everything sent up to the last incoming segment, which for data in flight is its ACK, and
- * everything received before it, so the last segment of a burst is counted at the next incoming
- * one or at the close, which is exact. The RTT is only sampled every rtt_sample_interval_ns.
+ * The live sockets' counters, refreshed from the sockets themselves just before user space reads
+ * sock_stats: an iterator over the map's entries, run by the flow tracker at each scan, instead of
+ * a program on every received segment. The entry's key is the socket's address; an entry whose
+ * socket closed while the iterator ran (TCP sockets are freed only after an RCU grace period, and
+ * the iterator holds the RCU read lock) is told apart by its ports and state, and left alone. The
+ * RTT is sampled here too, once per scan for a socket that received segments since the last.
  */
-static __always_inline struct strata_sock_stats *segment_stats(struct sock *sk, __u64 now)
+SEC("iter/bpf_map_elem")
+int strata_sock_stats_refresh(struct strata_iter_map_elem *ctx)
 {
-	strata_sock_id id = (strata_sock_id)sk;
-	struct strata_sock_stats *stats = bpf_map_lookup_elem(&sock_stats, &id);
-	if (!stats)
-		stats = track_late(id, sk, now);
-	return stats;
-}
-
-/* `srtt`: µs from the classic record, or 0 to take the socket's. */
-static __always_inline void record_segment(struct strata_sock_stats *stats,
-					   const struct strata_tcp_snapshot *snap, __u32 srtt,
-					   __u64 now)
-{
-	apply_snapshot(stats, snap);
-	stats->last_seen_ns = now;
-	if (now - stats->last_rtt_sample_ns < rtt_sample_interval_ns)
-		return;
-	stats->last_rtt_sample_ns = now;
-	if (!srtt)
-		srtt = stats->srtt_us;
-	if (srtt) {
-		stats->srtt_us = srtt;
-		stats->srtt_sum_us += srtt;
-		stats->rtt_samples += 1;
+	const strata_sock_id *key = ctx->key;
+	struct strata_sock_stats *stats = ctx->value;
+	if (!key || !stats)
+		return 0;
+	struct sock *sk = (struct sock *)*key;
+	if (stats->state == STRATA_TCP_SYN_SENT || stats->state == STRATA_TCP_SYN_RECV ||
+	    stats->state == STRATA_TCP_CLOSE)
+		return 0; /* no counters before the handshake completes; a close is final */
+	__u16 local_port = 0, remote_port = 0;
+	__u8 state = STRATA_TCP_CLOSE;
+	if (bpf_core_read(&local_port, sizeof(local_port), &sk->__sk_common.skc_num) ||
+	    bpf_core_read(&remote_port, sizeof(remote_port), &sk->__sk_common.skc_dport) ||
+	    bpf_core_read(&state, sizeof(state), &sk->__sk_common.skc_state)) {
+		count(STRATA_COUNTER_KERNEL_READ_FAILED);
+		return 0;
 	}
-}
-
-/*
- * tcp_probe comes twice: as a BTF tracepoint (tp_btf), which gets the kernel's arguments as they
- * are and reads the socket through its BTF pointer with plain loads, and as a classic tracepoint,
- * for which the kernel first builds the trace record (a dozen tcp_sock fields and the socket
- * cookie) and the program probe-reads the rest. The loader attaches the tp_btf one and falls back
- * to the classic one.
- */
-SEC("tracepoint/tcp/tcp_probe")
-int strata_tcp_probe(struct trace_event_raw_tcp_probe *ctx)
-{
-	struct sock *sk = (struct sock *)ctx->skaddr;
-	__u64 now = bpf_ktime_get_ns();
-	struct strata_sock_stats *stats = segment_stats(sk, now);
-	if (!stats)
+	if (state == STRATA_TCP_CLOSE || state == STRATA_TCP_LISTEN ||
+	    local_port != stats->tuple.local_port || bpf_ntohs(remote_port) != stats->tuple.remote_port)
 		return 0;
 	struct strata_tcp_snapshot snap = {};
 	if (snapshot_probe_read(&snap, sk)) {
 		count(STRATA_COUNTER_KERNEL_READ_FAILED);
 		return 0;
 	}
-	record_segment(stats, &snap, ctx->srtt, now);
-	return 0;
-}
-
-SEC("tp_btf/tcp_probe")
-int BPF_PROG(strata_tcp_probe_btf, struct sock *sk, struct sk_buff *skb)
-{
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-	if (!tp)
-		return 0;
 	__u64 now = bpf_ktime_get_ns();
-	struct strata_sock_stats *stats = segment_stats(sk, now);
-	if (!stats)
-		return 0;
-	struct strata_tcp_snapshot snap = {
-		.bytes_sent = tp->bytes_sent,
-		.bytes_retrans = tp->bytes_retrans,
-		.bytes_received = tp->bytes_received,
-		.segs_in = tp->segs_in,
-		.segs_out = tp->segs_out,
-		.srtt8 = tp->srtt_us,
-		.min_rtt = tp->rtt_min.s[0].v,
-		.shutdown = sk->sk_shutdown,
-	};
-	record_segment(stats, &snap, 0, now);
+	__u32 srtt = snap.srtt8 >> 3;
+	if (snap.segs_in != stats->segs_in && srtt) {
+		stats->srtt_sum_us += srtt;
+		stats->rtt_samples += 1;
+		stats->last_rtt_sample_ns = now;
+	}
+	apply_snapshot(stats, &snap);
+	stats->last_seen_ns = now;
 	return 0;
 }
 

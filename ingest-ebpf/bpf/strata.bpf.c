@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0)
 /*
- * Strata's kernel programs, one object: TCP socket lifecycle and counters from tracepoints, and
- * HTTP/1.x and DNS from cgroup_skb programs attached at the cgroup2 root. Built with CO-RE by
+ * Strata's kernel programs, one object: TCP socket lifecycle from tracepoints, live socket counters
+ * from a map iterator, and HTTP/1.x and DNS from cgroup_skb programs attached at the cgroup2 root. Built with CO-RE by
  * ingest-ebpf/build.rs; the event and map layouts are the contract in abi.h.
  */
 #include <linux/bpf.h>
@@ -40,8 +40,10 @@ static __always_inline void observe_packet(struct __sk_buff *skb, int egress)
 		return;
 	if (pkt.payload_len == 0)
 		return;
-	observe_http(skb, &pkt, egress);
-	observe_dns(skb, &pkt, egress);
+	if (pkt.protocol == STRATA_IPPROTO_TCP)
+		observe_tcp(skb, &pkt, egress);
+	else
+		observe_dns(skb, &pkt, egress);
 }
 
 /* Observers only: both always let the packet through. */

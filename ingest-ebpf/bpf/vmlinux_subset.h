@@ -41,12 +41,6 @@ struct trace_event_raw_tcp_retransmit_skb {
 	const void *skaddr;
 };
 
-struct trace_event_raw_tcp_probe {
-	struct trace_entry ent;
-	__u32 srtt; /* already tp->srtt_us >> 3, i.e. µs */
-	const void *skaddr;
-};
-
 struct kernfs_node {
 	__u64 id; /* the cgroup id bpf_skb_cgroup_id() reports */
 };
@@ -106,5 +100,15 @@ struct tcp_sock {
 };
 
 #pragma clang attribute pop
+
+/* The context of a map element iterator (iter/bpf_map_elem): the kernel passes its arguments as
+ * 64-bit slots in this order, a fixed ABI, so no relocation. key and value are the element's,
+ * the value writable in place; both NULL once at the end. */
+struct strata_iter_map_elem {
+	void *meta;
+	void *map;
+	void *key;
+	void *value;
+};
 
 #endif /* STRATA_VMLINUX_SUBSET_H */

@@ -222,7 +222,7 @@ pub struct SockStats {
     pub established_ns: u64,
     pub last_seen_ns: u64,
     /// Payload bytes sent and received, from the socket's counters since it opened: as of its
-    /// last state change or received segment, exact in the close summary.
+    /// last state change or refresh (before each read of the map), exact in the close summary.
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub last_rtt_sample_ns: u64,

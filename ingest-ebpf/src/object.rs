@@ -41,11 +41,11 @@ pub const OBJECT_ORIGIN: ObjectOrigin =
 pub mod program {
     pub const INET_SOCK_SET_STATE: &str = "strata_inet_sock_set_state";
     pub const TCP_RETRANSMIT_SKB: &str = "strata_tcp_retransmit_skb";
-    pub const TCP_PROBE: &str = "strata_tcp_probe";
     pub const CGROUP_INGRESS: &str = "strata_cgroup_ingress";
     pub const CGROUP_EGRESS: &str = "strata_cgroup_egress";
-    /// BTF tracepoint (tp_btf) twin of the hook that runs per received segment.
-    pub const TCP_PROBE_BTF: &str = "strata_tcp_probe_btf";
+    /// Iterator over `sock_stats` (`iter/bpf_map_elem`) that refreshes each live socket's
+    /// counters from the socket; run before each read of the map.
+    pub const SOCK_STATS_REFRESH: &str = "strata_sock_stats_refresh";
 }
 
 /// Map names in the object.
@@ -65,8 +65,6 @@ pub mod map {
 
 /// `.rodata` tunables the loader may set before load.
 pub mod global {
-    /// `u64`: minimum ns between two RTT samples of one socket.
-    pub const RTT_SAMPLE_INTERVAL_NS: &str = "rtt_sample_interval_ns";
     /// `u64`: unread ring-buffer bytes past which a write wakes the reader.
     pub const RINGBUF_WAKEUP_BYTES: &str = "ringbuf_wakeup_bytes";
 }
@@ -108,16 +106,14 @@ mod tests {
         for name in [
             program::INET_SOCK_SET_STATE,
             program::TCP_RETRANSMIT_SKB,
-            program::TCP_PROBE,
             program::CGROUP_INGRESS,
             program::CGROUP_EGRESS,
-            program::TCP_PROBE_BTF,
+            program::SOCK_STATS_REFRESH,
             map::EVENTS,
             map::SOCK_STATS,
             map::DNS_PENDING,
             map::COUNTERS,
             map::HTTP_EPOCH,
-            global::RTT_SAMPLE_INTERVAL_NS,
             global::RINGBUF_WAKEUP_BYTES,
         ] {
             assert!(text.contains(name), "object lacks symbol {name}");
