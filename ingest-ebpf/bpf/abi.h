@@ -143,7 +143,8 @@ struct strata_sock_stats {
 	__u8 http_method;         /* its STRATA_HTTP_METHOD_* */
 	__u8 http_role;           /* CLIENT: it left this socket; SERVER: it arrived */
 	__u8 http_capture;        /* STRATA_HTTP_CAPTURE_*: its head is in http_pending */
-	__u8 _pad2;
+	__u8 http_slots_full;     /* every slot holds a combination: the request side reads this,
+	                           * not the slots, which stay with the response side's CPU */
 	struct strata_http_slot http[STRATA_HTTP_SLOTS];
 };
 _Static_assert(sizeof(struct strata_sock_stats) == 408, "strata_sock_stats ABI");

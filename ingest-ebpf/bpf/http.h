@@ -196,14 +196,6 @@ static __always_inline int capture_request(struct __sk_buff *skb, void *sk,
 	return 0;
 }
 
-static __always_inline int slots_full(const struct strata_sock_stats *stats)
-{
-	for (int i = 0; i < STRATA_HTTP_SLOTS; i++)
-		if (!stats->http[i].status)
-			return 0;
-	return 1;
-}
-
 static __always_inline void record_request(struct __sk_buff *skb, void *sk,
 					   struct strata_sock_stats *stats,
 					   const struct strata_packet *pkt, int egress, __u8 method,
@@ -218,7 +210,7 @@ static __always_inline void record_request(struct __sk_buff *skb, void *sk,
 	__u8 capture = STRATA_HTTP_CAPTURE_NONE;
 	if (has_traceparent(skb, pkt))
 		capture = STRATA_HTTP_CAPTURE_TRACED;
-	else if (slots_full(stats))
+	else if (stats->http_slots_full)
 		capture = STRATA_HTTP_CAPTURE_SLOTS_FULL;
 	if (capture != STRATA_HTTP_CAPTURE_NONE && capture_request(skb, sk, pkt, role, now))
 		capture = STRATA_HTTP_CAPTURE_NONE;
@@ -244,6 +236,8 @@ static __always_inline int count_exchange(struct strata_sock_stats *stats, __u16
 			slot->method = stats->http_method;
 			slot->role = stats->http_role;
 			slot->epoch = epoch;
+			if (i == STRATA_HTTP_SLOTS - 1)
+				stats->http_slots_full = 1;
 		} else if (slot->status != status || slot->method != stats->http_method ||
 			   slot->role != stats->http_role) {
 			continue;

@@ -243,7 +243,7 @@ pub struct SockStats {
     pub http_method: u8,
     pub http_role: u8,
     pub http_capture: u8,
-    pub _pad2: u8,
+    pub http_slots_full: u8,
     /// HTTP exchanges counted in the kernel, per (method, status, role).
     pub http: [HttpSlot; HTTP_SLOTS],
 }
