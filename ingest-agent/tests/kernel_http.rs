@@ -4,7 +4,8 @@
 //! combination is sent instead; a request carrying a `traceparent` header is sent whatever the
 //! case of the name and wherever its line starts in the scanned words, and is not counted; a
 //! header that only ends in "traceparent", or one past the bytes the kernel looks at, is not
-//! taken for one.
+//! taken for one. Two requests pipelined before their responses count one exchange and one
+//! unanswered request.
 //!
 //! Needs root; skips loudly without it, fails under `STRATA_REQUIRE_ALL=1`.
 
@@ -68,6 +69,25 @@ fn exchange(stream: &mut TcpStream, request: &str) {
         assert!(n > 0, "server closed");
         received.extend_from_slice(&buf[..n]);
     }
+}
+
+/// Reads two requests before answering both in one write: the second request reaches the socket
+/// before the first response leaves.
+fn serve_pipelined(listener: TcpListener) {
+    let Ok((mut stream, _)) = listener.accept() else {
+        return;
+    };
+    let mut received = Vec::new();
+    let mut buf = [0u8; 1024];
+    while received.windows(4).filter(|w| *w == b"\r\n\r\n").count() < 2 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+    let response = "HTTP/1.1 202 X\r\nContent-Length: 0\r\n\r\n".repeat(2);
+    let _ = stream.write_all(response.as_bytes());
+    let _ = stream.read(&mut buf); // until the client closes
 }
 
 fn request(method: &str, status: u16, headers: &str) -> String {
@@ -184,18 +204,34 @@ fn kernel_counts_untraced_exchanges_and_sends_traced_ones() {
     }
     drop(b);
 
+    // Connection C: two requests in two segments, then both responses.
+    let pipelined = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let c_server = pipelined.local_addr().unwrap();
+    let c_thread = std::thread::spawn(move || serve_pipelined(pipelined));
+    let mut c = TcpStream::connect(c_server).expect("connect");
+    c.set_nodelay(true).expect("nodelay");
+    let c_local: SocketAddr = c.local_addr().unwrap();
+    c.write_all(request("GET", 202, "").as_bytes())
+        .expect("first request");
+    std::thread::sleep(Duration::from_millis(20)); // a segment of its own
+    exchange(&mut c, &request("GET", 202, ""));
+    drop(c);
+    c_thread.join().expect("pipelined server");
+
     // Each connection's client socket and server socket, by (local, remote).
     let ends = [
         (a_local, server),
         (server, a_local),
         (b_local, server),
         (server, b_local),
+        (c_local, c_server),
+        (c_server, c_local),
     ];
-    let mut seen: [Seen; 4] = Default::default();
+    let mut seen: [Seen; 6] = Default::default();
     let find =
         |local: SocketAddr, remote: SocketAddr| ends.iter().position(|e| *e == (local, remote));
     let deadline = Instant::now() + Duration::from_secs(10);
-    let done = |seen: &[Seen; 4]| {
+    let done = |seen: &[Seen; 6]| {
         seen.iter().all(|s| s.closed)
             && seen[2].exchanges.len() + seen[3].exchanges.len() >= 2 * traced
     };
@@ -259,6 +295,15 @@ fn kernel_counts_untraced_exchanges_and_sends_traced_ones() {
         );
     }
     assert_eq!(abi::HTTP_SLOTS, 3, "the test fills three slots");
+
+    // C, on both ends: the latest request answered, the one before it unanswered.
+    for (end, role) in [(&seen[4], Role::Client), (&seen[5], Role::Server)] {
+        assert_eq!(end.counted(role, Method::Get, 202), 1, "{end:#?}");
+        assert!(end.exchanges.is_empty(), "{end:#?}");
+    }
+    let counters = probes.counters().expect("kernel counters");
+    assert_eq!(counters["http_unanswered"], 2, "{counters:?}");
+    assert_eq!(counters["http_uncounted"], 0, "{counters:?}");
     drop(batches);
     lab::assert_detached_on_drop(probes);
 }
