@@ -9,17 +9,19 @@
 # `bpf:OBJ` (an object whose programs `proto_ingress` and `proto_egress` are attached at the
 # cgroup2 root with bpftool, e.g. a prototype of the packet programs).
 # Environment: ROUNDS [6], DURATION [10] seconds after 2 s of warm-up, LOAD_BIN
-# [target/release/strata-http-load]. Server on CPU 1, load generator on CPU 0, 16 connections.
+# [target/release/strata-http-load], SERVER_WORK_US [0] (CPU the server spends per request, busy).
+# Server on CPU 1, load generator on CPU 0, 16 connections.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 LOAD_BIN=${LOAD_BIN:-$here/../../target/release/strata-http-load}
 ROUNDS=${ROUNDS:-6}
 DURATION=${DURATION:-10}
+SERVER_WORK_US=${SERVER_WORK_US:-0}
 CG=$(awk '$3=="cgroup2" { print $2; exit }' /proc/self/mounts)
 PIN=/sys/fs/bpf/strata-agent-max-ab
 for round in $(seq 1 "$ROUNDS"); do
   for arm in "$@"; do
-    taskset -c 1 "$LOAD_BIN" serve --listen 127.0.0.1:18080 >/dev/null 2>&1 &
+    taskset -c 1 "$LOAD_BIN" serve --listen 127.0.0.1:18080 --work-us "$SERVER_WORK_US" >/dev/null 2>&1 &
     server=$!
     agent=
     case $arm in
