@@ -20,8 +20,10 @@ mod lab;
 use lab::{monotonic_ns, say, Counting, EventLog, Lab, CLIENT_V4, SERVER_V4, SERVER_V6};
 use strata_agent::clock::{Clock, SystemClock};
 use strata_agent::dns::{record_type, Rcode};
-use strata_agent::events::{ConnectionClosed, DnsResponse, Event, HttpExchange, Outcome, Role};
-use strata_agent::flow_table::FlowTable;
+use strata_agent::events::{
+    ConnectionClosed, DnsResponse, Endpoints, Event, HttpExchange, Outcome, Role,
+};
+use strata_agent::flow_table::{FlowTable, SockStatsSource};
 use strata_agent::http::{Method, TraceParent};
 use strata_ebpf::abi;
 
@@ -113,6 +115,29 @@ fn kernel_reports_tcp_http_and_dns_between_namespaces() {
         (server_side.bytes_sent, server_side.bytes_received),
         (v4.received, v4.sent),
         "{server_side:?}"
+    );
+
+    // Idle but open, the held connection stays tracked: each read marks an open socket seen, so
+    // scans that clear entries idle for 100 ms keep both its ends (the second one after nothing
+    // moved at all, not even a delayed ACK).
+    let mut strict = FlowTable::new(Duration::from_millis(100).as_nanos() as u64);
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(150));
+        strict
+            .scan(&mut sock_stats, monotonic_ns())
+            .expect("scan sock_stats");
+    }
+    let entries = sock_stats.read_all().expect("read sock_stats");
+    let tracked = |local: SocketAddr, remote: SocketAddr| {
+        entries.iter().any(|(_, stats)| {
+            let ends = Endpoints::from(&stats.tuple);
+            ends.local == local && ends.remote == remote
+        })
+    };
+    assert!(
+        tracked(v4.local, server_side.endpoints.local)
+            && tracked(server_side.endpoints.local, v4.local),
+        "the idle connection's entries were cleared"
     );
 
     client.send("close");

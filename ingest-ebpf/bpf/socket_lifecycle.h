@@ -272,10 +272,13 @@ int strata_tcp_retransmit_skb(struct trace_event_raw_tcp_retransmit_skb *ctx)
 /*
  * The live sockets' counters, refreshed from the sockets themselves just before user space reads
  * sock_stats: an iterator over the map's entries, run by the flow tracker at each scan, instead of
- * a program on every received segment. The entry's key is the socket's address; an entry whose
- * socket closed while the iterator ran (TCP sockets are freed only after an RCU grace period, and
- * the iterator holds the RCU read lock) is told apart by its ports and state, and left alone. The
- * RTT is sampled here too, once per scan for a socket that received segments since the last.
+ * a program on every received segment. The entry's key is the socket's address. A socket whose
+ * segment counters did not move since the last read has nothing new (every byte, acknowledgement,
+ * RTT sample and FIN comes with a segment): three reads, and it is marked seen while it is open.
+ * Otherwise an entry whose socket closed while the iterator ran (TCP sockets are freed only after
+ * an RCU grace period, and the iterator holds the RCU read lock) is told apart by its ports and
+ * state, and left alone. The RTT is sampled here too, once per scan for a socket that received
+ * segments since the last.
  */
 SEC("iter/bpf_map_elem")
 int strata_sock_stats_refresh(struct strata_iter_map_elem *ctx)
@@ -285,26 +288,38 @@ int strata_sock_stats_refresh(struct strata_iter_map_elem *ctx)
 	if (!key || !stats)
 		return 0;
 	struct sock *sk = (struct sock *)*key;
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
 	if (stats->state == STRATA_TCP_SYN_SENT || stats->state == STRATA_TCP_SYN_RECV ||
 	    stats->state == STRATA_TCP_CLOSE)
 		return 0; /* no counters before the handshake completes; a close is final */
-	__u16 local_port = 0, remote_port = 0;
+	__u32 segs_in = 0, segs_out = 0;
 	__u8 state = STRATA_TCP_CLOSE;
-	if (bpf_core_read(&local_port, sizeof(local_port), &sk->__sk_common.skc_num) ||
-	    bpf_core_read(&remote_port, sizeof(remote_port), &sk->__sk_common.skc_dport) ||
+	if (bpf_core_read(&segs_in, sizeof(segs_in), &tp->segs_in) ||
+	    bpf_core_read(&segs_out, sizeof(segs_out), &tp->segs_out) ||
 	    bpf_core_read(&state, sizeof(state), &sk->__sk_common.skc_state)) {
 		count(STRATA_COUNTER_KERNEL_READ_FAILED);
 		return 0;
 	}
-	if (state == STRATA_TCP_CLOSE || state == STRATA_TCP_LISTEN ||
-	    local_port != stats->tuple.local_port || bpf_ntohs(remote_port) != stats->tuple.remote_port)
+	if (state == STRATA_TCP_CLOSE || state == STRATA_TCP_LISTEN)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	if (segs_in == stats->segs_in && segs_out == stats->segs_out) {
+		stats->last_seen_ns = now;
+		return 0;
+	}
+	__u16 local_port = 0, remote_port = 0;
+	if (bpf_core_read(&local_port, sizeof(local_port), &sk->__sk_common.skc_num) ||
+	    bpf_core_read(&remote_port, sizeof(remote_port), &sk->__sk_common.skc_dport)) {
+		count(STRATA_COUNTER_KERNEL_READ_FAILED);
+		return 0;
+	}
+	if (local_port != stats->tuple.local_port || bpf_ntohs(remote_port) != stats->tuple.remote_port)
 		return 0;
 	struct strata_tcp_snapshot snap = {};
 	if (snapshot_probe_read(&snap, sk)) {
 		count(STRATA_COUNTER_KERNEL_READ_FAILED);
 		return 0;
 	}
-	__u64 now = bpf_ktime_get_ns();
 	__u32 srtt = snap.srtt8 >> 3;
 	if (snap.segs_in != stats->segs_in && srtt) {
 		stats->srtt_sum_us += srtt;
