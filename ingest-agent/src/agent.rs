@@ -60,6 +60,7 @@ pub struct AgentStats {
     pub metric_series: AtomicU64,
     pub metric_series_dropped: AtomicU64,
     pub tracker_scans_skipped: AtomicU64,
+    pub tracker_refresh_failures: AtomicU64,
     pub tracker_closes_dropped: AtomicU64,
     pub sock_map_entries: AtomicU64,
     pub sock_map_capacity: AtomicU64,
@@ -262,6 +263,9 @@ impl Pipeline {
         stats
             .tracker_scans_skipped
             .fetch_add(batch.scans_skipped, Ordering::Relaxed);
+        stats
+            .tracker_refresh_failures
+            .fetch_add(batch.refresh_failures, Ordering::Relaxed);
         stats
             .tracker_closes_dropped
             .fetch_add(batch.closes_dropped, Ordering::Relaxed);

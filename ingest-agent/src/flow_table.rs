@@ -19,6 +19,11 @@ use crate::http::Method;
 
 /// Where per-socket statistics come from: the kernel map in production, a fake in tests.
 pub trait SockStatsSource {
+    /// Brings the open sockets' counters up to date before a read; when it fails they stay as
+    /// of each socket's last state change, and the read goes on.
+    fn refresh(&mut self) -> Result<()> {
+        Ok(())
+    }
     fn read_all(&mut self) -> Result<Vec<(u64, abi::SockStats)>>;
     fn remove(&mut self, sock_id: u64) -> Result<()>;
     /// Starts the next interval of the HTTP slots' latency maximum; called after each read.
@@ -166,6 +171,8 @@ pub struct Scan {
     pub entries: usize,
     /// Entries removed because nothing touched them for `idle_after_ns`.
     pub cleared_idle: usize,
+    /// The refresh before the read failed: open sockets' counters may lag.
+    pub refresh_failed: bool,
 }
 
 /// A socket as the table last knew it.
@@ -206,10 +213,12 @@ impl FlowTable {
 
     /// Reads every entry, returns what changed since the last scan, and clears idle entries.
     pub fn scan(&mut self, source: &mut dyn SockStatsSource, now_ns: u64) -> Result<Scan> {
+        let refresh_failed = source.refresh().is_err();
         let entries = source.read_all()?;
         source.advance_http_epoch()?;
         let mut scan = Scan {
             entries: entries.len(),
+            refresh_failed,
             ..Scan::default()
         };
         let mut present = HashMap::with_capacity(entries.len());
@@ -352,6 +361,8 @@ pub struct FlowBatch {
     pub closes_dropped: u64,
     /// Scans skipped because the consumer had not taken the previous batches.
     pub scans_skipped: u64,
+    /// Scans whose refresh of the open sockets' counters failed (0 or 1 per batch).
+    pub refresh_failures: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -462,6 +473,7 @@ async fn track<S, C>(
                     cleared_idle: scan.cleared_idle,
                     closes_dropped: closed.closes_dropped,
                     scans_skipped: closed.scans_skipped,
+                    refresh_failures: u64::from(scan.refresh_failed),
                 };
                 // Capacity was checked above and this task is the only sender.
                 if batches.try_send(batch).is_err() {
@@ -482,11 +494,19 @@ mod tests {
     struct FakeMap {
         entries: BTreeMap<u64, abi::SockStats>,
         removed: Vec<u64>,
-        /// Reads, and the epoch advances after them, in order.
+        /// Refreshes, reads, and the epoch advances after them, in order.
         calls: Vec<&'static str>,
+        refresh_fails: bool,
     }
 
     impl SockStatsSource for FakeMap {
+        fn refresh(&mut self) -> Result<()> {
+            self.calls.push("refresh");
+            if self.refresh_fails {
+                return Err(crate::error::Error::Config("refresh failed".into()));
+            }
+            Ok(())
+        }
         fn read_all(&mut self) -> Result<Vec<(u64, abi::SockStats)>> {
             self.calls.push("read");
             Ok(self.entries.iter().map(|(k, v)| (*k, *v)).collect())
@@ -619,6 +639,19 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_refresh_is_reported_and_the_scan_goes_on() {
+        let mut map = FakeMap {
+            refresh_fails: true,
+            ..FakeMap::default()
+        };
+        map.entries.insert(1, stats(5, 100, 1_000, 10));
+        let scan = FlowTable::new(60 * SECOND).scan(&mut map, 20).unwrap();
+        assert!(scan.refresh_failed);
+        assert_eq!(scan.deltas.len(), 1, "{scan:?}");
+        assert_eq!(scan.deltas[0].bytes_sent, 100);
+    }
+
+    #[test]
     fn http_counted_in_the_kernel_is_reported_per_slot_and_interval() {
         use abi::http_method::{GET, POST};
         let mut map = FakeMap::default();
@@ -629,9 +662,10 @@ mod tests {
         let first = table.scan(&mut map, 20).unwrap();
         assert_eq!(
             map.calls,
-            ["read", "advance"],
-            "the epoch moves after the read"
+            ["refresh", "read", "advance"],
+            "counters are refreshed before the read, the epoch moves after it"
         );
+        assert!(!first.refresh_failed);
         let counts = &first.deltas[0].http;
         assert_eq!(counts.len(), 1);
         assert_eq!(

@@ -122,7 +122,7 @@ impl Hook {
 
     /// Tracepoint and iterator programs read kernel structs through CO-RE and need kernel BTF
     /// (an iterator also to be loaded at all); the cgroup_skb programs read only packets.
-    pub fn needs_btf(self) -> bool {
+    fn needs_btf(self) -> bool {
         !matches!(self.attach_point(), AttachPoint::Cgroup(_))
     }
 
@@ -315,6 +315,7 @@ impl Probes {
         map_name: &str,
         btf: &Btf,
     ) -> std::result::Result<OwnedFd, String> {
+        // A copy of the map's descriptor: the program is borrowed mutably next.
         let map_fd = match self.ebpf.map(map_name) {
             Some(Map::HashMap(data) | Map::LruHashMap(data)) => data
                 .fd()
@@ -524,8 +525,9 @@ fn link_map_iterator(program: BorrowedFd<'_>, map: BorrowedFd<'_>) -> io::Result
 }
 
 /// One run of an iterator: the program runs for each element as the run is read, to its end.
-/// The refresh program writes nothing, so every read but the last returns no bytes only at the
-/// end; the kernel pauses a long run with EAGAIN, and reading again resumes it.
+/// The refresh program writes nothing, so a read returns 0 bytes only at the end; the kernel
+/// pauses a run that has gone a million elements without output with EAGAIN, and reading again
+/// resumes it.
 fn run_iterator(link: &OwnedFd) -> io::Result<()> {
     let mut attr = IterCreateAttr {
         link_fd: u32::try_from(link.as_raw_fd()).expect("descriptors are positive"),
@@ -583,28 +585,6 @@ pub struct KernelSockStats {
     refresh_failed: bool,
 }
 
-impl KernelSockStats {
-    /// Brings the live sockets' counters in the map up to date. A failure leaves them as of
-    /// their last state change; the read goes on.
-    fn refresh(&mut self) {
-        let Some(link) = &self.refresh else {
-            return;
-        };
-        match run_iterator(link) {
-            Ok(()) if self.refresh_failed => {
-                self.refresh_failed = false;
-                tracing::info!("sock_stats refresh works again");
-            }
-            Ok(()) => {}
-            Err(err) if !self.refresh_failed => {
-                self.refresh_failed = true;
-                tracing::warn!(error = %err, "sock_stats refresh failed; live counters may lag");
-            }
-            Err(_) => {}
-        }
-    }
-}
-
 impl fmt::Debug for KernelSockStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KernelSockStats").finish_non_exhaustive()
@@ -612,8 +592,27 @@ impl fmt::Debug for KernelSockStats {
 }
 
 impl SockStatsSource for KernelSockStats {
+    /// Runs the iterator over the map. A failure is logged when it starts and when it ends.
+    fn refresh(&mut self) -> Result<()> {
+        let Some(link) = &self.refresh else {
+            return Ok(());
+        };
+        let outcome = run_iterator(link);
+        match &outcome {
+            Ok(()) if self.refresh_failed => tracing::info!("sock_stats refresh works again"),
+            Err(err) if !self.refresh_failed => {
+                tracing::warn!(error = %err, "sock_stats refresh failed; live counters may lag");
+            }
+            _ => {}
+        }
+        self.refresh_failed = outcome.is_err();
+        outcome.map_err(|err| Error::Program {
+            program: program::SOCK_STATS_REFRESH,
+            message: err.to_string(),
+        })
+    }
+
     fn read_all(&mut self) -> Result<Vec<(u64, abi::SockStats)>> {
-        self.refresh();
         let mut entries = Vec::new();
         for entry in self.map.iter() {
             // An entry deleted between key walk and lookup is skipped by aya; any other error

@@ -135,6 +135,13 @@ pub fn render(observed: &Observed) -> String {
         "Events and socket deltas of the agent's own connections, left out.",
         load(&agent.own_events_ignored),
     );
+    out.one(
+        "strata_agent_sock_refresh_failures_total",
+        "counter",
+        "Scans of the kernel's socket map whose refresh of open sockets' counters failed; their \
+         counters were as of each socket's last state change.",
+        load(&agent.tracker_refresh_failures),
+    );
     out.family(
         "strata_agent_lost_total",
         "counter",
