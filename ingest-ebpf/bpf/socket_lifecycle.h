@@ -69,9 +69,9 @@ static __always_inline int tuple_from_sock(struct strata_flow_tuple *tuple, stru
 
 /*
  * What the socket's own counters say, read at points that already run (a state change, the
- * close) and by the iterator before each read, instead of on every send and receive call. The kernel keeps them per
- * tcp_sock: payload bytes transmitted with retransmissions counted apart, bytes taken into the
- * receive sequence (a FIN takes one), segments, RTT.
+ * close) and by the iterator before each read, instead of on every send and receive call. The
+ * kernel keeps them per tcp_sock: payload bytes transmitted with retransmissions counted apart,
+ * bytes taken into the receive sequence (a FIN takes one), segments, RTT.
  */
 struct strata_tcp_snapshot {
 	__u64 bytes_sent;    /* tcp_sock.bytes_sent: payload transmitted, retransmissions included */
