@@ -12,13 +12,9 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use strata_agent::clock::SystemClock;
-use strata_agent::event_reader::{self, EventReaderConfig};
-use strata_agent::events::Event;
-use strata_agent::flow_table::{spawn_tracker, FlowDelta, FlowTrackerConfig};
+use strata_agent::flow_table::FlowDelta;
 use strata_agent::loader::Hook;
 use strata_ebpf::object::program;
-use tokio::sync::mpsc;
 
 const SENT: usize = 70_000;
 const ANSWER: usize = 1_234;
@@ -38,28 +34,7 @@ fn tracker_sums_to_the_bytes_of_a_connection() {
         Some(program::SOCK_STATS_REFRESH)
     );
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let _enter = runtime.enter();
-    let ring = probes.take_event_ring().expect("ring");
-    let sock_stats = probes.take_sock_stats().expect("sock_stats");
-    let (mut events, _stats, _reader) =
-        event_reader::spawn(ring, &EventReaderConfig::default()).expect("reader");
-    let (closes_tx, closes) = mpsc::channel(1024);
-    runtime.spawn(async move {
-        while let Some(batch) = events.recv().await {
-            for event in batch {
-                if let Event::ConnectionClosed(closed) = event {
-                    if closes_tx.send(closed).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    let config = FlowTrackerConfig {
-        interval: Duration::from_millis(100),
-        ..FlowTrackerConfig::default()
-    };
-    let (mut batches, _tracker) = spawn_tracker(sock_stats, SystemClock::new(), closes, &config);
+    let mut tracked = lab::track(&mut probes, &runtime);
 
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
     let mut client = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
@@ -83,7 +58,7 @@ fn tracker_sums_to_the_bytes_of_a_connection() {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline && !ours.iter().any(|delta| !delta.open) {
         if let Ok(Some(batch)) = runtime.block_on(async {
-            tokio::time::timeout(Duration::from_millis(500), batches.recv()).await
+            tokio::time::timeout(Duration::from_millis(500), tracked.batches.recv()).await
         }) {
             ours.extend(
                 batch
@@ -109,6 +84,6 @@ fn tracker_sums_to_the_bytes_of_a_connection() {
     let sent: u64 = ours.iter().map(|delta| delta.bytes_sent).sum();
     let got: u64 = ours.iter().map(|delta| delta.bytes_received).sum();
     assert_eq!((sent, got), (SENT as u64, ANSWER as u64), "{ours:#?}");
-    drop(batches);
+    drop(tracked);
     lab::assert_detached_on_drop(probes);
 }

@@ -16,14 +16,10 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use strata_agent::clock::SystemClock;
-use strata_agent::event_reader::{self, EventReaderConfig};
-use strata_agent::events::{Event, HttpExchange, Role};
-use strata_agent::flow_table::{spawn_tracker, FlowDelta, FlowTrackerConfig, HttpCounts};
+use strata_agent::events::{HttpExchange, Role};
+use strata_agent::flow_table::{FlowDelta, HttpCounts};
 use strata_agent::http::Method;
-use strata_agent::loader::LoaderConfig;
 use strata_ebpf::abi;
-use tokio::sync::mpsc;
 
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
@@ -119,40 +115,12 @@ fn kernel_counts_untraced_exchanges_and_sends_traced_ones() {
         Ok(features) => features,
         Err(why) => skip!("{why}"),
     };
-    let mut probes = match lab::attach_all_with(&features, &LoaderConfig::default()) {
+    let mut probes = match lab::attach_all(&features) {
         Ok(probes) => probes,
         Err(why) => skip!("{why}"),
     };
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let _enter = runtime.enter();
-    let ring = probes.take_event_ring().expect("ring");
-    let sock_stats = probes.take_sock_stats().expect("sock_stats");
-    let (mut events, _stats, _reader) =
-        event_reader::spawn(ring, &EventReaderConfig::default()).expect("reader");
-    let (closes_tx, closes) = mpsc::channel(1024);
-    let (exchanges_tx, mut exchanges) = mpsc::unbounded_channel();
-    runtime.spawn(async move {
-        while let Some(batch) = events.recv().await {
-            for event in batch {
-                match event {
-                    Event::ConnectionClosed(closed) => {
-                        if closes_tx.send(closed).await.is_err() {
-                            return;
-                        }
-                    }
-                    Event::Http(exchange) => {
-                        let _ = exchanges_tx.send(exchange);
-                    }
-                    Event::Dns(_) => {}
-                }
-            }
-        }
-    });
-    let config = FlowTrackerConfig {
-        interval: Duration::from_millis(100),
-        ..FlowTrackerConfig::default()
-    };
-    let (mut batches, _tracker) = spawn_tracker(sock_stats, SystemClock::new(), closes, &config);
+    let mut tracked = lab::track(&mut probes, &runtime);
 
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
     let server = listener.local_addr().unwrap();
@@ -237,7 +205,7 @@ fn kernel_counts_untraced_exchanges_and_sends_traced_ones() {
     };
     while Instant::now() < deadline && !done(&seen) {
         if let Ok(Some(batch)) = runtime.block_on(async {
-            tokio::time::timeout(Duration::from_millis(500), batches.recv()).await
+            tokio::time::timeout(Duration::from_millis(500), tracked.batches.recv()).await
         }) {
             for delta in batch.deltas {
                 let Some(at) = find(delta.endpoints.local, delta.endpoints.remote) else {
@@ -248,7 +216,7 @@ fn kernel_counts_untraced_exchanges_and_sends_traced_ones() {
                 seen[at].closed |= !open;
             }
         }
-        while let Ok(exchange) = exchanges.try_recv() {
+        while let Ok(exchange) = tracked.exchanges.try_recv() {
             if let Some(at) = find(exchange.endpoints.local, exchange.endpoints.remote) {
                 seen[at].exchanges.push(exchange);
             }
@@ -304,6 +272,6 @@ fn kernel_counts_untraced_exchanges_and_sends_traced_ones() {
     let counters = probes.counters().expect("kernel counters");
     assert_eq!(counters["http_unanswered"], 2, "{counters:?}");
     assert_eq!(counters["http_uncounted"], 0, "{counters:?}");
-    drop(batches);
+    drop(tracked);
     lab::assert_detached_on_drop(probes);
 }

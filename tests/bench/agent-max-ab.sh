@@ -9,19 +9,44 @@
 # `bpf:OBJ` (an object whose programs `proto_ingress` and `proto_egress` are attached at the
 # cgroup2 root with bpftool, e.g. a prototype of the packet programs).
 # Environment: ROUNDS [6], DURATION [10] seconds after 2 s of warm-up, LOAD_BIN
-# [target/release/strata-http-load], SERVER_WORK_US [0] (CPU the server spends per request, busy).
-# Server on CPU 1, load generator on CPU 0, 16 connections.
+# [target/release/strata-http-load], SERVER_WORK_US [0] (CPU the server spends per request, busy),
+# SERVER [strata] (`strata`: strata-http-load serve; `nginx`: Debian's nginx, one worker, answering
+# every request with a 2-byte body from its config). Server on CPU 1, load generator on CPU 0, 16
+# connections.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 LOAD_BIN=${LOAD_BIN:-$here/../../target/release/strata-http-load}
 ROUNDS=${ROUNDS:-6}
 DURATION=${DURATION:-10}
 SERVER_WORK_US=${SERVER_WORK_US:-0}
+SERVER=${SERVER:-strata}
+NGINX_DIR=$(mktemp -d /tmp/strata-agent-max-ab.XXXXXX)
+trap 'rm -rf "$NGINX_DIR"' EXIT
+cat >"$NGINX_DIR/nginx.conf" <<'CONF'
+worker_processes 1;
+pid nginx.pid;
+error_log stderr;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000000;
+  keepalive_timeout 300s;
+  server {
+    listen 127.0.0.1:18080;
+    location / { return 200 "ok"; }
+  }
+}
+CONF
 CG=$(awk '$3=="cgroup2" { print $2; exit }' /proc/self/mounts)
 PIN=/sys/fs/bpf/strata-agent-max-ab
 for round in $(seq 1 "$ROUNDS"); do
   for arm in "$@"; do
-    taskset -c 1 "$LOAD_BIN" serve --listen 127.0.0.1:18080 --work-us "$SERVER_WORK_US" >/dev/null 2>&1 &
+    if [ "$SERVER" = nginx ]; then
+      taskset -c 1 nginx -p "$NGINX_DIR" -c nginx.conf -g 'daemon off;' >/dev/null 2>&1 &
+    else
+      taskset -c 1 "$LOAD_BIN" serve --listen 127.0.0.1:18080 --work-us "$SERVER_WORK_US" \
+        >/dev/null 2>&1 &
+    fi
     server=$!
     agent=
     case $arm in

@@ -424,3 +424,51 @@ pub fn await_command(commands: &mpsc::Receiver<String>, word: &str) {
         }
     }
 }
+
+/// The user-space pipeline on the kernel side's outputs, wired as the agent wires it: the ring
+/// reader, close summaries routed to the flow tracker (which scans `sock_stats` every 100 ms),
+/// and HTTP exchanges from the ring handed to the test. Tasks run on `runtime`.
+pub struct Tracked {
+    pub batches: tokio::sync::mpsc::Receiver<strata_agent::flow_table::FlowBatch>,
+    pub exchanges: tokio::sync::mpsc::UnboundedReceiver<strata_agent::events::HttpExchange>,
+    _tasks: [tokio::task::JoinHandle<()>; 2],
+}
+
+pub fn track(probes: &mut Probes, runtime: &tokio::runtime::Runtime) -> Tracked {
+    use strata_agent::flow_table::{spawn_tracker, FlowTrackerConfig};
+    let _enter = runtime.enter();
+    let ring = probes.take_event_ring().expect("ring");
+    let sock_stats = probes.take_sock_stats().expect("sock_stats");
+    let (mut events, _stats, reader) =
+        event_reader::spawn(ring, &EventReaderConfig::default()).expect("reader");
+    let (closes_tx, closes) = tokio::sync::mpsc::channel(1024);
+    let (exchanges_tx, exchanges) = tokio::sync::mpsc::unbounded_channel();
+    runtime.spawn(async move {
+        while let Some(batch) = events.recv().await {
+            for event in batch {
+                match event {
+                    Event::ConnectionClosed(closed) => {
+                        if closes_tx.send(closed).await.is_err() {
+                            return;
+                        }
+                    }
+                    Event::Http(exchange) => {
+                        let _ = exchanges_tx.send(exchange);
+                    }
+                    Event::Dns(_) => {}
+                }
+            }
+        }
+    });
+    let config = FlowTrackerConfig {
+        interval: Duration::from_millis(100),
+        ..FlowTrackerConfig::default()
+    };
+    let clock = strata_agent::clock::SystemClock::new();
+    let (batches, tracker) = spawn_tracker(sock_stats, clock, closes, &config);
+    Tracked {
+        batches,
+        exchanges,
+        _tasks: [reader, tracker],
+    }
+}
