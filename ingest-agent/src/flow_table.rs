@@ -200,10 +200,10 @@ pub struct FlowTable {
 
 impl FlowTable {
     /// `idle_after_ns`: an entry untouched this long is taken for a socket whose close we missed
-    /// (the LRU keeps it otherwise until pressure evicts it). The kernel's refresh, which runs
-    /// in every read, marks each open socket seen, idle or not; without it (the iterator not
-    /// attached) a socket that was only idle comes back on its next byte, without its role and
-    /// open time, so this should be long (minutes).
+    /// (the LRU keeps it otherwise until pressure evicts it). The kernel's refresh, which each
+    /// scan runs before its read, marks every open socket seen, idle or not; without it (the
+    /// iterator not attached) a socket that was only idle comes back on its next byte, without
+    /// its role and open time, so this should be long (minutes).
     pub fn new(idle_after_ns: u64) -> FlowTable {
         FlowTable {
             seen: HashMap::new(),
