@@ -62,16 +62,17 @@ fn evictions_from_a_full_socket_map_are_counted() {
     // closes (LAST_ACK -> CLOSE) may come a moment after the reads.
     let expected = (2 * CONNECTIONS) as u64 - u64::from(CAPACITY);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let missing = loop {
-        let missing = probes.counters().expect("counters")["sock_stats_missing"];
+    let (missing, counters) = loop {
+        let counters = probes.counters().expect("counters");
+        let missing = counters["sock_stats_missing"];
         if missing >= expected || std::time::Instant::now() > deadline {
-            break missing;
+            break (missing, counters);
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(
         missing >= expected,
-        "only {missing} closes of evicted sockets counted"
+        "only {missing} closes of evicted sockets counted; kernel counters {counters:?}"
     );
     drop(sock_stats);
     lab::assert_detached_on_drop(probes);
