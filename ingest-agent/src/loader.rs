@@ -431,6 +431,8 @@ impl Probes {
             epoch: 0,
             refresh,
             refresh_failed: false,
+            refreshed: None,
+            output: Vec::new(),
         })
     }
 
@@ -524,21 +526,21 @@ fn link_map_iterator(program: BorrowedFd<'_>, map: BorrowedFd<'_>) -> io::Result
     bpf_fd_syscall(BPF_LINK_CREATE, &mut attr)
 }
 
-/// One run of an iterator: the program runs for each element as the run is read, to its end.
-/// The refresh program writes nothing, so a read returns 0 bytes only at the end; the kernel
-/// pauses a run that has gone a million elements without output with EAGAIN, and reading again
-/// resumes it.
-fn run_iterator(link: &OwnedFd) -> io::Result<()> {
+/// One run of an iterator: the program runs for each element as the run is read, to its end;
+/// returns what it wrote. The kernel pauses a run that has gone a million elements without output
+/// with EAGAIN, and reading again resumes it.
+fn run_iterator(link: &OwnedFd, output: &mut Vec<u8>) -> io::Result<()> {
     let mut attr = IterCreateAttr {
         link_fd: u32::try_from(link.as_raw_fd()).expect("descriptors are positive"),
         flags: 0,
     };
     let mut run = File::from(bpf_fd_syscall(BPF_ITER_CREATE, &mut attr)?);
-    let mut sink = [0u8; 256];
+    output.clear();
+    let mut chunk = vec![0u8; 64 << 10];
     loop {
-        match run.read(&mut sink) {
+        match run.read(&mut chunk) {
             Ok(0) => return Ok(()),
-            Ok(_) => {}
+            Ok(n) => output.extend_from_slice(&chunk[..n]),
             Err(err)
                 if matches!(
                     err.kind(),
@@ -583,6 +585,30 @@ pub struct KernelSockStats {
     refresh: Option<OwnedFd>,
     /// A refresh failed before (logged once; the next success says so).
     refresh_failed: bool,
+    /// The entries the latest refresh wrote out, for the read that follows it.
+    refreshed: Option<Vec<(u64, abi::SockStats)>>,
+    /// The refresh's output buffer, kept between scans.
+    output: Vec<u8>,
+}
+
+/// One entry as the refresh writes it: its key, then its value.
+const REFRESH_RECORD: usize = size_of::<u64>() + size_of::<abi::SockStats>();
+
+fn parse_refreshed(output: &[u8]) -> io::Result<Vec<(u64, abi::SockStats)>> {
+    if !output.len().is_multiple_of(REFRESH_RECORD) {
+        return Err(io::Error::other(format!(
+            "{} bytes are not whole entries of {REFRESH_RECORD}",
+            output.len()
+        )));
+    }
+    Ok(output
+        .chunks_exact(REFRESH_RECORD)
+        .filter_map(|record| {
+            let (key, value) = record.split_at(size_of::<u64>());
+            let key = u64::from_ne_bytes(key.try_into().ok()?);
+            Some((key, abi::read_plain::<abi::SockStats>(value)?))
+        })
+        .collect())
 }
 
 impl fmt::Debug for KernelSockStats {
@@ -592,12 +618,16 @@ impl fmt::Debug for KernelSockStats {
 }
 
 impl SockStatsSource for KernelSockStats {
-    /// Runs the iterator over the map. A failure is logged when it starts and when it ends.
+    /// Runs the iterator over the map, which refreshes each entry and writes it out for the
+    /// read. A failure is logged when it starts and when it ends.
     fn refresh(&mut self) -> Result<()> {
+        self.refreshed = None;
         let Some(link) = &self.refresh else {
             return Ok(());
         };
-        let outcome = run_iterator(link);
+        let outcome = run_iterator(link, &mut self.output)
+            .and_then(|()| parse_refreshed(&self.output))
+            .map(|entries| self.refreshed = Some(entries));
         match &outcome {
             Ok(()) if self.refresh_failed => tracing::info!("sock_stats refresh works again"),
             Err(err) if !self.refresh_failed => {
@@ -612,7 +642,11 @@ impl SockStatsSource for KernelSockStats {
         })
     }
 
+    /// The entries the refresh wrote out, else (no iterator, or it failed) a walk of the map.
     fn read_all(&mut self) -> Result<Vec<(u64, abi::SockStats)>> {
+        if let Some(entries) = self.refreshed.take() {
+            return Ok(entries);
+        }
         let mut entries = Vec::new();
         for entry in self.map.iter() {
             // An entry deleted between key walk and lookup is skipped by aya; any other error
@@ -648,6 +682,26 @@ mod tests {
     fn the_kernel_map_can_feed_the_flow_tracker() {
         fn sendable<T: Send + 'static>() {}
         sendable::<KernelSockStats>();
+    }
+
+    #[test]
+    fn refreshed_entries_are_read_back_whole_or_not_at_all() {
+        let mut stats = abi::SockStats {
+            bytes_sent: 1234,
+            ..abi::SockStats::default()
+        };
+        let mut output = Vec::new();
+        for key in [7u64, 9] {
+            stats.segs_in = key as u32;
+            output.extend_from_slice(&key.to_ne_bytes());
+            output.extend_from_slice(abi::plain_bytes(&stats));
+        }
+        let entries = parse_refreshed(&output).expect("two whole entries");
+        assert_eq!(entries.len(), 2);
+        assert_eq!((entries[1].0, entries[1].1.segs_in), (9, 9));
+        assert_eq!(entries[0].1.bytes_sent, 1234);
+        assert!(parse_refreshed(&output[..output.len() - 1]).is_err());
+        assert!(parse_refreshed(&[]).expect("no entries").is_empty());
     }
 
     #[test]

@@ -127,6 +127,9 @@ fn kernel_reports_tcp_http_and_dns_between_namespaces() {
             .scan(&mut sock_stats, monotonic_ns())
             .expect("scan sock_stats");
     }
+    sock_stats
+        .refresh()
+        .expect("the refresh runs and writes whole entries");
     let entries = sock_stats.read_all().expect("read sock_stats");
     let tracked = |local: SocketAddr, remote: SocketAddr| {
         entries.iter().any(|(_, stats)| {

@@ -280,45 +280,39 @@ int strata_tcp_retransmit_skb(struct trace_event_raw_tcp_retransmit_skb *ctx)
  * state, and left alone. The RTT is sampled here too, once per scan for a socket that received
  * segments since the last.
  */
-SEC("iter/bpf_map_elem")
-int strata_sock_stats_refresh(struct strata_iter_map_elem *ctx)
+static __always_inline void refresh_entry(struct strata_sock_stats *stats, struct sock *sk)
 {
-	const strata_sock_id *key = ctx->key;
-	struct strata_sock_stats *stats = ctx->value;
-	if (!key || !stats)
-		return 0;
-	struct sock *sk = (struct sock *)*key;
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
 	if (stats->state == STRATA_TCP_SYN_SENT || stats->state == STRATA_TCP_SYN_RECV ||
 	    stats->state == STRATA_TCP_CLOSE)
-		return 0; /* no counters before the handshake completes; a close is final */
+		return; /* no counters before the handshake completes; a close is final */
 	__u32 segs_in = 0, segs_out = 0;
 	__u8 state = STRATA_TCP_CLOSE;
 	if (bpf_core_read(&segs_in, sizeof(segs_in), &tp->segs_in) ||
 	    bpf_core_read(&segs_out, sizeof(segs_out), &tp->segs_out) ||
 	    bpf_core_read(&state, sizeof(state), &sk->__sk_common.skc_state)) {
 		count(STRATA_COUNTER_KERNEL_READ_FAILED);
-		return 0;
+		return;
 	}
 	if (state == STRATA_TCP_CLOSE || state == STRATA_TCP_LISTEN)
-		return 0;
+		return;
 	__u64 now = bpf_ktime_get_ns();
 	if (segs_in == stats->segs_in && segs_out == stats->segs_out) {
 		stats->last_seen_ns = now;
-		return 0;
+		return;
 	}
 	__u16 local_port = 0, remote_port = 0;
 	if (bpf_core_read(&local_port, sizeof(local_port), &sk->__sk_common.skc_num) ||
 	    bpf_core_read(&remote_port, sizeof(remote_port), &sk->__sk_common.skc_dport)) {
 		count(STRATA_COUNTER_KERNEL_READ_FAILED);
-		return 0;
+		return;
 	}
 	if (local_port != stats->tuple.local_port || bpf_ntohs(remote_port) != stats->tuple.remote_port)
-		return 0;
+		return;
 	struct strata_tcp_snapshot snap = {};
 	if (snapshot_probe_read(&snap, sk)) {
 		count(STRATA_COUNTER_KERNEL_READ_FAILED);
-		return 0;
+		return;
 	}
 	__u32 srtt = snap.srtt8 >> 3;
 	if (snap.segs_in != stats->segs_in && srtt) {
@@ -328,6 +322,21 @@ int strata_sock_stats_refresh(struct strata_iter_map_elem *ctx)
 	}
 	apply_snapshot(stats, &snap);
 	stats->last_seen_ns = now;
+}
+
+/* Each entry, refreshed, is written to the run's output as its key then its value, so user space
+ * reads the whole map in one stream instead of a lookup per entry. */
+SEC("iter/bpf_map_elem")
+int strata_sock_stats_refresh(struct strata_iter_map_elem *ctx)
+{
+	const strata_sock_id *key = ctx->key;
+	struct strata_sock_stats *stats = ctx->value;
+	if (!key || !stats)
+		return 0;
+	refresh_entry(stats, (struct sock *)*key);
+	void *seq = ctx->meta->seq;
+	bpf_seq_write(seq, key, sizeof(*key));
+	bpf_seq_write(seq, stats, sizeof(*stats));
 	return 0;
 }
 

@@ -102,10 +102,14 @@ struct tcp_sock {
 #pragma clang attribute pop
 
 /* The context of a map element iterator (iter/bpf_map_elem): the kernel passes its arguments as
- * 64-bit slots in this order, a fixed ABI, so no relocation. key and value are the element's,
- * the value writable in place; both NULL once at the end. */
+ * 64-bit slots in this order, a fixed ABI, so no relocation. meta->seq is the run's output; key
+ * and value are the element's, the value writable in place; both NULL once at the end. */
+struct strata_iter_meta {
+	void *seq; /* struct seq_file *, first in struct bpf_iter_meta */
+};
+
 struct strata_iter_map_elem {
-	void *meta;
+	struct strata_iter_meta *meta;
 	void *map;
 	void *key;
 	void *value;
