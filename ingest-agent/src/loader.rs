@@ -432,7 +432,6 @@ impl Probes {
             refresh,
             refresh_failed: false,
             refreshed: None,
-            output: Vec::new(),
         })
     }
 
@@ -527,20 +526,19 @@ fn link_map_iterator(program: BorrowedFd<'_>, map: BorrowedFd<'_>) -> io::Result
 }
 
 /// One run of an iterator: the program runs for each element as the run is read, to its end;
-/// returns what it wrote. The kernel pauses a run that has gone a million elements without output
-/// with EAGAIN, and reading again resumes it.
-fn run_iterator(link: &OwnedFd, output: &mut Vec<u8>) -> io::Result<()> {
+/// what it writes is handed over as it comes. The kernel pauses a run that has gone a million
+/// elements without output with EAGAIN, and reading again resumes it.
+fn run_iterator(link: &OwnedFd, mut output: impl FnMut(&[u8])) -> io::Result<()> {
     let mut attr = IterCreateAttr {
         link_fd: u32::try_from(link.as_raw_fd()).expect("descriptors are positive"),
         flags: 0,
     };
     let mut run = File::from(bpf_fd_syscall(BPF_ITER_CREATE, &mut attr)?);
-    output.clear();
     let mut chunk = vec![0u8; 64 << 10];
     loop {
         match run.read(&mut chunk) {
             Ok(0) => return Ok(()),
-            Ok(n) => output.extend_from_slice(&chunk[..n]),
+            Ok(n) => output(&chunk[..n]),
             Err(err)
                 if matches!(
                     err.kind(),
@@ -587,28 +585,54 @@ pub struct KernelSockStats {
     refresh_failed: bool,
     /// The entries the latest refresh wrote out, for the read that follows it.
     refreshed: Option<Vec<(u64, abi::SockStats)>>,
-    /// The refresh's output buffer, kept between scans.
-    output: Vec<u8>,
 }
 
 /// One entry as the refresh writes it: its key, then its value.
 const REFRESH_RECORD: usize = size_of::<u64>() + size_of::<abi::SockStats>();
 
-fn parse_refreshed(output: &[u8]) -> io::Result<Vec<(u64, abi::SockStats)>> {
-    if !output.len().is_multiple_of(REFRESH_RECORD) {
-        return Err(io::Error::other(format!(
-            "{} bytes are not whole entries of {REFRESH_RECORD}",
-            output.len()
-        )));
+fn parse_record(record: &[u8]) -> Option<(u64, abi::SockStats)> {
+    let (key, value) = record.split_at(size_of::<u64>());
+    Some((
+        u64::from_ne_bytes(key.try_into().ok()?),
+        abi::read_plain(value)?,
+    ))
+}
+
+/// Entries out of the refresh's output as it arrives, without holding the output: a record split
+/// between two reads waits for its rest.
+#[derive(Default)]
+struct RefreshedEntries {
+    entries: Vec<(u64, abi::SockStats)>,
+    partial: Vec<u8>,
+}
+
+impl RefreshedEntries {
+    fn push(&mut self, mut bytes: &[u8]) {
+        if !self.partial.is_empty() {
+            let take = (REFRESH_RECORD - self.partial.len()).min(bytes.len());
+            self.partial.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.partial.len() < REFRESH_RECORD {
+                return;
+            }
+            self.entries
+                .extend(parse_record(&std::mem::take(&mut self.partial)));
+        }
+        let whole = bytes.len() - bytes.len() % REFRESH_RECORD;
+        let records = bytes[..whole].chunks_exact(REFRESH_RECORD);
+        self.entries.extend(records.filter_map(parse_record));
+        self.partial.extend_from_slice(&bytes[whole..]);
     }
-    Ok(output
-        .chunks_exact(REFRESH_RECORD)
-        .filter_map(|record| {
-            let (key, value) = record.split_at(size_of::<u64>());
-            let key = u64::from_ne_bytes(key.try_into().ok()?);
-            Some((key, abi::read_plain::<abi::SockStats>(value)?))
-        })
-        .collect())
+
+    fn finish(self) -> io::Result<Vec<(u64, abi::SockStats)>> {
+        if !self.partial.is_empty() {
+            return Err(io::Error::other(format!(
+                "the output ends {} bytes into an entry of {REFRESH_RECORD}",
+                self.partial.len()
+            )));
+        }
+        Ok(self.entries)
+    }
 }
 
 impl fmt::Debug for KernelSockStats {
@@ -625,8 +649,9 @@ impl SockStatsSource for KernelSockStats {
         let Some(link) = &self.refresh else {
             return Ok(());
         };
-        let outcome = run_iterator(link, &mut self.output)
-            .and_then(|()| parse_refreshed(&self.output))
+        let mut refreshed = RefreshedEntries::default();
+        let outcome = run_iterator(link, |bytes| refreshed.push(bytes))
+            .and_then(|()| refreshed.finish())
             .map(|entries| self.refreshed = Some(entries));
         match &outcome {
             Ok(()) if self.refresh_failed => tracing::info!("sock_stats refresh works again"),
@@ -696,12 +721,22 @@ mod tests {
             output.extend_from_slice(&key.to_ne_bytes());
             output.extend_from_slice(abi::plain_bytes(&stats));
         }
-        let entries = parse_refreshed(&output).expect("two whole entries");
-        assert_eq!(entries.len(), 2);
-        assert_eq!((entries[1].0, entries[1].1.segs_in), (9, 9));
-        assert_eq!(entries[0].1.bytes_sent, 1234);
-        assert!(parse_refreshed(&output[..output.len() - 1]).is_err());
-        assert!(parse_refreshed(&[]).expect("no entries").is_empty());
+        // in reads of any size, records split between them
+        for read in [1, 100, REFRESH_RECORD, output.len()] {
+            let mut refreshed = RefreshedEntries::default();
+            output.chunks(read).for_each(|bytes| refreshed.push(bytes));
+            let entries = refreshed.finish().expect("two whole entries");
+            assert_eq!(entries.len(), 2, "reads of {read}");
+            assert_eq!((entries[1].0, entries[1].1.segs_in), (9, 9));
+            assert_eq!(entries[0].1.bytes_sent, 1234);
+        }
+        let mut cut = RefreshedEntries::default();
+        cut.push(&output[..output.len() - 1]);
+        assert!(cut.finish().is_err());
+        assert!(RefreshedEntries::default()
+            .finish()
+            .expect("none")
+            .is_empty());
     }
 
     #[test]
