@@ -116,7 +116,8 @@ STRATA_ABI_OFFSET(strata_http_slot, buckets, 24);
  * iterator user space runs before each read), and exact at the close; since the socket opened,
  * also for sockets first seen late.
  * The cgroup_skb programs keep the socket's HTTP here: the request waiting for its response, and
- * the exchanges counted per slot. */
+ * the exchanges counted per slot. A run of the refresh iterator writes every entry, refreshed, as
+ * its key (strata_sock_id) followed by this value, back to back. */
 struct strata_sock_stats {
 	struct strata_flow_tuple tuple;
 	__u64 cgroup_id;          /* cgroup v2 id of the socket's owner, from sk->sk_cgrp_data */
