@@ -140,11 +140,12 @@ fn kernel_counts_untraced_exchanges_and_sends_traced_ones() {
     drop(a);
 
     // Connection B: traced requests, the header's line starting at every offset of a scan step
-    // and in three spellings; then look-alikes that are not trace context.
+    // (64 bytes) and across its end, in three spellings, and after another line starting with
+    // `t`; then look-alikes that are not trace context.
     let mut b = TcpStream::connect(server).expect("connect");
     let b_local: SocketAddr = b.local_addr().unwrap();
     let mut traced = 0;
-    for pad in 0..40 {
+    for pad in 0..72 {
         let headers = format!(
             "X-Pad: {}\r\ntraceparent: {TRACEPARENT}\r\n",
             "p".repeat(pad)
@@ -159,6 +160,15 @@ fn kernel_counts_untraced_exchanges_and_sends_traced_ones() {
         );
         traced += 1;
     }
+    exchange(
+        &mut b,
+        &request(
+            "GET",
+            200,
+            &format!("tracestate: rojo=00f067aa0ba902b7\r\ntraceparent: {TRACEPARENT}\r\n"),
+        ),
+    );
+    traced += 1;
     let untraced = [
         format!("X-Traceparent: {TRACEPARENT}\r\n"),
         format!(
@@ -166,6 +176,7 @@ fn kernel_counts_untraced_exchanges_and_sends_traced_ones() {
             "p".repeat(600)
         ),
         "Accept: */*\r\n".to_owned(),
+        "tracestate: rojo=00f067aa0ba902b7\r\nTE: trailers\r\n".to_owned(),
     ];
     for headers in &untraced {
         exchange(&mut b, &request("GET", 201, headers));

@@ -11,8 +11,9 @@
 # Environment: ROUNDS [6], DURATION [10] seconds after 2 s of warm-up, LOAD_BIN
 # [target/release/strata-http-load], SERVER_WORK_US [0] (CPU the server spends per request, busy),
 # SERVER [strata] (`strata`: strata-http-load serve; `nginx`: Debian's nginx, one worker, answering
-# every request with a 2-byte body from its config). Server on CPU 1, load generator on CPU 0, 16
-# connections.
+# every request with a 2-byte body from its config), REQUEST_HEADERS [none] (header lines, one per
+# line, added to every request: requests the size of a real client's). Server on CPU 1, load
+# generator on CPU 0, 16 connections.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 LOAD_BIN=${LOAD_BIN:-$here/../../target/release/strata-http-load}
@@ -37,6 +38,10 @@ http {
   }
 }
 CONF
+header_args=()
+while IFS= read -r line; do
+  [ -n "$line" ] && header_args+=(--header "$line")
+done <<<"${REQUEST_HEADERS:-}"
 CG=$(awk '$3=="cgroup2" { print $2; exit }' /proc/self/mounts)
 PIN=/sys/fs/bpf/strata-agent-max-ab
 for round in $(seq 1 "$ROUNDS"); do
@@ -62,7 +67,7 @@ for round in $(seq 1 "$ROUNDS"); do
     esac
     sleep 3
     rps=$(taskset -c 0 "$LOAD_BIN" load --url http://127.0.0.1:18080/ --connections 16 \
-      --duration "$DURATION" --warmup 2 | jq -r '.rps')
+      --duration "$DURATION" --warmup 2 "${header_args[@]}" | jq -r '.rps')
     echo "round $round $arm rps $rps"
     case $arm in
       bpf:*)

@@ -4,7 +4,7 @@
 //! ```text
 //! strata-http-load serve --listen 127.0.0.1:18080 [--threads 1] [--body-bytes 2] [--work-us 0]
 //! strata-http-load load --url http://127.0.0.1:18080/ [--connections 16] [--rate R]
-//!     [--duration 10] [--warmup 1] [--threads 1] [--traceparent]
+//!     [--duration 10] [--warmup 1] [--threads 1] [--traceparent] [--header 'Name: value']...
 //! ```
 //!
 //! `serve` answers every request with `200 OK` and a body of `--body-bytes` bytes, keeps connections
@@ -23,7 +23,8 @@
 //! is from the write of the request to the last byte of the response, in microseconds (not from
 //! when a late request was due: with `--rate`, compare the achieved `rps` too). The result
 //! is one JSON line on stdout. `--traceparent` adds a W3C `traceparent` header with a new trace id
-//! to every request, as an instrumented client would.
+//! to every request, as an instrumented client would. `--header` (repeatable) adds a header line to
+//! every request, to give requests the size of a real client's (a browser's are 300–700 bytes).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,7 +39,8 @@ use tokio::net::{TcpListener, TcpStream};
 const USAGE: &str = "usage:
   strata-http-load serve --listen ADDR [--threads 1] [--body-bytes 2] [--work-us 0]
   strata-http-load load --url http://HOST:PORT/PATH [--connections 16] [--rate REQ_PER_S]
-      [--duration SECONDS] [--warmup SECONDS] [--threads 1] [--traceparent]";
+      [--duration SECONDS] [--warmup SECONDS] [--threads 1] [--traceparent]
+      [--header 'NAME: VALUE']...";
 
 /// Flags that take no value.
 const SWITCHES: &[&str] = &["traceparent"];
@@ -83,6 +85,14 @@ impl Flags {
             .iter()
             .rev()
             .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Every value of a repeatable flag, in order.
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(key, _)| key == name)
             .map(|(_, value)| value.as_str())
     }
 
@@ -374,6 +384,7 @@ fn load_main(flags: &Flags) -> Result<()> {
         "warmup",
         "threads",
         "traceparent",
+        "header",
     ])?;
     let url = flags.text("url").context("--url is required")?.to_owned();
     let connections = flags.number("connections", 16usize)?.max(1);
@@ -391,7 +402,21 @@ fn load_main(flags: &Flags) -> Result<()> {
     }
     let threads = flags.number("threads", 1usize)?;
     let traceparent = flags.switch("traceparent");
+    let mut extra_headers = String::new();
+    for line in flags.all("header") {
+        if !line.contains(':') || line.contains(['\r', '\n']) {
+            bail!("--header {line:?} is not one `Name: value` line");
+        }
+        extra_headers.push_str(line);
+        extra_headers.push_str("\r\n");
+    }
     let (authority, path) = parse_url(&url)?;
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: strata-http-load\r\n{extra_headers}"
+    )
+    .into_bytes();
+    // with the blank line that ends it (a traceparent line adds 70 bytes)
+    let requests_head_len = head.len() + 2;
 
     let (results, elapsed) = runtime(threads)?.block_on(async {
         let addr = tokio::net::lookup_host(&authority)
@@ -400,10 +425,7 @@ fn load_main(flags: &Flags) -> Result<()> {
             .next()
             .with_context(|| format!("{authority} has no address"))?;
         let requests = Arc::new(Requests {
-            head: format!(
-                "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: strata-http-load\r\n"
-            )
-            .into_bytes(),
+            head: head.clone(),
             traceparent,
         });
         let mut streams = Vec::with_capacity(connections);
@@ -466,6 +488,7 @@ fn load_main(flags: &Flags) -> Result<()> {
             "connections": connections,
             "threads": threads,
             "traceparent": traceparent,
+            "request_head_bytes": requests_head_len,
             "target_rate": rate,
             "warmup_s": warmup,
             "duration_s": duration,
