@@ -71,6 +71,8 @@ pub struct Observed {
     pub agent: AgentStats,
     pub hooks: Mutex<BTreeMap<String, String>>,
     pub kernel_counters: Mutex<BTreeMap<&'static str, u64>>,
+    /// Each kernel program's recursion misses (`Probes::recursion_misses`).
+    pub program_misses: Mutex<BTreeMap<&'static str, u64>>,
     pub reader: Mutex<Option<Arc<EventReaderStats>>>,
     pub exporter: Mutex<Option<Arc<ExporterStats>>>,
     pub identity: Mutex<Option<Resolver>>,
@@ -91,6 +93,7 @@ impl Observed {
             agent: AgentStats::default(),
             hooks: Mutex::new(BTreeMap::new()),
             kernel_counters: Mutex::new(BTreeMap::new()),
+            program_misses: Mutex::new(BTreeMap::new()),
             reader: Mutex::new(None),
             exporter: Mutex::new(None),
             identity: Mutex::new(None),
@@ -455,10 +458,13 @@ async fn observe(
                 None => return Err(Error::Config("the flow tracker stopped".into())),
             },
             _ = span_tick.tick() => pipeline.flush_spans(),
-            _ = counter_tick.tick() => match probes.counters() {
-                Ok(counters) => *observed.kernel_counters.lock() = counters,
-                Err(err) => tracing::warn!(error = %err, "reading the kernel counters failed"),
-            },
+            _ = counter_tick.tick() => {
+                match probes.counters() {
+                    Ok(counters) => *observed.kernel_counters.lock() = counters,
+                    Err(err) => tracing::warn!(error = %err, "reading the kernel counters failed"),
+                }
+                *observed.program_misses.lock() = probes.recursion_misses();
+            }
         }
     }
     tracing::info!("agent stopping: flushing the exporter");

@@ -435,6 +435,20 @@ impl Probes {
         })
     }
 
+    /// For each loaded program, the runs the kernel skipped because a BPF program was already
+    /// running on that CPU, or instrumentation was held off there while the agent itself operated
+    /// on a map through `bpf(2)`: events lost before any program could count them (kernel 5.12+;
+    /// empty before).
+    pub fn recursion_misses(&self) -> BTreeMap<&'static str, u64> {
+        self.programs
+            .values()
+            .filter_map(|&name| {
+                let fd = self.ebpf.program(name)?.fd().ok()?;
+                Some((name, program_recursion_misses(fd.as_fd()).ok()??))
+            })
+            .collect()
+    }
+
     /// Loss and failure counters, summed over CPUs.
     pub fn counters(&self) -> Result<BTreeMap<&'static str, u64>> {
         let counters = self
@@ -462,8 +476,10 @@ impl Drop for Probes {
     }
 }
 
-/// `bpf(2)` commands and the iterator attach type (include/uapi/linux/bpf.h), for the two calls
-/// aya does not make: linking an iterator to a map, and creating a run of it.
+/// `bpf(2)` commands and the iterator attach type (include/uapi/linux/bpf.h), for the calls aya
+/// does not make: linking an iterator to a map, creating a run of it, and reading a program's
+/// recursion misses.
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_ITER_CREATE: libc::c_long = 33;
 const BPF_TRACE_ITER: u32 = 28;
@@ -488,8 +504,20 @@ struct IterCreateAttr {
     flags: u32,
 }
 
-/// Calls `bpf(cmd, attr)` for a command that returns a new file descriptor.
-fn bpf_fd_syscall<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
+/// `union bpf_attr` for BPF_OBJ_GET_INFO_BY_FD: the object, and the buffer for its info.
+#[repr(C)]
+struct InfoByFdAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// `struct bpf_prog_info` up to and including `recursion_misses` (kernel 5.12+), as 64-bit words:
+/// the field is the last of them. Its pointer fields stay zero, so the kernel copies nothing else.
+const PROG_INFO_WORDS: usize = 27;
+
+/// Calls `bpf(cmd, attr)`; its non-negative return value.
+fn bpf_syscall<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a live, exclusively borrowed `#[repr(C)]` prefix of `union bpf_attr`
     // for `cmd`, passed with its exact size; the kernel reads at most that many bytes and
     // zero-fills the rest of its copy.
@@ -504,6 +532,26 @@ fn bpf_fd_syscall<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(rc)
+}
+
+/// A program's `recursion_misses`; `None` from a kernel whose program info ends before it.
+fn program_recursion_misses(program: BorrowedFd<'_>) -> io::Result<Option<u64>> {
+    let mut info = [0u64; PROG_INFO_WORDS];
+    let mut attr = InfoByFdAttr {
+        bpf_fd: u32::try_from(program.as_raw_fd()).expect("descriptors are positive"),
+        info_len: std::mem::size_of_val(&info) as u32,
+        info: info.as_mut_ptr() as u64,
+    };
+    // The kernel writes at most `info_len` bytes into `info` and sets `info_len` to what it wrote.
+    bpf_syscall(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    let complete = attr.info_len as usize >= std::mem::size_of_val(&info);
+    Ok(complete.then_some(info[PROG_INFO_WORDS - 1]))
+}
+
+/// Calls `bpf(cmd, attr)` for a command that returns a new file descriptor.
+fn bpf_fd_syscall<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
+    let rc = bpf_syscall(cmd, attr)?;
     let fd = i32::try_from(rc).map_err(|_| io::Error::other("bpf(2) returned no descriptor"))?;
     // SAFETY: on success these commands return a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })

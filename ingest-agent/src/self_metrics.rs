@@ -190,6 +190,20 @@ pub fn render(observed: &Observed) -> String {
             *value,
         );
     }
+    out.family(
+        "strata_agent_program_recursion_misses_total",
+        "counter",
+        "Runs of a kernel program the kernel skipped, so the event it would have seen is lost \
+         uncounted by the program: another BPF program was running on that CPU, or the agent's \
+         own map operation had tracing held off there.",
+    );
+    for (program, value) in observed.program_misses.lock().iter() {
+        out.sample(
+            "strata_agent_program_recursion_misses_total",
+            &[("program", program)],
+            *value,
+        );
+    }
     out.one(
         "strata_agent_sock_map_entries",
         "gauge",

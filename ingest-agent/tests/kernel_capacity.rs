@@ -70,9 +70,24 @@ fn evictions_from_a_full_socket_map_are_counted() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    // Every attached program reports its recursion misses: runs the kernel skipped (a close
+    // among them would be lost before any counter saw it).
+    let misses = probes.recursion_misses();
+    for hook in probes.hooks().keys() {
+        if let Some(program) = probes
+            .program_of(*hook)
+            .filter(|_| probes.is_attached(*hook))
+        {
+            assert!(
+                misses.contains_key(program),
+                "no recursion misses read for {program}: {misses:?}"
+            );
+        }
+    }
     assert!(
         missing >= expected,
-        "only {missing} closes of evicted sockets counted; kernel counters {counters:?}"
+        "only {missing} closes of evicted sockets counted; kernel counters {counters:?}, \
+         programs' recursion misses {misses:?}"
     );
     drop(sock_stats);
     lab::assert_detached_on_drop(probes);

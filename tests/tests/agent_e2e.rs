@@ -221,6 +221,15 @@ fn http_and_tcp_golden_signals_by_workload() {
         metrics.contains("strata_agent_kernel_counter_total{counter="),
         "the kernel's loss counters are exported"
     );
+    // and the runs the kernel skipped before a program could count anything, per program
+    for program in ["strata_inet_sock_set_state", "strata_cgroup_ingress"] {
+        let series =
+            format!(r#"strata_agent_program_recursion_misses_total{{program="{program}"}}"#);
+        assert!(
+            metrics.lines().any(|line| line.starts_with(&series)),
+            "{series} missing"
+        );
+    }
 }
 
 #[test]
