@@ -446,6 +446,7 @@ impl FlowAggregator {
             if let Some(traceparent) = request
                 .traceparent
                 .as_ref()
+                .filter(|traceparent| traceparent.sampled())
                 .filter(|_| view.trace_ids.len() < MAX_TRACE_IDS)
             {
                 let id = hex(&traceparent.trace_id);

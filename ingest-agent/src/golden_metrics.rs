@@ -815,6 +815,21 @@ mod tests {
         assert_eq!(first.len(), 1);
         assert_eq!(first[0][0], 0x0a, "the traceparent's trace id");
         assert!(exemplars(&mut metrics, 3 * SECOND).is_empty());
+
+        // A trace the caller did not sample has no spans to point at: no exemplar names it.
+        let unsampled = HttpExchange {
+            request: parse_request_head(
+                b"GET /work HTTP/1.1\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00\r\n\r\n",
+            ),
+            ..served(200, 1_000_000)
+        };
+        metrics.observe_http(
+            &unsampled,
+            &workload("core-api"),
+            &workload("resumes"),
+            4 * SECOND,
+        );
+        assert!(exemplars(&mut metrics, 5 * SECOND).is_empty());
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! One span per observed HTTP/1.x exchange that carried a W3C `traceparent`, in the trace the
-//! header names. The server end's span is a child of the header's parent id, with an id of its
+//! One span per observed HTTP/1.x exchange that carried a W3C `traceparent` saying its trace is
+//! sampled, in the trace the header names (an unsampled trace is one the application decided not to
+//! record: a span in it would stand alone, so the agent follows the decision as a parent-based
+//! sampler does). The server end's span is a child of the header's parent id, with an id of its
 //! own; the client end's span takes the header's parent id as its id, because a client sends
 //! its own span's id in `traceparent` (W3C Trace Context §3.2.2.4) — so when both ends are
 //! observed the server span hangs under the client span, as an instrumented pair would.
@@ -33,9 +35,13 @@ pub fn server_span_id(exchange: &HttpExchange) -> [u8; 8] {
     x.max(1).to_be_bytes()
 }
 
-/// The span id the agent reports for `exchange`'s end, with the trace it belongs to.
+/// The span id the agent reports for `exchange`'s end, with the trace it belongs to; `None` without
+/// a sampled trace.
 pub fn span_ids(exchange: &HttpExchange) -> Option<([u8; 16], [u8; 8])> {
     let traceparent = exchange.request.as_ref()?.traceparent.as_ref()?;
+    if !traceparent.sampled() {
+        return None;
+    }
     let span_id = match exchange.role {
         Role::Client => traceparent.parent_id,
         Role::Server | Role::Unknown => server_span_id(exchange),
@@ -43,7 +49,7 @@ pub fn span_ids(exchange: &HttpExchange) -> Option<([u8; 16], [u8; 8])> {
     Some((traceparent.trace_id, span_id))
 }
 
-/// The span for one end of an exchange; `None` without a `traceparent`.
+/// The span for one end of an exchange; `None` without a sampled `traceparent`.
 pub fn span_of(exchange: &HttpExchange, clock: &dyn Clock, peer: &Identity) -> Option<Span> {
     let request = exchange.request.as_ref()?;
     let traceparent: &TraceParent = request.traceparent.as_ref()?;
@@ -244,6 +250,47 @@ mod tests {
             .collect();
         out.sort();
         out
+    }
+
+    #[test]
+    fn only_a_sampled_trace_gets_spans() {
+        use crate::clock::ManualClock;
+        use crate::events::{Endpoints, Transport};
+        use crate::http::{parse_request_head, parse_status_line};
+        let exchange = |flags: &str, role: Role| HttpExchange {
+            cgroup_id: 1,
+            sock_cookie: 2,
+            endpoints: Endpoints {
+                local: "10.0.0.2:80".parse().unwrap(),
+                remote: "10.0.0.3:40000".parse().unwrap(),
+                transport: Transport::Tcp,
+            },
+            role,
+            request_ns: 1_000,
+            response_ns: 2_000,
+            request: parse_request_head(
+                format!(
+                    "GET / HTTP/1.1\r\ntraceparent: \
+                     00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-{flags}\r\n\r\n"
+                )
+                .as_bytes(),
+            ),
+            status: parse_status_line(b"HTTP/1.1 200 OK\r\n"),
+            request_truncated: false,
+        };
+        let clock = ManualClock::default();
+        let peer = Identity::default();
+        for role in [Role::Server, Role::Client] {
+            for flags in ["01", "03"] {
+                let span = span_of(&exchange(flags, role), &clock, &peer).expect("a span");
+                assert_eq!(span.trace_id[0], 0x0a);
+                assert_eq!(span.flags & 1, 1);
+            }
+            for flags in ["00", "02"] {
+                assert!(span_of(&exchange(flags, role), &clock, &peer).is_none());
+                assert!(span_ids(&exchange(flags, role)).is_none());
+            }
+        }
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! HTTP/1.x exchanges on real loopback connections, as root, through the ring reader and the flow
 //! tracker: which exchanges the kernel counts in the socket's slots and which it sends through
 //! the ring. Untraced requests are counted per (method, status, role) in three slots, and a fourth
-//! combination is sent instead; a request carrying a `traceparent` header is sent whatever the
-//! case of the name and wherever its line starts in the scanned words, and is not counted; a
-//! header that only ends in "traceparent", or one past the bytes the kernel looks at, is not
-//! taken for one. Two requests pipelined before their responses count one exchange and one
+//! combination is sent instead; a request carrying a sampled `traceparent` header is sent
+//! whatever the case of the name and wherever its line starts in the scanned words, and is not
+//! counted; a header that only ends in "traceparent", one past the bytes the kernel looks at, or
+//! one whose flags say unsampled is not taken for one. Two requests pipelined before their responses count one exchange and one
 //! unanswered request.
 //!
 //! Needs root; skips loudly without it, fails under `STRATA_REQUIRE_ALL=1`.
@@ -169,6 +169,16 @@ fn kernel_counts_untraced_exchanges_and_sends_traced_ones() {
         ),
     );
     traced += 1;
+    // sampled with another flag set, and after a tab and no space
+    let flags_03 = TRACEPARENT.replace("-01", "-03");
+    for headers in [
+        format!("traceparent: {flags_03}\r\n"),
+        format!("traceparent:\t{TRACEPARENT}\r\n"),
+        format!("traceparent:{TRACEPARENT}\r\n"),
+    ] {
+        exchange(&mut b, &request("GET", 200, &headers));
+        traced += 1;
+    }
     let untraced = [
         format!("X-Traceparent: {TRACEPARENT}\r\n"),
         format!(
@@ -177,6 +187,9 @@ fn kernel_counts_untraced_exchanges_and_sends_traced_ones() {
         ),
         "Accept: */*\r\n".to_owned(),
         "tracestate: rojo=00f067aa0ba902b7\r\nTE: trailers\r\n".to_owned(),
+        // trace context the caller did not sample: counted like none, no span
+        format!("traceparent: {}\r\n", TRACEPARENT.replace("-01", "-00")),
+        format!("traceparent:  {}\r\n", TRACEPARENT.replace("-01", "-02")),
     ];
     for headers in &untraced {
         exchange(&mut b, &request("GET", 201, headers));

@@ -172,7 +172,7 @@ STRATA_ABI_OFFSET(strata_sock_stats, http, 144);
 /* strata_sock_stats.http_capture: why a pending request's head was captured, which sends its
  * exchange to the ring instead of a slot. */
 #define STRATA_HTTP_CAPTURE_NONE 0
-#define STRATA_HTTP_CAPTURE_TRACED 1     /* it carries a traceparent: user space makes spans */
+#define STRATA_HTTP_CAPTURE_TRACED 1     /* it carries a sampled traceparent: user space makes spans */
 #define STRATA_HTTP_CAPTURE_SLOTS_FULL 2 /* every slot is taken: it goes to a slot if one matches */
 
 struct strata_event_header {

@@ -6,8 +6,8 @@
  * response that travels the other way completes it, and the exchange is counted there, in the
  * slot of its (method, status, role) with its latency bucket: no record, no user-space work per
  * request. Only an exchange user space must see goes to the ring with the request's head: one
- * whose request carries a `traceparent` (spans, exemplars, trace ids), or one for which no slot is
- * free. Pipelined requests keep only the latest (counted).
+ * whose request carries a sampled `traceparent` (spans, exemplars, trace ids), or one for which no
+ * slot is free. Pipelined requests keep only the latest (counted).
  */
 #ifndef STRATA_HTTP_H
 #define STRATA_HTTP_H
@@ -121,6 +121,30 @@ static __always_inline int traceparent_after(const __u8 *head, __u32 at, __u32 l
 	       (head[at + 11] | 0x20) == 't' && head[at + 12] == ':';
 }
 
+/* Whether the `traceparent` whose name starts after the line feed at `at` says its trace is not
+ * sampled: the last of the value's 55 characters (a version 00 value, whose layout later versions
+ * keep), after at most two spaces or tabs, is a hex digit with bit 0 clear. Such a request is
+ * counted like one without trace context: the application decided not to record its trace, so no
+ * span is made for it and no exemplar names it. A value cut short by the head's end reads as
+ * sampled (user space then decides). */
+static __always_inline int traceparent_unsampled(const __u8 *head, __u32 at, __u32 len)
+{
+	__u32 value = at + 13;
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		/* `& (CAPTURE - 1)`: bounds for the verifier, the identity below `len` */
+		__u8 c = head[value & (STRATA_HTTP_REQUEST_CAPTURE - 1)];
+		if (value < len && (c == ' ' || c == '\t'))
+			value++;
+	}
+	__u32 last = value + 54;
+	if (last >= len)
+		return 0;
+	__u8 c = head[last & (STRATA_HTTP_REQUEST_CAPTURE - 1)];
+	__u8 digit = c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+	return !(digit & 1);
+}
+
 /* Word arithmetic on bytes as loaded from memory: the flag of byte `i` in a mask made by
  * bytes_equal, and the eight bytes that follow each byte of `word` (from `next`, the word after
  * it). */
@@ -141,8 +165,9 @@ static __always_inline __u64 bytes_equal(__u64 word, __u8 byte)
 }
 
 /* Whether a `traceparent:` name starts after one of the bytes of the word at `off` flagged in
- * `starts`. A function of its own, verified once: it runs only for a word where a line starts with
- * a `t`, and inlined it would multiply the paths the verifier walks through every step. */
+ * `starts`, its value not saying unsampled. A function of its own, verified once: it runs only for
+ * a word where a line starts with a `t`, and inlined it would multiply the paths the verifier walks
+ * through every step. */
 __attribute__((noinline)) int strata_traceparent_in_word(union strata_scratch *slot, __u32 off,
 							  __u64 starts, __u32 len)
 {
@@ -153,7 +178,7 @@ __attribute__((noinline)) int strata_traceparent_in_word(union strata_scratch *s
 #pragma unroll
 	for (__u32 i = 0; i < 8; i++)
 		if ((starts & STRATA_BYTE_FLAG(i)) && traceparent_after(head, off + i, len))
-			return 1;
+			return !traceparent_unsampled(head, off + i, len);
 	return 0;
 }
 
@@ -185,7 +210,8 @@ static long scan_step(__u32 step, void *ctx)
 }
 
 /* Whether a request's first segment (its first STRATA_HTTP_REQUEST_CAPTURE bytes) has a
- * `traceparent` header: four words at a time for line feeds, and at each line start the name. */
+ * `traceparent` header that does not say unsampled: eight words a step, looked at closely only
+ * where a line starts with `t`. */
 static __always_inline int has_traceparent(struct __sk_buff *skb, const struct strata_packet *pkt)
 {
 	if (pkt->payload_len < STRATA_TRACEPARENT_MIN_REQUEST)
