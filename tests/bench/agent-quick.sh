@@ -8,7 +8,7 @@
 #   tests/bench/agent-quick.sh AGENT_BIN OUT [RATE=20000] [stats|perf]     # as root
 #
 # Environment: STRATA_BIN, LOAD_BIN [target/release/{strata,strata-http-load}]; TRACEPARENT=1 adds a
-# traceparent to every request; REQUEST_HEADERS header lines (one per line) added to every request;
+# traceparent to every request (TRACE_FLAGS its flags, 01 unless set); REQUEST_HEADERS header lines (one per line) added to every request;
 # AGENT_CONFIG a TOML file for the agent. Ports as in agent-overhead.sh.
 # Writes OUT (the figures, or perf data) and OUT.metrics (the agent's event and loss counters).
 set -u
@@ -35,7 +35,7 @@ server=$!
 agent=$!
 sleep 3
 load_args=(--url http://127.0.0.1:18080/ --connections 16 --duration 25 --warmup 2 --rate "$RATE")
-[ "${TRACEPARENT:-0}" = 1 ] && load_args+=(--traceparent)
+[ "${TRACEPARENT:-0}" = 1 ] && load_args+=(--traceparent --trace-flags "${TRACE_FLAGS:-01}")
 while IFS= read -r line; do
   [ -n "$line" ] && load_args+=(--header "$line")
 done <<<"${REQUEST_HEADERS:-}"

@@ -4,7 +4,8 @@
 //! ```text
 //! strata-http-load serve --listen 127.0.0.1:18080 [--threads 1] [--body-bytes 2] [--work-us 0]
 //! strata-http-load load --url http://127.0.0.1:18080/ [--connections 16] [--rate R]
-//!     [--duration 10] [--warmup 1] [--threads 1] [--traceparent] [--header 'Name: value']...
+//!     [--duration 10] [--warmup 1] [--threads 1] [--traceparent [--trace-flags 01]]
+//!     [--header 'Name: value']...
 //! ```
 //!
 //! `serve` answers every request with `200 OK` and a body of `--body-bytes` bytes, keeps connections
@@ -23,7 +24,8 @@
 //! is from the write of the request to the last byte of the response, in microseconds (not from
 //! when a late request was due: with `--rate`, compare the achieved `rps` too). The result
 //! is one JSON line on stdout. `--traceparent` adds a W3C `traceparent` header with a new trace id
-//! to every request, as an instrumented client would. `--header` (repeatable) adds a header line to
+//! to every request, as an instrumented client would; `--trace-flags` sets its flags (`00`: a trace
+//! the client did not sample). `--header` (repeatable) adds a header line to
 //! every request, to give requests the size of a real client's (a browser's are 300–700 bytes).
 
 use std::net::SocketAddr;
@@ -39,7 +41,7 @@ use tokio::net::{TcpListener, TcpStream};
 const USAGE: &str = "usage:
   strata-http-load serve --listen ADDR [--threads 1] [--body-bytes 2] [--work-us 0]
   strata-http-load load --url http://HOST:PORT/PATH [--connections 16] [--rate REQ_PER_S]
-      [--duration SECONDS] [--warmup SECONDS] [--threads 1] [--traceparent]
+      [--duration SECONDS] [--warmup SECONDS] [--threads 1] [--traceparent [--trace-flags HH]]
       [--header 'NAME: VALUE']...";
 
 /// Flags that take no value.
@@ -304,6 +306,8 @@ struct Requests {
     /// Request line and headers, without the blank line that ends the head.
     head: Vec<u8>,
     traceparent: bool,
+    /// The traceparent's flags, two hex digits.
+    trace_flags: String,
 }
 
 impl Requests {
@@ -315,8 +319,9 @@ impl Requests {
             let seed = (connection as u64) << 40 ^ k;
             let (high, low, parent) = (mix(seed), mix(seed ^ 1 << 63), mix(seed ^ 1 << 62));
             let line = format!(
-                "traceparent: 00-{high:016x}{low:016x}-{:016x}-01\r\n",
-                parent.max(1)
+                "traceparent: 00-{high:016x}{low:016x}-{:016x}-{}\r\n",
+                parent.max(1),
+                self.trace_flags
             );
             out.extend_from_slice(line.as_bytes());
         }
@@ -384,6 +389,7 @@ fn load_main(flags: &Flags) -> Result<()> {
         "warmup",
         "threads",
         "traceparent",
+        "trace-flags",
         "header",
     ])?;
     let url = flags.text("url").context("--url is required")?.to_owned();
@@ -402,6 +408,10 @@ fn load_main(flags: &Flags) -> Result<()> {
     }
     let threads = flags.number("threads", 1usize)?;
     let traceparent = flags.switch("traceparent");
+    let trace_flags = flags.text("trace-flags").unwrap_or("01").to_owned();
+    if trace_flags.len() != 2 || !trace_flags.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("--trace-flags {trace_flags:?} is not two hex digits");
+    }
     let mut extra_headers = String::new();
     for line in flags.all("header") {
         if !line.contains(':') || line.contains(['\r', '\n']) {
@@ -427,6 +437,7 @@ fn load_main(flags: &Flags) -> Result<()> {
         let requests = Arc::new(Requests {
             head: head.clone(),
             traceparent,
+            trace_flags,
         });
         let mut streams = Vec::with_capacity(connections);
         for _ in 0..connections {
