@@ -184,6 +184,29 @@ impl HttpExchange {
     pub fn latency(&self) -> Duration {
         Duration::from_nanos(self.response_ns.saturating_sub(self.request_ns))
     }
+
+    /// For tests: `GET /work` answered with `status` after `latency_ns` on a server socket
+    /// (10.0.0.2:80, the client 10.0.0.3:40000), no trace context.
+    #[cfg(test)]
+    pub(crate) fn served(status: u16, latency_ns: u64) -> HttpExchange {
+        HttpExchange {
+            cgroup_id: 1,
+            sock_cookie: 2,
+            endpoints: Endpoints {
+                local: "10.0.0.2:80".parse().unwrap(),
+                remote: "10.0.0.3:40000".parse().unwrap(),
+                transport: Transport::Tcp,
+            },
+            role: Role::Server,
+            request_ns: 0,
+            response_ns: latency_ns,
+            request: crate::http::parse_request_head(
+                b"GET /work HTTP/1.1\r\nHost: core-api\r\n\r\n",
+            ),
+            status: crate::http::parse_status_line(format!("HTTP/1.1 {status} X\r\n").as_bytes()),
+            request_truncated: false,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -590,8 +590,7 @@ fn key_values(attributes: &Attributes) -> Vec<KeyValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{Endpoints, Transport};
-    use crate::http::{parse_request_head, parse_status_line};
+    use crate::http::parse_request_head;
     use strata_ebpf::abi;
 
     const SECOND: u64 = 1_000_000_000;
@@ -603,24 +602,6 @@ mod tests {
             workload_kind: "Deployment".into(),
             ..Identity::default()
         })
-    }
-
-    fn served(status: u16, latency_ns: u64) -> HttpExchange {
-        HttpExchange {
-            cgroup_id: 1,
-            sock_cookie: 2,
-            endpoints: Endpoints {
-                local: "10.0.0.2:80".parse().unwrap(),
-                remote: "10.0.0.3:40000".parse().unwrap(),
-                transport: Transport::Tcp,
-            },
-            role: Role::Server,
-            request_ns: 0,
-            response_ns: latency_ns,
-            request: parse_request_head(b"GET /work HTTP/1.1\r\nHost: core-api\r\n\r\n"),
-            status: parse_status_line(format!("HTTP/1.1 {status} X\r\n").as_bytes()),
-            request_truncated: false,
-        }
     }
 
     /// (attributes as `key=value` strings, count, sum) of each HTTP server duration point.
@@ -651,17 +632,27 @@ mod tests {
         let mut metrics = GoldenMetrics::new(MetricsConfig::default());
         let (server, client) = (workload("core-api"), workload("resumes"));
         for _ in 0..3 {
-            metrics.observe_http(&served(200, 2_000_000), &server, &client, SECOND);
+            metrics.observe_http(
+                &HttpExchange::served(200, 2_000_000),
+                &server,
+                &client,
+                SECOND,
+            );
         }
         // The same ends resolved afresh: other `Arc`s, the same series.
         let (server_again, client_again) = (workload("core-api"), workload("resumes"));
         metrics.observe_http(
-            &served(200, 4_000_000),
+            &HttpExchange::served(200, 4_000_000),
             &server_again,
             &client_again,
             SECOND,
         );
-        metrics.observe_http(&served(500, 1_000_000), &server, &client, SECOND);
+        metrics.observe_http(
+            &HttpExchange::served(500, 1_000_000),
+            &server,
+            &client,
+            SECOND,
+        );
         assert_eq!(metrics.series(), 2);
 
         let points = server_points(&mut metrics, 2 * SECOND);
@@ -686,7 +677,12 @@ mod tests {
         let mut metrics = GoldenMetrics::new(MetricsConfig::default());
         let (server, client) = (workload("core-api"), workload("resumes"));
         // One exchange through the ring (a traced request), 0.002 s.
-        metrics.observe_http(&served(200, 2_000_000), &server, &client, SECOND);
+        metrics.observe_http(
+            &HttpExchange::served(200, 2_000_000),
+            &server,
+            &client,
+            SECOND,
+        );
         // Three counted in the kernel: 1 ms, 4 ms and 30 ms.
         let mut buckets = [0; abi::HTTP_BUCKETS];
         buckets[0] = 2;
@@ -744,13 +740,13 @@ mod tests {
         let mut metrics = GoldenMetrics::new(MetricsConfig::default());
         let server = workload("core-api");
         let gone = workload("gone");
-        metrics.observe_http(&served(200, 1_000), &server, &gone, SECOND);
+        metrics.observe_http(&HttpExchange::served(200, 1_000), &server, &gone, SECOND);
         let address = Arc::as_ptr(&gone).addr();
         drop(gone);
         // Allocated right after the drop, where the allocator would reuse the freed block.
         let next: Vec<Arc<Identity>> = (0..8).map(|_| workload("next")).collect();
         assert!(next.iter().all(|id| Arc::as_ptr(id).addr() != address));
-        metrics.observe_http(&served(200, 1_000), &server, &next[0], SECOND);
+        metrics.observe_http(&HttpExchange::served(200, 1_000), &server, &next[0], SECOND);
         let points = server_points(&mut metrics, 2 * SECOND);
         assert_eq!(points.len(), 2, "{points:?}");
         assert!(points.iter().all(|(_, count, _)| *count == 1), "{points:?}");
@@ -764,8 +760,8 @@ mod tests {
         });
         let server = workload("core-api");
         let (old, new) = (workload("old-client"), workload("new-client"));
-        metrics.observe_http(&served(200, 1_000), &server, &old, SECOND);
-        metrics.observe_http(&served(200, 1_000), &server, &new, 8 * SECOND);
+        metrics.observe_http(&HttpExchange::served(200, 1_000), &server, &old, SECOND);
+        metrics.observe_http(&HttpExchange::served(200, 1_000), &server, &new, 8 * SECOND);
         let points = server_points(&mut metrics, 10 * SECOND);
         assert_eq!(
             points.len(),
@@ -774,8 +770,18 @@ mod tests {
         );
         assert!(points[0].0.iter().any(|a| a.contains("new-client")));
 
-        metrics.observe_http(&served(200, 1_000), &server, &new, 11 * SECOND);
-        metrics.observe_http(&served(200, 1_000), &server, &old, 11 * SECOND);
+        metrics.observe_http(
+            &HttpExchange::served(200, 1_000),
+            &server,
+            &new,
+            11 * SECOND,
+        );
+        metrics.observe_http(
+            &HttpExchange::served(200, 1_000),
+            &server,
+            &old,
+            11 * SECOND,
+        );
         let points = server_points(&mut metrics, 12 * SECOND);
         let count_of = |name: &str| {
             points
@@ -794,7 +800,7 @@ mod tests {
             request: parse_request_head(
                 b"GET /work HTTP/1.1\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\r\n",
             ),
-            ..served(200, 1_000_000)
+            ..HttpExchange::served(200, 1_000_000)
         };
         metrics.observe_http(&traced, &workload("core-api"), &workload("resumes"), SECOND);
         let exemplars = |metrics: &mut GoldenMetrics, now_ns: u64| -> Vec<Vec<u8>> {
@@ -821,7 +827,7 @@ mod tests {
             request: parse_request_head(
                 b"GET /work HTTP/1.1\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00\r\n\r\n",
             ),
-            ..served(200, 1_000_000)
+            ..HttpExchange::served(200, 1_000_000)
         };
         metrics.observe_http(
             &unsampled,
@@ -839,9 +845,24 @@ mod tests {
             ..MetricsConfig::default()
         });
         let server = workload("core-api");
-        metrics.observe_http(&served(200, 1_000), &server, &workload("a"), SECOND);
-        metrics.observe_http(&served(200, 1_000), &server, &workload("b"), SECOND);
-        metrics.observe_http(&served(200, 1_000), &server, &workload("b"), SECOND);
+        metrics.observe_http(
+            &HttpExchange::served(200, 1_000),
+            &server,
+            &workload("a"),
+            SECOND,
+        );
+        metrics.observe_http(
+            &HttpExchange::served(200, 1_000),
+            &server,
+            &workload("b"),
+            SECOND,
+        );
+        metrics.observe_http(
+            &HttpExchange::served(200, 1_000),
+            &server,
+            &workload("b"),
+            SECOND,
+        );
         assert_eq!((metrics.series(), metrics.dropped()), (1, 2));
     }
 }

@@ -255,19 +255,9 @@ mod tests {
     #[test]
     fn only_a_sampled_trace_gets_spans() {
         use crate::clock::ManualClock;
-        use crate::events::{Endpoints, Transport};
-        use crate::http::{parse_request_head, parse_status_line};
+        use crate::http::parse_request_head;
         let exchange = |flags: &str, role: Role| HttpExchange {
-            cgroup_id: 1,
-            sock_cookie: 2,
-            endpoints: Endpoints {
-                local: "10.0.0.2:80".parse().unwrap(),
-                remote: "10.0.0.3:40000".parse().unwrap(),
-                transport: Transport::Tcp,
-            },
             role,
-            request_ns: 1_000,
-            response_ns: 2_000,
             request: parse_request_head(
                 format!(
                     "GET / HTTP/1.1\r\ntraceparent: \
@@ -275,8 +265,7 @@ mod tests {
                 )
                 .as_bytes(),
             ),
-            status: parse_status_line(b"HTTP/1.1 200 OK\r\n"),
-            request_truncated: false,
+            ..HttpExchange::served(200, 1_000)
         };
         let clock = ManualClock::default();
         let peer = Identity::default();
