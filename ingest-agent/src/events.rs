@@ -304,6 +304,10 @@ fn http_exchange(raw: &abi::HttpExchange, present: usize) -> HttpExchange {
         .min(present)
         .min(raw.request.len());
     let response_len = usize::from(raw.response_len).min(raw.response.len());
+    let mut request = http::parse_request_head(&raw.request[..request_len]);
+    if let Some(head) = request.as_mut().filter(|head| head.traceparent.is_none()) {
+        head.traceparent = carried_traceparent(raw);
+    }
     HttpExchange {
         cgroup_id: raw.cgroup_id,
         sock_cookie: raw.sock_cookie,
@@ -311,10 +315,21 @@ fn http_exchange(raw: &abi::HttpExchange, present: usize) -> HttpExchange {
         role: Role::from_abi(raw.role),
         request_ns: raw.request_ns,
         response_ns: raw.response_ns,
-        request: http::parse_request_head(&raw.request[..request_len]),
+        request,
         status: http::parse_status_line(&raw.response[..response_len]),
         request_truncated: raw.request_payload_len as usize > request_len,
     }
+}
+
+/// The `traceparent` value the kernel carried on its own, found in the request's first segment past
+/// the head's capture: its bytes up to the end of the line.
+fn carried_traceparent(raw: &abi::HttpExchange) -> Option<http::TraceParent> {
+    let bytes = &raw.traceparent[..usize::from(raw.traceparent_len).min(raw.traceparent.len())];
+    let end = bytes
+        .iter()
+        .position(|&byte| byte == b'\r' || byte == b'\n')
+        .unwrap_or(bytes.len());
+    http::TraceParent::parse(std::str::from_utf8(&bytes[..end]).ok()?)
 }
 
 fn dns_response(raw: &abi::DnsMessage, present: usize) -> DnsResponse {
@@ -446,7 +461,9 @@ mod tests {
             response_len: response.len() as u16,
             _pad2: 0,
             request_payload_len: request.len() as u32,
-            _pad3: 0,
+            traceparent_len: 0,
+            _pad3: [0; 3],
+            traceparent: [0; abi::TRACEPARENT_CAPTURE],
             response: [0; abi::HTTP_RESPONSE_CAPTURE],
             request: [0; abi::HTTP_REQUEST_CAPTURE],
         };
@@ -477,6 +494,28 @@ mod tests {
         assert_eq!(exchange.role, Role::Server);
         assert_eq!(exchange.latency(), Duration::from_millis(100));
         assert!(!exchange.request_truncated);
+    }
+
+    #[test]
+    fn a_traceparent_past_the_capture_comes_from_its_own_field() {
+        let value = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nX-Next: 1";
+        let head = b"GET /a HTTP/1.1\r\nHost: shop\r\nAuthorization: Bearer abc";
+        let mut record = http_record(head, b"HTTP/1.1 200 OK\r\n", abi::role::SERVER);
+        let field = std::mem::offset_of!(abi::HttpExchange, traceparent);
+        record[field..field + value.len()].copy_from_slice(value);
+        let len_at = std::mem::offset_of!(abi::HttpExchange, traceparent_len);
+        for (len, parsed) in [(value.len(), true), (40, false), (0, false)] {
+            record[len_at] = len as u8;
+            let Event::Http(exchange) = decode(&record).expect("decodes") else {
+                panic!("wrong kind");
+            };
+            let traceparent = exchange.request.expect("request line").traceparent;
+            assert_eq!(traceparent.is_some(), parsed, "carried {len} bytes");
+            if let Some(traceparent) = traceparent {
+                assert_eq!(traceparent.trace_id[0], 0x4b);
+                assert!(traceparent.sampled());
+            }
+        }
     }
 
     #[test]

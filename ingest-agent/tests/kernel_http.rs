@@ -3,8 +3,9 @@
 //! the ring. Untraced requests are counted per (method, status, role) in three slots, and a fourth
 //! combination is sent instead; a request carrying a sampled `traceparent` header is sent
 //! whatever the case of the name and wherever its line starts in the scanned words, and is not
-//! counted; a header that only ends in "traceparent", one past the bytes the kernel looks at, or
-//! one whose flags say unsampled is not taken for one. Two requests pipelined before their responses count one exchange and one
+//! counted, its value carried on its own when it lies past the head's capture; a header that only
+//! ends in "traceparent", one past the bytes the kernel searches, or one whose flags say unsampled
+//! is not taken for one. Two requests pipelined before their responses count one exchange and one
 //! unanswered request.
 //!
 //! Needs root; skips loudly without it, fails under `STRATA_REQUIRE_ALL=1`.
@@ -175,6 +176,11 @@ fn kernel_counts_untraced_exchanges_and_sends_traced_ones() {
         format!("traceparent: {flags_03}\r\n"),
         format!("traceparent:\t{TRACEPARENT}\r\n"),
         format!("traceparent:{TRACEPARENT}\r\n"),
+        // past the head's capture (as after a long Authorization line): the value comes on its own
+        format!(
+            "Authorization: Bearer {}\r\ntraceparent: {TRACEPARENT}\r\n",
+            "t".repeat(1200)
+        ),
     ] {
         exchange(&mut b, &request("GET", 200, &headers));
         traced += 1;
@@ -183,7 +189,7 @@ fn kernel_counts_untraced_exchanges_and_sends_traced_ones() {
         format!("X-Traceparent: {TRACEPARENT}\r\n"),
         format!(
             "X-Pad: {}\r\ntraceparent: {TRACEPARENT}\r\n",
-            "p".repeat(600)
+            "p".repeat(abi::HTTP_TRACEPARENT_SCAN)
         ),
         "Accept: */*\r\n".to_owned(),
         "tracestate: rojo=00f067aa0ba902b7\r\nTE: trailers\r\n".to_owned(),

@@ -34,6 +34,11 @@
 #define STRATA_HTTP_REQUEST_CAPTURE 512
 #define STRATA_HTTP_RESPONSE_CAPTURE 16
 #define STRATA_DNS_CAPTURE 512
+/* Bytes of a request's first segment searched for a `traceparent` header (an `Authorization` or
+ * `Cookie` line before it can take a kilobyte), and the bytes of its value copied on their own when
+ * they lie past the request's capture. */
+#define STRATA_HTTP_TRACEPARENT_SCAN 2048
+#define STRATA_TRACEPARENT_CAPTURE 64
 
 /* Request methods as the kernel classifies them (strata_http_slot.method); 0: none. */
 #define STRATA_HTTP_METHOD_GET 1
@@ -216,11 +221,13 @@ struct strata_http_exchange {
 	__u16 response_len; /* bytes valid in response[] */
 	__u16 _pad2;
 	__u32 request_payload_len; /* payload bytes of the request's first segment (may exceed capture) */
-	__u32 _pad3;
-	__u8 response[STRATA_HTTP_RESPONSE_CAPTURE]; /* start of the status line: version and code */
-	__u8 request[STRATA_HTTP_REQUEST_CAPTURE];   /* request line and headers */
+	__u8 traceparent_len;      /* bytes valid in traceparent[]; 0 when the value lies in request[] */
+	__u8 _pad3[3];
+	__u8 traceparent[STRATA_TRACEPARENT_CAPTURE]; /* the traceparent's value, when past request[] */
+	__u8 response[STRATA_HTTP_RESPONSE_CAPTURE];  /* start of the status line: version and code */
+	__u8 request[STRATA_HTTP_REQUEST_CAPTURE];    /* request line and headers */
 };
-_Static_assert(sizeof(struct strata_http_exchange) == 624, "strata_http_exchange ABI");
+_Static_assert(sizeof(struct strata_http_exchange) == 688, "strata_http_exchange ABI");
 STRATA_ABI_OFFSET(strata_http_exchange, header, 0);
 STRATA_ABI_OFFSET(strata_http_exchange, cgroup_id, 8);
 STRATA_ABI_OFFSET(strata_http_exchange, sock_cookie, 16);
@@ -231,8 +238,10 @@ STRATA_ABI_OFFSET(strata_http_exchange, role, 80);
 STRATA_ABI_OFFSET(strata_http_exchange, request_len, 82);
 STRATA_ABI_OFFSET(strata_http_exchange, response_len, 84);
 STRATA_ABI_OFFSET(strata_http_exchange, request_payload_len, 88);
-STRATA_ABI_OFFSET(strata_http_exchange, response, 96);
-STRATA_ABI_OFFSET(strata_http_exchange, request, 112);
+STRATA_ABI_OFFSET(strata_http_exchange, traceparent_len, 92);
+STRATA_ABI_OFFSET(strata_http_exchange, traceparent, 96);
+STRATA_ABI_OFFSET(strata_http_exchange, response, 160);
+STRATA_ABI_OFFSET(strata_http_exchange, request, 176);
 
 /* Socket-local storage (`http_pending`): the request waiting for its response. Kernel-only, but
  * mirrored so its size is part of the contract. */
@@ -242,16 +251,20 @@ struct strata_http_pending {
 	__u32 request_payload_len;
 	__u16 request_len;
 	__u8 role;
-	__u8 _pad[5];
+	__u8 traceparent_len;
+	__u8 _pad[4];
+	__u8 traceparent[STRATA_TRACEPARENT_CAPTURE];
 	__u8 request[STRATA_HTTP_REQUEST_CAPTURE];
 };
-_Static_assert(sizeof(struct strata_http_pending) == 536, "strata_http_pending ABI");
+_Static_assert(sizeof(struct strata_http_pending) == 600, "strata_http_pending ABI");
 STRATA_ABI_OFFSET(strata_http_pending, request_ns, 0);
 STRATA_ABI_OFFSET(strata_http_pending, request_seq, 8);
 STRATA_ABI_OFFSET(strata_http_pending, request_payload_len, 12);
 STRATA_ABI_OFFSET(strata_http_pending, request_len, 16);
 STRATA_ABI_OFFSET(strata_http_pending, role, 18);
-STRATA_ABI_OFFSET(strata_http_pending, request, 24);
+STRATA_ABI_OFFSET(strata_http_pending, traceparent_len, 19);
+STRATA_ABI_OFFSET(strata_http_pending, traceparent, 24);
+STRATA_ABI_OFFSET(strata_http_pending, request, 88);
 
 /* A DNS response over UDP, with the whole message (up to the capture) for user space to parse. */
 struct strata_dns_message {

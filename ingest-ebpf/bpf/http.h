@@ -99,9 +99,10 @@ static __always_inline __u64 load_word(const __u8 *bytes)
 	return word;
 }
 
-/* The shortest first segment that can carry a traceparent: the shortest request line, a line
- * feed before the name, "traceparent:" and the 55 characters of a version 00 value. */
-#define STRATA_TRACEPARENT_MIN_REQUEST (STRATA_HTTP_MIN_PAYLOAD + 1 + 12 + 55)
+/* A version 00 traceparent value's length, and the shortest first segment that can carry one:
+ * the shortest request line, a line feed before the name, "traceparent:" and the value. */
+#define STRATA_TRACEPARENT_VALUE_LEN 55
+#define STRATA_TRACEPARENT_MIN_REQUEST (STRATA_HTTP_MIN_PAYLOAD + 1 + 12 + STRATA_TRACEPARENT_VALUE_LEN)
 
 /* Bytes one scan step looks at: eight words. */
 #define STRATA_SCAN_STEP 64
@@ -109,7 +110,7 @@ static __always_inline __u64 load_word(const __u8 *bytes)
 struct strata_traceparent_scan {
 	union strata_scratch *slot; /* holding the head */
 	__u32 len;                  /* bytes of it loaded */
-	int found;
+	__u32 found;                /* the value's offset plus one; 0: none */
 };
 
 /* Whether a `traceparent:` name starts after the line feed at `at` (a line feed or not). */
@@ -121,26 +122,31 @@ static __always_inline int traceparent_after(const __u8 *head, __u32 at, __u32 l
 	       (head[at + 11] | 0x20) == 't' && head[at + 12] == ':';
 }
 
-/* Whether the `traceparent` whose name starts after the line feed at `at` says its trace is not
- * sampled: the last of the value's 55 characters (a version 00 value, whose layout later versions
- * keep), after at most two spaces or tabs, is a hex digit with bit 0 clear. Such a request is
- * counted like one without trace context: the application decided not to record its trace, so no
- * span is made for it and no exemplar names it. A value cut short by the head's end reads as
- * sampled (user space then decides). */
-static __always_inline int traceparent_unsampled(const __u8 *head, __u32 at, __u32 len)
+/* Where the value of the `traceparent` whose name starts after the line feed at `at` begins: after
+ * at most two spaces or tabs. `& (SCAN - 1)`: bounds for the verifier, the identity below `len`. */
+static __always_inline __u32 traceparent_value(const __u8 *head, __u32 at, __u32 len)
 {
 	__u32 value = at + 13;
 #pragma unroll
 	for (int i = 0; i < 2; i++) {
-		/* `& (CAPTURE - 1)`: bounds for the verifier, the identity below `len` */
-		__u8 c = head[value & (STRATA_HTTP_REQUEST_CAPTURE - 1)];
+		__u8 c = head[value & (STRATA_HTTP_TRACEPARENT_SCAN - 1)];
 		if (value < len && (c == ' ' || c == '\t'))
 			value++;
 	}
+	return value;
+}
+
+/* Whether a `traceparent` value at `value` says its trace is not sampled: the last of its 55
+ * characters (a version 00 value, whose layout later versions keep) is a hex digit with bit 0
+ * clear. Such a request is counted like one without trace context: the application decided not to
+ * record its trace, so no span is made for it and no exemplar names it. A value cut short by the
+ * searched bytes' end reads as sampled (user space then decides). */
+static __always_inline int traceparent_unsampled(const __u8 *head, __u32 value, __u32 len)
+{
 	__u32 last = value + 54;
 	if (last >= len)
 		return 0;
-	__u8 c = head[last & (STRATA_HTTP_REQUEST_CAPTURE - 1)];
+	__u8 c = head[last & (STRATA_HTTP_TRACEPARENT_SCAN - 1)];
 	__u8 digit = c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
 	return !(digit & 1);
 }
@@ -165,20 +171,23 @@ static __always_inline __u64 bytes_equal(__u64 word, __u8 byte)
 }
 
 /* Whether a `traceparent:` name starts after one of the bytes of the word at `off` flagged in
- * `starts`, its value not saying unsampled. A function of its own, verified once: it runs only for
- * a word where a line starts with a `t`, and inlined it would multiply the paths the verifier walks
- * through every step. */
-__attribute__((noinline)) int strata_traceparent_in_word(union strata_scratch *slot, __u32 off,
-							  __u64 starts, __u32 len)
+ * `starts`, its value not saying unsampled: the value's offset plus one, else 0. A function of its
+ * own, verified once: it runs only for a word where a line starts with a `t`, and inlined it would
+ * multiply the paths the verifier walks through every step. */
+__attribute__((noinline)) __u32 strata_traceparent_in_word(union strata_scratch *slot, __u32 off,
+							    __u64 starts, __u32 len)
 {
 	if (!slot)
 		return 0;
 	const __u8 *head = slot->http_head;
-	off &= STRATA_HTTP_REQUEST_CAPTURE - 8; /* a word in the head: bounds for the verifier */
+	off &= STRATA_HTTP_TRACEPARENT_SCAN - 8; /* a word in the head: bounds for the verifier */
 #pragma unroll
-	for (__u32 i = 0; i < 8; i++)
-		if ((starts & STRATA_BYTE_FLAG(i)) && traceparent_after(head, off + i, len))
-			return !traceparent_unsampled(head, off + i, len);
+	for (__u32 i = 0; i < 8; i++) {
+		if ((starts & STRATA_BYTE_FLAG(i)) && traceparent_after(head, off + i, len)) {
+			__u32 value = traceparent_value(head, off + i, len);
+			return traceparent_unsampled(head, value, len) ? 0 : value + 1;
+		}
+	}
 	return 0;
 }
 
@@ -190,8 +199,8 @@ static long scan_step(__u32 step, void *ctx)
 {
 	struct strata_traceparent_scan *scan = ctx;
 	/* masked, not only compared: the verifier bounds the offset by the mask */
-	__u32 base = (step & (STRATA_HTTP_REQUEST_CAPTURE / STRATA_SCAN_STEP - 1)) * STRATA_SCAN_STEP;
-	if (step >= STRATA_HTTP_REQUEST_CAPTURE / STRATA_SCAN_STEP || base >= scan->len)
+	__u32 base = (step & (STRATA_HTTP_TRACEPARENT_SCAN / STRATA_SCAN_STEP - 1)) * STRATA_SCAN_STEP;
+	if (step >= STRATA_HTTP_TRACEPARENT_SCAN / STRATA_SCAN_STEP || base >= scan->len)
 		return 1;
 	const __u8 *head = scan->slot->http_head;
 #pragma unroll
@@ -201,40 +210,46 @@ static long scan_step(__u32 step, void *ctx)
 		__u64 next = *(const __u64 *)(head + off + 8);
 		__u64 starts = bytes_equal(bytes, '\n') &
 			       bytes_equal(STRATA_BYTES_AFTER(bytes, next) | 0x2020202020202020ULL, 't');
-		if (starts && strata_traceparent_in_word(scan->slot, off, starts, scan->len)) {
-			scan->found = 1;
-			return 1;
+		if (starts) {
+			__u32 found = strata_traceparent_in_word(scan->slot, off, starts, scan->len);
+			if (found) {
+				scan->found = found;
+				return 1;
+			}
 		}
 	}
 	return 0;
 }
 
-/* Whether a request's first segment (its first STRATA_HTTP_REQUEST_CAPTURE bytes) has a
- * `traceparent` header that does not say unsampled: eight words a step, looked at closely only
- * where a line starts with `t`. */
-static __always_inline int has_traceparent(struct __sk_buff *skb, const struct strata_packet *pkt)
+/* Where in a request's first segment (its first STRATA_HTTP_TRACEPARENT_SCAN bytes) the value of a
+ * `traceparent` header that does not say unsampled begins, plus one; 0 without one. Eight words a
+ * step, looked at closely only where a line starts with `t`. */
+static __always_inline __u32 find_traceparent(struct __sk_buff *skb, const struct strata_packet *pkt)
 {
 	if (pkt->payload_len < STRATA_TRACEPARENT_MIN_REQUEST)
 		return 0;
 	__u32 len = pkt->payload_len;
-	if (len > STRATA_HTTP_REQUEST_CAPTURE)
-		len = STRATA_HTTP_REQUEST_CAPTURE;
+	if (len > STRATA_HTTP_TRACEPARENT_SCAN)
+		len = STRATA_HTTP_TRACEPARENT_SCAN;
 	union strata_scratch *slot = scratch_acquire();
 	if (!slot)
 		return 0;
 	struct strata_traceparent_scan scan = { .slot = slot, .len = len };
 	if (bpf_skb_load_bytes(skb, pkt->payload_off, slot->http_head,
-			       bound_len(len, STRATA_HTTP_REQUEST_CAPTURE)))
+			       bound_len(len, STRATA_HTTP_TRACEPARENT_SCAN)))
 		count(STRATA_COUNTER_PACKET_READ_FAILED);
 	else
-		bpf_loop(STRATA_HTTP_REQUEST_CAPTURE / STRATA_SCAN_STEP, scan_step, &scan, 0);
+		bpf_loop(STRATA_HTTP_TRACEPARENT_SCAN / STRATA_SCAN_STEP, scan_step, &scan, 0);
 	scratch_release();
 	return scan.found;
 }
 
-/* The request's head into socket storage, for an exchange that goes to the ring. */
+/* The request's head into socket storage, for an exchange that goes to the ring; and the
+ * traceparent's value (at `traceparent - 1` in the payload, when `traceparent` is not 0) on its own
+ * when it does not lie whole in the head's capture. */
 static __always_inline int capture_request(struct __sk_buff *skb, void *sk,
-					   const struct strata_packet *pkt, __u8 role, __u64 now)
+					   const struct strata_packet *pkt, __u8 role, __u64 now,
+					   __u32 traceparent)
 {
 	__u32 len = pkt->payload_len;
 	if (len > STRATA_HTTP_REQUEST_CAPTURE)
@@ -250,6 +265,18 @@ static __always_inline int capture_request(struct __sk_buff *skb, void *sk,
 		count(STRATA_COUNTER_PACKET_READ_FAILED);
 		pending->request_ns = 0;
 		return -1;
+	}
+	pending->traceparent_len = 0;
+	__u32 value = traceparent - 1;
+	if (traceparent && value + STRATA_TRACEPARENT_VALUE_LEN > len && value < pkt->payload_len) {
+		__u32 value_len = pkt->payload_len - value;
+		if (value_len > STRATA_TRACEPARENT_CAPTURE)
+			value_len = STRATA_TRACEPARENT_CAPTURE;
+		value_len = bound_len(value_len, STRATA_TRACEPARENT_CAPTURE);
+		if (bpf_skb_load_bytes(skb, pkt->payload_off + value, pending->traceparent, value_len))
+			count(STRATA_COUNTER_PACKET_READ_FAILED);
+		else
+			pending->traceparent_len = value_len;
 	}
 	pending->request_ns = now;
 	pending->request_seq = pkt->tcp_seq;
@@ -271,11 +298,13 @@ static __always_inline void record_request(struct __sk_buff *skb, void *sk,
 	}
 	__u8 role = egress ? STRATA_ROLE_CLIENT : STRATA_ROLE_SERVER;
 	__u8 capture = STRATA_HTTP_CAPTURE_NONE;
-	if (has_traceparent(skb, pkt))
+	__u32 traceparent = find_traceparent(skb, pkt);
+	if (traceparent)
 		capture = STRATA_HTTP_CAPTURE_TRACED;
 	else if (stats->http_slots_full)
 		capture = STRATA_HTTP_CAPTURE_SLOTS_FULL;
-	if (capture != STRATA_HTTP_CAPTURE_NONE && capture_request(skb, sk, pkt, role, now))
+	if (capture != STRATA_HTTP_CAPTURE_NONE &&
+	    capture_request(skb, sk, pkt, role, now, traceparent))
 		capture = STRATA_HTTP_CAPTURE_NONE;
 	stats->http_request_ns = now;
 	stats->http_request_seq = pkt->tcp_seq;
@@ -357,6 +386,8 @@ static __always_inline void complete_exchange(struct __sk_buff *skb, void *sk,
 		return;
 	}
 	__builtin_memcpy(event->response, head, STRATA_HTTP_RESPONSE_CAPTURE);
+	__builtin_memcpy(event->traceparent, pending->traceparent, STRATA_TRACEPARENT_CAPTURE);
+	event->traceparent_len = pending->traceparent_len;
 	if (bpf_dynptr_write(&record, STRATA_HTTP_EXCHANGE_FIXED_LEN, pending->request, request_len,
 			     0)) {
 		count(STRATA_COUNTER_PACKET_READ_FAILED);
@@ -373,7 +404,7 @@ static __always_inline void complete_exchange(struct __sk_buff *skb, void *sk,
 	event->role = pending->role;
 	event->_pad = 0;
 	event->_pad2 = 0;
-	event->_pad3 = 0;
+	event->_pad3[0] = event->_pad3[1] = event->_pad3[2] = 0;
 	event->request_payload_len = pending->request_payload_len;
 	event->response_len = STRATA_HTTP_RESPONSE_CAPTURE;
 	event->request_len = request_len;

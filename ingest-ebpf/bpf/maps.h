@@ -74,7 +74,7 @@ union strata_scratch {
 	struct strata_sock_stats stats; /* a new sock_stats entry, too large for the stack */
 	/* a request's head, searched for traceparent; the tail lets a word be read at any offset
 	 * the scan reaches (a step's last word, and a name after a line feed in it) */
-	__u8 http_head[STRATA_HTTP_REQUEST_CAPTURE + 16];
+	__u8 http_head[STRATA_HTTP_TRACEPARENT_SCAN + 16];
 };
 
 struct strata_scratch_stack {

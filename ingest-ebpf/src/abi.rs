@@ -44,6 +44,10 @@ pub const IPPROTO_UDP: u8 = 17;
 pub const HTTP_REQUEST_CAPTURE: usize = 512;
 pub const HTTP_RESPONSE_CAPTURE: usize = 16;
 pub const DNS_CAPTURE: usize = 512;
+/// Bytes of a request's first segment the kernel searches for `traceparent`.
+pub const HTTP_TRACEPARENT_SCAN: usize = 2048;
+/// Bytes of a traceparent's value carried on their own when it lies past the request's capture.
+pub const TRACEPARENT_CAPTURE: usize = 64;
 
 /// `STRATA_HTTP_METHOD_*`: request methods as the kernel classifies them; 0 is none.
 pub mod http_method {
@@ -285,7 +289,10 @@ pub struct HttpExchange {
     pub response_len: u16,
     pub _pad2: u16,
     pub request_payload_len: u32,
-    pub _pad3: u32,
+    /// Bytes valid in `traceparent`; 0 when the value lies in `request`.
+    pub traceparent_len: u8,
+    pub _pad3: [u8; 3],
+    pub traceparent: [u8; TRACEPARENT_CAPTURE],
     pub response: [u8; HTTP_RESPONSE_CAPTURE],
     pub request: [u8; HTTP_REQUEST_CAPTURE],
 }
@@ -299,7 +306,9 @@ pub struct HttpPending {
     pub request_payload_len: u32,
     pub request_len: u16,
     pub role: u8,
-    pub _pad: [u8; 5],
+    pub traceparent_len: u8,
+    pub _pad: [u8; 4],
+    pub traceparent: [u8; TRACEPARENT_CAPTURE],
     pub request: [u8; HTTP_REQUEST_CAPTURE],
 }
 
@@ -377,16 +386,19 @@ const _: () = assert!(offset_of!(ConnClosed, stats) == 24);
 const _: () = assert!(offset_of!(ConnClosed, sk_err) == 432);
 const _: () = assert!(offset_of!(ConnClosed, old_state) == 436);
 
-const _: () = assert!(size_of::<HttpExchange>() == 624);
+const _: () = assert!(size_of::<HttpExchange>() == 688);
 const _: () = assert!(offset_of!(HttpExchange, tuple) == 40);
 const _: () = assert!(offset_of!(HttpExchange, role) == 80);
 const _: () = assert!(offset_of!(HttpExchange, request_len) == 82);
 const _: () = assert!(offset_of!(HttpExchange, request_payload_len) == 88);
-const _: () = assert!(offset_of!(HttpExchange, response) == 96);
-const _: () = assert!(offset_of!(HttpExchange, request) == 112);
+const _: () = assert!(offset_of!(HttpExchange, traceparent_len) == 92);
+const _: () = assert!(offset_of!(HttpExchange, traceparent) == 96);
+const _: () = assert!(offset_of!(HttpExchange, response) == 160);
+const _: () = assert!(offset_of!(HttpExchange, request) == 176);
 
-const _: () = assert!(size_of::<HttpPending>() == 536);
-const _: () = assert!(offset_of!(HttpPending, request) == 24);
+const _: () = assert!(size_of::<HttpPending>() == 600);
+const _: () = assert!(offset_of!(HttpPending, traceparent) == 24);
+const _: () = assert!(offset_of!(HttpPending, request) == 88);
 
 const _: () = assert!(size_of::<DnsMessage>() == 592);
 const _: () = assert!(offset_of!(DnsMessage, tuple) == 32);
@@ -448,6 +460,14 @@ mod tests {
             HTTP_RESPONSE_CAPTURE as u64
         );
         assert_eq!(define("STRATA_DNS_CAPTURE"), DNS_CAPTURE as u64);
+        assert_eq!(
+            define("STRATA_HTTP_TRACEPARENT_SCAN"),
+            HTTP_TRACEPARENT_SCAN as u64
+        );
+        assert_eq!(
+            define("STRATA_TRACEPARENT_CAPTURE"),
+            TRACEPARENT_CAPTURE as u64
+        );
         assert_eq!(define("STRATA_HTTP_SLOTS"), HTTP_SLOTS as u64);
         assert_eq!(define("STRATA_HTTP_BUCKETS"), HTTP_BUCKETS as u64);
         for (name, method) in [
@@ -532,10 +552,12 @@ mod tests {
             }
             "strata_http_exchange" => HttpExchange {
                 header, cgroup_id, sock_cookie, request_ns, response_ns, tuple, role,
-                request_len, response_len, request_payload_len, response, request,
+                request_len, response_len, request_payload_len, traceparent_len, traceparent,
+                response, request,
             }
             "strata_http_pending" => HttpPending {
-                request_ns, request_seq, request_payload_len, request_len, role, request,
+                request_ns, request_seq, request_payload_len, request_len, role, traceparent_len,
+                traceparent, request,
             }
             "strata_dns_message" => DnsMessage {
                 header, cgroup_id, query_ns, response_ns, tuple, dns_id, dns_flags,
