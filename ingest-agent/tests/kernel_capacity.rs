@@ -19,18 +19,12 @@ const CONNECTIONS: usize = 64;
 
 #[test]
 fn evictions_from_a_full_socket_map_are_counted() {
-    let features = match lab::preconditions(&[]) {
-        Ok(features) => features,
-        Err(why) => skip!("{why}"),
-    };
+    let features = or_skip!(lab::preconditions(&[]));
     let config = LoaderConfig {
         sock_stats_capacity: CAPACITY,
         ..LoaderConfig::default()
     };
-    let mut probes = match lab::attach_all_with(&features, &config) {
-        Ok(probes) => probes,
-        Err(why) => skip!("{why}"),
-    };
+    let mut probes = or_skip!(lab::attach_all_with(&features, &config));
 
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind loopback");
     let address = listener.local_addr().expect("address");

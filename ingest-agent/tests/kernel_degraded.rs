@@ -50,10 +50,7 @@ fn state(probes: &Probes, hook: Hook) -> HookState {
 
 #[test]
 fn missing_hooks_degrade_instead_of_failing() {
-    let real = match lab::preconditions(&[]) {
-        Ok(features) => features,
-        Err(why) => skip!("{why}"),
-    };
+    let real = or_skip!(lab::preconditions(&[]));
     let tracefs = real.tracefs.clone().expect("checked by preconditions");
 
     // A tracefs that only has one of the two tracepoints.

@@ -58,10 +58,7 @@ fn install_faults(netns: &str) {
 
 #[test]
 fn kernel_reports_retransmits_resets_timeouts_and_late_sockets() {
-    let features = match lab::preconditions(&["ip", "nft"]) {
-        Ok(features) => features,
-        Err(why) => skip!("{why}"),
-    };
+    let features = or_skip!(lab::preconditions(&["ip", "nft"]));
     let cgroup2 = features.cgroup2.clone().expect("checked by preconditions");
     let lab = Lab::create(&cgroup2);
     install_faults(&lab.server_ns);
@@ -76,10 +73,7 @@ fn kernel_reports_retransmits_resets_timeouts_and_late_sockets() {
         .expect("early local address");
 
     // Loaded only now: the early connection exists before any program saw it.
-    let mut probes = match lab::attach_all(&features) {
-        Ok(probes) => probes,
-        Err(why) => skip!("{why}"),
-    };
+    let mut probes = or_skip!(lab::attach_all(&features));
     let log = EventLog::start(&mut probes);
     client.send("loaded");
     client.wait_for("early-sent");

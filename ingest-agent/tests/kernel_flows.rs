@@ -21,14 +21,8 @@ const ANSWER: usize = 1_234;
 
 #[test]
 fn tracker_sums_to_the_bytes_of_a_connection() {
-    let features = match lab::preconditions(&[]) {
-        Ok(features) => features,
-        Err(why) => skip!("{why}"),
-    };
-    let mut probes = match lab::attach_all(&features) {
-        Ok(probes) => probes,
-        Err(why) => skip!("{why}"),
-    };
+    let features = or_skip!(lab::preconditions(&[]));
+    let mut probes = or_skip!(lab::attach_all(&features));
     assert_eq!(
         probes.program_of(Hook::SockStatsRefresh),
         Some(program::SOCK_STATS_REFRESH)

@@ -112,14 +112,8 @@ impl Seen {
 
 #[test]
 fn kernel_counts_untraced_exchanges_and_sends_traced_ones() {
-    let features = match lab::preconditions(&[]) {
-        Ok(features) => features,
-        Err(why) => skip!("{why}"),
-    };
-    let mut probes = match lab::attach_all(&features) {
-        Ok(probes) => probes,
-        Err(why) => skip!("{why}"),
-    };
+    let features = or_skip!(lab::preconditions(&[]));
+    let mut probes = or_skip!(lab::attach_all(&features));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut tracked = lab::track(&mut probes, &runtime);
 

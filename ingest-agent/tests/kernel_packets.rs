@@ -119,14 +119,8 @@ fn response_with_id(events: &[Event], id: u16) -> Option<&DnsResponse> {
 
 #[test]
 fn cgroup_programs_parse_crafted_dns_frames() {
-    let features = match lab::preconditions(&[]) {
-        Ok(features) => features,
-        Err(why) => skip!("{why}"),
-    };
-    let mut probes = match lab::attach_all(&features) {
-        Ok(probes) => probes,
-        Err(why) => skip!("{why}"),
-    };
+    let features = or_skip!(lab::preconditions(&[]));
+    let mut probes = or_skip!(lab::attach_all(&features));
     let log = EventLog::start(&mut probes);
 
     let v4_answer: IpAddr = "192.0.2.10".parse().unwrap();
@@ -249,18 +243,12 @@ fn count_with_id(events: &[Event], id: u16) -> usize {
 /// threshold must still arrive at once, and a burst below it must wait.
 #[test]
 fn a_burst_past_the_threshold_wakes_the_reader() {
-    let features = match lab::preconditions(&[]) {
-        Ok(features) => features,
-        Err(why) => skip!("{why}"),
-    };
+    let features = or_skip!(lab::preconditions(&[]));
     let config = LoaderConfig {
         ring_buffer_bytes: 1 << 20, // wakeup past 256 KiB unread
         ..LoaderConfig::default()
     };
-    let mut probes = match lab::attach_all_with(&features, &config) {
-        Ok(probes) => probes,
-        Err(why) => skip!("{why}"),
-    };
+    let mut probes = or_skip!(lab::attach_all_with(&features, &config));
     let log = EventLog::start_with(
         &mut probes,
         &EventReaderConfig {
@@ -313,18 +301,12 @@ fn a_burst_past_the_threshold_wakes_the_reader() {
 /// Nobody reads a small ring: the kernel drops what does not fit and counts every record.
 #[test]
 fn records_that_do_not_fit_are_counted() {
-    let features = match lab::preconditions(&[]) {
-        Ok(features) => features,
-        Err(why) => skip!("{why}"),
-    };
+    let features = or_skip!(lab::preconditions(&[]));
     let config = LoaderConfig {
         ring_buffer_bytes: 64 << 10,
         ..LoaderConfig::default()
     };
-    let probes = match lab::attach_all_with(&features, &config) {
-        Ok(probes) => probes,
-        Err(why) => skip!("{why}"),
-    };
+    let probes = or_skip!(lab::attach_all_with(&features, &config));
     let payload = dns_response(0x0c0c, "x.strata.test", &[]);
     let frame = ipv4_frame(&udp(53, &payload), 0, 0);
     const RUNS: u64 = 2000;

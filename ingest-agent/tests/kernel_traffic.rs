@@ -45,14 +45,8 @@ const UPLOAD: &[u8] = b"abcde";
 
 #[test]
 fn kernel_reports_tcp_http_and_dns_between_namespaces() {
-    let features = match lab::preconditions(&["ip"]) {
-        Ok(features) => features,
-        Err(why) => skip!("{why}"),
-    };
-    let mut probes = match lab::attach_all(&features) {
-        Ok(probes) => probes,
-        Err(why) => skip!("{why}"),
-    };
+    let features = or_skip!(lab::preconditions(&["ip"]));
+    let mut probes = or_skip!(lab::attach_all(&features));
     let log = EventLog::start(&mut probes);
     let cgroup2 = features.cgroup2.clone().expect("checked by preconditions");
 

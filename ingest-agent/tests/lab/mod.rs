@@ -47,6 +47,16 @@ macro_rules! skip {
     }};
 }
 
+/// The value of a `Result` whose error says why the test cannot run, or a loud skip with it.
+macro_rules! or_skip {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(why) => skip!("{why}"),
+        }
+    };
+}
+
 /// What a root test needs before it can start, or why it cannot.
 pub fn preconditions(tools: &[&str]) -> Result<KernelFeatures, String> {
     // SAFETY: geteuid has no preconditions.
