@@ -143,7 +143,7 @@ static __always_inline __u32 traceparent_value(const __u8 *head, __u32 at, __u32
  * searched bytes' end reads as sampled (user space then decides). */
 static __always_inline int traceparent_unsampled(const __u8 *head, __u32 value, __u32 len)
 {
-	__u32 last = value + 54;
+	__u32 last = value + STRATA_TRACEPARENT_VALUE_LEN - 1;
 	if (last >= len)
 		return 0;
 	__u8 c = head[last & (STRATA_HTTP_TRACEPARENT_SCAN - 1)];
