@@ -56,7 +56,6 @@ pub struct AgentStats {
     pub flow_records: AtomicU64,
     pub flows_dropped: AtomicU64,
     pub spans: AtomicU64,
-    pub spans_dropped: AtomicU64,
     pub metric_series: AtomicU64,
     pub metric_series_dropped: AtomicU64,
     pub tracker_scans_skipped: AtomicU64,
@@ -243,7 +242,11 @@ impl Pipeline {
                 let at = self.clock.unix_ns(exchange.response_ns);
                 self.metrics.observe_http(exchange, local, remote, at);
                 if let Some(span) = spans::span_of(exchange, &self.clock, remote) {
-                    self.spans.push(local, span);
+                    if self.spans.push(local, span) {
+                        // a full batch goes now, not at the next tick: at a high span rate the
+                        // exporter's queue, not this batch, bounds what is held (and counts drops)
+                        self.flush_spans();
+                    }
                 }
             }
             Event::Dns(response) => {
@@ -329,9 +332,6 @@ impl Pipeline {
         stats
             .spans
             .fetch_add(self.spans.len() as u64, Ordering::Relaxed);
-        stats
-            .spans_dropped
-            .store(self.spans.dropped(), Ordering::Relaxed);
         if !self.spans.is_empty() {
             self.exporter.spans(self.spans.drain());
         }

@@ -110,7 +110,8 @@ pub struct AgentConfig {
     /// Connections and DNS exchanges summarised per interval; past it, new flows are dropped and
     /// counted.
     pub max_flows_per_interval: usize,
-    /// Spans held between two flushes (every second); past it, spans are dropped and counted.
+    /// Spans held before they go to the exporter: at every flush (each second), or as soon as this
+    /// many wait.
     pub max_spans_per_flush: usize,
     pub kernel: KernelConfig,
     pub exporter: ExporterConfig,

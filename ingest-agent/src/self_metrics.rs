@@ -160,7 +160,6 @@ pub fn render(observed: &Observed) -> String {
             load(&agent.tracker_scans_skipped),
         ),
         ("flows", "interval_full", load(&agent.flows_dropped)),
-        ("spans", "flush_full", load(&agent.spans_dropped)),
         (
             "metrics",
             "series_limit",

@@ -144,9 +144,9 @@ pub struct SpanBatch {
     /// equal services that came in different `Arc`s are merged at the drain.
     by_service: FastMap<usize, (Arc<Identity>, Vec<Span>)>,
     len: usize,
-    // spans between two exports: `max_spans`; when full: new spans are dropped and counted.
+    /// Spans a batch holds before it is full and must be drained (handed to the exporter, whose
+    /// bounded queue counts what it cannot keep).
     max_spans: usize,
-    dropped: u64,
 }
 
 impl SpanBatch {
@@ -155,21 +155,18 @@ impl SpanBatch {
             by_service: FastMap::default(),
             len: 0,
             max_spans: max_spans.max(1),
-            dropped: 0,
         }
     }
 
-    pub fn push(&mut self, service: &Arc<Identity>, span: Span) {
-        if self.len >= self.max_spans {
-            self.dropped += 1;
-            return;
-        }
+    /// Adds a span; true when the batch is now full.
+    pub fn push(&mut self, service: &Arc<Identity>, span: Span) -> bool {
         self.len += 1;
         self.by_service
             .entry(Arc::as_ptr(service).addr())
             .or_insert_with(|| (Arc::clone(service), Vec::new()))
             .1
             .push(span);
+        self.len >= self.max_spans
     }
 
     pub fn len(&self) -> usize {
@@ -178,10 +175,6 @@ impl SpanBatch {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    pub fn dropped(&self) -> u64 {
-        self.dropped
     }
 
     /// Everything pushed since the last drain, one resource per service.
@@ -303,15 +296,13 @@ mod tests {
     }
 
     #[test]
-    fn spans_past_the_bound_are_dropped_and_counted_until_the_drain() {
+    fn a_batch_says_when_it_is_full_until_the_drain() {
         let mut batch = SpanBatch::new(2);
         let cart = service("cart");
-        for name in ["a", "b", "c", "d"] {
-            batch.push(&cart, span(name));
-        }
-        assert_eq!((batch.len(), batch.dropped()), (2, 2));
+        assert!(!batch.push(&cart, span("a")));
+        assert!(batch.push(&cart, span("b")), "full at its bound");
         assert_eq!(by_resource(batch.drain())[0].1, ["a", "b"]);
-        batch.push(&cart, span("e"));
-        assert_eq!((batch.len(), batch.dropped()), (1, 2));
+        assert!(!batch.push(&cart, span("c")), "empty again after the drain");
+        assert_eq!(batch.len(), 1);
     }
 }

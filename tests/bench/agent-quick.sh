@@ -68,7 +68,7 @@ else
 fi
 wait "$load"
 grep -E 'VmHWM|VmRSS' /proc/"$agent"/status | tee -a "$OUT"
-curl -s http://127.0.0.1:19471/metrics | grep -E 'events_total|lost_total|kernel_counter' >"$OUT.metrics"
+curl -s http://127.0.0.1:19471/metrics | grep -E 'events_total|lost_total|kernel_counter|spans_total|export_' >"$OUT.metrics"
 kill "$agent" "$server" "$store"
 wait 2>/dev/null
 rm -rf "$WORK"
