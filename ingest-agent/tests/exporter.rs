@@ -1,5 +1,5 @@
 //! The OTLP exporter against a real gRPC collector in the same process: a tonic server of the
-//! three collector services on a loopback port, which records what it receives (items, gzip,
+//! three collector services on a loopback port, which records what it receives (items, compression,
 //! tenant and other metadata) and can be scripted to fail. Intervals are tens of milliseconds
 //! and every wait is for a condition, under a deadline.
 
@@ -61,7 +61,8 @@ struct Received {
     items: usize,
     /// Log record bodies, in order (the tests number them).
     numbers: Vec<i64>,
-    gzip: bool,
+    /// `grpc-encoding` of the request, if any.
+    encoding: Option<String>,
     tenant: Option<String>,
     agent_header: Option<String>,
     /// Every resource kept its attributes through batching and splitting.
@@ -163,7 +164,7 @@ impl Collector {
                     signal,
                     items,
                     numbers,
-                    gzip: text("grpc-encoding").as_deref() == Some("gzip"),
+                    encoding: text("grpc-encoding"),
                     tenant: text("x-scope-orgid"),
                     agent_header: text("x-agent"),
                     resources_intact,
@@ -295,11 +296,23 @@ fn reserve_port() -> (TcpSocket, SocketAddr) {
 /// Serves the collector on the reserved port from now on.
 fn start_collector(socket: TcpSocket, collector: &Collector) {
     let listener: TcpListener = socket.listen(64).expect("listen");
-    let gzip = CompressionEncoding::Gzip;
+    let (gzip, zstd) = (CompressionEncoding::Gzip, CompressionEncoding::Zstd);
     let router = tonic::transport::Server::builder()
-        .add_service(LogsServiceServer::new(collector.clone()).accept_compressed(gzip))
-        .add_service(MetricsServiceServer::new(collector.clone()).accept_compressed(gzip))
-        .add_service(TraceServiceServer::new(collector.clone()).accept_compressed(gzip));
+        .add_service(
+            LogsServiceServer::new(collector.clone())
+                .accept_compressed(gzip)
+                .accept_compressed(zstd),
+        )
+        .add_service(
+            MetricsServiceServer::new(collector.clone())
+                .accept_compressed(gzip)
+                .accept_compressed(zstd),
+        )
+        .add_service(
+            TraceServiceServer::new(collector.clone())
+                .accept_compressed(gzip)
+                .accept_compressed(zstd),
+        );
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     tokio::spawn(async move {
         router
@@ -479,7 +492,7 @@ async fn enqueued_logs_arrive_batched_gzipped_with_the_tenant() {
     assert_eq!(received.len(), 1, "one request for all four enqueues");
     let request = &received[0];
     assert_eq!(request.numbers, (0..300).collect::<Vec<_>>());
-    assert!(request.gzip, "gzip is on by default");
+    assert_eq!(request.encoding.as_deref(), Some("gzip"), "gzip by default");
     assert_eq!(request.tenant.as_deref(), Some("team-a"));
     assert_eq!(request.agent_header.as_deref(), Some("node-1"));
     assert!(request.resources_intact);
@@ -496,10 +509,10 @@ async fn enqueued_logs_arrive_batched_gzipped_with_the_tenant() {
 }
 
 #[tokio::test]
-async fn without_gzip_or_tenant_requests_go_plain() {
+async fn without_compression_or_tenant_requests_go_plain() {
     let (collector, addr) = running_collector();
     let exporter = Exporter::spawn(&ExporterConfig {
-        gzip: false,
+        compression: "none".into(),
         tenant: String::new(),
         ..config(addr)
     })
@@ -507,8 +520,23 @@ async fn without_gzip_or_tenant_requests_go_plain() {
     exporter.logs(vec![logs(0..3, 3)]);
     collector.wait_for_items(SignalKind::Logs, 3).await;
     let request = &collector.received(SignalKind::Logs)[0];
-    assert!(!request.gzip);
+    assert_eq!(request.encoding, None);
     assert_eq!(request.tenant, None);
+}
+
+#[tokio::test]
+async fn zstd_compression_when_configured() {
+    let (collector, addr) = running_collector();
+    let exporter = Exporter::spawn(&ExporterConfig {
+        compression: "zstd".into(),
+        ..config(addr)
+    })
+    .expect("exporter");
+    exporter.spans(vec![spans(5)]);
+    collector.wait_for_items(SignalKind::Spans, 5).await;
+    let request = &collector.received(SignalKind::Spans)[0];
+    assert_eq!(request.encoding.as_deref(), Some("zstd"));
+    assert!(request.resources_intact);
 }
 
 #[tokio::test]

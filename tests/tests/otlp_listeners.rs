@@ -107,9 +107,11 @@ fn otlp_metrics_are_queryable_with_promql() {
         .build()
         .unwrap();
     let resp = rt.block_on(async {
+        // zstd, as the agent can be set to send and OTel Collectors do (gzip is the default)
         let mut client = MetricsServiceClient::connect(s.otlp_grpc_endpoint())
             .await
-            .unwrap();
+            .unwrap()
+            .send_compressed(tonic::codec::CompressionEncoding::Zstd);
         client.export(req).await.unwrap().into_inner()
     });
     assert!(resp.partial_success.is_none(), "{resp:?}");

@@ -100,22 +100,27 @@ impl MetricsService for Collector {
 pub fn routes(state: Arc<AppState>) -> tonic::service::Routes {
     let limit = state.cfg.limits.max_decompressed_bytes;
     let c = Collector { state };
-    let gz = CompressionEncoding::Gzip;
+    // gzip as every OTLP client can send, zstd as the agent and OTel Collectors can (a third of
+    // gzip's CPU); the limit holds for the decompressed message either way.
+    let (gz, zstd) = (CompressionEncoding::Gzip, CompressionEncoding::Zstd);
     tonic::service::Routes::new(
         TraceServiceServer::new(c.clone())
             .accept_compressed(gz)
+            .accept_compressed(zstd)
             .send_compressed(gz)
             .max_decoding_message_size(limit),
     )
     .add_service(
         LogsServiceServer::new(c.clone())
             .accept_compressed(gz)
+            .accept_compressed(zstd)
             .send_compressed(gz)
             .max_decoding_message_size(limit),
     )
     .add_service(
         MetricsServiceServer::new(c)
             .accept_compressed(gz)
+            .accept_compressed(zstd)
             .send_compressed(gz)
             .max_decoding_message_size(limit),
     )

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
+use tonic::codec::CompressionEncoding;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
 
 use crate::config::duration::parse as parse_duration;
@@ -18,7 +19,7 @@ use crate::error::{Error, Result};
 /// endpoint = "http://127.0.0.1:4317"  # the store's OTLP gRPC listener; http only (no TLS in this build)
 /// tenant = ""                         # sent as X-Scope-OrgID when not empty
 /// headers = {}                        # extra gRPC metadata, e.g. { authorization = "Bearer …" }
-/// gzip = true                         # compress requests
+/// compression = "gzip"                # request compression: "gzip", "zstd" (a third of gzip's CPU; the store and OTel Collectors accept it) or "none"
 /// timeout = "10s"                     # one export attempt, connecting included
 /// max_batch_items = 4096              # log records, data points or spans in one request
 /// flush_interval = "1s"               # longest an item waits for its batch to fill
@@ -38,8 +39,8 @@ pub struct ExporterConfig {
     pub tenant: String,
     /// Extra gRPC metadata sent with every request (lower-case ASCII names).
     pub headers: BTreeMap<String, String>,
-    /// Gzip every request.
-    pub gzip: bool,
+    /// How requests are compressed: `gzip`, `zstd` or `none`.
+    pub compression: String,
     /// One export attempt, connecting included.
     pub timeout: String,
     /// Log records, metric data points or spans in one request; larger inputs are split.
@@ -80,7 +81,7 @@ impl Default for ExporterConfig {
             endpoint: DEFAULT_ENDPOINT.into(),
             tenant: String::new(),
             headers: BTreeMap::new(),
-            gzip: true,
+            compression: "gzip".into(),
             timeout: DEFAULT_TIMEOUT.into(),
             max_batch_items: DEFAULT_MAX_BATCH_ITEMS,
             flush_interval: DEFAULT_FLUSH_INTERVAL.into(),
@@ -105,7 +106,8 @@ impl Default for RetryConfig {
 pub(crate) struct Settings {
     pub endpoint: String,
     pub metadata: MetadataMap,
-    pub gzip: bool,
+    /// `None`: requests go uncompressed.
+    pub compression: Option<CompressionEncoding>,
     pub timeout: Duration,
     pub max_batch_items: usize,
     pub flush_interval: Duration,
@@ -206,10 +208,21 @@ impl ExporterConfig {
             )
         })?;
 
+        let compression = match self.compression.as_str() {
+            "gzip" => Some(CompressionEncoding::Gzip),
+            "zstd" => Some(CompressionEncoding::Zstd),
+            "none" => None,
+            other => {
+                return Err(invalid(
+                    "exporter.compression",
+                    format!("{other:?} is not one of \"gzip\", \"zstd\", \"none\""),
+                ))
+            }
+        };
         Ok(Settings {
             endpoint: endpoint.to_owned(),
             metadata,
-            gzip: self.gzip,
+            compression,
             timeout,
             max_batch_items: self.max_batch_items,
             flush_interval,
@@ -267,7 +280,7 @@ mod tests {
         assert_eq!(settings.timeout, Duration::from_secs(10));
         assert_eq!(settings.flush_interval, Duration::from_secs(1));
         assert_eq!(settings.max_elapsed, Duration::from_secs(300));
-        assert!(settings.gzip);
+        assert_eq!(settings.compression, Some(CompressionEncoding::Gzip));
         assert!(settings.metadata.is_empty());
         assert_eq!(config(""), ExporterConfig::default());
     }
@@ -279,7 +292,7 @@ mod tests {
             endpoint = "http://store:4317"
             tenant = "team-a"
             headers = { authorization = "Bearer x" }
-            gzip = false
+            compression = "zstd"
             timeout = "2s"
             max_batch_items = 100
             flush_interval = "250ms"
@@ -294,7 +307,7 @@ mod tests {
         assert_eq!(settings.endpoint, "http://store:4317");
         assert_eq!(settings.metadata.get("x-scope-orgid").unwrap(), "team-a");
         assert_eq!(settings.metadata.get("authorization").unwrap(), "Bearer x");
-        assert!(!settings.gzip);
+        assert_eq!(settings.compression, Some(CompressionEncoding::Zstd));
         assert_eq!(settings.flush_interval, Duration::from_millis(250));
         assert_eq!(settings.max_elapsed, Duration::ZERO);
         assert_eq!(
@@ -319,6 +332,7 @@ mod tests {
         assert!(bad(|c| c.endpoint = "127.0.0.1:4317".into()).contains("`exporter.endpoint`"));
         assert!(bad(|c| c.endpoint = "https://store:4317".into()).contains("TLS"));
         assert!(bad(|c| c.timeout = "10".into()).contains("`exporter.timeout`"));
+        assert!(bad(|c| c.compression = "brotli".into()).contains("`exporter.compression`"));
         assert!(bad(|c| c.flush_interval = "0".into()).contains("`exporter.flush_interval`"));
         assert!(bad(|c| c.max_batch_items = 0).contains("`exporter.max_batch_items`"));
         assert!(bad(|c| c.queue_capacity = 0).contains("`exporter.queue_capacity`"));

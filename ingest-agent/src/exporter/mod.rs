@@ -210,11 +210,12 @@ fn spawn_sender<S: Signal>(
 ) -> JoinHandle<()> {
     // One connection per signal: a signal stuck on a flow-control window or a slow service
     // does not delay the others.
-    let client = Grpc::new(endpoint.connect_lazy()).accept_compressed(CompressionEncoding::Gzip);
-    let client = if settings.gzip {
-        client.send_compressed(CompressionEncoding::Gzip)
-    } else {
-        client
+    let client = Grpc::new(endpoint.connect_lazy())
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd);
+    let client = match settings.compression {
+        Some(encoding) => client.send_compressed(encoding),
+        None => client,
     };
     let sender = Sender::<S> {
         queue: Arc::clone(queue),
